@@ -1,0 +1,1 @@
+//! Hotbak crypt envelope format.

@@ -1,0 +1,1 @@
+//! mariabackup metadata files.

@@ -1,0 +1,8 @@
+//! Pure formats: no I/O, no async, no logging. One page per format in `format-spec/`.
+
+pub mod envelope;
+pub mod manifest;
+pub mod metadata;
+pub mod path;
+pub mod qpress;
+pub mod xbstream;

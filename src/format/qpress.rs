@@ -1,0 +1,1 @@
+//! qpress container decoding.
