@@ -142,3 +142,21 @@ pub fn classify(err: &anyhow::Error) -> ErrorClass {
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     classify(err).exit_code()
 }
+
+/// Render an error chain on one line, skipping causes whose text the
+/// previous message already contains (our messages often embed their cause).
+#[must_use]
+pub fn render(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
+}

@@ -1,1 +1,215 @@
-fn main(){}
+//! xbextract: a strict, fast drop-in for `mbstream -x` / `xbstream -x`.
+//!
+//! Exit codes: see `hotbak::error::code` (0 ok, 1 failed, 2 usage,
+//! 3 corrupt or truncated input, 4 server).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hotbak::error::{exit_code, UsageError};
+use hotbak::extract::{self, DecodeOptions, Plan};
+use hotbak::format::path::RelPath;
+use hotbak::sink::{FileMeta, Output, Pipeline};
+
+/// Extract (or create) xbstream archives: strict, parallel, and honest about failure.
+#[derive(Parser, Debug)]
+#[command(name = "xbextract", version, about)]
+struct Args {
+    /// Extract a stream read from stdin (default) or from --listen.
+    #[arg(short = 'x', long = "extract", conflicts_with = "create")]
+    extract: bool,
+    /// Create a stream of FILES on stdout (paths are stored as given; they must be relative).
+    #[arg(short = 'c', long = "create")]
+    create: bool,
+    /// Change to DIR before extracting or creating (created when extracting if missing).
+    #[arg(short = 'C', long = "directory", value_name = "DIR")]
+    directory: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(short = 'p', long = "parallel", default_value_t = 1, value_name = "N")]
+    parallel: usize,
+    /// Print each file as it completes.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// List the files of the stream (path and size) without writing anything.
+    #[arg(long = "list", conflicts_with = "create")]
+    list: bool,
+    /// Accept one TCP connection on ADDR:PORT and extract what it sends.
+    #[arg(long = "listen", value_name = "ADDR:PORT", conflicts_with = "create")]
+    listen: Option<String>,
+    /// Overwrite files that already exist.
+    #[arg(long = "force")]
+    force: bool,
+    /// Do not fsync files and directories before reporting success.
+    #[arg(long = "no-sync")]
+    no_sync: bool,
+    /// Decompress every compressed file, including mariabackup's `.qp`.
+    #[arg(long = "decompress", conflicts_with = "no_decompress")]
+    decompress: bool,
+    /// Keep compressed files as they are in the stream.
+    #[arg(long = "no-decompress")]
+    no_decompress: bool,
+    /// Key file for encrypted streams: 32 raw bytes or 64 hex characters.
+    #[arg(long = "decrypt-key-file", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the key as 64 hex characters.
+    #[arg(long = "decrypt-key-env", value_name = "VAR")]
+    key_env: Option<String>,
+    /// With -c: do not append the hotbak stream header and manifest.
+    #[arg(long = "no-manifest")]
+    no_manifest: bool,
+    /// Files to archive (with -c).
+    files: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xbextract: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xbextract: error: {}", hotbak::error::render(&e));
+            let code = exit_code(&e);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    if args.create {
+        return create(args).await;
+    }
+    if !args.files.is_empty() {
+        return Err(UsageError(format!("unexpected file arguments {:?} (use -c to create)", args.files)).into());
+    }
+    let decode = decode_options(&args)?;
+    let plan = Plan {
+        dir: args.directory.clone().unwrap_or_else(|| PathBuf::from(".")),
+        parallel: args.parallel.max(1),
+        force: args.force,
+        sync: !args.no_sync,
+        verbose: args.verbose,
+        list: args.list,
+        decode,
+    };
+    let summary = if let Some(addr) = &args.listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--listen {addr}: cannot bind"))?;
+        eprintln!("xbextract: listening on {}", listener.local_addr().map_or_else(|_| addr.clone(), |a| a.to_string()));
+        let (sock, peer) = listener.accept().await.with_context(|| format!("--listen {addr}: accept failed"))?;
+        drop(listener);
+        eprintln!("xbextract: receiving from {peer}");
+        extract::extract(&plan, sock, &format!("tcp://{peer}")).await?
+    } else {
+        extract::extract(&plan, tokio::io::stdin(), "stdin").await?
+    };
+    for w in &summary.warnings {
+        eprintln!("xbextract: warning: {w}");
+    }
+    if args.verbose || !args.list {
+        eprintln!(
+            "xbextract: {} files, {} bytes written from {} stream bytes{}",
+            summary.files,
+            summary.bytes_out,
+            summary.bytes_in,
+            if summary.verified { "; every file verified against the manifest" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+fn decode_options(args: &Args) -> Result<DecodeOptions> {
+    let mut d = DecodeOptions {
+        decompress: if args.decompress {
+            Some(true)
+        } else if args.no_decompress {
+            Some(false)
+        } else {
+            None
+        },
+        ..DecodeOptions::default()
+    };
+    hotbak_glue::install_decoders(&mut d, args.key_file.as_deref(), args.key_env.as_deref())?;
+    Ok(d)
+}
+
+async fn create(args: Args) -> Result<()> {
+    if args.files.is_empty() {
+        return Err(UsageError("-c needs at least one file".into()).into());
+    }
+    if let Some(d) = &args.directory {
+        std::env::set_current_dir(d).with_context(|| format!("-C {}: cannot change directory", d.display()))?;
+    }
+    let mut rels = Vec::new();
+    for f in &args.files {
+        let rel = RelPath::from_path(f).map_err(|e| UsageError(format!("{}: {e}", f.display())))?;
+        rels.push((f.clone(), rel));
+    }
+    let (input, pipeline) = Pipeline::builder().manifest(!args.no_manifest).build(Output::stdout());
+    let res = async {
+        for (f, rel) in &rels {
+            let mut file = tokio::fs::File::open(f).await.with_context(|| format!("{}: cannot open", f.display()))?;
+            let mut w = input.open(FileMeta::new(rel.clone())).await?;
+            loop {
+                let mut buf = bytes::BytesMut::with_capacity(hotbak::sink::MAX_FRAME_LEN);
+                let mut filled = 0;
+                while filled < hotbak::sink::MAX_FRAME_LEN {
+                    let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf).await.with_context(|| format!("{}: read failed", f.display()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    break;
+                }
+                w.write(buf.freeze()).await?;
+            }
+            w.close().await?;
+            if args.verbose {
+                eprintln!("{rel}");
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    drop(input);
+    match res {
+        Ok(()) => {
+            pipeline.finish().await?;
+            Ok(())
+        }
+        Err(e) => {
+            // Prefer the graph's root cause (e.g. a closed stdout).
+            if let Some(root) = pipeline.abort().await {
+                return Err(root.into());
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Glue to the transform modules (decryptors and decompressors).
+mod hotbak_glue {
+    use std::path::Path;
+
+    use anyhow::Result;
+    use hotbak::extract::DecodeOptions;
+
+    pub fn install_decoders(d: &mut DecodeOptions, key_file: Option<&Path>, key_env: Option<&str>) -> Result<()> {
+        hotbak::extract::install_decoders(d, key_file, key_env)
+    }
+}

@@ -1,0 +1,76 @@
+//! Which inverse transforms a stored file needs, from its suffixes:
+//! `.hbenc` (decrypt, always first), then `.zst` / `.lz4` / `.qp`
+//! (decompress). Decryption always runs before decompression, so no
+//! unauthenticated byte is ever decompressed.
+
+use std::sync::Arc;
+
+use super::{Error, Result};
+use crate::format::path::RelPath;
+use crate::sink::transform::{InverseTransform, TransformError};
+
+/// Suffix of hotbak's encrypted files.
+pub const ENCRYPTED_SUFFIX: &str = ".hbenc";
+
+/// Builds an inverse transform for a file, given its logical path (the
+/// path after removing this layer's suffix).
+pub type InverseFactory = Arc<dyn Fn(&RelPath) -> std::result::Result<Box<dyn InverseTransform>, TransformError> + Send + Sync>;
+
+/// Decoding options.
+#[derive(Clone, Default)]
+pub struct DecodeOptions {
+    /// Decryptor factory (from the key), if a key was given.
+    pub decrypt: Option<InverseFactory>,
+    /// Decompressors by suffix (".zst", ".lz4", ".qp").
+    pub decompressors: Vec<(&'static str, InverseFactory)>,
+    /// `Some(true)`: decompress every known suffix; `Some(false)`: never;
+    /// `None` (default): decompress hotbak streams' `.zst`/`.lz4`, and leave
+    /// stock `.qp` files alone.
+    pub decompress: Option<bool>,
+}
+
+impl std::fmt::Debug for DecodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodeOptions")
+            .field("decrypt", &self.decrypt.is_some())
+            .field("decompressors", &self.decompressors.iter().map(|d| d.0).collect::<Vec<_>>())
+            .field("decompress", &self.decompress)
+            .finish()
+    }
+}
+
+/// The output path and the inverse chain, in application order.
+pub(crate) fn chain(stored: &RelPath, hotbak: bool, opts: &DecodeOptions) -> Result<(RelPath, Vec<Box<dyn InverseTransform>>)> {
+    let mut path = stored.clone();
+    let mut chain: Vec<Box<dyn InverseTransform>> = Vec::new();
+    let tf = |source| Error::Transform { path: stored.to_string(), source };
+    if let Some(inner) = path.strip_suffix(ENCRYPTED_SUFFIX) {
+        match &opts.decrypt {
+            Some(f) => {
+                chain.push(f(&inner).map_err(tf)?);
+                path = inner;
+            }
+            None if hotbak => {
+                return Err(Error::Usage(format!(
+                    "{stored} is encrypted: pass --decrypt-key-file or --decrypt-key-env to extract this stream"
+                )));
+            }
+            None => {}
+        }
+    }
+    for (suffix, f) in &opts.decompressors {
+        let wanted = match opts.decompress {
+            Some(v) => v,
+            None => hotbak && *suffix != ".qp",
+        };
+        if !wanted {
+            continue;
+        }
+        if let Some(inner) = path.strip_suffix(suffix) {
+            chain.push(f(&inner).map_err(tf)?);
+            path = inner;
+            break;
+        }
+    }
+    Ok((path, chain))
+}

@@ -1,0 +1,139 @@
+//! Safe file creation under the target directory: parents created one
+//! component at a time without following symlinks, files created with
+//! `O_EXCL|O_NOFOLLOW` under a partial name, renamed when complete.
+
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{Error, Finished, Plan, Result};
+use crate::format::path::RelPath;
+
+/// Suffix of files still being written (removed on failure).
+pub const PARTIAL_SUFFIX: &str = ".hbpart";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.display().to_string(), source }
+}
+
+/// Create the parent directories of `rel` under `root`, refusing symlinks.
+pub(crate) fn safe_parent(root: &Path, rel: &RelPath) -> Result<PathBuf> {
+    let mut p = root.to_path_buf();
+    let Some(parent) = rel.parent() else { return Ok(p) };
+    for comp in parent.components() {
+        p.push(comp);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::Symlink { path: rel.to_string(), at: p.display().to_string() });
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::Io {
+                    path: p.display().to_string(),
+                    source: std::io::Error::new(ErrorKind::Other, format!("not a directory (needed for {rel})")),
+                })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => match std::fs::create_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    // Raced with another worker: re-check it is a real directory.
+                    let m = std::fs::symlink_metadata(&p).map_err(io(&p))?;
+                    if !m.is_dir() {
+                        return Err(Error::Symlink { path: rel.to_string(), at: p.display().to_string() });
+                    }
+                }
+                Err(e) => return Err(io(&p)(e)),
+            },
+            Err(e) => return Err(io(&p)(e)),
+        }
+    }
+    Ok(p)
+}
+
+/// The final and partial paths of `rel`.
+pub(crate) fn paths(root: &Path, rel: &RelPath) -> (PathBuf, PathBuf) {
+    let fin = rel.under(root);
+    let mut part = fin.clone().into_os_string();
+    part.push(PARTIAL_SUFFIX);
+    (fin, PathBuf::from(part))
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// Create the partial file for `rel`. Returns the open file and its partial path.
+pub(crate) fn create_partial(plan: &Plan, rel: &RelPath) -> Result<(File, PathBuf)> {
+    safe_parent(&plan.dir, rel)?;
+    let (fin, part) = paths(&plan.dir, rel);
+    if exists(&fin) && !plan.force {
+        return Err(Error::Exists { path: fin.display().to_string() });
+    }
+    if exists(&part) {
+        if plan.force {
+            std::fs::remove_file(&part).map_err(io(&part))?;
+        } else {
+            return Err(Error::Exists { path: part.display().to_string() });
+        }
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&part)
+        .map_err(io(&part))?;
+    Ok((f, part))
+}
+
+/// Give a complete file its final name.
+pub(crate) fn commit(plan: &Plan, rel: &RelPath) -> Result<()> {
+    let (fin, part) = paths(&plan.dir, rel);
+    match std::fs::symlink_metadata(&fin) {
+        Ok(m) if m.is_dir() => {
+            return Err(Error::Exists { path: fin.display().to_string() });
+        }
+        Ok(_) if !plan.force => return Err(Error::Exists { path: fin.display().to_string() }),
+        _ => {}
+    }
+    // rename() replaces a symlink itself, never its target.
+    std::fs::rename(&part, &fin).map_err(io(&fin))
+}
+
+/// Apply a MariaDB `D` or `R` chunk inside the target, without following symlinks.
+pub(crate) fn apply_remove_rename(plan: &Plan, path: &RelPath, new_path: Option<&RelPath>) -> Result<()> {
+    safe_parent(&plan.dir, path)?;
+    let (fin, _) = paths(&plan.dir, path);
+    match new_path {
+        None => match std::fs::symlink_metadata(&fin) {
+            Ok(m) if m.is_dir() => Err(Error::Refused { path: path.to_string(), what: "remove (D)", offset: 0, why: "target is a directory" }),
+            Ok(_) => std::fs::remove_file(&fin).map_err(io(&fin)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&fin)(e)),
+        },
+        Some(np) => {
+            safe_parent(&plan.dir, np)?;
+            let (nfin, _) = paths(&plan.dir, np);
+            if exists(&nfin) && !plan.force {
+                return Err(Error::Exists { path: nfin.display().to_string() });
+            }
+            std::fs::rename(&fin, &nfin).map_err(io(&fin))
+        }
+    }
+}
+
+/// fsync every directory that received a file, and the root.
+pub(crate) fn sync_dirs(plan: &Plan, done: &[Finished]) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = done
+        .iter()
+        .filter_map(|f| f.path.under(&plan.dir).parent().map(Path::to_path_buf))
+        .collect();
+    dirs.push(plan.dir.clone());
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        File::open(&d).and_then(|f| f.sync_all()).map_err(io(&d))?;
+    }
+    Ok(())
+}

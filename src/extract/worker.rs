@@ -1,0 +1,252 @@
+//! Extraction workers: OS threads that own open files, run the inverse
+//! chain (CPU work stays off the async reader), hash and write. A file is
+//! pinned to one worker, so its chunks are applied in stream order while
+//! different files proceed in parallel.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{decode, dirwriter, Error, Finished, Plan, Result};
+use crate::format::manifest::{MANIFEST_NAME, MAX_MANIFEST_LEN, STREAM_INFO_NAME};
+use crate::format::path::RelPath;
+use crate::sink::transform::InverseTransform;
+
+/// Messages from the reader.
+pub(crate) enum Msg {
+    Open { path: RelPath, hotbak: bool },
+    Data { path: RelPath, bytes: Bytes },
+    Close { path: RelPath },
+    Barrier(oneshot::Sender<()>),
+}
+
+/// State shared by the workers and the reader.
+#[derive(Default)]
+pub(crate) struct SharedState {
+    /// Partial files not yet committed (removed on failure).
+    partials: Mutex<Vec<PathBuf>>,
+    /// First worker error.
+    error: Mutex<Option<Error>>,
+    /// Finished files.
+    finished: Mutex<Vec<Finished>>,
+}
+
+struct OpenFile {
+    stored: RelPath,
+    out: RelPath,
+    file: Option<File>,
+    partial: Option<PathBuf>,
+    chain: Vec<Box<dyn InverseTransform>>,
+    hash: Sha256,
+    size: u64,
+    content: Option<Vec<u8>>,
+    hotbak: bool,
+}
+
+/// The worker pool.
+pub(crate) struct Pool {
+    txs: Vec<mpsc::Sender<Msg>>,
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<SharedState>,
+}
+
+const QUEUE: usize = 8;
+
+impl Pool {
+    pub(crate) fn start(plan: &Plan, n: usize) -> Self {
+        let shared = Arc::new(SharedState::default());
+        let mut txs = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..n {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let plan = plan.clone();
+            let shared2 = shared.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("xbextract-{i}"))
+                .spawn(move || {
+                    if let Err(e) = work(&plan, rx, &shared2) {
+                        let mut slot = shared2.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if slot.is_none() {
+                            *slot = Some(e);
+                        }
+                    }
+                })
+                .expect("spawning a thread at start-up");
+            txs.push(tx);
+            threads.push(h);
+        }
+        Pool { txs, threads, shared }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub(crate) fn shared(&self) -> Arc<SharedState> {
+        self.shared.clone()
+    }
+
+    fn worker_error(&self) -> Error {
+        self.shared
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map_or_else(|| Error::Worker("a worker stopped".into()), |e| Error::Worker(e.to_string()))
+    }
+
+    pub(crate) async fn send(&self, w: usize, msg: Msg) -> Result<()> {
+        self.txs[w].send(msg).await.map_err(|_| self.worker_error())
+    }
+
+    /// Wait until every worker processed everything sent so far.
+    pub(crate) async fn barrier(&self) -> Result<()> {
+        for w in 0..self.len() {
+            let (tx, rx) = oneshot::channel();
+            self.send(w, Msg::Barrier(tx)).await?;
+            rx.await.map_err(|_| self.worker_error())?;
+        }
+        Ok(())
+    }
+
+    /// Stop the workers and collect the finished files or the first error.
+    pub(crate) fn join(self) -> Result<Vec<Finished>> {
+        drop(self.txs);
+        for t in self.threads {
+            if t.join().is_err() {
+                return Err(Error::Worker("a worker thread panicked".into()));
+            }
+        }
+        if let Some(e) = self.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            return Err(e);
+        }
+        let v = std::mem::take(&mut *self.shared.finished.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Ok(v)
+    }
+
+    /// Give every finished (hotbak) file its final name.
+    pub(crate) fn commit_all(plan: &Plan, done: &[Finished], shared: &SharedState) -> Result<()> {
+        for f in done {
+            dirwriter::commit(plan, &f.path)?;
+            let (_, part) = dirwriter::paths(&plan.dir, &f.path);
+            shared.partials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|p| *p != part);
+        }
+        Ok(())
+    }
+}
+
+impl SharedState {
+    /// Remove every partial file of this run.
+    pub(crate) fn cleanup(&self) {
+        for p in self.partials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+fn keep_content(stored: &RelPath) -> bool {
+    let s = stored.as_str();
+    s == STREAM_INFO_NAME || s == MANIFEST_NAME || s == format!("{MANIFEST_NAME}{}", decode::ENCRYPTED_SUFFIX)
+}
+
+fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Result<()> {
+    let mut files: HashMap<RelPath, OpenFile> = HashMap::new();
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Msg::Barrier(tx) => {
+                let _ = tx.send(());
+            }
+            Msg::Open { path, hotbak } => {
+                let (out, chain) = decode::chain(&path, hotbak, &plan.decode)?;
+                let (file, partial) = if plan.list {
+                    (None, None)
+                } else {
+                    let (f, p) = dirwriter::create_partial(plan, &out)?;
+                    shared.partials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(p.clone());
+                    (Some(f), Some(p))
+                };
+                let content = keep_content(&path).then(Vec::new);
+                files.insert(path.clone(), OpenFile { stored: path, out, file, partial, chain, hash: Sha256::new(), size: 0, content, hotbak });
+            }
+            Msg::Data { path, bytes } => {
+                let f = files.get_mut(&path).ok_or_else(|| Error::Worker(format!("data for {path} before open")))?;
+                push(f, &bytes, false)?;
+            }
+            Msg::Close { path } => {
+                let mut f = files.remove(&path).ok_or_else(|| Error::Worker(format!("close of {path} before open")))?;
+                push(&mut f, &[], true)?;
+                if let Some(file) = f.file.take() {
+                    let p = f.partial.clone().unwrap_or_default();
+                    if plan.sync {
+                        file.sync_all().map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+                    }
+                    drop(file);
+                    if !f.hotbak {
+                        // Stock stream: the E chunk is all the proof there is.
+                        dirwriter::commit(plan, &f.out)?;
+                        shared.partials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|x| *x != p);
+                    }
+                }
+                if plan.verbose || plan.list {
+                    println!("{}\t{}", f.out, f.size);
+                }
+                let fin = Finished {
+                    stored: f.stored.to_string(),
+                    path: f.out,
+                    size: f.size,
+                    sha256: hex::encode(f.hash.finalize()),
+                    content: f.content,
+                };
+                shared.finished.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(fin);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run `input` through the file's inverse chain (or finish it), then hash and write.
+fn push(f: &mut OpenFile, input: &[u8], finish: bool) -> Result<()> {
+    if f.chain.is_empty() {
+        return write_out(f, input);
+    }
+    let stored = f.stored.to_string();
+    let tf = |source| Error::Transform { path: stored.clone(), source };
+    let mut cur = input.to_vec();
+    for t in &mut f.chain {
+        let mut out = Vec::with_capacity(cur.len() * 2);
+        t.update(&cur, &mut out).map_err(tf)?;
+        if finish {
+            t.finish(&mut out).map_err(tf)?;
+        }
+        cur = out;
+    }
+    write_out(f, &cur)
+}
+
+fn write_out(f: &mut OpenFile, data: &[u8]) -> Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    f.hash.update(data);
+    f.size += data.len() as u64;
+    if let Some(c) = f.content.as_mut() {
+        if c.len() + data.len() > MAX_MANIFEST_LEN {
+            return Err(Error::Manifest(format!("{} exceeds {MAX_MANIFEST_LEN} bytes", f.stored)));
+        }
+        c.extend_from_slice(data);
+    }
+    if let Some(file) = f.file.as_mut() {
+        file.write_all(data).map_err(|source| Error::Io {
+            path: f.partial.as_ref().map_or_else(|| f.out.to_string(), |p| p.display().to_string()),
+            source,
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Terminal sinks: an xbstream writer over any async writer (stdout, a TCP
+//! connection, a file), a local-directory writer, and a null sink.
+//!
+//! Contract: frames are accepted in arrival order; the first error stops
+//! the sink (and with it the graph); success is reported only after `End`
+//! arrived, every file was closed, and the output was flushed (and, for
+//! directories, synced). A closed stdout or socket is an [`Error::Io`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
+
+use super::{Error, FileId, Frame, Report, Result, StageDone};
+use crate::format::path::RelPath;
+use crate::format::xbstream;
+
+/// Where the graph's bytes go.
+pub enum Output {
+    /// An xbstream over an async writer, with a name for messages.
+    Xbstream {
+        /// The writer.
+        writer: Box<dyn AsyncWrite + Send + Unpin>,
+        /// Name for error messages (`stdout`, `tcp://host:port`, a path).
+        dest: String,
+    },
+    /// Plain files under a directory (which must be empty or absent).
+    Dir {
+        /// The directory.
+        root: PathBuf,
+        /// fsync every file and directory before reporting success.
+        sync: bool,
+    },
+    /// Discard everything (benchmarks, dry runs).
+    Null,
+}
+
+impl Output {
+    /// xbstream to stdout.
+    #[must_use]
+    pub fn stdout() -> Self {
+        Output::Xbstream { writer: Box::new(tokio::io::stdout()), dest: "stdout".into() }
+    }
+}
+
+/// Run the terminal sink until `End` (success) or a closed input (failure).
+pub(crate) async fn run(output: Output, mut rx: mpsc::Receiver<Frame>) -> Result<StageDone> {
+    let mut sink = match output {
+        Output::Xbstream { writer, dest } => Sink::Xb(XbSink {
+            w: BufWriter::with_capacity(1 << 20, writer),
+            dest,
+            files: HashMap::new(),
+        }),
+        Output::Dir { root, sync } => Sink::Dir(DirSink::new(root, sync)?),
+        Output::Null => Sink::Null(HashMap::new()),
+    };
+    let mut report = Report::default();
+    while let Some(frame) = rx.recv().await {
+        match frame {
+            Frame::End => {
+                if let Some(p) = sink.open_path() {
+                    return Err(Error::Protocol(format!("file {p} still open at the end")));
+                }
+                sink.finish().await?;
+                return Ok(StageDone { report: Some(report) });
+            }
+            Frame::Open { id, meta } => sink.open(id, meta.path).await?,
+            Frame::Data { id, bytes } => {
+                report.bytes_out += bytes.len() as u64;
+                sink.data(id, bytes).await?;
+            }
+            Frame::Close { id } => {
+                report.files += 1;
+                sink.close(id).await?;
+            }
+        }
+    }
+    Err(Error::Closed)
+}
+
+enum Sink {
+    Xb(XbSink),
+    Dir(DirSink),
+    Null(HashMap<FileId, RelPath>),
+}
+
+impl Sink {
+    fn open_path(&self) -> Option<String> {
+        match self {
+            Sink::Xb(s) => s.files.values().next().map(|(p, _)| p.to_string()),
+            Sink::Dir(s) => s.files.values().next().map(|(p, _)| p.to_string()),
+            Sink::Null(m) => m.values().next().map(ToString::to_string),
+        }
+    }
+
+    async fn open(&mut self, id: FileId, path: RelPath) -> Result<()> {
+        match self {
+            Sink::Xb(s) => {
+                s.files.insert(id, (path, 0));
+                Ok(())
+            }
+            Sink::Dir(s) => s.open(id, path).await,
+            Sink::Null(m) => {
+                m.insert(id, path);
+                Ok(())
+            }
+        }
+    }
+
+    async fn data(&mut self, id: FileId, bytes: Bytes) -> Result<()> {
+        match self {
+            Sink::Xb(s) => s.data(id, bytes).await,
+            Sink::Dir(s) => s.data(id, bytes).await,
+            Sink::Null(m) => m.contains_key(&id).then_some(()).ok_or_else(|| unknown(id)),
+        }
+    }
+
+    async fn close(&mut self, id: FileId) -> Result<()> {
+        match self {
+            Sink::Xb(s) => s.close(id).await,
+            Sink::Dir(s) => s.close(id).await,
+            Sink::Null(m) => m.remove(&id).map(|_| ()).ok_or_else(|| unknown(id)),
+        }
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        match self {
+            Sink::Xb(s) => {
+                let dest = s.dest.clone();
+                s.w.flush().await.map_err(|source| Error::Io { dest: dest.clone(), source })?;
+                s.w.shutdown().await.map_err(|source| Error::Io { dest, source })
+            }
+            Sink::Dir(s) => s.finish().await,
+            Sink::Null(_) => Ok(()),
+        }
+    }
+}
+
+fn unknown(id: FileId) -> Error {
+    Error::Protocol(format!("frame for unknown file {id:?}"))
+}
+
+struct XbSink {
+    w: BufWriter<Box<dyn AsyncWrite + Send + Unpin>>,
+    dest: String,
+    /// Path and next offset of each open file.
+    files: HashMap<FileId, (RelPath, u64)>,
+}
+
+impl XbSink {
+    async fn data(&mut self, id: FileId, bytes: Bytes) -> Result<()> {
+        let (path, off) = self.files.get_mut(&id).ok_or_else(|| unknown(id))?;
+        let mut head = Vec::with_capacity(64 + path.as_bytes().len());
+        // Split frames larger than the stock writers' chunk size.
+        for piece in bytes.chunks(xbstream::DEFAULT_CHUNK_LEN) {
+            head.clear();
+            xbstream::put_payload_header(&mut head, path.as_bytes(), *off, piece);
+            *off += piece.len() as u64;
+            let dest = &self.dest;
+            self.w.write_all(&head).await.map_err(|source| Error::Io { dest: dest.clone(), source })?;
+            self.w.write_all(piece).await.map_err(|source| Error::Io { dest: dest.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, id: FileId) -> Result<()> {
+        let (path, _) = self.files.remove(&id).ok_or_else(|| unknown(id))?;
+        let mut e = Vec::with_capacity(14 + path.as_bytes().len());
+        xbstream::put_eof(&mut e, path.as_bytes());
+        self.w.write_all(&e).await.map_err(|source| Error::Io { dest: self.dest.clone(), source })
+    }
+}
+
+struct DirSink {
+    root: PathBuf,
+    sync: bool,
+    files: HashMap<FileId, (RelPath, tokio::fs::File)>,
+    written: Vec<PathBuf>,
+}
+
+impl DirSink {
+    fn new(root: PathBuf, sync: bool) -> Result<Self> {
+        let io = |source| Error::Io { dest: root.display().to_string(), source };
+        match std::fs::read_dir(&root) {
+            Ok(mut it) => {
+                if it.next().is_some() {
+                    return Err(io(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "target directory is not empty; refusing to overwrite",
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(&root).map_err(io)?,
+            Err(e) => return Err(io(e)),
+        }
+        Ok(DirSink { root, sync, files: HashMap::new(), written: Vec::new() })
+    }
+
+    async fn open(&mut self, id: FileId, path: RelPath) -> Result<()> {
+        let full = path.under(&self.root);
+        let io = |source| Error::Io { dest: full.display().to_string(), source };
+        if let Some(parent) = full.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(io)?;
+        }
+        let f = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&full).await.map_err(io)?;
+        self.files.insert(id, (path, f));
+        Ok(())
+    }
+
+    async fn data(&mut self, id: FileId, bytes: Bytes) -> Result<()> {
+        let (path, f) = self.files.get_mut(&id).ok_or_else(|| unknown(id))?;
+        let root = &self.root;
+        f.write_all(&bytes).await.map_err(|source| Error::Io { dest: path.under(root).display().to_string(), source })
+    }
+
+    async fn close(&mut self, id: FileId) -> Result<()> {
+        let (path, mut f) = self.files.remove(&id).ok_or_else(|| unknown(id))?;
+        let full = path.under(&self.root);
+        let io = |source| Error::Io { dest: full.display().to_string(), source };
+        f.flush().await.map_err(io)?;
+        if self.sync {
+            f.sync_all().await.map_err(io)?;
+        }
+        self.written.push(full.clone());
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        if !self.sync {
+            return Ok(());
+        }
+        let root = self.root.clone();
+        let dirs: Vec<PathBuf> = {
+            let mut d: Vec<PathBuf> = self.written.iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+            d.push(root.clone());
+            d.sort();
+            d.dedup();
+            d
+        };
+        tokio::task::spawn_blocking(move || {
+            for d in dirs {
+                std::fs::File::open(&d)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|source| Error::Io { dest: d.display().to_string(), source })?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
