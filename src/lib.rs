@@ -15,6 +15,7 @@
 //! [`extract`], [`backup`], [`mysql`].
 
 pub mod backup;
+pub mod cli;
 pub mod compress;
 pub mod encrypt;
 pub mod error;

@@ -1,18 +1,814 @@
-//! hotbak backup: orchestrates the sources into the graph.
+//! `hotbak backup`: copies a running MariaDB server into the datasink graph.
+//!
+//! Sequence (see README "How a backup works"):
+//! 1. Connect, check flavour and version (MariaDB ≥ 10.8 redo format), read
+//!    the datadir and InnoDB geometry, set `lock_wait_timeout`.
+//! 2. Start the redo follower: the backup's `ib_logfile0` prefix is written
+//!    first (final from the start), then the log is tailed every
+//!    `--log-copy-interval` ms from the newest checkpoint.
+//! 3. `BACKUP STAGE START`, `FLUSH`, `BLOCK_DDL`. hotbak **holds BLOCK_DDL
+//!    across the InnoDB copy**: DDL waits (InnoDB DML does not), so no
+//!    `.new/.ren/.del` tracking is needed and prepare is a plain crash
+//!    recovery. Then all InnoDB files are copied with `--parallel` workers,
+//!    page-validated, followed by the non-transactional files (MyISAM,
+//!    CSV, ARCHIVE, `.frm`, ...), which BLOCK_DDL keeps still.
+//! 4. `BLOCK_COMMIT`: Aria files and logs and the CSV log tables, the
+//!    binlog position and GTID, the InnoDB LSN; `FLUSH ENGINE LOGS`; wait
+//!    until the follower has copied up to that LSN; stop it. `END`.
+//! 5. Metadata in mariabackup's format (`xtrabackup_binlog_info`,
+//!    `xtrabackup_checkpoints`, `backup-my.cnf`, `xtrabackup_info`), then
+//!    the graph's manifest.
+//!
+//! With `--lock=ftwrl` the InnoDB copy runs unlocked and
+//! `FLUSH TABLES WITH READ LOCK` covers step 4 and the non-InnoDB files;
+//! InnoDB DDL seen in the redo during the copy then fails the backup (it
+//! would need DDL tracking). `--no-lock` takes no lock at all.
 
-use crate::error::{Classify, ErrorClass};
+pub mod datafiles;
+pub mod progress;
+pub mod redo;
 
-/// Errors of this module.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::cli::{BackupArgs, CompressArg, LockMode, QueryTypeArg};
+use crate::error::{Classify, ErrorClass, UsageError};
+use crate::format::metadata::{BackupType, Checkpoints, XtrabackupInfo};
+use crate::format::path::RelPath;
+use crate::innodb::Lsn;
+use crate::mysql::{ConnectOptions, Defaults, LockPolicy, Password, QueryType, Session};
+use crate::sink::{FileMeta, GraphInput, Output, Pipeline};
+use progress::{human, Progress};
+
+/// Errors of the backup.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Placeholder until the module lands.
+    /// Server errors (connection, version, locks).
+    #[error(transparent)]
+    Server(#[from] crate::mysql::Error),
+    /// The server went away during the backup.
+    #[error("server connection lost: {0}")]
+    ServerGone(String),
+    /// The redo log was overwritten before it was copied.
+    #[error("redo log overrun: {0}")]
+    RedoOverrun(String),
+    /// The server's redo log could not be followed.
+    #[error("redo log: {0}")]
+    Redo(String),
+    /// A data file failed validation.
+    #[error("corrupt data file: {0}")]
+    Corrupt(String),
+    /// Unsupported server layout.
     #[error("{0}")]
-    Other(String),
+    Layout(String),
+    /// The datasink graph failed.
+    #[error(transparent)]
+    Sink(#[from] crate::sink::Error),
+    /// File system error on the server's files.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// InnoDB DDL ran while the copy was unprotected.
+    #[error("DDL ran during the backup without BACKUP STAGE BLOCK_DDL ({0}); the backup would be inconsistent. Use the default --lock=backup-stage.")]
+    UnprotectedDdl(String),
+    /// A task failed.
+    #[error("task failed: {0}")]
+    Task(String),
 }
 
 impl Classify for Error {
     fn class(&self) -> ErrorClass {
-        ErrorClass::Failed
+        match self {
+            Error::Server(e) => e.class(),
+            Error::ServerGone(_) | Error::RedoOverrun(_) | Error::UnprotectedDdl(_) => {
+                ErrorClass::Server
+            }
+            Error::Redo(_) | Error::Layout(_) | Error::Task(_) => ErrorClass::Failed,
+            Error::Corrupt(_) => ErrorClass::Corrupt,
+            Error::Sink(e) => e.class(),
+            Error::Io { .. } => ErrorClass::Io,
+        }
     }
+}
+
+impl Error {
+    fn is_closed(&self) -> bool {
+        matches!(self, Error::Sink(e) if e.is_closed())
+    }
+}
+
+/// Where the stream goes.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// Plain files.
+    Dir(PathBuf),
+    /// xbstream on stdout.
+    Stdout,
+    /// xbstream over TCP.
+    Tcp(String),
+}
+
+/// A validated backup plan.
+pub struct BackupPlan {
+    /// Destination.
+    pub dest: Destination,
+    /// Connection.
+    pub conn: ConnectOptions,
+    /// Copy workers.
+    pub parallel: usize,
+    /// Lock mode (`None` = `--no-lock`).
+    pub lock: Option<LockMode>,
+    /// Long-query policy.
+    pub policy: LockPolicy,
+    /// Session `lock_wait_timeout`.
+    pub lock_wait_timeout: u64,
+    /// `--slave-info`.
+    pub slave_info: bool,
+    /// `--safe-slave-backup` with its timeout.
+    pub safe_slave: Option<Duration>,
+    /// Redo poll interval.
+    pub log_copy_interval: Duration,
+    /// Redo headroom warning threshold (percent of capacity).
+    pub redo_warn_percent: u64,
+    /// Compression: algorithm, level, threads, chunk size.
+    pub compress: Option<(CompressArg, i32, usize, usize)>,
+    /// Encryption key.
+    pub key: Option<crate::encrypt::Key>,
+    /// Data-file read rate limit, MB/s (0 = none).
+    pub max_rate: u64,
+    /// Progress display.
+    pub progress: crate::cli::ProgressArg,
+    /// The command line, with secrets masked (for `xtrabackup_info`).
+    pub command_line: String,
+}
+
+fn qt(q: QueryTypeArg) -> QueryType {
+    match q {
+        QueryTypeArg::All => QueryType::All,
+        QueryTypeArg::Select => QueryType::Select,
+        QueryTypeArg::Update => QueryType::Update,
+    }
+}
+
+impl BackupPlan {
+    /// Validate the arguments.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the option; option-file errors.
+    pub fn from_args(a: BackupArgs) -> anyhow::Result<Self> {
+        let dest = match (&a.target_dir, &a.stream, &a.stream_to) {
+            (Some(d), None, None) => Destination::Dir(d.clone()),
+            (None, Some(f), None) => {
+                if f != "xbstream" && f != "mbstream" {
+                    return Err(
+                        UsageError(format!("--stream={f}: only xbstream is supported")).into(),
+                    );
+                }
+                Destination::Stdout
+            }
+            (None, None, Some(t)) => {
+                let addr = t.strip_prefix("tcp://").ok_or_else(|| {
+                    UsageError(format!("--stream-to {t}: expected tcp://HOST:PORT"))
+                })?;
+                Destination::Tcp(addr.to_owned())
+            }
+            (None, None, None) => {
+                return Err(UsageError(
+                    "give one of --target-dir DIR, --stream, or --stream-to tcp://HOST:PORT".into(),
+                )
+                .into())
+            }
+            _ => {
+                return Err(UsageError(
+                    "--target-dir, --stream and --stream-to are exclusive".into(),
+                )
+                .into())
+            }
+        };
+        let defaults = if a.conn.no_defaults {
+            Defaults::None
+        } else if let Some(f) = &a.conn.defaults_file {
+            Defaults::File(f.clone())
+        } else {
+            Defaults::Standard
+        };
+        let mut conn = ConnectOptions::default().with_defaults(&defaults)?;
+        if let Some(h) = &a.conn.host {
+            conn.host = Some(h.clone());
+        }
+        if let Some(p) = a.conn.port {
+            conn.port = Some(p);
+        }
+        if let Some(s) = &a.conn.socket {
+            conn.socket = Some(s.clone());
+        }
+        if let Some(u) = &a.conn.user {
+            conn.user = Some(u.clone());
+        }
+        if let Some(p) = &a.conn.password {
+            conn.password = Some(Password::new(p.clone()));
+        }
+        if a.parallel == 0 {
+            return Err(UsageError("--parallel must be at least 1".into()).into());
+        }
+        let key = match (&a.encrypt, &a.encrypt_key_file, &a.encrypt_key_env) {
+            (None, None, None) => None,
+            (None, _, _) => {
+                return Err(UsageError(
+                    "--encrypt-key-file/--encrypt-key-env need --encrypt".into(),
+                )
+                .into())
+            }
+            (Some(alg), f, e) => {
+                let norm = alg.to_ascii_uppercase().replace(['-', '_'], "");
+                if norm != "AES256GCM" && norm != "AES256" {
+                    return Err(UsageError(format!(
+                        "--encrypt={alg}: only AES256-GCM is supported"
+                    ))
+                    .into());
+                }
+                Some(match (f, e) {
+                    (Some(f), None) => crate::encrypt::Key::from_file(f)?,
+                    (None, Some(v)) => crate::encrypt::Key::from_env(v)?,
+                    _ => return Err(UsageError(
+                        "--encrypt needs exactly one of --encrypt-key-file or --encrypt-key-env"
+                            .into(),
+                    )
+                    .into()),
+                })
+            }
+        };
+        let threads = a
+            .compress_threads
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+            })
+            .max(1);
+        if a.compress.is_some()
+            && (a.compress_chunk_size < 4096 || a.compress_chunk_size > crate::sink::MAX_FRAME_LEN)
+        {
+            return Err(UsageError(format!(
+                "--compress-chunk-size must be between 4096 and {}",
+                crate::sink::MAX_FRAME_LEN
+            ))
+            .into());
+        }
+        if a.compress == Some(CompressArg::Zstd) {
+            crate::compress::ZstdCompress::new(a.compress_level)
+                .map_err(|e| UsageError(format!("--compress-level {}: {e}", a.compress_level)))?;
+        }
+        let lock = if a.no_lock { None } else { Some(a.lock) };
+        Ok(BackupPlan {
+            dest,
+            conn,
+            parallel: a.parallel,
+            lock,
+            policy: LockPolicy {
+                ftwrl_wait_timeout: Duration::from_secs(a.ftwrl_wait_timeout),
+                ftwrl_wait_threshold: a.ftwrl_wait_threshold,
+                ftwrl_wait_query_type: qt(a.ftwrl_wait_query_type),
+                kill_long_queries_timeout: Duration::from_secs(a.kill_long_queries_timeout),
+                kill_long_query_type: qt(a.kill_long_query_type),
+                ..LockPolicy::default()
+            },
+            lock_wait_timeout: a.lock_wait_timeout,
+            slave_info: a.slave_info,
+            safe_slave: a
+                .safe_slave_backup
+                .then(|| Duration::from_secs(a.safe_slave_backup_timeout)),
+            log_copy_interval: Duration::from_millis(a.log_copy_interval.max(10)),
+            redo_warn_percent: a.redo_warn_percent,
+            compress: a
+                .compress
+                .map(|c| (c, a.compress_level, threads, a.compress_chunk_size)),
+            key,
+            max_rate: a.max_rate,
+            progress: a.progress,
+            command_line: crate::format::metadata::mask_command_line(
+                &std::env::args().collect::<Vec<_>>(),
+            ),
+        })
+    }
+}
+
+/// CLI entry.
+///
+/// # Errors
+/// Any backup failure.
+pub async fn run_cli(args: BackupArgs) -> anyhow::Result<()> {
+    let plan = BackupPlan::from_args(args)?;
+    let output = match &plan.dest {
+        Destination::Dir(d) => Output::Dir {
+            root: d.clone(),
+            sync: true,
+        },
+        Destination::Stdout => Output::stdout(),
+        Destination::Tcp(a) => {
+            let s = tokio::net::TcpStream::connect(a)
+                .await
+                .map_err(|source| Error::Io {
+                    path: format!("tcp://{a}"),
+                    source,
+                })?;
+            s.set_nodelay(true).ok();
+            Output::Xbstream {
+                writer: Box::new(s),
+                dest: format!("tcp://{a}"),
+            }
+        }
+    };
+    let report = run(plan, output).await?;
+    eprintln!("{report}");
+    Ok(())
+}
+
+/// What the backup did (the one-screen summary).
+#[derive(Debug, Default)]
+pub struct BackupReport {
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Files in the backup.
+    pub files: u64,
+    /// Bytes read from the server's files.
+    pub bytes_in: u64,
+    /// Bytes written (after compression and encryption).
+    pub bytes_out: u64,
+    /// Redo range.
+    pub first_lsn: u64,
+    /// End of the copied redo.
+    pub last_lsn: u64,
+    /// Checkpoint at BLOCK_COMMIT.
+    pub to_lsn: u64,
+    /// Binlog position.
+    pub binlog: Option<String>,
+    /// Time BLOCK_DDL (or FTWRL) was held.
+    pub ddl_lock: Duration,
+    /// Time BLOCK_COMMIT was held.
+    pub commit_lock: Duration,
+    /// Smallest redo headroom seen.
+    pub min_headroom: u64,
+    /// Destination.
+    pub dest: String,
+}
+
+impl std::fmt::Display for BackupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(0.001);
+        writeln!(f, "hotbak: backup completed OK")?;
+        writeln!(f, "  destination      {}", self.dest)?;
+        writeln!(f, "  files            {}", self.files)?;
+        writeln!(
+            f,
+            "  data read        {} in {:.1}s ({}/s)",
+            human(self.bytes_in),
+            secs,
+            human((self.bytes_in as f64 / secs) as u64)
+        )?;
+        writeln!(f, "  bytes written    {}", human(self.bytes_out))?;
+        writeln!(
+            f,
+            "  redo             LSN {} .. {} ({}), checkpoint {}",
+            self.first_lsn,
+            self.last_lsn,
+            human(self.last_lsn - self.first_lsn),
+            self.to_lsn
+        )?;
+        writeln!(f, "  min redo headroom {}", human(self.min_headroom))?;
+        writeln!(
+            f,
+            "  DDL lock held    {:.2}s; commits blocked {:.3}s",
+            self.ddl_lock.as_secs_f64(),
+            self.commit_lock.as_secs_f64()
+        )?;
+        write!(
+            f,
+            "  binlog position  {}",
+            self.binlog.as_deref().unwrap_or("(binlog off)")
+        )
+    }
+}
+
+fn build_pipeline(plan: &BackupPlan, output: Output) -> (GraphInput, Pipeline) {
+    let mut b = Pipeline::builder();
+    if let Some((alg, level, threads, chunk)) = plan.compress {
+        match alg {
+            CompressArg::Zstd => {
+                let z = crate::compress::ZstdCompress::new(level)
+                    .expect("level validated in from_args");
+                b = b.stage_chunked(z, threads, chunk, |m| m.compress);
+            }
+            CompressArg::Lz4 => {
+                b = b.stage_chunked(crate::compress::Lz4Compress::new(), threads, chunk, |m| {
+                    m.compress
+                })
+            }
+        }
+    }
+    if let Some(key) = &plan.key {
+        let seal = crate::encrypt::Seal::new(key.clone());
+        b = b.key_id(Some(hex::encode(key.id().0)));
+        b = b.stage(seal, 2, |m| m.encrypt);
+    }
+    b.build(output)
+}
+
+async fn write_meta(
+    input: &GraphInput,
+    name: &str,
+    text: String,
+    compress: bool,
+) -> Result<(), Error> {
+    let p = RelPath::new(name).map_err(|e| Error::Layout(e.to_string()))?;
+    let meta = if compress {
+        FileMeta::new(p)
+    } else {
+        FileMeta::uncompressed(p)
+    };
+    input.write_file(meta, Bytes::from(text)).await?;
+    Ok(())
+}
+
+/// Run a backup into `output`.
+///
+/// # Errors
+/// Any [`Error`]; the graph is aborted and nothing reports success.
+pub async fn run(plan: BackupPlan, output: Output) -> Result<BackupReport, Error> {
+    let dest = match &plan.dest {
+        Destination::Dir(d) => d.display().to_string(),
+        Destination::Stdout => "stdout (xbstream)".into(),
+        Destination::Tcp(a) => format!("tcp://{a} (xbstream)"),
+    };
+    let progress = Arc::new(Progress::new(plan.progress));
+    let (input, pipeline) = build_pipeline(&plan, output);
+    let ticker = {
+        let p = progress.clone();
+        tokio::spawn(async move {
+            let iv = p.interval();
+            loop {
+                tokio::time::sleep(iv).await;
+                p.tick();
+            }
+        })
+    };
+    let res = body(&plan, &input, &progress).await;
+    drop(input);
+    let out = match res {
+        Ok(mut report) => match pipeline.finish().await {
+            Ok(g) => {
+                report.files = g.files;
+                report.bytes_out = g.bytes_out;
+                report.bytes_in = progress.bytes_done();
+                report.elapsed = progress.elapsed();
+                report.dest = dest;
+                Ok(report)
+            }
+            Err(e) => Err(Error::Sink(e)),
+        },
+        Err(e) => {
+            // A closed graph is a consequence: report the graph's root cause instead.
+            let root = pipeline.abort().await;
+            match root {
+                Some(r) if e.is_closed() => Err(Error::Sink(r)),
+                _ => Err(e),
+            }
+        }
+    };
+    ticker.abort();
+    progress.done();
+    out
+}
+
+struct Locker<'a> {
+    s: &'a mut Session,
+    mode: Option<LockMode>,
+    policy: &'a LockPolicy,
+}
+
+async fn body(
+    plan: &BackupPlan,
+    input: &GraphInput,
+    progress: &Arc<Progress>,
+) -> Result<BackupReport, Error> {
+    let start_time = chrono::Local::now();
+    let mut s = Session::connect(&plan.conn).await?;
+    s.execute(&format!(
+        "SET SESSION lock_wait_timeout={}",
+        plan.lock_wait_timeout
+    ))
+    .await?;
+    let info = s.server_info().await?;
+    if info.innodb_encrypt_log {
+        return Err(Error::Layout("innodb_encrypt_log=ON is not supported yet (the backup log would need the encryption plugin)".into()));
+    }
+    progress.line(&format!(
+        "connected to {} ({}), datadir {}",
+        s.version().text,
+        plan.conn.describe(),
+        info.datadir.display()
+    ));
+    let inv = datafiles::inventory(&datafiles::Layout {
+        datadir: &info.datadir,
+        data_home: info.innodb_data_home_dir.as_deref(),
+        data_file_path: &info.innodb_data_file_path,
+        undo_dir: info.innodb_undo_directory.as_deref(),
+    })?;
+    let total: u64 = inv
+        .innodb
+        .iter()
+        .chain(&inv.nontx_ddl)
+        .chain(&inv.nontx_commit)
+        .map(|s| s.size)
+        .sum();
+    progress.add_total(
+        (inv.innodb.len() + inv.nontx_ddl.len() + inv.nontx_commit.len()) as u64,
+        total,
+    );
+
+    // Redo follower first: the log must be followed from the checkpoint before any page is read.
+    let log_path = info.redo_log_dir().join("ib_logfile0");
+    let follower = redo::Follower::start(
+        &log_path,
+        input,
+        redo::FollowerOptions {
+            interval: plan.log_copy_interval,
+            warn_percent: plan.redo_warn_percent,
+            conn: plan.conn.clone(),
+        },
+        progress.clone(),
+    )
+    .await?;
+    progress.line(&format!(
+        "redo follower started at checkpoint LSN {} (log capacity {})",
+        follower.start_checkpoint,
+        human(follower.capacity)
+    ));
+
+    let r = locked_copy(
+        plan, &mut s, input, progress, inv, &info, follower, start_time,
+    )
+    .await;
+    if r.is_err() {
+        // Release whatever we hold; ignore errors (the server may be gone).
+        let _ = s.execute("UNLOCK TABLES").await;
+        if plan.lock == Some(LockMode::BackupStage) {
+            let _ = s.stage_end().await;
+        }
+    }
+    r
+}
+
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+async fn locked_copy(
+    plan: &BackupPlan,
+    s: &mut Session,
+    input: &GraphInput,
+    progress: &Arc<Progress>,
+    inv: datafiles::Inventory,
+    info: &crate::mysql::ServerInfo,
+    follower: redo::Follower,
+    start_time: chrono::DateTime<chrono::Local>,
+) -> Result<BackupReport, Error> {
+    let mut report = BackupReport::default();
+    let lk = Locker {
+        s,
+        mode: plan.lock,
+        policy: &plan.policy,
+    };
+    let replica = match plan.safe_slave {
+        Some(t) => Some(lk.s.safe_slave_backup(t).await?),
+        None => None,
+    };
+    let ddl_locked_at;
+    if lk.mode == Some(LockMode::BackupStage) {
+        lk.s.stage_start(lk.policy).await?;
+        lk.s.stage_flush(lk.policy).await?;
+        lk.s.stage_block_ddl(lk.policy).await?;
+        progress.line("BACKUP STAGE BLOCK_DDL taken (DDL waits; DML continues)");
+    }
+    ddl_locked_at = Instant::now();
+
+    // InnoDB copy.
+    progress.phase(&format!(
+        "copying {} InnoDB files with {} workers",
+        inv.innodb.len(),
+        plan.parallel
+    ));
+    let sys_format = inv
+        .innodb
+        .iter()
+        .find(|s| s.innodb == Some(datafiles::InnoKind::SystemFirst))
+        .map(|s| read_format(&s.abs))
+        .transpose()?;
+    let limit = Arc::new(datafiles::RateLimit::new(plan.max_rate));
+    let queue = Arc::new(tokio::sync::Mutex::new(
+        inv.innodb
+            .into_iter()
+            .collect::<std::collections::VecDeque<_>>(),
+    ));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..plan.parallel {
+        let q = queue.clone();
+        let input = input.clone();
+        let p = progress.clone();
+        let limit = limit.clone();
+        workers.spawn(async move {
+            loop {
+                let next = q.lock().await.pop_front();
+                let Some(src) = next else {
+                    return Ok::<(), Error>(());
+                };
+                datafiles::copy(src, &input, &p, sys_format, &limit).await?;
+            }
+        });
+    }
+    let mut copy_err: Option<Error> = None;
+    let mut follower = Some(follower);
+    loop {
+        tokio::select! {
+            r = workers.join_next() => {
+                match r {
+                    None => break,
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => { if copy_err.as_ref().is_none_or(Error::is_closed) { copy_err = Some(e); } workers.abort_all(); }
+                    Some(Err(e)) if e.is_cancelled() => {}
+                    Some(Err(e)) => { copy_err = Some(Error::Task(e.to_string())); workers.abort_all(); }
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                if follower.as_ref().is_some_and(redo::Follower::has_failed) {
+                    if let Some(f) = follower.take() {
+                        if let Some(e) = f.take_error().await { copy_err = Some(e); }
+                    }
+                    workers.abort_all();
+                }
+            }
+        }
+    }
+    let Some(follower) = follower else {
+        return Err(copy_err.unwrap_or_else(|| Error::Redo("redo follower stopped".into())));
+    };
+    if let Some(e) = copy_err {
+        // A follower failure explains a closed graph better than the copier's "closed".
+        if e.is_closed() && follower.has_failed() {
+            if let Some(fe) = follower.take_error().await {
+                return Err(fe);
+            }
+        } else {
+            follower.abort();
+        }
+        return Err(e);
+    }
+
+    // Non-transactional files that BLOCK_DDL keeps still.
+    if lk.mode == Some(LockMode::Ftwrl) {
+        lk.s.flush_tables_with_read_lock(lk.policy).await?;
+        progress.line("FLUSH TABLES WITH READ LOCK taken");
+    }
+    progress.phase(&format!("copying {} non-InnoDB files", inv.nontx_ddl.len()));
+    for src in inv.nontx_ddl {
+        datafiles::copy(src, input, progress, None, &limit).await?;
+    }
+
+    // BLOCK_COMMIT: the consistent point.
+    let commit_locked_at = Instant::now();
+    if lk.mode == Some(LockMode::BackupStage) {
+        lk.s.stage_block_commit(lk.policy).await?;
+    }
+    for src in inv.nontx_commit {
+        datafiles::copy(src, input, progress, None, &limit).await?;
+    }
+    let binlog = if lk.mode.is_some() && info.log_bin {
+        lk.s.binlog_position().await?
+    } else {
+        None
+    };
+    let slave = if plan.slave_info {
+        let si = lk.s.slave_info().await?;
+        if si.is_none() {
+            progress.warn("--slave-info: this server is not a replica; ignoring the option");
+        }
+        si
+    } else {
+        None
+    };
+    let lsn = lk.s.innodb_lsn().await?;
+    lk.s.flush_engine_logs().await?;
+    let target = Lsn(lsn.current);
+    let fr = follower.finish(target).await?;
+    let to_lsn = lsn
+        .last_checkpoint
+        .map_or(fr.server_checkpoint, Lsn)
+        .min(fr.last_lsn);
+    report.commit_lock = commit_locked_at.elapsed();
+    report.ddl_lock = ddl_locked_at.elapsed();
+    match lk.mode {
+        Some(LockMode::BackupStage) => {
+            lk.s.stage_end().await?;
+        }
+        Some(LockMode::Ftwrl) => lk.s.unlock_tables().await?,
+        None => {}
+    }
+    if let Some(r) = &replica {
+        lk.s.restart_replica_sql(r).await?;
+    }
+    progress.line(&format!(
+        "locks released; redo copied LSN {} .. {}",
+        fr.first_lsn, fr.last_lsn
+    ));
+    if lk.mode != Some(LockMode::BackupStage) && !fr.file_ops.is_empty() {
+        return Err(Error::UnprotectedDdl(fr.file_ops.join("; ")));
+    }
+
+    // Metadata, in mariabackup's format; they come last, before the manifest.
+    if let Some(b) = &binlog {
+        write_meta(
+            input,
+            "xtrabackup_binlog_info",
+            b.binlog_info().render(),
+            true,
+        )
+        .await?;
+        report.binlog = Some(b.binlog_info().render().trim_end().to_owned());
+    }
+    if let Some(si) = &slave {
+        write_meta(input, "xtrabackup_slave_info", si.sql.clone(), true).await?;
+    }
+    let ck = Checkpoints {
+        backup_type: BackupType::FullBackuped,
+        from_lsn: 0,
+        to_lsn: to_lsn.0,
+        last_lsn: fr.last_lsn.0,
+        recover_binlog_info: false,
+    };
+    write_meta(input, Checkpoints::FILE, ck.render(), false).await?;
+    write_meta(
+        input,
+        crate::format::metadata::BackupMyCnf::FILE,
+        info.backup_my_cnf().render(),
+        true,
+    )
+    .await?;
+    let end_time = chrono::Local::now();
+    let xi = XtrabackupInfo {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        name: String::new(),
+        tool_name: "hotbak".into(),
+        tool_command: plan.command_line.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        ibbackup_version: env!("CARGO_PKG_VERSION").into(),
+        server_version: info.version.clone(),
+        start_time: crate::format::metadata::format_time(&start_time),
+        end_time: crate::format::metadata::format_time(&end_time),
+        lock_time: i64::try_from(report.ddl_lock.as_secs()).unwrap_or(0),
+        binlog_pos: binlog
+            .as_ref()
+            .map(|b| b.binlog_info().binlog_pos_text())
+            .unwrap_or_default(),
+        innodb_from_lsn: 0,
+        innodb_to_lsn: to_lsn.0,
+        partial: false,
+        incremental: false,
+        format: if matches!(plan.dest, Destination::Dir(_)) {
+            "file".into()
+        } else {
+            "xbstream".into()
+        },
+        compressed: if plan.compress.is_some() {
+            "compressed".into()
+        } else {
+            "N".into()
+        },
+        extra: Vec::new(),
+    };
+    write_meta(input, XtrabackupInfo::FILE, xi.render(), true).await?;
+    report.first_lsn = fr.first_lsn.0;
+    report.last_lsn = fr.last_lsn.0;
+    report.to_lsn = to_lsn.0;
+    report.min_headroom = fr.min_headroom;
+    Ok(report)
+}
+
+fn read_format(p: &std::path::Path) -> Result<crate::innodb::page::PageFormat, Error> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).map_err(|source| Error::Io {
+        path: p.display().to_string(),
+        source,
+    })?;
+    let mut b = vec![0u8; 16384];
+    let n = f.read(&mut b).map_err(|source| Error::Io {
+        path: p.display().to_string(),
+        source,
+    })?;
+    crate::innodb::page::parse_page0(&b[..n])
+        .map(|i| i.format)
+        .map_err(|e| Error::Corrupt(format!("{}: {e}", p.display())))
 }

@@ -72,7 +72,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("xbextract: cannot start the runtime: {e}");
@@ -94,7 +97,11 @@ async fn run(args: Args) -> Result<()> {
         return create(args).await;
     }
     if !args.files.is_empty() {
-        return Err(UsageError(format!("unexpected file arguments {:?} (use -c to create)", args.files)).into());
+        return Err(UsageError(format!(
+            "unexpected file arguments {:?} (use -c to create)",
+            args.files
+        ))
+        .into());
     }
     let decode = decode_options(&args)?;
     let plan = Plan {
@@ -107,9 +114,19 @@ async fn run(args: Args) -> Result<()> {
         decode,
     };
     let summary = if let Some(addr) = &args.listen {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--listen {addr}: cannot bind"))?;
-        eprintln!("xbextract: listening on {}", listener.local_addr().map_or_else(|_| addr.clone(), |a| a.to_string()));
-        let (sock, peer) = listener.accept().await.with_context(|| format!("--listen {addr}: accept failed"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--listen {addr}: cannot bind"))?;
+        eprintln!(
+            "xbextract: listening on {}",
+            listener
+                .local_addr()
+                .map_or_else(|_| addr.clone(), |a| a.to_string())
+        );
+        let (sock, peer) = listener
+            .accept()
+            .await
+            .with_context(|| format!("--listen {addr}: accept failed"))?;
         drop(listener);
         eprintln!("xbextract: receiving from {peer}");
         extract::extract(&plan, sock, &format!("tcp://{peer}")).await?
@@ -125,7 +142,11 @@ async fn run(args: Args) -> Result<()> {
             summary.files,
             summary.bytes_out,
             summary.bytes_in,
-            if summary.verified { "; every file verified against the manifest" } else { "" }
+            if summary.verified {
+                "; every file verified against the manifest"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
@@ -151,23 +172,30 @@ async fn create(args: Args) -> Result<()> {
         return Err(UsageError("-c needs at least one file".into()).into());
     }
     if let Some(d) = &args.directory {
-        std::env::set_current_dir(d).with_context(|| format!("-C {}: cannot change directory", d.display()))?;
+        std::env::set_current_dir(d)
+            .with_context(|| format!("-C {}: cannot change directory", d.display()))?;
     }
     let mut rels = Vec::new();
     for f in &args.files {
         let rel = RelPath::from_path(f).map_err(|e| UsageError(format!("{}: {e}", f.display())))?;
         rels.push((f.clone(), rel));
     }
-    let (input, pipeline) = Pipeline::builder().manifest(!args.no_manifest).build(Output::stdout());
+    let (input, pipeline) = Pipeline::builder()
+        .manifest(!args.no_manifest)
+        .build(Output::stdout());
     let res = async {
         for (f, rel) in &rels {
-            let mut file = tokio::fs::File::open(f).await.with_context(|| format!("{}: cannot open", f.display()))?;
+            let mut file = tokio::fs::File::open(f)
+                .await
+                .with_context(|| format!("{}: cannot open", f.display()))?;
             let mut w = input.open(FileMeta::new(rel.clone())).await?;
             loop {
                 let mut buf = bytes::BytesMut::with_capacity(hotbak::sink::MAX_FRAME_LEN);
                 let mut filled = 0;
                 while filled < hotbak::sink::MAX_FRAME_LEN {
-                    let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf).await.with_context(|| format!("{}: read failed", f.display()))?;
+                    let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf)
+                        .await
+                        .with_context(|| format!("{}: read failed", f.display()))?;
                     if n == 0 {
                         break;
                     }
@@ -209,7 +237,11 @@ mod hotbak_glue {
     use anyhow::Result;
     use hotbak::extract::DecodeOptions;
 
-    pub fn install_decoders(d: &mut DecodeOptions, key_file: Option<&Path>, key_env: Option<&str>) -> Result<()> {
+    pub fn install_decoders(
+        d: &mut DecodeOptions,
+        key_file: Option<&Path>,
+        key_env: Option<&str>,
+    ) -> Result<()> {
         hotbak::extract::install_decoders(d, key_file, key_env)
     }
 }

@@ -14,7 +14,11 @@ pub const ENCRYPTED_SUFFIX: &str = ".hbenc";
 
 /// Builds an inverse transform for a file, given its logical path (the
 /// path after removing this layer's suffix).
-pub type InverseFactory = Arc<dyn Fn(&RelPath) -> std::result::Result<Box<dyn InverseTransform>, TransformError> + Send + Sync>;
+pub type InverseFactory = Arc<
+    dyn Fn(&RelPath) -> std::result::Result<Box<dyn InverseTransform>, TransformError>
+        + Send
+        + Sync,
+>;
 
 /// Decoding options.
 #[derive(Clone, Default)]
@@ -33,17 +37,27 @@ impl std::fmt::Debug for DecodeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DecodeOptions")
             .field("decrypt", &self.decrypt.is_some())
-            .field("decompressors", &self.decompressors.iter().map(|d| d.0).collect::<Vec<_>>())
+            .field(
+                "decompressors",
+                &self.decompressors.iter().map(|d| d.0).collect::<Vec<_>>(),
+            )
             .field("decompress", &self.decompress)
             .finish()
     }
 }
 
 /// The output path and the inverse chain, in application order.
-pub(crate) fn chain(stored: &RelPath, hotbak: bool, opts: &DecodeOptions) -> Result<(RelPath, Vec<Box<dyn InverseTransform>>)> {
+pub(crate) fn chain(
+    stored: &RelPath,
+    hotbak: bool,
+    opts: &DecodeOptions,
+) -> Result<(RelPath, Vec<Box<dyn InverseTransform>>)> {
     let mut path = stored.clone();
     let mut chain: Vec<Box<dyn InverseTransform>> = Vec::new();
-    let tf = |source| Error::Transform { path: stored.to_string(), source };
+    let tf = |source| Error::Transform {
+        path: stored.to_string(),
+        source,
+    };
     if let Some(inner) = path.strip_suffix(ENCRYPTED_SUFFIX) {
         match &opts.decrypt {
             Some(f) => {

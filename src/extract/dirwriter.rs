@@ -14,24 +14,35 @@ use crate::format::path::RelPath;
 pub const PARTIAL_SUFFIX: &str = ".hbpart";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.display().to_string(), source }
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Create the parent directories of `rel` under `root`, refusing symlinks.
 pub(crate) fn safe_parent(root: &Path, rel: &RelPath) -> Result<PathBuf> {
     let mut p = root.to_path_buf();
-    let Some(parent) = rel.parent() else { return Ok(p) };
+    let Some(parent) = rel.parent() else {
+        return Ok(p);
+    };
     for comp in parent.components() {
         p.push(comp);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::Symlink { path: rel.to_string(), at: p.display().to_string() });
+                return Err(Error::Symlink {
+                    path: rel.to_string(),
+                    at: p.display().to_string(),
+                });
             }
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 return Err(Error::Io {
                     path: p.display().to_string(),
-                    source: std::io::Error::new(ErrorKind::Other, format!("not a directory (needed for {rel})")),
+                    source: std::io::Error::new(
+                        ErrorKind::Other,
+                        format!("not a directory (needed for {rel})"),
+                    ),
                 })
             }
             Err(e) if e.kind() == ErrorKind::NotFound => match std::fs::create_dir(&p) {
@@ -40,7 +51,10 @@ pub(crate) fn safe_parent(root: &Path, rel: &RelPath) -> Result<PathBuf> {
                     // Raced with another worker: re-check it is a real directory.
                     let m = std::fs::symlink_metadata(&p).map_err(io(&p))?;
                     if !m.is_dir() {
-                        return Err(Error::Symlink { path: rel.to_string(), at: p.display().to_string() });
+                        return Err(Error::Symlink {
+                            path: rel.to_string(),
+                            at: p.display().to_string(),
+                        });
                     }
                 }
                 Err(e) => return Err(io(&p)(e)),
@@ -68,13 +82,17 @@ pub(crate) fn create_partial(plan: &Plan, rel: &RelPath) -> Result<(File, PathBu
     safe_parent(&plan.dir, rel)?;
     let (fin, part) = paths(&plan.dir, rel);
     if exists(&fin) && !plan.force {
-        return Err(Error::Exists { path: fin.display().to_string() });
+        return Err(Error::Exists {
+            path: fin.display().to_string(),
+        });
     }
     if exists(&part) {
         if plan.force {
             std::fs::remove_file(&part).map_err(io(&part))?;
         } else {
-            return Err(Error::Exists { path: part.display().to_string() });
+            return Err(Error::Exists {
+                path: part.display().to_string(),
+            });
         }
     }
     let f = OpenOptions::new()
@@ -92,9 +110,15 @@ pub(crate) fn commit(plan: &Plan, rel: &RelPath) -> Result<()> {
     let (fin, part) = paths(&plan.dir, rel);
     match std::fs::symlink_metadata(&fin) {
         Ok(m) if m.is_dir() => {
-            return Err(Error::Exists { path: fin.display().to_string() });
+            return Err(Error::Exists {
+                path: fin.display().to_string(),
+            });
         }
-        Ok(_) if !plan.force => return Err(Error::Exists { path: fin.display().to_string() }),
+        Ok(_) if !plan.force => {
+            return Err(Error::Exists {
+                path: fin.display().to_string(),
+            })
+        }
         _ => {}
     }
     // rename() replaces a symlink itself, never its target.
@@ -102,12 +126,21 @@ pub(crate) fn commit(plan: &Plan, rel: &RelPath) -> Result<()> {
 }
 
 /// Apply a MariaDB `D` or `R` chunk inside the target, without following symlinks.
-pub(crate) fn apply_remove_rename(plan: &Plan, path: &RelPath, new_path: Option<&RelPath>) -> Result<()> {
+pub(crate) fn apply_remove_rename(
+    plan: &Plan,
+    path: &RelPath,
+    new_path: Option<&RelPath>,
+) -> Result<()> {
     safe_parent(&plan.dir, path)?;
     let (fin, _) = paths(&plan.dir, path);
     match new_path {
         None => match std::fs::symlink_metadata(&fin) {
-            Ok(m) if m.is_dir() => Err(Error::Refused { path: path.to_string(), what: "remove (D)", offset: 0, why: "target is a directory" }),
+            Ok(m) if m.is_dir() => Err(Error::Refused {
+                path: path.to_string(),
+                what: "remove (D)",
+                offset: 0,
+                why: "target is a directory",
+            }),
             Ok(_) => std::fs::remove_file(&fin).map_err(io(&fin)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(&fin)(e)),
@@ -116,7 +149,9 @@ pub(crate) fn apply_remove_rename(plan: &Plan, path: &RelPath, new_path: Option<
             safe_parent(&plan.dir, np)?;
             let (nfin, _) = paths(&plan.dir, np);
             if exists(&nfin) && !plan.force {
-                return Err(Error::Exists { path: nfin.display().to_string() });
+                return Err(Error::Exists {
+                    path: nfin.display().to_string(),
+                });
             }
             std::fs::rename(&fin, &nfin).map_err(io(&fin))
         }

@@ -1,10 +1,49 @@
-//! Stub glue (shadow build only).
+//! Wires the transform modules into the extractor's decode options.
+
 use std::path::Path;
-use super::DecodeOptions;
-/// Install decoders.
+use std::sync::Arc;
+
+use super::decode::{DecodeOptions, InverseFactory};
+use crate::compress::{
+    Lz4Decompress, QpDecompress, ZstdDecompress, LZ4_SUFFIX, QP_SUFFIX, ZSTD_SUFFIX,
+};
+use crate::encrypt::{Key, Open};
+use crate::error::UsageError;
+use crate::sink::transform::InverseTransform;
+
+/// Install the decompressors, and the decryptor when a key is given
+/// (from a key file or an environment variable; never from the command line).
 ///
 /// # Errors
-/// Never in the stub.
-pub fn install_decoders(_d: &mut DecodeOptions, _key_file: Option<&Path>, _key_env: Option<&str>) -> anyhow::Result<()> {
+/// A bad or unreadable key, or both key sources given.
+pub fn install_decoders(
+    d: &mut DecodeOptions,
+    key_file: Option<&Path>,
+    key_env: Option<&str>,
+) -> anyhow::Result<()> {
+    let zstd: InverseFactory =
+        Arc::new(|p| Ok(Box::new(ZstdDecompress::new(p.as_str())) as Box<dyn InverseTransform>));
+    let lz4: InverseFactory =
+        Arc::new(|p| Ok(Box::new(Lz4Decompress::new(p.as_str())) as Box<dyn InverseTransform>));
+    let qp: InverseFactory =
+        Arc::new(|p| Ok(Box::new(QpDecompress::new(p.as_str())) as Box<dyn InverseTransform>));
+    d.decompressors = vec![(ZSTD_SUFFIX, zstd), (LZ4_SUFFIX, lz4), (QP_SUFFIX, qp)];
+    let key = match (key_file, key_env) {
+        (None, None) => None,
+        (Some(f), None) => Some(Key::from_file(f)?),
+        (None, Some(v)) => Some(Key::from_env(v)?),
+        (Some(_), Some(_)) => {
+            return Err(UsageError(
+                "give only one of --decrypt-key-file and --decrypt-key-env".into(),
+            )
+            .into())
+        }
+    };
+    if let Some(key) = key {
+        let key = Arc::new(key);
+        d.decrypt = Some(Arc::new(move |logical| {
+            Ok(Box::new(Open::new(&key, logical)) as Box<dyn InverseTransform>)
+        }));
+    }
     Ok(())
 }

@@ -15,8 +15,8 @@
 //!   that looks complete is left behind. The exit code is non-zero.
 
 mod decode;
-mod glue;
 mod dirwriter;
+mod glue;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -32,8 +32,8 @@ use crate::format::xbstream::{self, ChunkType, Decoder};
 use crate::sink::transform::TransformError;
 
 pub use decode::{DecodeOptions, InverseFactory, ENCRYPTED_SUFFIX};
-pub use glue::install_decoders;
 pub use dirwriter::PARTIAL_SUFFIX;
+pub use glue::install_decoders;
 
 /// Errors of the extractor. Each names the path and, where it applies, the stream offset.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +172,9 @@ impl Classify for Error {
             | Error::Manifest(_)
             | Error::ManifestFormat(_)
             | Error::Refused { .. } => ErrorClass::Corrupt,
-            Error::Exists { .. } | Error::Symlink { .. } | Error::Io { .. } | Error::Worker(_) => ErrorClass::Io,
+            Error::Exists { .. } | Error::Symlink { .. } | Error::Io { .. } | Error::Worker(_) => {
+                ErrorClass::Io
+            }
             Error::Usage(_) => ErrorClass::Usage,
         }
     }
@@ -236,9 +238,16 @@ pub(crate) struct Finished {
 ///
 /// # Errors
 /// Any [`Error`]; on error the partial files of this run are removed.
-pub async fn extract<R: AsyncRead + Unpin>(plan: &Plan, mut input: R, input_name: &str) -> Result<Summary> {
+pub async fn extract<R: AsyncRead + Unpin>(
+    plan: &Plan,
+    mut input: R,
+    input_name: &str,
+) -> Result<Summary> {
     if !plan.list {
-        std::fs::create_dir_all(&plan.dir).map_err(|source| Error::Io { path: plan.dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&plan.dir).map_err(|source| Error::Io {
+            path: plan.dir.display().to_string(),
+            source,
+        })?;
     }
     let pool = worker::Pool::start(plan, plan.parallel.max(1));
     let shared = pool.shared();
@@ -267,7 +276,12 @@ struct ReadState {
     warnings: Vec<String>,
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(plan: &Plan, input: &mut R, input_name: &str, pool: &worker::Pool) -> Result<ReadState> {
+async fn read_loop<R: AsyncRead + Unpin>(
+    plan: &Plan,
+    input: &mut R,
+    input_name: &str,
+    pool: &worker::Pool,
+) -> Result<ReadState> {
     let mut dec = Decoder::new();
     let mut buf = BytesMut::with_capacity(4 << 20);
     let mut files: HashMap<RelPath, FileTrack> = HashMap::new();
@@ -276,12 +290,19 @@ async fn read_loop<R: AsyncRead + Unpin>(plan: &Plan, input: &mut R, input_name:
     let mut hotbak = false;
     let mut warnings = Vec::new();
     let mut next_worker = 0usize;
-    let stream_err = |source| Error::Stream { input: input_name.to_owned(), source };
+    let stream_err = |source| Error::Stream {
+        input: input_name.to_owned(),
+        source,
+    };
     loop {
         // Decode everything buffered, then read more.
         while let Some(chunk) = dec.decode(&mut buf).map_err(stream_err)? {
             let offset = chunk.stream_offset;
-            let path = RelPath::from_bytes(&chunk.path).map_err(|source| Error::Path { raw: chunk.path_lossy(), offset, source })?;
+            let path = RelPath::from_bytes(&chunk.path).map_err(|source| Error::Path {
+                raw: chunk.path_lossy(),
+                offset,
+                source,
+            })?;
             if first {
                 first = false;
                 hotbak = path.as_str() == STREAM_INFO_NAME;
@@ -289,15 +310,28 @@ async fn read_loop<R: AsyncRead + Unpin>(plan: &Plan, input: &mut R, input_name:
             match chunk.ty {
                 ChunkType::Payload | ChunkType::Eof => {
                     if done.contains(&path) {
-                        return Err(Error::Duplicate { path: path.to_string(), offset });
+                        return Err(Error::Duplicate {
+                            path: path.to_string(),
+                            offset,
+                        });
                     }
                     let track = match files.get_mut(&path) {
                         Some(t) => t,
                         None => {
                             let w = next_worker % pool.len();
                             next_worker += 1;
-                            pool.send(w, worker::Msg::Open { path: path.clone(), hotbak }).await?;
-                            files.entry(path.clone()).or_insert(FileTrack { next_offset: 0, worker: w })
+                            pool.send(
+                                w,
+                                worker::Msg::Open {
+                                    path: path.clone(),
+                                    hotbak,
+                                },
+                            )
+                            .await?;
+                            files.entry(path.clone()).or_insert(FileTrack {
+                                next_offset: 0,
+                                worker: w,
+                            })
                         }
                     };
                     if chunk.ty == ChunkType::Payload {
@@ -311,7 +345,14 @@ async fn read_loop<R: AsyncRead + Unpin>(plan: &Plan, input: &mut R, input_name:
                         }
                         track.next_offset += chunk.payload.len() as u64;
                         if !chunk.payload.is_empty() {
-                            pool.send(track.worker, worker::Msg::Data { path, bytes: chunk.payload }).await?;
+                            pool.send(
+                                track.worker,
+                                worker::Msg::Data {
+                                    path,
+                                    bytes: chunk.payload,
+                                },
+                            )
+                            .await?;
                         }
                     } else {
                         let w = track.worker;
@@ -321,16 +362,34 @@ async fn read_loop<R: AsyncRead + Unpin>(plan: &Plan, input: &mut R, input_name:
                     }
                 }
                 ChunkType::Remove | ChunkType::Rename => {
-                    let what = if chunk.ty == ChunkType::Remove { "remove (D)" } else { "rename (R)" };
+                    let what = if chunk.ty == ChunkType::Remove {
+                        "remove (D)"
+                    } else {
+                        "rename (R)"
+                    };
                     if hotbak {
-                        return Err(Error::Refused { path: path.to_string(), what, offset, why: "hotbak streams never contain it" });
+                        return Err(Error::Refused {
+                            path: path.to_string(),
+                            what,
+                            offset,
+                            why: "hotbak streams never contain it",
+                        });
                     }
                     if files.contains_key(&path) {
-                        return Err(Error::Refused { path: path.to_string(), what, offset, why: "the file is still open" });
+                        return Err(Error::Refused {
+                            path: path.to_string(),
+                            what,
+                            offset,
+                            why: "the file is still open",
+                        });
                     }
                     let new_path = if chunk.ty == ChunkType::Rename {
-                        let np = RelPath::from_bytes(&chunk.new_path)
-                            .map_err(|source| Error::Path { raw: String::from_utf8_lossy(&chunk.new_path).into_owned(), offset, source })?;
+                        let np =
+                            RelPath::from_bytes(&chunk.new_path).map_err(|source| Error::Path {
+                                raw: String::from_utf8_lossy(&chunk.new_path).into_owned(),
+                                offset,
+                                source,
+                            })?;
                         Some(np)
                     } else {
                         None
@@ -346,13 +405,18 @@ async fn read_loop<R: AsyncRead + Unpin>(plan: &Plan, input: &mut R, input_name:
                     }
                 }
                 ChunkType::Unknown(t) => {
-                    warnings.push(format!("skipped ignorable chunk type 0x{t:02x} for {path} at offset {offset}"));
+                    warnings.push(format!(
+                        "skipped ignorable chunk type 0x{t:02x} for {path} at offset {offset}"
+                    ));
                 }
                 ChunkType::Sparse => unreachable!("the decoder refuses sparse chunks"),
             }
         }
         buf.reserve(1 << 20);
-        let n = input.read_buf(&mut buf).await.map_err(|source| Error::Io { path: input_name.to_owned(), source })?;
+        let n = input.read_buf(&mut buf).await.map_err(|source| Error::Io {
+            path: input_name.to_owned(),
+            source,
+        })?;
         if n == 0 {
             break;
         }
@@ -361,32 +425,67 @@ async fn read_loop<R: AsyncRead + Unpin>(plan: &Plan, input: &mut R, input_name:
     if !files.is_empty() {
         let mut missing: Vec<String> = files.keys().map(ToString::to_string).collect();
         missing.sort();
-        return Err(Error::Incomplete { offset: dec.offset(), missing });
+        return Err(Error::Incomplete {
+            offset: dec.offset(),
+            missing,
+        });
     }
-    Ok(ReadState { bytes_in: dec.offset(), hotbak, warnings })
+    Ok(ReadState {
+        bytes_in: dec.offset(),
+        hotbak,
+        warnings,
+    })
 }
 
-fn finalize(plan: &Plan, state: ReadState, done: Vec<Finished>, shared: &worker::SharedState) -> Result<Summary> {
-    let mut summary = Summary { bytes_in: state.bytes_in, warnings: state.warnings, ..Summary::default() };
+fn finalize(
+    plan: &Plan,
+    state: ReadState,
+    done: Vec<Finished>,
+    shared: &worker::SharedState,
+) -> Result<Summary> {
+    let mut summary = Summary {
+        bytes_in: state.bytes_in,
+        warnings: state.warnings,
+        ..Summary::default()
+    };
     let by_stored: HashMap<&str, &Finished> = done.iter().map(|f| (f.stored.as_str(), f)).collect();
     if state.hotbak {
-        let info_f = by_stored.get(STREAM_INFO_NAME).ok_or_else(|| Error::Manifest("stream info missing".into()))?;
+        let info_f = by_stored
+            .get(STREAM_INFO_NAME)
+            .ok_or_else(|| Error::Manifest("stream info missing".into()))?;
         let info = StreamInfo::from_bytes(info_f.content.as_deref().unwrap_or_default())?;
         let encrypted = info.key_id.is_some();
-        let mf_name = if encrypted { format!("{MANIFEST_NAME}{}", decode::ENCRYPTED_SUFFIX) } else { MANIFEST_NAME.to_owned() };
+        let mf_name = if encrypted {
+            format!("{MANIFEST_NAME}{}", decode::ENCRYPTED_SUFFIX)
+        } else {
+            MANIFEST_NAME.to_owned()
+        };
         let Some(mf) = by_stored.get(mf_name.as_str()) else {
-            return Err(Error::NoManifest { offset: state.bytes_in });
+            return Err(Error::NoManifest {
+                offset: state.bytes_in,
+            });
         };
         let m = Manifest::from_bytes(mf.content.as_deref().unwrap_or_default())?;
         if m.chain != info.chain {
-            return Err(Error::Manifest(format!("stage chain {:?} differs from the stream header's {:?}", m.chain, info.chain)));
+            return Err(Error::Manifest(format!(
+                "stage chain {:?} differs from the stream header's {:?}",
+                m.chain, info.chain
+            )));
         }
         let mut listed = HashSet::new();
         for e in &m.files {
             listed.insert(e.stored.as_str());
-            let f = by_stored.get(e.stored.as_str()).ok_or_else(|| Error::Manifest(format!("{} (stored as {}) is missing from the stream", e.path, e.stored)))?;
+            let f = by_stored.get(e.stored.as_str()).ok_or_else(|| {
+                Error::Manifest(format!(
+                    "{} (stored as {}) is missing from the stream",
+                    e.path, e.stored
+                ))
+            })?;
             if f.path.as_str() != e.path {
-                return Err(Error::Manifest(format!("{} was extracted as {} but the manifest says {}", e.stored, f.path, e.path)));
+                return Err(Error::Manifest(format!(
+                    "{} was extracted as {} but the manifest says {}",
+                    e.stored, f.path, e.path
+                )));
             }
             if f.size != e.size || f.sha256 != e.sha256 {
                 return Err(Error::Manifest(format!(
@@ -398,7 +497,9 @@ fn finalize(plan: &Plan, state: ReadState, done: Vec<Finished>, shared: &worker:
         for f in &done {
             let s = f.stored.as_str();
             if s != STREAM_INFO_NAME && s != mf_name && !listed.contains(s) {
-                return Err(Error::Manifest(format!("{s} is in the stream but not in the manifest")));
+                return Err(Error::Manifest(format!(
+                    "{s} is in the stream but not in the manifest"
+                )));
             }
         }
         summary.verified = true;
@@ -406,7 +507,9 @@ fn finalize(plan: &Plan, state: ReadState, done: Vec<Finished>, shared: &worker:
             worker::Pool::commit_all(plan, &done, shared)?;
         }
     } else {
-        summary.warnings.push("stream has no hotbak manifest (stock archive): completeness cannot be proven".into());
+        summary.warnings.push(
+            "stream has no hotbak manifest (stock archive): completeness cannot be proven".into(),
+        );
     }
     summary.files = done.len() as u64;
     summary.bytes_out = done.iter().map(|f| f.size).sum();
@@ -415,4 +518,3 @@ fn finalize(plan: &Plan, state: ReadState, done: Vec<Finished>, shared: &worker:
     }
     Ok(summary)
 }
-

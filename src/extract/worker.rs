@@ -72,7 +72,10 @@ impl Pool {
                 .name(format!("xbextract-{i}"))
                 .spawn(move || {
                     if let Err(e) = work(&plan, rx, &shared2) {
-                        let mut slot = shared2.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let mut slot = shared2
+                            .error
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         if slot.is_none() {
                             *slot = Some(e);
                         }
@@ -82,7 +85,11 @@ impl Pool {
             txs.push(tx);
             threads.push(h);
         }
-        Pool { txs, threads, shared }
+        Pool {
+            txs,
+            threads,
+            shared,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -99,7 +106,10 @@ impl Pool {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
-            .map_or_else(|| Error::Worker("a worker stopped".into()), |e| Error::Worker(e.to_string()))
+            .map_or_else(
+                || Error::Worker("a worker stopped".into()),
+                |e| Error::Worker(e.to_string()),
+            )
     }
 
     pub(crate) async fn send(&self, w: usize, msg: Msg) -> Result<()> {
@@ -124,10 +134,22 @@ impl Pool {
                 return Err(Error::Worker("a worker thread panicked".into()));
             }
         }
-        if let Some(e) = self.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(e) = self
+            .shared
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
             return Err(e);
         }
-        let v = std::mem::take(&mut *self.shared.finished.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let v = std::mem::take(
+            &mut *self
+                .shared
+                .finished
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         Ok(v)
     }
 
@@ -136,7 +158,11 @@ impl Pool {
         for f in done {
             dirwriter::commit(plan, &f.path)?;
             let (_, part) = dirwriter::paths(&plan.dir, &f.path);
-            shared.partials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|p| *p != part);
+            shared
+                .partials
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|p| *p != part);
         }
         Ok(())
     }
@@ -145,7 +171,12 @@ impl Pool {
 impl SharedState {
     /// Remove every partial file of this run.
     pub(crate) fn cleanup(&self) {
-        for p in self.partials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+        for p in self
+            .partials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
             let _ = std::fs::remove_file(&p);
         }
     }
@@ -153,7 +184,9 @@ impl SharedState {
 
 fn keep_content(stored: &RelPath) -> bool {
     let s = stored.as_str();
-    s == STREAM_INFO_NAME || s == MANIFEST_NAME || s == format!("{MANIFEST_NAME}{}", decode::ENCRYPTED_SUFFIX)
+    s == STREAM_INFO_NAME
+        || s == MANIFEST_NAME
+        || s == format!("{MANIFEST_NAME}{}", decode::ENCRYPTED_SUFFIX)
 }
 
 fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Result<()> {
@@ -169,29 +202,57 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                     (None, None)
                 } else {
                     let (f, p) = dirwriter::create_partial(plan, &out)?;
-                    shared.partials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(p.clone());
+                    shared
+                        .partials
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(p.clone());
                     (Some(f), Some(p))
                 };
                 let content = keep_content(&path).then(Vec::new);
-                files.insert(path.clone(), OpenFile { stored: path, out, file, partial, chain, hash: Sha256::new(), size: 0, content, hotbak });
+                files.insert(
+                    path.clone(),
+                    OpenFile {
+                        stored: path,
+                        out,
+                        file,
+                        partial,
+                        chain,
+                        hash: Sha256::new(),
+                        size: 0,
+                        content,
+                        hotbak,
+                    },
+                );
             }
             Msg::Data { path, bytes } => {
-                let f = files.get_mut(&path).ok_or_else(|| Error::Worker(format!("data for {path} before open")))?;
+                let f = files
+                    .get_mut(&path)
+                    .ok_or_else(|| Error::Worker(format!("data for {path} before open")))?;
                 push(f, &bytes, false)?;
             }
             Msg::Close { path } => {
-                let mut f = files.remove(&path).ok_or_else(|| Error::Worker(format!("close of {path} before open")))?;
+                let mut f = files
+                    .remove(&path)
+                    .ok_or_else(|| Error::Worker(format!("close of {path} before open")))?;
                 push(&mut f, &[], true)?;
                 if let Some(file) = f.file.take() {
                     let p = f.partial.clone().unwrap_or_default();
                     if plan.sync {
-                        file.sync_all().map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+                        file.sync_all().map_err(|source| Error::Io {
+                            path: p.display().to_string(),
+                            source,
+                        })?;
                     }
                     drop(file);
                     if !f.hotbak {
                         // Stock stream: the E chunk is all the proof there is.
                         dirwriter::commit(plan, &f.out)?;
-                        shared.partials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|x| *x != p);
+                        shared
+                            .partials
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .retain(|x| *x != p);
                     }
                 }
                 if plan.verbose || plan.list {
@@ -204,7 +265,11 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                     sha256: hex::encode(f.hash.finalize()),
                     content: f.content,
                 };
-                shared.finished.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(fin);
+                shared
+                    .finished
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(fin);
             }
         }
     }
@@ -217,7 +282,10 @@ fn push(f: &mut OpenFile, input: &[u8], finish: bool) -> Result<()> {
         return write_out(f, input);
     }
     let stored = f.stored.to_string();
-    let tf = |source| Error::Transform { path: stored.clone(), source };
+    let tf = |source| Error::Transform {
+        path: stored.clone(),
+        source,
+    };
     let mut cur = input.to_vec();
     for t in &mut f.chain {
         let mut out = Vec::with_capacity(cur.len() * 2);
@@ -238,13 +306,19 @@ fn write_out(f: &mut OpenFile, data: &[u8]) -> Result<()> {
     f.size += data.len() as u64;
     if let Some(c) = f.content.as_mut() {
         if c.len() + data.len() > MAX_MANIFEST_LEN {
-            return Err(Error::Manifest(format!("{} exceeds {MAX_MANIFEST_LEN} bytes", f.stored)));
+            return Err(Error::Manifest(format!(
+                "{} exceeds {MAX_MANIFEST_LEN} bytes",
+                f.stored
+            )));
         }
         c.extend_from_slice(data);
     }
     if let Some(file) = f.file.as_mut() {
         file.write_all(data).map_err(|source| Error::Io {
-            path: f.partial.as_ref().map_or_else(|| f.out.to_string(), |p| p.display().to_string()),
+            path: f
+                .partial
+                .as_ref()
+                .map_or_else(|| f.out.to_string(), |p| p.display().to_string()),
             source,
         })?;
     }

@@ -108,7 +108,10 @@ fn parse<T: for<'de> Deserialize<'de>>(what: &'static str, b: &[u8]) -> Result<T
     if b.len() > MAX_MANIFEST_LEN {
         return Err(Error::TooLarge { what, len: b.len() });
     }
-    serde_json::from_slice(b).map_err(|e| Error::Corrupt { what, reason: e.to_string() })
+    serde_json::from_slice(b).map_err(|e| Error::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 impl Manifest {
@@ -127,7 +130,10 @@ impl Manifest {
     pub fn from_bytes(b: &[u8]) -> Result<Self, Error> {
         let m: Manifest = parse("manifest", b)?;
         if m.version != VERSION {
-            return Err(Error::Version { what: "manifest", version: m.version });
+            return Err(Error::Version {
+                what: "manifest",
+                version: m.version,
+            });
         }
         let mut seen = std::collections::HashSet::new();
         for e in &m.files {
@@ -164,7 +170,10 @@ impl StreamInfo {
     pub fn from_bytes(b: &[u8]) -> Result<Self, Error> {
         let s: StreamInfo = parse("stream info", b)?;
         if s.version != VERSION {
-            return Err(Error::Version { what: "stream info", version: s.version });
+            return Err(Error::Version {
+                what: "stream info",
+                version: s.version,
+            });
         }
         Ok(s)
     }
@@ -193,9 +202,17 @@ mod tests {
         assert!(Manifest::from_bytes(&dup.to_bytes()).is_err());
         let mut v2 = m.clone();
         v2.version = 2;
-        assert!(matches!(Manifest::from_bytes(&v2.to_bytes()), Err(Error::Version { .. })));
+        assert!(matches!(
+            Manifest::from_bytes(&v2.to_bytes()),
+            Err(Error::Version { .. })
+        ));
         assert!(Manifest::from_bytes(b"{").is_err());
-        let s = StreamInfo { version: 1, tool: tool_string(), chain: vec![], key_id: None };
+        let s = StreamInfo {
+            version: 1,
+            tool: tool_string(),
+            chain: vec![],
+            key_id: None,
+        };
         assert_eq!(StreamInfo::from_bytes(&s.to_bytes()).unwrap(), s);
     }
 }

@@ -181,7 +181,14 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_paths() {
-        for p in ["ibdata1", "db/t1.ibd", "a b/c d.txt", "a/.hidden", "a/..b", "x/y/z/w"] {
+        for p in [
+            "ibdata1",
+            "db/t1.ibd",
+            "a b/c d.txt",
+            "a/.hidden",
+            "a/..b",
+            "x/y/z/w",
+        ] {
             assert_eq!(RelPath::new(p).unwrap().as_str(), p);
         }
     }

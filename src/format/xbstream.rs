@@ -222,7 +222,10 @@ pub fn put_remove(out: &mut impl BufMut, path: &[u8]) {
 /// If either path is longer than [`MAX_PATH_LEN`].
 pub fn put_rename(out: &mut impl BufMut, path: &[u8], new_path: &[u8]) {
     put_simple(out, b'R', path);
-    assert!(new_path.len() <= MAX_PATH_LEN, "caller passes validated paths");
+    assert!(
+        new_path.len() <= MAX_PATH_LEN,
+        "caller passes validated paths"
+    );
     out.put_u32_le(u32::try_from(new_path.len()).expect("checked above"));
     out.put_slice(new_path);
 }
@@ -283,7 +286,12 @@ impl Decoder {
                 chunk_bytes.advance(4);
                 chunk.new_path = chunk_bytes.split_to(new_len);
             }
-            Body::Payload { len, file_offset, crc, keep } => {
+            Body::Payload {
+                len,
+                file_offset,
+                crc,
+                keep,
+            } => {
                 chunk_bytes.advance(PAYLOAD_FIELDS_LEN);
                 let payload = chunk_bytes.split_to(len);
                 let got = crc32fast::hash(&payload);
@@ -291,7 +299,9 @@ impl Decoder {
                     return Err(Error::Corrupt {
                         offset: start + (PREFIX_LEN + head.path_len + 16) as u64,
                         path: Some(chunk.path_lossy()),
-                        reason: format!("payload CRC-32 mismatch: stored 0x{crc:08x}, computed 0x{got:08x}"),
+                        reason: format!(
+                            "payload CRC-32 mismatch: stored 0x{crc:08x}, computed 0x{got:08x}"
+                        ),
                     });
                 }
                 chunk.file_offset = file_offset;
@@ -328,8 +338,15 @@ impl Decoder {
 
 enum Body {
     None,
-    Rename { new_len: usize },
-    Payload { len: usize, file_offset: u64, crc: u32, keep: bool },
+    Rename {
+        new_len: usize,
+    },
+    Payload {
+        len: usize,
+        file_offset: u64,
+        crc: u32,
+        keep: bool,
+    },
 }
 
 struct Head {
@@ -498,7 +515,10 @@ mod tests {
 
     #[test]
     fn bad_magic_and_huge_lengths() {
-        assert!(matches!(decode_all(b"XBSTCK02xxxxxxxxxx"), Err(Error::Corrupt { offset: 0, .. })));
+        assert!(matches!(
+            decode_all(b"XBSTCK02xxxxxxxxxx"),
+            Err(Error::Corrupt { offset: 0, .. })
+        ));
         let mut v = Vec::new();
         put_payload_header(&mut v, b"big", 0, b"");
         v[14 + 3..14 + 3 + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
@@ -507,7 +527,10 @@ mod tests {
         v.extend_from_slice(MAGIC);
         v.extend_from_slice(&[0, b'P']);
         v.extend_from_slice(&512u32.to_le_bytes());
-        assert!(matches!(decode_all(&v), Err(Error::Corrupt { offset: 10, .. })));
+        assert!(matches!(
+            decode_all(&v),
+            Err(Error::Corrupt { offset: 10, .. })
+        ));
     }
 
     #[test]
@@ -515,7 +538,10 @@ mod tests {
         let mut v = Vec::new();
         put_payload(&mut v, b"u", 0, b"junk");
         v[9] = b'X';
-        assert!(matches!(decode_all(&v), Err(Error::Unsupported { ty: b'X', .. })));
+        assert!(matches!(
+            decode_all(&v),
+            Err(Error::Unsupported { ty: b'X', .. })
+        ));
         v[8] = FLAG_IGNORABLE;
         let c = decode_all(&v).unwrap();
         assert_eq!(c[0].ty, ChunkType::Unknown(b'X'));
@@ -523,7 +549,10 @@ mod tests {
         let mut s = Vec::new();
         put_eof(&mut s, b"s");
         s[9] = b'S';
-        assert!(matches!(decode_all(&s), Err(Error::Unsupported { ty: b'S', .. })));
+        assert!(matches!(
+            decode_all(&s),
+            Err(Error::Unsupported { ty: b'S', .. })
+        ));
     }
 
     #[test]
@@ -549,7 +578,10 @@ mod tests {
             if boundary {
                 assert!(r.is_ok(), "cut {cut}");
             } else {
-                assert!(matches!(r, Err(Error::Truncated { .. })), "cut {cut}: {r:?}");
+                assert!(
+                    matches!(r, Err(Error::Truncated { .. })),
+                    "cut {cut}: {r:?}"
+                );
             }
         }
     }

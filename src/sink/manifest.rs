@@ -24,7 +24,13 @@ struct Open {
 pub struct ManifestStage {
     chain: Vec<String>,
     /// Renames of the downstream stages, to compute stored names.
-    renames: Vec<Box<dyn Fn(&FileMeta) -> std::result::Result<RelPath, super::transform::TransformError> + Send + Sync>>,
+    renames: Vec<
+        Box<
+            dyn Fn(&FileMeta) -> std::result::Result<RelPath, super::transform::TransformError>
+                + Send
+                + Sync,
+        >,
+    >,
     key_id: Option<String>,
 }
 
@@ -38,22 +44,35 @@ impl ManifestStage {
             .iter()
             .map(|s| {
                 let probe = s.stored_name_fn();
-                let b: Box<dyn Fn(&FileMeta) -> _ + Send + Sync> = Box::new(move |m: &FileMeta| probe(m));
+                let b: Box<dyn Fn(&FileMeta) -> _ + Send + Sync> =
+                    Box::new(move |m: &FileMeta| probe(m));
                 b
             })
             .collect();
-        ManifestStage { chain, renames, key_id }
+        ManifestStage {
+            chain,
+            renames,
+            key_id,
+        }
     }
 
     fn stored(&self, meta: &FileMeta) -> Result<String> {
         let mut m = meta.clone();
         for r in &self.renames {
-            m.path = r(&m).map_err(|source| Error::Transform { stage: "manifest", path: meta.path.to_string(), source })?;
+            m.path = r(&m).map_err(|source| Error::Transform {
+                stage: "manifest",
+                path: meta.path.to_string(),
+                source,
+            })?;
         }
         Ok(m.path.to_string())
     }
 
-    pub(crate) async fn run(self, mut rx: mpsc::Receiver<Frame>, tx: mpsc::Sender<Frame>) -> Result<StageDone> {
+    pub(crate) async fn run(
+        self,
+        mut rx: mpsc::Receiver<Frame>,
+        tx: mpsc::Sender<Frame>,
+    ) -> Result<StageDone> {
         const INFO_ID: FileId = FileId(u64::MAX - 1);
         const MANIFEST_ID: FileId = FileId(u64::MAX);
         let info = StreamInfo {
@@ -63,8 +82,26 @@ impl ManifestStage {
             key_id: self.key_id.clone(),
         };
         let info_path = RelPath::new(STREAM_INFO_NAME).expect("reserved name is valid");
-        send(&tx, Frame::Open { id: INFO_ID, meta: FileMeta { path: info_path, compress: false, encrypt: false } }).await?;
-        send(&tx, Frame::Data { id: INFO_ID, bytes: Bytes::from(info.to_bytes()) }).await?;
+        send(
+            &tx,
+            Frame::Open {
+                id: INFO_ID,
+                meta: FileMeta {
+                    path: info_path,
+                    compress: false,
+                    encrypt: false,
+                },
+            },
+        )
+        .await?;
+        send(
+            &tx,
+            Frame::Data {
+                id: INFO_ID,
+                bytes: Bytes::from(info.to_bytes()),
+            },
+        )
+        .await?;
         send(&tx, Frame::Close { id: INFO_ID }).await?;
 
         let mut open: HashMap<FileId, Open> = HashMap::new();
@@ -81,17 +118,29 @@ impl ManifestStage {
                         return Err(Error::Duplicate(meta.path.to_string()));
                     }
                     let stored = self.stored(&meta)?;
-                    open.insert(id, Open { path: meta.path.clone(), stored, size: 0, hash: Sha256::new() });
+                    open.insert(
+                        id,
+                        Open {
+                            path: meta.path.clone(),
+                            stored,
+                            size: 0,
+                            hash: Sha256::new(),
+                        },
+                    );
                     send(&tx, Frame::Open { id, meta }).await?;
                 }
                 Frame::Data { id, bytes } => {
-                    let o = open.get_mut(&id).ok_or_else(|| Error::Protocol(format!("data for unknown file {id:?}")))?;
+                    let o = open
+                        .get_mut(&id)
+                        .ok_or_else(|| Error::Protocol(format!("data for unknown file {id:?}")))?;
                     o.size += bytes.len() as u64;
                     o.hash.update(&bytes);
                     send(&tx, Frame::Data { id, bytes }).await?;
                 }
                 Frame::Close { id } => {
-                    let o = open.remove(&id).ok_or_else(|| Error::Protocol(format!("close of unknown file {id:?}")))?;
+                    let o = open
+                        .remove(&id)
+                        .ok_or_else(|| Error::Protocol(format!("close of unknown file {id:?}")))?;
                     entries.push(Entry {
                         path: o.path.to_string(),
                         stored: o.stored,
@@ -104,13 +153,39 @@ impl ManifestStage {
                     if let Some(o) = open.values().next() {
                         return Err(Error::Protocol(format!("file {} was never closed", o.path)));
                     }
-                    let m = Manifest { version: manifest::VERSION, tool: manifest::tool_string(), chain: self.chain, files: entries };
-                    let meta = FileMeta::uncompressed(RelPath::new(MANIFEST_NAME).expect("reserved name is valid"));
-                    send(&tx, Frame::Open { id: MANIFEST_ID, meta }).await?;
-                    send(&tx, Frame::Data { id: MANIFEST_ID, bytes: Bytes::from(m.to_bytes()) }).await?;
+                    let m = Manifest {
+                        version: manifest::VERSION,
+                        tool: manifest::tool_string(),
+                        chain: self.chain,
+                        files: entries,
+                    };
+                    let meta = FileMeta::uncompressed(
+                        RelPath::new(MANIFEST_NAME).expect("reserved name is valid"),
+                    );
+                    send(
+                        &tx,
+                        Frame::Open {
+                            id: MANIFEST_ID,
+                            meta,
+                        },
+                    )
+                    .await?;
+                    send(
+                        &tx,
+                        Frame::Data {
+                            id: MANIFEST_ID,
+                            bytes: Bytes::from(m.to_bytes()),
+                        },
+                    )
+                    .await?;
                     send(&tx, Frame::Close { id: MANIFEST_ID }).await?;
                     send(&tx, Frame::End).await?;
-                    return Ok(StageDone { report: Some(Report { manifest: Some(m), ..Report::default() }) });
+                    return Ok(StageDone {
+                        report: Some(Report {
+                            manifest: Some(m),
+                            ..Report::default()
+                        }),
+                    });
                 }
             }
         }

@@ -59,13 +59,21 @@ impl FileMeta {
     /// A regular file: compressed and encrypted when those stages exist.
     #[must_use]
     pub fn new(path: RelPath) -> Self {
-        FileMeta { path, compress: true, encrypt: true }
+        FileMeta {
+            path,
+            compress: true,
+            encrypt: true,
+        }
     }
 
     /// A file that is never compressed (still encrypted).
     #[must_use]
     pub fn uncompressed(path: RelPath) -> Self {
-        FileMeta { path, compress: false, encrypt: true }
+        FileMeta {
+            path,
+            compress: false,
+            encrypt: true,
+        }
     }
 }
 
@@ -182,8 +190,16 @@ impl GraphInput {
     /// [`Error::Closed`] when the graph has stopped.
     pub async fn open(&self, meta: FileMeta) -> Result<FileWriter> {
         let id = FileId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        self.tx.send(Frame::Open { id, meta }).await.map_err(|_| Error::Closed)?;
-        Ok(FileWriter { tx: self.tx.clone(), id, written: 0, bytes_in: self.bytes_in.clone(), closed: false })
+        self.tx
+            .send(Frame::Open { id, meta })
+            .await
+            .map_err(|_| Error::Closed)?;
+        Ok(FileWriter {
+            tx: self.tx.clone(),
+            id,
+            written: 0,
+            bytes_in: self.bytes_in.clone(),
+        })
     }
 
     /// Write a whole small file in one call.
@@ -203,7 +219,6 @@ pub struct FileWriter {
     id: FileId,
     written: u64,
     bytes_in: Arc<AtomicU64>,
-    closed: bool,
 }
 
 impl FileWriter {
@@ -215,7 +230,13 @@ impl FileWriter {
         while !bytes.is_empty() {
             let piece = bytes.split_to(bytes.len().min(MAX_FRAME_LEN));
             let n = piece.len() as u64;
-            self.tx.send(Frame::Data { id: self.id, bytes: piece }).await.map_err(|_| Error::Closed)?;
+            self.tx
+                .send(Frame::Data {
+                    id: self.id,
+                    bytes: piece,
+                })
+                .await
+                .map_err(|_| Error::Closed)?;
             self.written += n;
             self.bytes_in.fetch_add(n, Ordering::Relaxed);
         }
@@ -232,20 +253,18 @@ impl FileWriter {
     ///
     /// # Errors
     /// [`Error::Closed`] when the graph has stopped.
-    pub async fn close(mut self) -> Result<u64> {
-        self.closed = true;
-        self.tx.send(Frame::Close { id: self.id }).await.map_err(|_| Error::Closed)?;
+    pub async fn close(self) -> Result<u64> {
+        self.tx
+            .send(Frame::Close { id: self.id })
+            .await
+            .map_err(|_| Error::Closed)?;
         Ok(self.written)
     }
 }
 
-impl Drop for FileWriter {
-    fn drop(&mut self) {
-        // No async drop: a file dropped without close stays open, and the
-        // terminal sink fails at End with "file left open".
-        debug_assert!(self.closed || std::thread::panicking() || self.tx.is_closed(), "FileWriter dropped without close");
-    }
-}
+// No async drop: a `FileWriter` dropped without `close` (an error path)
+// leaves its file open, and the graph fails at `End` with "file left open",
+// so an unfinished file can never be reported complete.
 
 type StageHandle = JoinHandle<Result<StageDone>>;
 
@@ -272,7 +291,12 @@ pub struct Builder {
 
 impl Default for Builder {
     fn default() -> Self {
-        Builder { channel_frames: DEFAULT_CHANNEL_FRAMES, stages: Vec::new(), manifest: true, key_id: None }
+        Builder {
+            channel_frames: DEFAULT_CHANNEL_FRAMES,
+            stages: Vec::new(),
+            manifest: true,
+            key_id: None,
+        }
     }
 }
 
@@ -287,8 +311,28 @@ impl Builder {
     /// Add a forward transform stage with `threads` chunks in flight;
     /// `applies` decides per file (e.g. compression skips `meta.compress == false`).
     #[must_use]
-    pub fn stage<T: transform::ChunkTransform>(mut self, t: T, threads: usize, applies: fn(&FileMeta) -> bool) -> Self {
-        self.stages.push(runner::StageSpec::new(t, threads.max(1), applies));
+    pub fn stage<T: transform::ChunkTransform>(
+        mut self,
+        t: T,
+        threads: usize,
+        applies: fn(&FileMeta) -> bool,
+    ) -> Self {
+        self.stages
+            .push(runner::StageSpec::new(t, threads.max(1), 0, applies));
+        self
+    }
+
+    /// Like [`Builder::stage`], re-chunking each file into `chunk`-byte pieces first.
+    #[must_use]
+    pub fn stage_chunked<T: transform::ChunkTransform>(
+        mut self,
+        t: T,
+        threads: usize,
+        chunk: usize,
+        applies: fn(&FileMeta) -> bool,
+    ) -> Self {
+        self.stages
+            .push(runner::StageSpec::new(t, threads.max(1), chunk, applies));
         self
     }
 
@@ -325,8 +369,19 @@ impl Builder {
             rx = srx;
         }
         tasks.push(("output", tokio::spawn(terminal::run(output, rx))));
-        let input = GraphInput { tx: tx.clone(), next_id: Arc::new(AtomicU64::new(0)), bytes_in: bytes_in.clone() };
-        (input, Pipeline { tx: Some(tx), tasks, bytes_in })
+        let input = GraphInput {
+            tx: tx.clone(),
+            next_id: Arc::new(AtomicU64::new(0)),
+            bytes_in: bytes_in.clone(),
+        };
+        (
+            input,
+            Pipeline {
+                tx: Some(tx),
+                tasks,
+                bytes_in,
+            },
+        )
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
@@ -18,7 +18,10 @@ use super::{send, Error, FileId, FileMeta, Frame, Result, StageDone};
 use crate::format::path::RelPath;
 
 type RenameFn = Arc<dyn Fn(&RelPath) -> std::result::Result<RelPath, TransformError> + Send + Sync>;
-type RunFn = Box<dyn FnOnce(mpsc::Receiver<Frame>, mpsc::Sender<Frame>) -> BoxFuture<'static, Result<StageDone>> + Send>;
+type RunFn = Box<
+    dyn FnOnce(mpsc::Receiver<Frame>, mpsc::Sender<Frame>) -> BoxFuture<'static, Result<StageDone>>
+        + Send,
+>;
 
 /// A type-erased stage, as stored by the builder.
 pub struct StageSpec {
@@ -30,14 +33,21 @@ pub struct StageSpec {
 
 impl StageSpec {
     /// Wrap a transform.
-    pub fn new<T: ChunkTransform>(t: T, threads: usize, applies: fn(&FileMeta) -> bool) -> Self {
+    /// `chunk`: re-chunk each file's data into pieces of exactly this size
+    /// (the last one shorter) before the transform; 0 keeps the frames as they come.
+    pub fn new<T: ChunkTransform>(
+        t: T,
+        threads: usize,
+        chunk: usize,
+        applies: fn(&FileMeta) -> bool,
+    ) -> Self {
         let t = Arc::new(t);
         let t2 = t.clone();
         StageSpec {
             name: t.name(),
             rename: Arc::new(move |p| t2.rename(p)),
             applies,
-            run: Box::new(move |rx, tx| run_stage(t, threads, applies, rx, tx).boxed()),
+            run: Box::new(move |rx, tx| run_stage(t, threads, chunk, applies, rx, tx).boxed()),
         }
     }
 
@@ -60,10 +70,19 @@ impl StageSpec {
     }
 
     /// A closure computing [`Self::stored_name`], for the manifest stage.
-    pub fn stored_name_fn(&self) -> impl Fn(&FileMeta) -> std::result::Result<RelPath, TransformError> + Send + Sync + 'static {
+    pub fn stored_name_fn(
+        &self,
+    ) -> impl Fn(&FileMeta) -> std::result::Result<RelPath, TransformError> + Send + Sync + 'static
+    {
         let rename = self.rename.clone();
         let applies = self.applies;
-        move |m: &FileMeta| if applies(m) { rename(&m.path) } else { Ok(m.path.clone()) }
+        move |m: &FileMeta| {
+            if applies(m) {
+                rename(&m.path)
+            } else {
+                Ok(m.path.clone())
+            }
+        }
     }
 
     /// Whether the stage applies to this file.
@@ -73,7 +92,11 @@ impl StageSpec {
     }
 
     /// Run the stage.
-    pub(crate) fn run(self, rx: mpsc::Receiver<Frame>, tx: mpsc::Sender<Frame>) -> BoxFuture<'static, Result<StageDone>> {
+    pub(crate) fn run(
+        self,
+        rx: mpsc::Receiver<Frame>,
+        tx: mpsc::Sender<Frame>,
+    ) -> BoxFuture<'static, Result<StageDone>> {
         (self.run)(rx, tx)
     }
 }
@@ -83,6 +106,7 @@ struct FileState<F> {
     path: RelPath,
     held: Option<Bytes>,
     index: u64,
+    acc: BytesMut,
 }
 
 type Pending = BoxFuture<'static, Result<Vec<Frame>>>;
@@ -90,6 +114,7 @@ type Pending = BoxFuture<'static, Result<Vec<Frame>>>;
 async fn run_stage<T: ChunkTransform>(
     t: Arc<T>,
     threads: usize,
+    chunk: usize,
     applies: fn(&FileMeta) -> bool,
     mut rx: mpsc::Receiver<Frame>,
     tx: mpsc::Sender<Frame>,
@@ -98,7 +123,13 @@ async fn run_stage<T: ChunkTransform>(
     let mut files: HashMap<FileId, FileState<T::File>> = HashMap::new();
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let max_in_flight = threads * 2;
-    let spawn = |t: &Arc<T>, st: &FileState<T::File>, input: Bytes, index: u64, last: bool, id: FileId| -> Pending {
+    let spawn = |t: &Arc<T>,
+                 st: &FileState<T::File>,
+                 input: Bytes,
+                 index: u64,
+                 last: bool,
+                 id: FileId|
+     -> Pending {
         let t = t.clone();
         let state = st.state.clone();
         let path = st.path.clone();
@@ -106,14 +137,31 @@ async fn run_stage<T: ChunkTransform>(
             let path_s = path.to_string();
             let out = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::with_capacity(input.len() / 2 + 64);
-                t.apply(&state, ChunkCtx { path: &path, index, last }, &input, &mut out).map(|()| out)
+                t.apply(
+                    &state,
+                    ChunkCtx {
+                        path: &path,
+                        index,
+                        last,
+                    },
+                    &input,
+                    &mut out,
+                )
+                .map(|()| out)
             })
             .await
             .map_err(|e| Error::Task(format!("{name}: {e}")))?
-            .map_err(|source| Error::Transform { stage: name, path: path_s, source })?;
+            .map_err(|source| Error::Transform {
+                stage: name,
+                path: path_s,
+                source,
+            })?;
             let mut frames = Vec::with_capacity(2);
             if !out.is_empty() {
-                frames.push(Frame::Data { id, bytes: Bytes::from(out) });
+                frames.push(Frame::Data {
+                    id,
+                    bytes: Bytes::from(out),
+                });
             }
             if last {
                 frames.push(Frame::Close { id });
@@ -143,7 +191,7 @@ async fn run_stage<T: ChunkTransform>(
                             meta.path = t.rename(&orig).map_err(|source| Error::Transform { stage: name, path: orig.to_string(), source })?;
                             let mut header = Vec::new();
                             let state = t.begin(&orig, &mut header).map_err(|source| Error::Transform { stage: name, path: orig.to_string(), source })?;
-                            files.insert(id, FileState { state: Arc::new(state), path: orig, held: None, index: 0 });
+                            files.insert(id, FileState { state: Arc::new(state), path: orig, held: None, index: 0, acc: BytesMut::new() });
                             let mut out = vec![Frame::Open { id, meta }];
                             if !header.is_empty() {
                                 out.push(Frame::Data { id, bytes: Bytes::from(header) });
@@ -156,10 +204,21 @@ async fn run_stage<T: ChunkTransform>(
                     Frame::Data { id, bytes } => {
                         if let Some(st) = files.get_mut(&id) {
                             if bytes.is_empty() { continue; }
-                            if let Some(prev) = st.held.replace(bytes) {
-                                let idx = st.index;
-                                st.index += 1;
-                                pending.push_back(spawn(&t, st, prev, idx, false, id));
+                            let mut pieces = Vec::new();
+                            if chunk == 0 || (st.acc.is_empty() && bytes.len() == chunk) {
+                                pieces.push(bytes);
+                            } else {
+                                st.acc.extend_from_slice(&bytes);
+                                while st.acc.len() >= chunk {
+                                    pieces.push(st.acc.split_to(chunk).freeze());
+                                }
+                            }
+                            for piece in pieces {
+                                if let Some(prev) = st.held.replace(piece) {
+                                    let idx = st.index;
+                                    st.index += 1;
+                                    pending.push_back(spawn(&t, st, prev, idx, false, id));
+                                }
                             }
                         } else {
                             pending.push_back(ready(vec![Frame::Data { id, bytes }]));
@@ -167,6 +226,14 @@ async fn run_stage<T: ChunkTransform>(
                     }
                     Frame::Close { id } => {
                         if let Some(mut st) = files.remove(&id) {
+                            if !st.acc.is_empty() {
+                                let rest = std::mem::take(&mut st.acc).freeze();
+                                if let Some(prev) = st.held.replace(rest) {
+                                    let idx = st.index;
+                                    st.index += 1;
+                                    pending.push_back(spawn(&t, &st, prev, idx, false, id));
+                                }
+                            }
                             let last = st.held.take().unwrap_or_default();
                             let idx = st.index;
                             pending.push_back(spawn(&t, &st, last, idx, true, id));

@@ -41,7 +41,10 @@ impl Output {
     /// xbstream to stdout.
     #[must_use]
     pub fn stdout() -> Self {
-        Output::Xbstream { writer: Box::new(tokio::io::stdout()), dest: "stdout".into() }
+        Output::Xbstream {
+            writer: Box::new(tokio::io::stdout()),
+            dest: "stdout".into(),
+        }
     }
 }
 
@@ -64,7 +67,9 @@ pub(crate) async fn run(output: Output, mut rx: mpsc::Receiver<Frame>) -> Result
                     return Err(Error::Protocol(format!("file {p} still open at the end")));
                 }
                 sink.finish().await?;
-                return Ok(StageDone { report: Some(report) });
+                return Ok(StageDone {
+                    report: Some(report),
+                });
             }
             Frame::Open { id, meta } => sink.open(id, meta.path).await?,
             Frame::Data { id, bytes } => {
@@ -129,8 +134,13 @@ impl Sink {
         match self {
             Sink::Xb(s) => {
                 let dest = s.dest.clone();
-                s.w.flush().await.map_err(|source| Error::Io { dest: dest.clone(), source })?;
-                s.w.shutdown().await.map_err(|source| Error::Io { dest, source })
+                s.w.flush().await.map_err(|source| Error::Io {
+                    dest: dest.clone(),
+                    source,
+                })?;
+                s.w.shutdown()
+                    .await
+                    .map_err(|source| Error::Io { dest, source })
             }
             Sink::Dir(s) => s.finish().await,
             Sink::Null(_) => Ok(()),
@@ -159,8 +169,14 @@ impl XbSink {
             xbstream::put_payload_header(&mut head, path.as_bytes(), *off, piece);
             *off += piece.len() as u64;
             let dest = &self.dest;
-            self.w.write_all(&head).await.map_err(|source| Error::Io { dest: dest.clone(), source })?;
-            self.w.write_all(piece).await.map_err(|source| Error::Io { dest: dest.clone(), source })?;
+            self.w.write_all(&head).await.map_err(|source| Error::Io {
+                dest: dest.clone(),
+                source,
+            })?;
+            self.w.write_all(piece).await.map_err(|source| Error::Io {
+                dest: dest.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -169,7 +185,10 @@ impl XbSink {
         let (path, _) = self.files.remove(&id).ok_or_else(|| unknown(id))?;
         let mut e = Vec::with_capacity(14 + path.as_bytes().len());
         xbstream::put_eof(&mut e, path.as_bytes());
-        self.w.write_all(&e).await.map_err(|source| Error::Io { dest: self.dest.clone(), source })
+        self.w.write_all(&e).await.map_err(|source| Error::Io {
+            dest: self.dest.clone(),
+            source,
+        })
     }
 }
 
@@ -182,7 +201,10 @@ struct DirSink {
 
 impl DirSink {
     fn new(root: PathBuf, sync: bool) -> Result<Self> {
-        let io = |source| Error::Io { dest: root.display().to_string(), source };
+        let io = |source| Error::Io {
+            dest: root.display().to_string(),
+            source,
+        };
         match std::fs::read_dir(&root) {
             Ok(mut it) => {
                 if it.next().is_some() {
@@ -192,19 +214,34 @@ impl DirSink {
                     )));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(&root).map_err(io)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&root).map_err(io)?
+            }
             Err(e) => return Err(io(e)),
         }
-        Ok(DirSink { root, sync, files: HashMap::new(), written: Vec::new() })
+        Ok(DirSink {
+            root,
+            sync,
+            files: HashMap::new(),
+            written: Vec::new(),
+        })
     }
 
     async fn open(&mut self, id: FileId, path: RelPath) -> Result<()> {
         let full = path.under(&self.root);
-        let io = |source| Error::Io { dest: full.display().to_string(), source };
+        let io = |source| Error::Io {
+            dest: full.display().to_string(),
+            source,
+        };
         if let Some(parent) = full.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(io)?;
         }
-        let f = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&full).await.map_err(io)?;
+        let f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&full)
+            .await
+            .map_err(io)?;
         self.files.insert(id, (path, f));
         Ok(())
     }
@@ -212,13 +249,19 @@ impl DirSink {
     async fn data(&mut self, id: FileId, bytes: Bytes) -> Result<()> {
         let (path, f) = self.files.get_mut(&id).ok_or_else(|| unknown(id))?;
         let root = &self.root;
-        f.write_all(&bytes).await.map_err(|source| Error::Io { dest: path.under(root).display().to_string(), source })
+        f.write_all(&bytes).await.map_err(|source| Error::Io {
+            dest: path.under(root).display().to_string(),
+            source,
+        })
     }
 
     async fn close(&mut self, id: FileId) -> Result<()> {
         let (path, mut f) = self.files.remove(&id).ok_or_else(|| unknown(id))?;
         let full = path.under(&self.root);
-        let io = |source| Error::Io { dest: full.display().to_string(), source };
+        let io = |source| Error::Io {
+            dest: full.display().to_string(),
+            source,
+        };
         f.flush().await.map_err(io)?;
         if self.sync {
             f.sync_all().await.map_err(io)?;
@@ -233,7 +276,11 @@ impl DirSink {
         }
         let root = self.root.clone();
         let dirs: Vec<PathBuf> = {
-            let mut d: Vec<PathBuf> = self.written.iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+            let mut d: Vec<PathBuf> = self
+                .written
+                .iter()
+                .filter_map(|p| p.parent().map(Path::to_path_buf))
+                .collect();
             d.push(root.clone());
             d.sort();
             d.dedup();
@@ -243,7 +290,10 @@ impl DirSink {
             for d in dirs {
                 std::fs::File::open(&d)
                     .and_then(|f| f.sync_all())
-                    .map_err(|source| Error::Io { dest: d.display().to_string(), source })?;
+                    .map_err(|source| Error::Io {
+                        dest: d.display().to_string(),
+                        source,
+                    })?;
             }
             Ok(())
         })

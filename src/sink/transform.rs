@@ -57,9 +57,9 @@ impl crate::error::Classify for TransformError {
     fn class(&self) -> crate::error::ErrorClass {
         use crate::error::ErrorClass;
         match self {
-            TransformError::Corrupt { .. } | TransformError::Limit { .. } | TransformError::Path(_) => {
-                ErrorClass::Corrupt
-            }
+            TransformError::Corrupt { .. }
+            | TransformError::Limit { .. }
+            | TransformError::Path(_) => ErrorClass::Corrupt,
             TransformError::Truncated { .. } => ErrorClass::Truncated,
             TransformError::Internal(_) => ErrorClass::Failed,
         }

@@ -6,3 +6,7 @@
 //! - `backup_e2e`: hot backup under writes, prepare, restore.
 
 mod support;
+mod xb_graph;
+mod xb_hostile;
+mod xb_interop;
+mod xb_truncation;

@@ -1,0 +1,420 @@
+//! Finding and copying the server's files.
+//!
+//! InnoDB data files (system tablespace, undo tablespaces, every `.ibd`)
+//! are read in batches of pages; every page's checksum is checked with the
+//! tablespace's own algorithm and page size (from page 0), and a batch with
+//! a bad page is re-read up to [`MAX_ATTEMPTS`] times (a torn read against
+//! a concurrent page write heals on re-read) before the copy fails, naming
+//! the file, the page and both checksums. Non-transactional files are
+//! copied as they are, under the backup lock.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::progress::Progress;
+use super::Error;
+use crate::format::path::RelPath;
+use crate::innodb::page::{self, PageFormat, PageVerdict};
+use crate::innodb::PageNo;
+use crate::sink::{FileMeta, GraphInput};
+
+/// Attempts per batch before a bad page fails the backup.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// Bytes per read batch.
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// What kind of InnoDB file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InnoKind {
+    /// First file of the system tablespace (has the FSP header).
+    SystemFirst,
+    /// A later system tablespace file (no FSP header; page numbers continue).
+    SystemNext,
+    /// Undo tablespace or `.ibd`.
+    Tablespace,
+}
+
+/// One file to copy.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// Absolute path on the server.
+    pub abs: PathBuf,
+    /// Path inside the backup.
+    pub rel: RelPath,
+    /// Size when listed.
+    pub size: u64,
+    /// InnoDB kind, or `None` for a plain copy.
+    pub innodb: Option<InnoKind>,
+}
+
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: p.display().to_string(),
+        source,
+    }
+}
+
+fn rel(s: &str) -> Result<RelPath, Error> {
+    RelPath::new(s).map_err(|e| Error::Layout(format!("{s}: {e}")))
+}
+
+/// Extensions of non-InnoDB table files mariabackup copies.
+const NONTX_EXT: &[&str] = &[
+    "frm", "MYD", "MYI", "MRG", "MAI", "MAD", "CSV", "CSM", "ARZ", "ARM", "par", "TRG", "TRN",
+    "opt", "isl",
+];
+/// Files copied under `BLOCK_COMMIT` rather than `BLOCK_DDL`: Aria (transactional engine with its own log)
+/// and the CSV log tables.
+fn needs_commit_lock(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    rel.ends_with(".MAI")
+        || rel.ends_with(".MAD")
+        || name.starts_with("aria_log")
+        || rel == "mysql/general_log.CSV"
+        || rel == "mysql/general_log.CSM"
+        || rel == "mysql/slow_log.CSV"
+        || rel == "mysql/slow_log.CSM"
+}
+
+/// The server's files, sorted into copy phases.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// InnoDB files, largest first.
+    pub innodb: Vec<Source>,
+    /// Non-InnoDB files copied under BLOCK_DDL.
+    pub nontx_ddl: Vec<Source>,
+    /// Non-InnoDB files copied under BLOCK_COMMIT.
+    pub nontx_commit: Vec<Source>,
+}
+
+/// Where the InnoDB system and undo files are.
+pub struct Layout<'a> {
+    /// The datadir.
+    pub datadir: &'a Path,
+    /// `innodb_data_home_dir` (default: datadir).
+    pub data_home: Option<&'a Path>,
+    /// `innodb_data_file_path`.
+    pub data_file_path: &'a str,
+    /// `innodb_undo_directory` (default: datadir).
+    pub undo_dir: Option<&'a Path>,
+}
+
+/// List the files.
+///
+/// # Errors
+/// I/O errors, names that cannot be stored.
+pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
+    let mut inv = Inventory::default();
+    let home = l
+        .data_home
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(l.datadir);
+    for (i, spec) in l
+        .data_file_path
+        .split(';')
+        .filter(|s| !s.is_empty())
+        .enumerate()
+    {
+        let name = spec.split(':').next().unwrap_or(spec);
+        let abs = home.join(name);
+        let base = Path::new(name)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(name)
+            .to_owned();
+        let size = std::fs::metadata(&abs).map_err(io(&abs))?.len();
+        inv.innodb.push(Source {
+            abs,
+            rel: rel(&base)?,
+            size,
+            innodb: Some(if i == 0 {
+                InnoKind::SystemFirst
+            } else {
+                InnoKind::SystemNext
+            }),
+        });
+    }
+    let undo = l
+        .undo_dir
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(l.datadir);
+    let undo = if undo.is_relative() {
+        l.datadir.join(undo)
+    } else {
+        undo.to_path_buf()
+    };
+    for e in std::fs::read_dir(&undo).map_err(io(&undo))? {
+        let e = e.map_err(io(&undo))?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("undo") && n.len() == 7 && n[4..].bytes().all(|b| b.is_ascii_digit()) {
+            let size = e.metadata().map_err(io(&e.path()))?.len();
+            inv.innodb.push(Source {
+                abs: e.path(),
+                rel: rel(&n)?,
+                size,
+                innodb: Some(InnoKind::Tablespace),
+            });
+        }
+    }
+    for e in std::fs::read_dir(l.datadir).map_err(io(l.datadir))? {
+        let e = e.map_err(io(l.datadir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ft = e.file_type().map_err(io(&e.path()))?;
+        if ft.is_file()
+            && (name == "aria_log_control"
+                || (name.starts_with("aria_log.") && name[9..].bytes().all(|b| b.is_ascii_digit())))
+        {
+            let size = e.metadata().map_err(io(&e.path()))?.len();
+            inv.nontx_commit.push(Source {
+                abs: e.path(),
+                rel: rel(&name)?,
+                size,
+                innodb: None,
+            });
+            continue;
+        }
+        if !ft.is_dir() || name.starts_with('#') || name == "lost+found" {
+            continue;
+        }
+        for f in std::fs::read_dir(e.path()).map_err(io(&e.path()))? {
+            let f = f.map_err(io(&e.path()))?;
+            if !f.file_type().map_err(io(&f.path()))?.is_file() {
+                continue;
+            }
+            let fname = f.file_name().to_string_lossy().into_owned();
+            if fname.starts_with("#sql") {
+                continue; // temporary tables of running ALTERs
+            }
+            let Some((_, ext)) = fname.rsplit_once('.') else {
+                continue;
+            };
+            let r = format!("{name}/{fname}");
+            let size = f.metadata().map_err(io(&f.path()))?.len();
+            if ext == "ibd" {
+                inv.innodb.push(Source {
+                    abs: f.path(),
+                    rel: rel(&r)?,
+                    size,
+                    innodb: Some(InnoKind::Tablespace),
+                });
+            } else if NONTX_EXT.contains(&ext) {
+                let s = Source {
+                    abs: f.path(),
+                    rel: rel(&r)?,
+                    size,
+                    innodb: None,
+                };
+                if needs_commit_lock(&r) {
+                    inv.nontx_commit.push(s);
+                } else {
+                    inv.nontx_ddl.push(s);
+                }
+            }
+        }
+    }
+    inv.innodb.sort_by(|a, b| b.size.cmp(&a.size));
+    Ok(inv)
+}
+
+/// A simple shared rate limiter (bytes per second; 0 = unlimited).
+pub struct RateLimit {
+    bytes_per_sec: u64,
+    state: tokio::sync::Mutex<(std::time::Instant, u64)>,
+}
+
+impl RateLimit {
+    /// New limiter.
+    #[must_use]
+    pub fn new(mb_per_sec: u64) -> Self {
+        RateLimit {
+            bytes_per_sec: mb_per_sec * 1_000_000,
+            state: tokio::sync::Mutex::new((std::time::Instant::now(), 0)),
+        }
+    }
+
+    async fn take(&self, n: u64) {
+        if self.bytes_per_sec == 0 {
+            return;
+        }
+        let wait = {
+            let mut g = self.state.lock().await;
+            g.1 += n;
+            let due = Duration::from_secs_f64(g.1 as f64 / self.bytes_per_sec as f64);
+            due.checked_sub(g.0.elapsed())
+        };
+        if let Some(w) = wait {
+            tokio::time::sleep(w).await;
+        }
+    }
+}
+
+/// Copy one file into the graph, validating pages for InnoDB files.
+///
+/// # Errors
+/// I/O errors, a page that stays corrupt after [`MAX_ATTEMPTS`] reads, a closed graph.
+pub async fn copy(
+    src: Source,
+    input: &GraphInput,
+    progress: &Progress,
+    sys_format: Option<PageFormat>,
+    limit: &RateLimit,
+) -> Result<(), Error> {
+    let file = Arc::new(File::open(&src.abs).map_err(io(&src.abs))?);
+    let mut w = input.open(FileMeta::new(src.rel.clone())).await?;
+    let mut fmt: Option<PageFormat> = match src.innodb {
+        Some(InnoKind::SystemNext) => sys_format,
+        _ => None,
+    };
+    let mut off = 0u64;
+    let mut page_base = 0u64; // page number of the file's first page (system files after the first)
+    if src.innodb == Some(InnoKind::SystemNext) {
+        page_base = u64::MAX; // unknown: page numbers are not checked
+    }
+    loop {
+        let f = file.clone();
+        let abs = src.abs.clone();
+        let kind = src.innodb;
+        let known = fmt;
+        let start = off;
+        let (buf, newfmt) = tokio::task::spawn_blocking(move || {
+            read_batch(&f, &abs, start, kind, known, page_base)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        if newfmt.is_some() {
+            fmt = newfmt;
+        }
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len() as u64;
+        limit.take(n).await;
+        off += n;
+        progress.add_bytes(n);
+        w.write(buf).await?;
+        if (n as usize) < BATCH_BYTES {
+            break;
+        }
+    }
+    w.close().await?;
+    progress.file_done();
+    Ok(())
+}
+
+/// Read one batch at `off`; for InnoDB files, validate every page and re-read on failure.
+fn read_batch(
+    f: &File,
+    abs: &Path,
+    off: u64,
+    kind: Option<InnoKind>,
+    fmt: Option<PageFormat>,
+    page_base: u64,
+) -> Result<(Bytes, Option<PageFormat>), Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut buf = vec![0u8; BATCH_BYTES];
+        let mut got = 0usize;
+        while got < buf.len() {
+            match f.read_at(&mut buf[got..], off + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(abs)(e)),
+            }
+        }
+        buf.truncate(got);
+        let Some(kind) = kind else {
+            return Ok((Bytes::from(buf), None));
+        };
+        if got == 0 {
+            return Ok((Bytes::new(), None));
+        }
+        let mut fmt = fmt;
+        if fmt.is_none()
+            && off == 0
+            && buf.len() >= page::PAGE0_MIN_LEN
+            && buf[..page::PAGE0_MIN_LEN].iter().all(|&b| b == 0)
+        {
+            // Page 0 never reached the disk: the tablespace was created after
+            // the server's last checkpoint, so the copied redo holds its
+            // creation and every page init; recovery rebuilds it. Nothing here
+            // can be validated (not even the page size), so copy as is.
+            return Ok((Bytes::from(buf), None));
+        }
+        if fmt.is_none() && off == 0 {
+            match page::parse_page0(&buf) {
+                Ok(info) => fmt = Some(info.format),
+                Err(e) => {
+                    if attempt < MAX_ATTEMPTS {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    return Err(Error::Corrupt(format!(
+                        "{}: page 0 unreadable after {MAX_ATTEMPTS} reads: {e}",
+                        abs.display()
+                    )));
+                }
+            }
+        }
+        let Some(pf) = fmt else {
+            // Only for files whose page 0 was all zero (see above).
+            return Ok((Bytes::from(buf), None));
+        };
+        match check_batch(&pf, kind, off, page_base, &buf) {
+            None => return Ok((Bytes::from(buf), Some(pf))),
+            Some((page_no, why)) => {
+                if attempt < MAX_ATTEMPTS {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                return Err(Error::Corrupt(format!(
+                    "{}: page {page_no} failed its checksum after {MAX_ATTEMPTS} reads: {why}",
+                    abs.display()
+                )));
+            }
+        }
+    }
+}
+
+/// The first bad page of a batch, if any.
+fn check_batch(
+    pf: &PageFormat,
+    kind: InnoKind,
+    off: u64,
+    page_base: u64,
+    buf: &[u8],
+) -> Option<(u64, String)> {
+    let ps = pf.physical_size() as usize;
+    let first = off / ps as u64;
+    let dblwr = page::doublewrite_range(pf.logical_size());
+    for (i, p) in buf.chunks(ps).enumerate() {
+        let no = first + i as u64;
+        if p.len() < ps {
+            // A file being extended: a partial last page is completed by recovery.
+            return None;
+        }
+        let expected = match kind {
+            InnoKind::SystemFirst => {
+                if u32::try_from(no).is_ok_and(|n| dblwr.contains(&n)) {
+                    continue;
+                }
+                u32::try_from(no).ok().map(PageNo)
+            }
+            InnoKind::SystemNext => {
+                let _ = page_base;
+                None
+            }
+            InnoKind::Tablespace => u32::try_from(no).ok().map(PageNo),
+        };
+        if let PageVerdict::Corrupt(c) = page::check_page(pf, expected, p) {
+            return Some((no, c.to_string()));
+        }
+    }
+    None
+}

@@ -1,0 +1,214 @@
+//! Progress on stderr: files, bytes, rate, ETA and redo lag. A bar that
+//! redraws in place on a terminal, plain lines otherwise; warnings always
+//! go on their own line.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::cli::ProgressArg;
+
+/// Shared counters.
+pub struct Progress {
+    started: Instant,
+    mode: Mode,
+    files_total: AtomicU64,
+    files_done: AtomicU64,
+    bytes_total: AtomicU64,
+    bytes_done: AtomicU64,
+    redo_copied: AtomicU64,
+    redo_lag: AtomicU64,
+    phase: Mutex<String>,
+    drawn: AtomicBool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bar,
+    Lines,
+    Quiet,
+}
+
+/// Human-readable bytes.
+#[must_use]
+pub fn human(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+impl Progress {
+    /// New progress for the chosen display.
+    #[must_use]
+    pub fn new(arg: ProgressArg) -> Self {
+        let mode = match arg {
+            ProgressArg::None => Mode::Quiet,
+            ProgressArg::Lines => Mode::Lines,
+            ProgressArg::Auto => {
+                if std::io::stderr().is_terminal() {
+                    Mode::Bar
+                } else {
+                    Mode::Lines
+                }
+            }
+        };
+        Progress {
+            started: Instant::now(),
+            mode,
+            files_total: AtomicU64::new(0),
+            files_done: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            redo_copied: AtomicU64::new(0),
+            redo_lag: AtomicU64::new(0),
+            phase: Mutex::new(String::from("starting")),
+            drawn: AtomicBool::new(false),
+        }
+    }
+
+    /// Add work to the totals.
+    pub fn add_total(&self, files: u64, bytes: u64) {
+        self.files_total.fetch_add(files, Ordering::Relaxed);
+        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Count copied bytes.
+    pub fn add_bytes(&self, n: u64) {
+        self.bytes_done.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count a finished file.
+    pub fn file_done(&self) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Redo copied so far and the lag behind the server.
+    pub fn set_redo(&self, copied: u64, lag: u64) {
+        self.redo_copied.store(copied, Ordering::Relaxed);
+        self.redo_lag.store(lag, Ordering::Relaxed);
+    }
+
+    /// Announce a phase (always printed as its own line, except in quiet mode).
+    pub fn phase(&self, p: &str) {
+        if let Ok(mut g) = self.phase.lock() {
+            p.clone_into(&mut g);
+        }
+        self.line(&format!("{p}"));
+    }
+
+    /// A warning line.
+    pub fn warn(&self, w: &str) {
+        self.clear_bar();
+        eprintln!("hotbak: warning: {w}");
+    }
+
+    /// An informational line (suppressed in quiet mode).
+    pub fn line(&self, s: &str) {
+        if self.mode == Mode::Quiet {
+            return;
+        }
+        self.clear_bar();
+        eprintln!(
+            "hotbak: [{:7.1}s] {s}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn clear_bar(&self) {
+        if self.drawn.swap(false, Ordering::Relaxed) {
+            eprint!("\r\x1b[2K");
+        }
+    }
+
+    /// One status line.
+    #[must_use]
+    pub fn status(&self) -> String {
+        let el = self.started.elapsed().as_secs_f64().max(0.001);
+        let done = self.bytes_done.load(Ordering::Relaxed);
+        let total = self.bytes_total.load(Ordering::Relaxed);
+        let rate = done as f64 / el;
+        let eta = if rate > 0.0 && total > done {
+            format!("{:.0}s", (total - done) as f64 / rate)
+        } else {
+            "-".into()
+        };
+        format!(
+            "{}/{} files, {}/{} ({:.0}%), {}/s, ETA {}, redo copied {} lag {}",
+            self.files_done.load(Ordering::Relaxed),
+            self.files_total.load(Ordering::Relaxed),
+            human(done),
+            human(total),
+            if total > 0 {
+                done as f64 * 100.0 / total as f64
+            } else {
+                0.0
+            },
+            human(rate as u64),
+            eta,
+            human(self.redo_copied.load(Ordering::Relaxed)),
+            human(self.redo_lag.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Seconds since start.
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Bytes copied.
+    #[must_use]
+    pub fn bytes_done(&self) -> u64 {
+        self.bytes_done.load(Ordering::Relaxed)
+    }
+
+    /// Draw once (called by the ticker).
+    pub fn tick(&self) {
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::Lines => eprintln!(
+                "hotbak: [{:7.1}s] {}",
+                self.started.elapsed().as_secs_f64(),
+                self.status()
+            ),
+            Mode::Bar => {
+                let total = self.bytes_total.load(Ordering::Relaxed).max(1);
+                let done = self.bytes_done.load(Ordering::Relaxed).min(total);
+                let w = 24usize;
+                let fill = usize::try_from(done * w as u64 / total).unwrap_or(w).min(w);
+                eprint!(
+                    "\r\x1b[2K[{}{}] {}",
+                    "#".repeat(fill),
+                    " ".repeat(w - fill),
+                    self.status()
+                );
+                let _ = std::io::stderr().flush();
+                self.drawn.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Interval between ticks for this mode.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        match self.mode {
+            Mode::Bar => Duration::from_millis(250),
+            _ => Duration::from_secs(5),
+        }
+    }
+
+    /// Stop drawing.
+    pub fn done(&self) {
+        self.clear_bar();
+    }
+}

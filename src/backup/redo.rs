@@ -1,0 +1,405 @@
+//! The redo-log follower: tails the server's `ib_logfile0` from the start
+//! checkpoint, validates every mini-transaction (sequence bit and CRC-32C
+//! through [`crate::innodb::redo`]), and appends it linearly to the
+//! backup's `ib_logfile0` with its termination byte forced to 1.
+//!
+//! The backup log's 12 KiB prefix (header + checkpoint block) is final from
+//! the start, so the file streams without seeks. Each poll also re-reads the
+//! server's checkpoint blocks, and a second connection samples the
+//! server's LSN once a second: when `server_lsn - capacity > copied_lsn`
+//! the log we still need was overwritten and the backup fails, naming the
+//! LSNs; when the headroom falls under the warning threshold, it warns with
+//! an estimate of the time left.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{oneshot, watch};
+
+use super::progress::Progress;
+use super::Error;
+use crate::format::path::RelPath;
+use crate::innodb::redo::{self, FileOp, FollowerSafety, LogGeometry, MtrParse};
+use crate::innodb::Lsn;
+use crate::mysql::{ConnectOptions, Session};
+use crate::sink::{FileMeta, GraphInput};
+
+/// Bytes read from the ring per poll step.
+const READ_STEP: u64 = 4 << 20;
+/// Name of the log in the backup.
+pub const LOG_NAME: &str = "ib_logfile0";
+
+/// Handle to the running follower.
+pub struct Follower {
+    copied: watch::Receiver<Lsn>,
+    stop: Option<oneshot::Sender<Lsn>>,
+    task: tokio::task::JoinHandle<Result<FollowerReport, Error>>,
+    /// The checkpoint the backup log starts at.
+    pub start_checkpoint: Lsn,
+    /// Capacity of the server's log ring.
+    pub capacity: u64,
+}
+
+/// What the follower did.
+#[derive(Clone, Debug)]
+pub struct FollowerReport {
+    /// First LSN of the backup log (the start checkpoint).
+    pub first_lsn: Lsn,
+    /// End of the copied log.
+    pub last_lsn: Lsn,
+    /// Bytes of redo copied.
+    pub bytes: u64,
+    /// The newest server checkpoint seen at the end.
+    pub server_checkpoint: Lsn,
+    /// InnoDB file operations (create/rename/delete) seen in the copied log.
+    pub file_ops: Vec<String>,
+    /// The smallest headroom seen, in bytes.
+    pub min_headroom: u64,
+}
+
+struct Ring {
+    file: File,
+    path: PathBuf,
+    geo: LogGeometry,
+}
+
+impl Ring {
+    fn read(&self, lsn: Lsn, len: u64) -> Result<Vec<u8>, Error> {
+        let plan = self
+            .geo
+            .split_read(lsn, len)
+            .map_err(|e| Error::Redo(format!("{}: {e}", self.path.display())))?;
+        let mut out = vec![0u8; len as usize];
+        let first = plan.first.len as usize;
+        self.read_exact_at(&mut out[..first], plan.first.offset)?;
+        if let Some(s) = plan.second {
+            self.read_exact_at(&mut out[first..first + s.len as usize], s.offset)?;
+        }
+        Ok(out)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> Result<(), Error> {
+        self.file
+            .read_exact_at(buf, off)
+            .map_err(|source| Error::Io {
+                path: self.path.display().to_string(),
+                source,
+            })
+    }
+
+    fn prefix(&self) -> Result<redo::LogFileInfo, Error> {
+        let mut b = vec![0u8; redo::START_OFFSET as usize];
+        self.read_exact_at(&mut b, 0)?;
+        redo::parse_log_prefix(&b).map_err(|e| Error::Redo(format!("{}: {e}", self.path.display())))
+    }
+}
+
+/// Options of the follower.
+pub struct FollowerOptions {
+    /// Poll interval.
+    pub interval: Duration,
+    /// Warn when headroom falls under this fraction of the capacity (percent).
+    pub warn_percent: u64,
+    /// A connection for sampling the server LSN.
+    pub conn: ConnectOptions,
+}
+
+impl Follower {
+    /// Open the server's log, write the backup log's prefix into the graph,
+    /// copy what is there, and start tailing.
+    ///
+    /// # Errors
+    /// Unsupported or corrupt log, I/O errors, a closed graph.
+    pub async fn start(
+        log_path: &Path,
+        input: &GraphInput,
+        opts: FollowerOptions,
+        progress: Arc<Progress>,
+    ) -> Result<Follower, Error> {
+        let path = log_path.to_path_buf();
+        let file = File::open(&path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let size = file
+            .metadata()
+            .map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?
+            .len();
+        let mut ring = Ring {
+            file,
+            path: path.clone(),
+            geo: LogGeometry::new(Lsn(redo::START_OFFSET), size.max(redo::START_OFFSET + 64))
+                .map_err(|e| Error::Redo(e.to_string()))?,
+        };
+        let info = ring.prefix()?;
+        ring.geo = LogGeometry::new(info.header.first_lsn, size)
+            .map_err(|e| Error::Redo(format!("{}: {e}", path.display())))?;
+        let ck = info.newest;
+        let prefix = redo::build_backup_log_prefix(ck, redo::DEFAULT_BACKUP_CREATOR)
+            .map_err(|e| Error::Redo(e.to_string()))?;
+        let mut out = input
+            .open(FileMeta::new(
+                RelPath::new(LOG_NAME).expect("constant is valid"),
+            ))
+            .await?;
+        out.write(Bytes::from(prefix)).await?;
+        let capacity = ring.geo.capacity();
+        let (copied_tx, copied_rx) = watch::channel(ck.checkpoint_lsn);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let lsn_session = Session::connect(&opts.conn).await?;
+        let task = tokio::spawn(follow(
+            ring,
+            ck.checkpoint_lsn,
+            out,
+            copied_tx,
+            stop_rx,
+            opts,
+            lsn_session,
+            progress,
+        ));
+        Ok(Follower {
+            copied: copied_rx,
+            stop: Some(stop_tx),
+            task,
+            start_checkpoint: ck.checkpoint_lsn,
+            capacity,
+        })
+    }
+
+    /// The LSN copied so far.
+    #[must_use]
+    pub fn copied(&self) -> Lsn {
+        *self.copied.borrow()
+    }
+
+    /// Copy at least up to `target`, then close the log and report.
+    ///
+    /// # Errors
+    /// The follower's error (overrun, I/O, server gone).
+    pub async fn finish(mut self, target: Lsn) -> Result<FollowerReport, Error> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(target);
+        }
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Redo(format!("redo follower task failed: {e}"))),
+        }
+    }
+
+    /// Stop without a report (the backup failed elsewhere).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
+    /// Whether the task already ended (with an error: it only ends on stop or error).
+    #[must_use]
+    pub fn has_failed(&self) -> bool {
+        self.task.is_finished() && self.stop.is_some()
+    }
+
+    /// Wait for the task's error if it ended early.
+    pub async fn take_error(self) -> Option<Error> {
+        if self.task.is_finished() {
+            match self.task.await {
+                Ok(Err(e)) => Some(e),
+                Ok(Ok(_)) => None,
+                Err(e) => Some(Error::Redo(e.to_string())),
+            }
+        } else {
+            self.task.abort();
+            None
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    ring: Ring,
+    start: Lsn,
+    mut out: crate::sink::FileWriter,
+    copied_tx: watch::Sender<Lsn>,
+    mut stop_rx: oneshot::Receiver<Lsn>,
+    opts: FollowerOptions,
+    mut session: Session,
+    progress: Arc<Progress>,
+) -> Result<FollowerReport, Error> {
+    let ring = Arc::new(ring);
+    let capacity = ring.geo.capacity();
+    let mut copied = start;
+    let mut target: Option<Lsn> = None;
+    let mut file_ops = Vec::new();
+    let mut server_lsn = start;
+    let mut server_ck = start;
+    let mut last_lsn_sample = Instant::now() - Duration::from_secs(10);
+    let mut rate_sample: Option<(Instant, Lsn)> = None;
+    let mut write_rate = 0.0f64;
+    let mut min_headroom = u64::MAX;
+    let mut last_warn = Instant::now() - Duration::from_secs(60);
+    let mut stalled_since: Option<Instant> = None;
+    let warn_at = capacity / 100 * opts.warn_percent.min(100);
+    loop {
+        // 1. Copy everything valid that is there now.
+        loop {
+            let r = ring.clone();
+            let at = copied;
+            let step = READ_STEP.min(capacity);
+            let (buf, info) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let b = r.read(at, step)?;
+                let i = r.prefix()?;
+                Ok((b, i))
+            })
+            .await
+            .map_err(|e| Error::Redo(e.to_string()))??;
+            server_ck = server_ck.max(info.newest.checkpoint_lsn);
+            server_lsn = server_lsn.max(info.newest.end_lsn);
+            let (chunk, n) = take_valid(&ring.geo, at, &buf, &mut file_ops)?;
+            if n == 0 {
+                break;
+            }
+            copied = Lsn(at.0 + n as u64);
+            out.write(chunk).await?;
+            let _ = copied_tx.send(copied);
+            progress.set_redo(copied.0 - start.0, server_lsn.0.saturating_sub(copied.0));
+            if (n as u64) < step / 2 {
+                break;
+            }
+        }
+        // 2. Sample the server LSN about once a second.
+        if last_lsn_sample.elapsed() >= Duration::from_secs(1) {
+            last_lsn_sample = Instant::now();
+            let st = session
+                .innodb_lsn()
+                .await
+                .map_err(|e| Error::ServerGone(format!("redo follower lost the server: {e}")))?;
+            server_lsn = server_lsn.max(Lsn(st.current));
+            if let Some(c) = st.last_checkpoint {
+                server_ck = server_ck.max(Lsn(c));
+            }
+            let now = Instant::now();
+            if let Some((t0, l0)) = rate_sample {
+                let dt = now.duration_since(t0).as_secs_f64();
+                if dt > 0.0 {
+                    write_rate = (server_lsn.0.saturating_sub(l0.0)) as f64 / dt;
+                }
+            }
+            rate_sample = Some((now, server_lsn));
+        }
+        progress.set_redo(copied.0 - start.0, server_lsn.0.saturating_sub(copied.0));
+        // 3. Safety.
+        match redo::follower_safety(copied, server_ck, server_lsn, capacity) {
+            FollowerSafety::Overwritten { lost_bytes } => {
+                return Err(Error::RedoOverrun(format!(
+                    "the server overwrote redo log not yet copied: copied up to LSN {copied}, server at LSN {server_lsn}, \
+                     log capacity {capacity} bytes ({lost_bytes} bytes lost). The backup cannot be consistent. \
+                     Increase innodb_log_file_size (now {} bytes), lower --log-copy-interval, or back up at a quieter time.",
+                    capacity + redo::START_OFFSET
+                )));
+            }
+            FollowerSafety::AtRisk { headroom_bytes } | FollowerSafety::Ok { headroom_bytes } => {
+                min_headroom = min_headroom.min(headroom_bytes);
+                if headroom_bytes < warn_at && last_warn.elapsed() >= Duration::from_secs(5) {
+                    last_warn = Instant::now();
+                    let eta = if write_rate > 1.0 {
+                        format!(
+                            ", about {:.0}s left at the current write rate",
+                            headroom_bytes as f64 / write_rate
+                        )
+                    } else {
+                        String::new()
+                    };
+                    progress.warn(&format!(
+                        "redo log headroom is low: {headroom_bytes} of {capacity} bytes (copied LSN {copied}, server LSN {server_lsn}){eta}; \
+                         consider a larger innodb_log_file_size"
+                    ));
+                }
+            }
+        }
+        // Stall: the server is ahead but nothing valid appears at our position for 5 s.
+        if server_lsn > copied {
+            let since = *stalled_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(5) && target.is_some_and(|t| t > copied) {
+                return Err(Error::RedoOverrun(format!(
+                    "was only able to copy redo log up to LSN {copied}, not {}; the server is at {server_lsn}. \
+                     Try increasing innodb_log_file_size.",
+                    target.unwrap_or(server_lsn)
+                )));
+            }
+        } else {
+            stalled_since = None;
+        }
+        if server_lsn <= copied {
+            stalled_since = None;
+        }
+        // 4. Done?
+        if let Some(t) = target {
+            if copied >= t {
+                out.close().await?;
+                return Ok(FollowerReport {
+                    first_lsn: start,
+                    last_lsn: copied,
+                    bytes: copied.0 - start.0,
+                    server_checkpoint: server_ck,
+                    file_ops,
+                    min_headroom: if min_headroom == u64::MAX {
+                        capacity
+                    } else {
+                        min_headroom
+                    },
+                });
+            }
+            stalled_since.get_or_insert_with(Instant::now);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        tokio::select! {
+            t = &mut stop_rx => {
+                match t {
+                    Ok(t) => { target = Some(t); stalled_since = None; }
+                    Err(_) => return Err(Error::Redo("redo follower stopped without a target".into())),
+                }
+            }
+            () = tokio::time::sleep(opts.interval) => {}
+        }
+    }
+}
+
+/// Take the complete valid mtrs at the front of `buf` (which starts at `lsn`),
+/// with termination bytes forced to 1. Returns the bytes and their length.
+fn take_valid(
+    geo: &LogGeometry,
+    lsn: Lsn,
+    buf: &[u8],
+    file_ops: &mut Vec<String>,
+) -> Result<(Bytes, usize), Error> {
+    let mut pos = 0usize;
+    let mut out = BytesMut::new();
+    loop {
+        let at = Lsn(lsn.0 + pos as u64);
+        match redo::parse_mtr(geo, at, &buf[pos..]).map_err(|e| Error::Redo(e.to_string()))? {
+            MtrParse::Complete(span) => {
+                let mtr = &buf[pos..pos + span.len];
+                for op in redo::file_records(mtr).flatten() {
+                    match op {
+                        FileOp::Create { .. } | FileOp::Delete { .. } | FileOp::Rename { .. } => {
+                            file_ops.push(format!("{op:?} at LSN {at}"))
+                        }
+                        _ => {}
+                    }
+                }
+                let start = out.len();
+                out.extend_from_slice(mtr);
+                out[start + span.term_offset()] = 1;
+                pos += span.len;
+            }
+            MtrParse::NeedMore | MtrParse::End(_) => break,
+        }
+    }
+    Ok((out.freeze(), pos))
+}

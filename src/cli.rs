@@ -1,0 +1,214 @@
+//! Command-line arguments of `hotbak` (clap derive, plain data). Validation
+//! into plans happens in the command modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Hot physical backup for MariaDB.
+#[derive(Parser, Debug)]
+#[command(name = "hotbak", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Copy a running server without downtime.
+    Backup(Box<BackupArgs>),
+    /// Make a backup consistent (InnoDB crash recovery up to the backup's end LSN).
+    Prepare(PrepareArgs),
+    /// Copy (or move) a prepared backup into an empty datadir.
+    Restore(RestoreArgs),
+}
+
+/// Connection options, as mariabackup has them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConnArgs {
+    /// Server host (TCP).
+    #[arg(short = 'H', long)]
+    pub host: Option<String>,
+    /// Server port (TCP).
+    #[arg(short = 'P', long)]
+    pub port: Option<u16>,
+    /// Server socket.
+    #[arg(short = 'S', long)]
+    pub socket: Option<PathBuf>,
+    /// User.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Password (prefer an option file: it would show in the process list).
+    #[arg(short = 'p', long, env = "MYSQL_PWD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Read options from this file only ([client], [mariabackup], [hotbak] groups).
+    #[arg(long)]
+    pub defaults_file: Option<PathBuf>,
+    /// Read no option files.
+    #[arg(long)]
+    pub no_defaults: bool,
+}
+
+/// Lock modes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LockMode {
+    /// MariaDB `BACKUP STAGE` (default).
+    #[default]
+    BackupStage,
+    /// `FLUSH TABLES WITH READ LOCK`.
+    Ftwrl,
+}
+
+/// Query types for the long-query options.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryTypeArg {
+    /// Every query.
+    All,
+    /// Only SELECTs.
+    Select,
+    /// Only updates (INSERT, UPDATE, DELETE, REPLACE, ALTER, LOAD, ...).
+    Update,
+}
+
+/// Compression choice.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressArg {
+    /// zstd frames (`.zst`).
+    Zstd,
+    /// LZ4 frames (`.lz4`).
+    Lz4,
+}
+
+/// Progress display.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ProgressArg {
+    /// A bar on a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// Plain lines.
+    Lines,
+    /// Nothing but the summary.
+    None,
+}
+
+/// `hotbak backup`.
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Write the backup as plain files into DIR (must be empty or absent).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["stream", "stream_to"])]
+    pub target_dir: Option<PathBuf>,
+    /// Write an xbstream to stdout (`--stream` or `--stream=xbstream`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "xbstream", value_name = "FORMAT")]
+    pub stream: Option<String>,
+    /// Send the xbstream to tcp://HOST:PORT (pairs with `xbextract --listen`).
+    #[arg(long, value_name = "tcp://HOST:PORT")]
+    pub stream_to: Option<String>,
+    /// Connection.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Data-file copy workers.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
+    /// Session lock_wait_timeout (seconds) for the backup locks.
+    #[arg(long, default_value_t = 31_536_000)]
+    pub lock_wait_timeout: u64,
+    /// Lock mode.
+    #[arg(long, value_enum, default_value_t = LockMode::BackupStage)]
+    pub lock: LockMode,
+    /// Take no lock at all (only safe when every table is InnoDB and no DDL runs; no binlog position).
+    #[arg(long)]
+    pub no_lock: bool,
+    /// Seconds to wait for long queries to finish before locking (0 = do not wait).
+    #[arg(long, default_value_t = 0)]
+    pub ftwrl_wait_timeout: u64,
+    /// A query running longer than this many seconds counts as long.
+    #[arg(long, default_value_t = 60)]
+    pub ftwrl_wait_threshold: u64,
+    /// Which long queries to wait for.
+    #[arg(long, value_enum, default_value_t = QueryTypeArg::All)]
+    pub ftwrl_wait_query_type: QueryTypeArg,
+    /// Kill the queries that block the lock after it has waited this many seconds (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub kill_long_queries_timeout: u64,
+    /// Which blocking queries to kill.
+    #[arg(long, value_enum, default_value_t = QueryTypeArg::Select)]
+    pub kill_long_query_type: QueryTypeArg,
+    /// Record the replication source position (xtrabackup_slave_info).
+    #[arg(long)]
+    pub slave_info: bool,
+    /// Stop the replica SQL thread until no temporary tables are open.
+    #[arg(long)]
+    pub safe_slave_backup: bool,
+    /// Seconds to wait for open temporary tables to close.
+    #[arg(long, default_value_t = 300)]
+    pub safe_slave_backup_timeout: u64,
+    /// Redo-log poll interval in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub log_copy_interval: u64,
+    /// Warn when redo headroom falls under this percentage of the log capacity.
+    #[arg(long, default_value_t = 50)]
+    pub redo_warn_percent: u64,
+    /// Compress every file (zstd by default).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "zstd", value_name = "ALGO")]
+    pub compress: Option<CompressArg>,
+    /// Compression level (zstd 1..19, lz4 1..12).
+    #[arg(long, default_value_t = 1)]
+    pub compress_level: i32,
+    /// Compression threads (default: all cores).
+    #[arg(long)]
+    pub compress_threads: Option<usize>,
+    /// Bytes of input per compressed frame.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub compress_chunk_size: usize,
+    /// Encrypt every file with AES-256-GCM (hotbak's own authenticated format, `.hbenc`).
+    #[arg(long, value_name = "ALGO", num_args = 0..=1, default_missing_value = "AES256-GCM")]
+    pub encrypt: Option<String>,
+    /// Key file: 32 raw bytes or 64 hex characters.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the key (64 hex characters).
+    #[arg(long, value_name = "VAR")]
+    pub encrypt_key_env: Option<String>,
+    /// Limit the data-file read rate (MB/s) to spare the server; 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    pub max_rate: u64,
+    /// Progress display on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+}
+
+/// `hotbak prepare`.
+#[derive(Args, Debug)]
+pub struct PrepareArgs {
+    /// The extracted backup.
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: PathBuf,
+    /// The mariadbd binary to run recovery with (default: found on PATH or /usr/sbin).
+    #[arg(long)]
+    pub mariadbd: Option<PathBuf>,
+    /// Buffer pool for the recovery run.
+    #[arg(long, default_value = "256M")]
+    pub use_memory: String,
+}
+
+/// `hotbak restore`.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The prepared backup.
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: PathBuf,
+    /// The datadir to fill (must be empty or absent).
+    #[arg(long, value_name = "DIR")]
+    pub datadir: PathBuf,
+    /// Move files instead of copying them.
+    #[arg(long)]
+    pub move_back: bool,
+    /// Copy files (the default).
+    #[arg(long, conflicts_with = "move_back")]
+    pub copy_back: bool,
+    /// Owner as USER[:GROUP] (default mysql:mysql when run as root).
+    #[arg(long)]
+    pub owner: Option<String>,
+}
