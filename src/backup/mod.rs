@@ -682,6 +682,7 @@ async fn locked_copy(
     let commit_locked_at = Instant::now();
     if lk.mode == Some(LockMode::BackupStage) {
         lk.s.stage_block_commit(lk.policy).await?;
+        progress.line(&format!("BACKUP STAGE BLOCK_COMMIT taken; copying {} Aria/log-table files", inv.nontx_commit.len()));
     }
     for src in inv.nontx_commit {
         datafiles::copy(src, input, progress, None, &limit).await?;
@@ -703,6 +704,7 @@ async fn locked_copy(
     let lsn = lk.s.innodb_lsn().await?;
     lk.s.flush_engine_logs().await?;
     let target = Lsn(lsn.current);
+    progress.line(&format!("waiting for the redo copy to reach LSN {target}"));
     let fr = follower.finish(target).await?;
     let to_lsn = lsn
         .last_checkpoint
