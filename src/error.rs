@@ -134,6 +134,9 @@ pub fn classify(err: &anyhow::Error) -> ErrorClass {
         crate::backup::Error,
         crate::prepare::Error,
         crate::restore::Error,
+        crate::sandbox::Error,
+        crate::format::metadata::Error,
+        crate::sink::transform::TransformError,
     )
 }
 

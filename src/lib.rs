@@ -27,3 +27,4 @@ pub mod prepare;
 pub mod restore;
 pub mod sandbox;
 pub mod sink;
+pub mod testkit;

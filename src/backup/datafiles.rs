@@ -217,7 +217,7 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
             }
         }
     }
-    inv.innodb.sort_by(|a, b| b.size.cmp(&a.size));
+    inv.innodb.sort_by_key(|s| std::cmp::Reverse(s.size));
     Ok(inv)
 }
 

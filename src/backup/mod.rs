@@ -587,14 +587,13 @@ async fn locked_copy(
         Some(t) => Some(lk.s.safe_slave_backup(t).await?),
         None => None,
     };
-    let ddl_locked_at;
     if lk.mode == Some(LockMode::BackupStage) {
         lk.s.stage_start(lk.policy).await?;
         lk.s.stage_flush(lk.policy).await?;
         lk.s.stage_block_ddl(lk.policy).await?;
         progress.line("BACKUP STAGE BLOCK_DDL taken (DDL waits; DML continues)");
     }
-    ddl_locked_at = Instant::now();
+    let ddl_locked_at = Instant::now();
 
     // InnoDB copy.
     progress.phase(&format!(
@@ -638,7 +637,7 @@ async fn locked_copy(
                 match r {
                     None => break,
                     Some(Ok(Ok(()))) => {}
-                    Some(Ok(Err(e))) => { if copy_err.as_ref().is_none_or(Error::is_closed) { copy_err = Some(e); } workers.abort_all(); }
+                    Some(Ok(Err(e))) => { if copy_err.as_ref().map_or(true, Error::is_closed) { copy_err = Some(e); } workers.abort_all(); }
                     Some(Err(e)) if e.is_cancelled() => {}
                     Some(Err(e)) => { copy_err = Some(Error::Task(e.to_string())); workers.abort_all(); }
                 }
@@ -682,7 +681,10 @@ async fn locked_copy(
     let commit_locked_at = Instant::now();
     if lk.mode == Some(LockMode::BackupStage) {
         lk.s.stage_block_commit(lk.policy).await?;
-        progress.line(&format!("BACKUP STAGE BLOCK_COMMIT taken; copying {} Aria/log-table files", inv.nontx_commit.len()));
+        progress.line(&format!(
+            "BACKUP STAGE BLOCK_COMMIT taken; copying {} Aria/log-table files",
+            inv.nontx_commit.len()
+        ));
     }
     for src in inv.nontx_commit {
         datafiles::copy(src, input, progress, None, &limit).await?;

@@ -103,7 +103,7 @@ impl Progress {
         if let Ok(mut g) = self.phase.lock() {
             p.clone_into(&mut g);
         }
-        self.line(&format!("{p}"));
+        self.line(p);
     }
 
     /// A warning line.

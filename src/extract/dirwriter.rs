@@ -39,10 +39,7 @@ pub(crate) fn safe_parent(root: &Path, rel: &RelPath) -> Result<PathBuf> {
             Ok(_) => {
                 return Err(Error::Io {
                     path: p.display().to_string(),
-                    source: std::io::Error::new(
-                        ErrorKind::Other,
-                        format!("not a directory (needed for {rel})"),
-                    ),
+                    source: std::io::Error::other(format!("not a directory (needed for {rel})")),
                 })
             }
             Err(e) if e.kind() == ErrorKind::NotFound => match std::fs::create_dir(&p) {

@@ -175,6 +175,7 @@ impl AsRef<str> for RelPath {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

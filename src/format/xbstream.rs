@@ -471,6 +471,7 @@ fn parse_head(b: &[u8], start: u64) -> Result<Option<Head>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -13,6 +13,12 @@ use super::{send, Error, FileId, FileMeta, Frame, Report, Result, StageDone};
 use crate::format::manifest::{self, Entry, Manifest, StreamInfo, MANIFEST_NAME, STREAM_INFO_NAME};
 use crate::format::path::RelPath;
 
+type RenameFn = Box<
+    dyn Fn(&FileMeta) -> std::result::Result<RelPath, super::transform::TransformError>
+        + Send
+        + Sync,
+>;
+
 struct Open {
     path: RelPath,
     stored: String,
@@ -24,13 +30,7 @@ struct Open {
 pub struct ManifestStage {
     chain: Vec<String>,
     /// Renames of the downstream stages, to compute stored names.
-    renames: Vec<
-        Box<
-            dyn Fn(&FileMeta) -> std::result::Result<RelPath, super::transform::TransformError>
-                + Send
-                + Sync,
-        >,
-    >,
+    renames: Vec<RenameFn>,
     key_id: Option<String>,
 }
 

@@ -5,6 +5,8 @@
 //! - `transforms`: compression and encryption through the binaries.
 //! - `backup_e2e`: hot backup under writes, prepare, restore.
 
+mod backup_e2e;
+mod mysql_session;
 mod support;
 mod xb_graph;
 mod xb_hostile;

@@ -215,6 +215,37 @@ fn session_against_sandbox() {
     sb.restart().expect("restart after kill");
     sb.stop().expect("clean stop");
     assert!(!sb.is_running());
+
+    // The prepare-style start: existing datadir, no networking, socket only.
+    let datadir = sb.datadir().to_owned();
+    drop(sb);
+    let mut p = Sandbox::start_on(
+        &datadir,
+        &dir.path().join("prep"),
+        SandboxOptions::for_prepare(Vec::new()),
+    )
+    .expect("start_on");
+    assert!(p.port().is_none());
+    rt().block_on(async {
+        let mut s = Session::connect(&p.connect_options())
+            .await
+            .expect("socket connect");
+        assert_eq!(
+            s.query_value("SELECT @@skip_networking")
+                .await
+                .expect("q")
+                .as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            s.query_value("SELECT COUNT(*) FROM bk.t")
+                .await
+                .expect("q")
+                .as_deref(),
+            Some("3")
+        );
+    });
+    p.stop().expect("stop");
 }
 
 /// Start `sql` on its own connection; returns its connection id and the task.

@@ -302,8 +302,10 @@ fn files_of(stream: &[u8]) -> BTreeMap<String, Vec<u8>> {
     let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     while let Some(c) = d.decode(&mut buf).expect("valid stream") {
         let f = out.entry(c.path_lossy()).or_default();
-        assert_eq!(c.file_offset, f.len() as u64);
-        f.extend_from_slice(&c.payload);
+        if c.ty == ChunkType::Payload {
+            assert_eq!(c.file_offset, f.len() as u64);
+            f.extend_from_slice(&c.payload);
+        }
     }
     d.decode_eof(&buf).expect("boundary");
     out
@@ -340,6 +342,7 @@ fn xb_graph_full_pipe_blocks_and_loses_nothing() {
             // the 1 MiB output buffer and the pipe.
             let bound = (2 * FRAMES + 3) as u64 * FRAME as u64 + (1 << 20) + 4096 + FRAME as u64;
             let s = sent.load(Ordering::SeqCst);
+            eprintln!("xb_graph_full_pipe_blocks_and_loses_nothing: {s} bytes accepted while stalled (bound {bound})");
             assert!(s > 0 && s <= bound, "{s} bytes accepted with a stalled reader (bound {bound})");
             // Now read slowly, in small pieces.
             let mut got = Vec::new();
@@ -469,6 +472,10 @@ fn xb_graph_memory_bounded_in_flight() {
     });
     // DEFAULT_CHANNEL_FRAMES frames on each of the 2 edges, one frame per task, 1 MiB buffer.
     let bound = (2 * sink::DEFAULT_CHANNEL_FRAMES as u64 + 4) << 20;
+    eprintln!(
+        "xb_graph_memory_bounded_in_flight: at most {} KiB in flight",
+        gap >> 10
+    );
     assert!(
         gap <= bound,
         "{} MiB in flight (bound {} MiB)",
@@ -507,6 +514,9 @@ fn xb_graph_memory_bounded_rss() {
     );
     assert!(out.status.success(), "probe failed:\n{text}");
     assert!(text.contains("1 passed"), "probe did not run:\n{text}");
+    if let Some(l) = text.lines().find(|l| l.starts_with("rss_probe:")) {
+        eprintln!("{l}");
+    }
 }
 
 #[test]

@@ -15,8 +15,8 @@ use hotbak::format::xbstream::{
 
 use crate::support;
 use crate::xb_interop::{
-    decode_all, entries, gen_bytes, read_tree, run_with_stdin, write_tree, xb_create, xb_extract,
-    Run, STOCK_WARNING,
+    decode_all, entries, gen_bytes, read_tree, run_with_stdin, vectors, write_tree, xb_create,
+    xb_extract, Run, STOCK_WARNING,
 };
 
 /// parent/{out (the -C target), sentinel (must stay empty)}.
@@ -400,13 +400,12 @@ fn xb_hostile_sparse_or_seek_refused() {
     assert_code(&r, 3, &["'S'", "db/t.ibd", &format!("offset {at}")]);
     assert!(!sb.files().contains_key("db/t.ibd"));
     // The synthetic Percona sparse vector.
-    if let Some(shared) = support::shared_dir() {
-        let p = shared.join("vectors/synthetic/percona_sparse.xbstream");
-        if let Ok(bytes) = std::fs::read(p) {
-            let sb = Sandbox::new();
-            assert_code(&sb.run(&bytes, &[]), 3, &["'S'", "db1/t1.ibd", "offset 0"]);
-            assert!(sb.files().is_empty());
-        }
+    if let Some(v) = vectors() {
+        let bytes = std::fs::read(v.join("synthetic/percona_sparse.xbstream"))
+            .expect("percona_sparse vector");
+        let sb = Sandbox::new();
+        assert_code(&sb.run(&bytes, &[]), 3, &["'S'", "db1/t1.ibd", "offset 0"]);
+        assert!(sb.files().is_empty());
     }
 }
 

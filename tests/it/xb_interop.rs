@@ -372,8 +372,16 @@ fn expected_list(p: &Path) -> BTreeMap<String, (u64, String)> {
         .collect()
 }
 
-fn vectors() -> Option<PathBuf> {
-    let d = support::shared_dir().map(|s| s.join("vectors"));
+/// The shared reference material: `$HOTBAK_SHARED_DIR`, else `../shared` beside the repo.
+pub(crate) fn shared_dir() -> Option<PathBuf> {
+    match std::env::var_os("HOTBAK_SHARED_DIR") {
+        Some(d) => Some(PathBuf::from(d)),
+        None => support::shared_dir(),
+    }
+}
+
+pub(crate) fn vectors() -> Option<PathBuf> {
+    let d = shared_dir().map(|s| s.join("vectors"));
     match d {
         Some(d) if d.is_dir() => Some(d),
         _ => {

@@ -1,0 +1,681 @@
+//! Hot backup under writes, prepare, restore, checks (issue 3). Every test
+//! runs its own throwaway server (`Sandbox`) in its own temp dir.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hotbak::mysql::Session;
+use hotbak::sandbox::{Sandbox, SandboxOptions};
+use hotbak::testkit::{
+    self, Binaries, DdlLoop, Expect, Schema, SchemaOptions, StreamOutcome, Writer, WriterOptions,
+    WriterReport,
+};
+
+use crate::support::{bin, tool};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn bins() -> Binaries {
+    Binaries {
+        hotbak: bin("hotbak"),
+        xbextract: bin("xbextract"),
+    }
+}
+
+/// A fresh sandbox in `dir/src`, or `None` (skip) without MariaDB.
+fn sandbox(dir: &Path, args: &[&str]) -> Option<Sandbox> {
+    tool("mariadbd")?;
+    tool("mariadb-install-db")?;
+    let opts = SandboxOptions {
+        server_args: args.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
+    };
+    Some(Sandbox::create(&dir.join("src"), opts).expect("sandbox starts"))
+}
+
+fn strs(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Run `hotbak backup --stream | xbextract` off the async threads.
+async fn stream_backup(
+    socket: &Path,
+    dest: &Path,
+    logs: &Path,
+    extra: Vec<String>,
+) -> StreamOutcome {
+    let (socket, dest, logs) = (socket.to_owned(), dest.to_owned(), logs.to_owned());
+    tokio::task::spawn_blocking(move || {
+        testkit::run_stream_backup(&bins(), &socket, &dest, &logs, &extra)
+    })
+    .await
+    .expect("join")
+    .expect("backup pipeline runs")
+}
+
+fn assert_backup_ok(o: &StreamOutcome) {
+    assert!(o.success(), "backup failed: {o}");
+    assert!(o.hotbak_stderr.contains("completed OK"), "{o}");
+    eprintln!("backup took {:.1}s", o.elapsed.as_secs_f64());
+}
+
+fn run_ok(program: &Path, args: &[&OsStr]) -> String {
+    let t = Instant::now();
+    let (st, out) = testkit::run_tool(program, args).expect("tool starts");
+    assert!(
+        st.success(),
+        "{} {:?} failed ({st}):\n{out}",
+        program.display(),
+        args
+    );
+    eprintln!(
+        "{} {:?}: {:.1}s",
+        program.file_name().unwrap_or_default().to_string_lossy(),
+        args.first().unwrap_or(&OsStr::new("")),
+        t.elapsed().as_secs_f64()
+    );
+    out
+}
+
+fn hotbak_prepare(dir: &Path) {
+    run_ok(
+        &bin("hotbak"),
+        &[
+            OsStr::new("prepare"),
+            OsStr::new("--target-dir"),
+            dir.as_os_str(),
+        ],
+    );
+}
+
+fn hotbak_restore(backup: &Path, datadir: &Path) {
+    run_ok(
+        &bin("hotbak"),
+        &[
+            OsStr::new("restore"),
+            OsStr::new("--target-dir"),
+            backup.as_os_str(),
+            OsStr::new("--datadir"),
+            datadir.as_os_str(),
+        ],
+    );
+}
+
+/// Restore a prepared backup into `root/<name>-data`, start a server on it.
+fn restore_and_start(backup: &Path, root: &Path, name: &str) -> Sandbox {
+    let datadir = root.join(format!("{name}-data"));
+    hotbak_restore(backup, &datadir);
+    Sandbox::start_on(
+        &datadir,
+        &root.join(format!("{name}-run")),
+        SandboxOptions::default(),
+    )
+    .expect("server starts on the restored datadir")
+}
+
+async fn check(sb: &Sandbox, e: &Expect) -> testkit::CheckReport {
+    let r = testkit::check_restored(&sb.connect_options(), e)
+        .await
+        .expect("checks run");
+    eprintln!("{r}");
+    assert!(r.ok(), "restored server failed checks:\n{r}");
+    r
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// What a backup under writes leaves behind.
+struct Taken {
+    schema: Schema,
+    before: WriterReport,
+    after: WriterReport,
+    outcome: StreamOutcome,
+}
+
+impl Taken {
+    fn expect(&self) -> Expect {
+        Expect::between(&self.schema, &self.before, &self.after)
+    }
+}
+
+/// Schema, writer, `hotbak backup --stream | xbextract` into `dest` while
+/// the writer runs, writer stopped after `extra_writes`.
+async fn backup_under_writes(
+    sb: &Sandbox,
+    dest: &Path,
+    logs: &Path,
+    extra: Vec<String>,
+    extra_writes: Duration,
+) -> Taken {
+    let conn = sb.connect_options();
+    let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+        .await
+        .expect("schema");
+    let w = Writer::start(&conn, &schema, &WriterOptions::default())
+        .await
+        .expect("writer");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = w.snapshot();
+    let outcome = stream_backup(sb.socket(), dest, logs, extra).await;
+    let during = w.snapshot();
+    tokio::time::sleep(extra_writes).await;
+    let after = w.stop().await.expect("writer stops");
+    eprintln!("writer: before {before}\n  after backup {during}\n  at stop {after}");
+    assert!(after.errors.is_empty(), "writer errors: {after}");
+    assert_backup_ok(&outcome);
+    // The writes really overlapped the backup.
+    assert!(
+        during.seq > before.seq,
+        "no seq inserts during the backup: {before} / {during}"
+    );
+    assert!(
+        during.transfers > before.transfers,
+        "no transfers during the backup"
+    );
+    Taken {
+        schema,
+        before,
+        after,
+        outcome,
+    }
+}
+
+#[test]
+fn end_to_end_under_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut sb) = sandbox(dir.path(), &[]) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    rt().block_on(async {
+        let t = backup_under_writes(
+            &sb,
+            &backup,
+            &dir.path().join("logs"),
+            strs(&["--max-rate", "20"]),
+            Duration::ZERO,
+        )
+        .await;
+        assert!(backup.join("xtrabackup_checkpoints").is_file());
+        assert!(backup.join("ib_logfile0").is_file());
+        assert!(backup.join("hb_app/seq.ibd").is_file());
+        sb.stop().expect("source stops");
+        hotbak_prepare(&backup);
+        let mut restored = restore_and_start(&backup, dir.path(), "restored");
+        let r = check(&restored, &t.expect()).await;
+        assert!(r.seq_rows >= t.before.seq && r.tables.len() >= 12, "{r}");
+        restored.stop().expect("restored server stops");
+    });
+}
+
+#[test]
+fn ddl_during_backup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut sb) = sandbox(dir.path(), &[]) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    rt().block_on(async {
+        let conn = sb.connect_options();
+        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+            .await
+            .expect("schema");
+        let w = Writer::start(&conn, &schema, &WriterOptions::default())
+            .await
+            .expect("writer");
+        let ddl = DdlLoop::start(&conn, Duration::from_millis(20))
+            .await
+            .expect("ddl loop");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let before = w.snapshot();
+        let outcome = stream_backup(
+            sb.socket(),
+            &backup,
+            &dir.path().join("logs"),
+            strs(&["--max-rate", "10"]),
+        )
+        .await;
+        // DDL goes on a moment after the locks are released.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let d = ddl.stop().await.expect("ddl loop stops");
+        let after = w.stop().await.expect("writer stops");
+        eprintln!("DDL loop: {d}\nwriter: {after}");
+        assert!(d.errors.is_empty(), "DDL loop errors: {d}");
+        assert!(after.errors.is_empty(), "writer errors: {after}");
+        assert_backup_ok(&outcome);
+        assert!(d.total_ok() > 20, "too little DDL ran: {d}");
+        assert!(
+            d.lock_timeouts > 0,
+            "no DDL statement waited for the backup's BLOCK_DDL: {d}"
+        );
+        sb.stop().expect("source stops");
+        hotbak_prepare(&backup);
+        let mut restored = restore_and_start(&backup, dir.path(), "restored");
+        let mut e = Expect::between(&schema, &before, &after);
+        e.ddl = true;
+        check(&restored, &e).await;
+        restored.stop().expect("restored server stops");
+    });
+}
+
+#[test]
+fn peer_prepares_our_backup() {
+    let Some(mariabackup) = tool("mariabackup") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut sb) = sandbox(dir.path(), &[]) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    let peer = dir.path().join("backup-peer");
+    rt().block_on(async {
+        let t = backup_under_writes(
+            &sb,
+            &backup,
+            &dir.path().join("logs"),
+            strs(&["--max-rate", "20"]),
+            Duration::ZERO,
+        )
+        .await;
+        sb.stop().expect("source stops");
+        copy_dir(&backup, &peer);
+        run_ok(
+            &mariabackup,
+            &[
+                OsStr::new("--no-defaults"),
+                OsStr::new("--prepare"),
+                OsStr::new(&format!("--target-dir={}", peer.display())),
+            ],
+        );
+        let mut theirs = restore_and_start(&peer, dir.path(), "peer");
+        check(&theirs, &t.expect()).await;
+        let mut s = Session::connect(&theirs.connect_options())
+            .await
+            .expect("connect");
+        let sums_theirs = testkit::checksum_all(&mut s).await.expect("checksums");
+        s.close().await.expect("close");
+        theirs.stop().expect("stops");
+
+        // Our prepare of the same backup yields the same data.
+        hotbak_prepare(&backup);
+        let mut ours = restore_and_start(&backup, dir.path(), "ours");
+        let mut s = Session::connect(&ours.connect_options())
+            .await
+            .expect("connect");
+        let sums_ours = testkit::checksum_all(&mut s).await.expect("checksums");
+        s.close().await.expect("close");
+        ours.stop().expect("stops");
+        assert_eq!(
+            sums_ours, sums_theirs,
+            "hotbak prepare and mariabackup --prepare disagree"
+        );
+        assert!(sums_ours.len() >= 12);
+        eprintln!("backup: {:.1}s", t.outcome.elapsed.as_secs_f64());
+    });
+}
+
+/// `file\tposition[\tgtid]` of `xtrabackup_binlog_info`.
+fn binlog_info(backup: &Path) -> (String, u64) {
+    let text = std::fs::read_to_string(backup.join("xtrabackup_binlog_info")).expect("binlog info");
+    let mut f = text.split_whitespace();
+    let file = f.next().expect("file").to_owned();
+    let pos = f
+        .next()
+        .expect("position")
+        .parse()
+        .expect("numeric position");
+    (file, pos)
+}
+
+#[test]
+fn binlog_position_replays_to_source_state() {
+    let Some(binlog_tool) = tool("mariadb-binlog") else {
+        return;
+    };
+    let Some(client) = tool("mariadb") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut sb) = sandbox(dir.path(), &["--log-bin=mysql-bin", "--server-id=1"]) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    rt().block_on(async {
+        let t = backup_under_writes(
+            &sb,
+            &backup,
+            &dir.path().join("logs"),
+            strs(&["--max-rate", "20"]),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(
+            t.after.seq > t.before.seq + 50,
+            "the writer must go on after the backup: {}",
+            t.after
+        );
+        let mut s = Session::connect(&sb.connect_options())
+            .await
+            .expect("connect");
+        let source_sums = testkit::checksum_all(&mut s).await.expect("checksums");
+        let logs: Vec<String> = s
+            .query("SHOW BINARY LOGS")
+            .await
+            .expect("binary logs")
+            .iter()
+            .map(|r| r.at(0).expect("log name").to_owned())
+            .collect();
+        s.close().await.expect("close");
+        let (file, pos) = binlog_info(&backup);
+        assert!(logs.contains(&file), "{file} not in {logs:?}");
+        assert!(pos > 4);
+        let files: Vec<PathBuf> = logs
+            .iter()
+            .filter(|l| l.as_str() >= file.as_str())
+            .map(|l| sb.datadir().join(l))
+            .collect();
+        sb.stop().expect("source stops");
+
+        hotbak_prepare(&backup);
+        let mut restored = restore_and_start(&backup, dir.path(), "restored");
+        check(&restored, &t.expect()).await;
+
+        // Replay the source's binlogs from the recorded position.
+        let mut dump = Command::new(&binlog_tool)
+            .arg("--no-defaults")
+            .arg(format!("--start-position={pos}"))
+            .args(&files)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mariadb-binlog");
+        let out = dump.stdout.take().expect("pipe");
+        let apply = Command::new(&client)
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", restored.socket().display()))
+            .arg("-uroot")
+            .stdin(Stdio::from(out))
+            .output()
+            .expect("mariadb client");
+        let dumped = dump.wait_with_output().expect("mariadb-binlog");
+        assert!(
+            dumped.status.success(),
+            "mariadb-binlog: {}",
+            String::from_utf8_lossy(&dumped.stderr)
+        );
+        assert!(
+            apply.status.success(),
+            "replaying the binlog from {file}:{pos} failed: {}",
+            String::from_utf8_lossy(&apply.stderr)
+        );
+        let mut s = Session::connect(&restored.connect_options())
+            .await
+            .expect("connect");
+        let replayed = testkit::checksum_all(&mut s).await.expect("checksums");
+        s.close().await.expect("close");
+        restored.stop().expect("stops");
+        let diff: Vec<_> = source_sums
+            .iter()
+            .filter(|(k, v)| replayed.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: source {v}, replayed {:?}", replayed.get(k)))
+            .collect();
+        assert!(
+            diff.is_empty(),
+            "checksums differ after replay:\n{}",
+            diff.join("\n")
+        );
+        assert_eq!(source_sums.len(), replayed.len());
+    });
+}
+
+// ---------------------------------------------------------------- failures
+
+/// Assert a failed backup: exit code in `codes`, stderr naming the cause, no "completed OK".
+fn assert_failed(code: Option<i32>, stderr: &str, codes: &[i32], needles: &[&str]) {
+    assert!(
+        code.is_some_and(|c| codes.contains(&c)),
+        "exit {code:?}, expected one of {codes:?}; stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("completed OK"),
+        "failure reported as success:\n{stderr}"
+    );
+    let lower = stderr.to_lowercase();
+    for n in needles {
+        assert!(
+            lower.contains(&n.to_lowercase()),
+            "stderr does not mention {n:?}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn fails_when_server_killed_mid_backup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut sb) = sandbox(dir.path(), &[]) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    let logs = dir.path().join("logs");
+    rt().block_on(async {
+        testkit::setup_schema(&sb.connect_options(), &SchemaOptions::large())
+            .await
+            .expect("schema");
+    });
+    let socket = sb.socket().to_owned();
+    let (b, l) = (backup.clone(), logs.clone());
+    let run = std::thread::spawn(move || {
+        testkit::run_stream_backup(&bins(), &socket, &b, &l, &strs(&["--max-rate", "5"]))
+            .expect("pipeline runs")
+    });
+    // Wait until the copy is under way, then kill the server.
+    let log = logs.join("hotbak.err");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("BLOCK_DDL taken")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "backup never started copying"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    sb.kill().expect("kill");
+    let o = run.join().expect("join");
+    eprintln!("{o}");
+    assert_failed(o.hotbak.code(), &o.hotbak_stderr, &[4, 1], &[]);
+    let lower = o.hotbak_stderr.to_lowercase();
+    assert!(
+        lower.contains("server") || lower.contains("connection"),
+        "no server/connection cause named:\n{}",
+        o.hotbak_stderr
+    );
+    assert!(
+        !o.xbextract.success(),
+        "xbextract accepted the stream of a failed backup:\n{}",
+        o.xbextract_stderr
+    );
+    assert!(
+        o.elapsed < Duration::from_secs(30),
+        "failure detected late: {:.1}s",
+        o.elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+fn fails_when_stdout_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(sb) = sandbox(dir.path(), &[]) else {
+        return;
+    };
+    rt().block_on(async {
+        testkit::setup_schema(&sb.connect_options(), &SchemaOptions::default())
+            .await
+            .expect("schema");
+    });
+    let mut hb = testkit::backup_command(&bin("hotbak"), sb.socket(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hotbak");
+    let pipe = hb.stdout.take().expect("pipe");
+    let head = Command::new("head")
+        .arg("-c")
+        .arg("1000000")
+        .stdin(Stdio::from(pipe))
+        .stdout(Stdio::null())
+        .status()
+        .expect("head");
+    assert!(head.success());
+    let t = Instant::now();
+    let out = hb.wait_with_output().expect("hotbak");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert_failed(out.status.code(), &stderr, &[1], &["stdout"]);
+    assert!(
+        stderr.to_lowercase().contains("broken pipe") || stderr.contains("closed"),
+        "no broken pipe named:\n{stderr}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn fails_on_redo_overrun() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(sb) = sandbox(
+        dir.path(),
+        &["--innodb-log-file-size=4M", "--innodb-log-buffer-size=2M"],
+    ) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    let logs = dir.path().join("logs");
+    rt().block_on(async {
+        let conn = sb.connect_options();
+        testkit::setup_schema(&conn, &SchemaOptions::default())
+            .await
+            .expect("schema");
+        let mut s = Session::connect(&conn).await.expect("connect");
+        assert_eq!(
+            s.query_value("SELECT @@innodb_log_file_size")
+                .await
+                .expect("var")
+                .as_deref(),
+            Some("4194304")
+        );
+        s.execute("CREATE TABLE hb_app.scratch (id BIGINT AUTO_INCREMENT PRIMARY KEY, p VARCHAR(250)) ENGINE=InnoDB")
+            .await
+            .expect("scratch");
+        // Heavy redo: bulk inserts of large rows, then deletes, in a loop.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let st = stop.clone();
+        let heavy = tokio::spawn(async move {
+            let mut n = 0u64;
+            while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                if s.execute("INSERT INTO hb_app.scratch (p) SELECT REPEAT('y', 240) FROM hb_app.seq_1_to_5000")
+                    .await
+                    .is_err()
+                    || s.execute("DELETE FROM hb_app.scratch ORDER BY id LIMIT 5000").await.is_err()
+                {
+                    break;
+                }
+                n += 1;
+            }
+            n
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let o = stream_backup(
+            sb.socket(),
+            &backup,
+            &logs,
+            strs(&["--log-copy-interval", "3000", "--max-rate", "5"]),
+        )
+        .await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let rounds = heavy.await.expect("heavy writer");
+        eprintln!("heavy writer rounds: {rounds}\n{o}");
+        assert!(rounds > 0);
+        assert_failed(
+            o.hotbak.code(),
+            &o.hotbak_stderr,
+            &[4],
+            &["redo", "innodb_log_file_size"],
+        );
+        assert!(!o.xbextract.success(), "xbextract accepted a failed backup");
+    });
+}
+
+#[test]
+fn fails_when_lock_blocked_by_long_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(sb) = sandbox(dir.path(), &[]) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    rt().block_on(async {
+        let conn = sb.connect_options();
+        testkit::setup_schema(&conn, &SchemaOptions::default())
+            .await
+            .expect("schema");
+        let mut blocker = Session::connect(&conn).await.expect("connect");
+        let blocker_id = blocker.connection_id();
+        let long = tokio::spawn(async move {
+            let r = blocker
+                .execute("UPDATE hb_app.bank SET updated = updated + SLEEP(60) WHERE id = 1")
+                .await;
+            (r.is_ok(), blocker)
+        });
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let t = Instant::now();
+        let o = stream_backup(
+            sb.socket(),
+            &backup,
+            &dir.path().join("logs"),
+            strs(&["--ftwrl-wait-timeout", "2", "--ftwrl-wait-threshold", "1"]),
+        )
+        .await;
+        eprintln!("{o}");
+        let mut admin = Session::connect(&conn).await.expect("connect");
+        admin
+            .execute(&format!("KILL QUERY {blocker_id}"))
+            .await
+            .expect("kill query");
+        let _ = long.await.expect("blocker");
+        assert_failed(
+            o.hotbak.code(),
+            &o.hotbak_stderr,
+            &[4],
+            &["SLEEP(60)", "UPDATE hb_app.bank"],
+        );
+        assert!(
+            o.hotbak_stderr.contains(&blocker_id.to_string()),
+            "the blocking connection id {blocker_id} is not named:\n{}",
+            o.hotbak_stderr
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(!o.xbextract.success(), "xbextract accepted a failed backup");
+    });
+}
