@@ -194,6 +194,7 @@ pub fn peek_key_id(first_bytes: &[u8]) -> Result<KeyId, Error> {
 
 enum Fail {
     Corrupt(u64, String),
+    WrongKey(String),
 }
 
 impl Open {
@@ -243,14 +244,11 @@ impl Open {
                     self.buf.clear();
                     let header = Header::decode(&h).map_err(|e| Fail::Corrupt(0, e.to_string()))?;
                     if header.key_id != self.key.id().0 {
-                        return Err(Fail::Corrupt(
-                            16,
-                            format!(
-                                "wrong key (key id {}, file was sealed with key id {})",
-                                self.key.id(),
-                                KeyId(header.key_id)
-                            ),
-                        ));
+                        return Err(Fail::WrongKey(format!(
+                            "wrong key (key id {}, file was sealed with key id {})",
+                            self.key.id(),
+                            KeyId(header.key_id)
+                        )));
                     }
                     let k = file_key(&self.key, &header.salt, &self.path)
                         .map_err(|e| Fail::Corrupt(0, e.to_string()))?;
@@ -346,12 +344,17 @@ impl InverseTransform for Open {
             Ok(()) => Ok(()),
             Err(f) => {
                 self.failed = true;
-                let Fail::Corrupt(offset, reason) = f;
-                Err(TransformError::Corrupt {
-                    what: self.what.clone(),
-                    offset,
-                    reason,
-                })
+                match f {
+                    Fail::Corrupt(offset, reason) => Err(TransformError::Corrupt {
+                        what: self.what.clone(),
+                        offset,
+                        reason,
+                    }),
+                    Fail::WrongKey(reason) => Err(TransformError::WrongKey {
+                        what: self.what.clone(),
+                        reason,
+                    }),
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::{Error, Result};
+use crate::compress::BoundedInverse;
 use crate::format::path::RelPath;
 use crate::sink::transform::{InverseTransform, TransformError};
 
@@ -20,13 +21,27 @@ pub type InverseFactory = Arc<
         + Sync,
 >;
 
+/// Builds a decompressor whose output per call can be bounded.
+pub type DecompressFactory = Arc<
+    dyn Fn(&RelPath) -> std::result::Result<Box<dyn BoundedInverse>, TransformError> + Send + Sync,
+>;
+
+/// The decoders of one file.
+#[derive(Default)]
+pub(crate) struct Chain {
+    /// Decryption (first).
+    pub decrypt: Option<Box<dyn InverseTransform>>,
+    /// Decompression (second), with bounded output per call.
+    pub decompress: Option<Box<dyn BoundedInverse>>,
+}
+
 /// Decoding options.
 #[derive(Clone, Default)]
 pub struct DecodeOptions {
     /// Decryptor factory (from the key), if a key was given.
     pub decrypt: Option<InverseFactory>,
     /// Decompressors by suffix (".zst", ".lz4", ".qp").
-    pub decompressors: Vec<(&'static str, InverseFactory)>,
+    pub decompressors: Vec<(&'static str, DecompressFactory)>,
     /// `Some(true)`: decompress every known suffix; `Some(false)`: never;
     /// `None` (default): decompress hotbak streams' `.zst`/`.lz4`, and leave
     /// stock `.qp` files alone.
@@ -51,9 +66,9 @@ pub(crate) fn chain(
     stored: &RelPath,
     hotbak: bool,
     opts: &DecodeOptions,
-) -> Result<(RelPath, Vec<Box<dyn InverseTransform>>)> {
+) -> Result<(RelPath, Chain)> {
     let mut path = stored.clone();
-    let mut chain: Vec<Box<dyn InverseTransform>> = Vec::new();
+    let mut chain = Chain::default();
     let tf = |source| Error::Transform {
         path: stored.to_string(),
         source,
@@ -61,7 +76,7 @@ pub(crate) fn chain(
     if let Some(inner) = path.strip_suffix(ENCRYPTED_SUFFIX) {
         match &opts.decrypt {
             Some(f) => {
-                chain.push(f(&inner).map_err(tf)?);
+                chain.decrypt = Some(f(&inner).map_err(tf)?);
                 path = inner;
             }
             None if hotbak => {
@@ -81,7 +96,7 @@ pub(crate) fn chain(
             continue;
         }
         if let Some(inner) = path.strip_suffix(suffix) {
-            chain.push(f(&inner).map_err(tf)?);
+            chain.decompress = Some(f(&inner).map_err(tf)?);
             path = inner;
             break;
         }

@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::decode::{DecodeOptions, InverseFactory};
+use super::decode::{DecodeOptions, DecompressFactory};
 use crate::compress::{
-    Lz4Decompress, QpDecompress, ZstdDecompress, LZ4_SUFFIX, QP_SUFFIX, ZSTD_SUFFIX,
+    BoundedInverse, Lz4Decompress, QpDecompress, ZstdDecompress, LZ4_SUFFIX, QP_SUFFIX, ZSTD_SUFFIX,
 };
 use crate::encrypt::{Key, Open};
 use crate::error::UsageError;
@@ -21,12 +21,12 @@ pub fn install_decoders(
     key_file: Option<&Path>,
     key_env: Option<&str>,
 ) -> anyhow::Result<()> {
-    let zstd: InverseFactory =
-        Arc::new(|p| Ok(Box::new(ZstdDecompress::new(p.as_str())) as Box<dyn InverseTransform>));
-    let lz4: InverseFactory =
-        Arc::new(|p| Ok(Box::new(Lz4Decompress::new(p.as_str())) as Box<dyn InverseTransform>));
-    let qp: InverseFactory =
-        Arc::new(|p| Ok(Box::new(QpDecompress::new(p.as_str())) as Box<dyn InverseTransform>));
+    let zstd: DecompressFactory =
+        Arc::new(|p| Ok(Box::new(ZstdDecompress::new(p.as_str())) as Box<dyn BoundedInverse>));
+    let lz4: DecompressFactory =
+        Arc::new(|p| Ok(Box::new(Lz4Decompress::new(p.as_str())) as Box<dyn BoundedInverse>));
+    let qp: DecompressFactory =
+        Arc::new(|p| Ok(Box::new(QpDecompress::new(p.as_str())) as Box<dyn BoundedInverse>));
     d.decompressors = vec![(ZSTD_SUFFIX, zstd), (LZ4_SUFFIX, lz4), (QP_SUFFIX, qp)];
     let key = match (key_file, key_env) {
         (None, None) => None,

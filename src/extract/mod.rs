@@ -31,7 +31,7 @@ use crate::format::path::{PathError, RelPath};
 use crate::format::xbstream::{self, ChunkType, Decoder};
 use crate::sink::transform::TransformError;
 
-pub use decode::{DecodeOptions, InverseFactory, ENCRYPTED_SUFFIX};
+pub use decode::{DecodeOptions, DecompressFactory, InverseFactory, ENCRYPTED_SUFFIX};
 pub use dirwriter::PARTIAL_SUFFIX;
 pub use glue::install_decoders;
 
@@ -229,7 +229,7 @@ pub(crate) struct Finished {
     stored: String,
     path: RelPath,
     size: u64,
-    sha256: String,
+    blake3: String,
     /// Content, kept only for the manifest and stream-info files.
     content: Option<Vec<u8>>,
 }
@@ -487,10 +487,10 @@ fn finalize(
                     e.stored, f.path, e.path
                 )));
             }
-            if f.size != e.size || f.sha256 != e.sha256 {
+            if f.size != e.size || f.blake3 != e.blake3 {
                 return Err(Error::Manifest(format!(
-                    "{}: size {} sha256 {} differs from the manifest's size {} sha256 {}",
-                    e.path, f.size, f.sha256, e.size, e.sha256
+                    "{}: size {} blake3 {} differs from the manifest's size {} blake3 {}",
+                    e.path, f.size, f.blake3, e.size, e.blake3
                 )));
             }
         }

@@ -11,13 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{decode, dirwriter, Error, Finished, Plan, Result};
 use crate::format::manifest::{MANIFEST_NAME, MAX_MANIFEST_LEN, STREAM_INFO_NAME};
 use crate::format::path::RelPath;
-use crate::sink::transform::InverseTransform;
 
 /// Messages from the reader.
 pub(crate) enum Msg {
@@ -43,8 +41,8 @@ struct OpenFile {
     out: RelPath,
     file: Option<File>,
     partial: Option<PathBuf>,
-    chain: Vec<Box<dyn InverseTransform>>,
-    hash: Sha256,
+    chain: decode::Chain,
+    hash: blake3::Hasher,
     size: u64,
     content: Option<Vec<u8>>,
     hotbak: bool,
@@ -218,7 +216,7 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                         file,
                         partial,
                         chain,
-                        hash: Sha256::new(),
+                        hash: blake3::Hasher::new(),
                         size: 0,
                         content,
                         hotbak,
@@ -262,7 +260,7 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                     stored: f.stored.to_string(),
                     path: f.out,
                     size: f.size,
-                    sha256: hex::encode(f.hash.finalize()),
+                    blake3: f.hash.finalize().to_hex().to_string(),
                     content: f.content,
                 };
                 shared
@@ -276,26 +274,61 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
     Ok(())
 }
 
-/// Run `input` through the file's inverse chain (or finish it), then hash and write.
+/// Largest decompressed piece produced per decoder call (memory bound).
+const MAX_OUT_PER_CALL: usize = 4 << 20;
+
+/// Run `input` through the file's decoders (or finish them), then hash and write.
+/// Decryption runs first and authenticates before anything is decompressed;
+/// decompression output is produced and written in bounded pieces.
 fn push(f: &mut OpenFile, input: &[u8], finish: bool) -> Result<()> {
-    if f.chain.is_empty() {
-        return write_out(f, input);
-    }
     let stored = f.stored.to_string();
     let tf = |source| Error::Transform {
         path: stored.clone(),
         source,
     };
-    let mut cur = input.to_vec();
-    for t in &mut f.chain {
-        let mut out = Vec::with_capacity(cur.len() * 2);
-        t.update(&cur, &mut out).map_err(tf)?;
-        if finish {
-            t.finish(&mut out).map_err(tf)?;
+    let plain_owned;
+    let plain: &[u8] = match f.chain.decrypt.as_mut() {
+        None => input,
+        Some(d) => {
+            let mut out = Vec::with_capacity(input.len());
+            d.update(input, &mut out).map_err(tf)?;
+            if finish {
+                d.finish(&mut out).map_err(tf)?;
+            }
+            plain_owned = out;
+            &plain_owned
         }
-        cur = out;
-    }
-    write_out(f, &cur)
+    };
+    let Some(mut dec) = f.chain.decompress.take() else {
+        return write_out(f, plain);
+    };
+    let mut rest = plain;
+    let mut out = Vec::with_capacity(MAX_OUT_PER_CALL.min(rest.len() * 4 + 64));
+    let r = (|| {
+        loop {
+            out.clear();
+            let used = dec
+                .update_bounded(rest, &mut out, MAX_OUT_PER_CALL)
+                .map_err(tf)?;
+            rest = &rest[used..];
+            let progressed = used > 0 || !out.is_empty();
+            write_out(f, &out)?;
+            if rest.is_empty() && out.is_empty() {
+                break;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if finish {
+            out.clear();
+            dec.finish(&mut out).map_err(tf)?;
+            write_out(f, &out)?;
+        }
+        Ok(())
+    })();
+    f.chain.decompress = Some(dec);
+    r
 }
 
 fn write_out(f: &mut OpenFile, data: &[u8]) -> Result<()> {

@@ -3,7 +3,7 @@
 //! A hotbak stream starts with [`STREAM_INFO_NAME`] (plain JSON: tool, the
 //! stage chain, the key id when encrypted) and ends with [`MANIFEST_NAME`]
 //! (JSON: every file with its original path, the name it has in the
-//! stream, its size and SHA-256 of its original content). Both are ordinary
+//! stream, its size and BLAKE3 of its original content). Both are ordinary
 //! files written with `P`/`E` chunks, so stock tools extract them
 //! harmlessly. When encryption is on, the manifest is sealed like every
 //! other file (`hotbak_manifest.hbenc`), which authenticates it.
@@ -67,8 +67,8 @@ pub struct Entry {
     pub stored: String,
     /// Original size in bytes.
     pub size: u64,
-    /// SHA-256 of the original content, lowercase hex.
-    pub sha256: String,
+    /// BLAKE3 of the original content, lowercase hex.
+    pub blake3: String,
 }
 
 /// The manifest.
@@ -137,10 +137,10 @@ impl Manifest {
         }
         let mut seen = std::collections::HashSet::new();
         for e in &m.files {
-            if e.sha256.len() != 64 || !e.sha256.bytes().all(|c| c.is_ascii_hexdigit()) {
+            if e.blake3.len() != 64 || !e.blake3.bytes().all(|c| c.is_ascii_hexdigit()) {
                 return Err(Error::Corrupt {
                     what: "manifest",
-                    reason: format!("bad sha256 for {:?}", e.path),
+                    reason: format!("bad blake3 for {:?}", e.path),
                 });
             }
             if !seen.insert(e.path.as_str()) {
@@ -194,7 +194,7 @@ mod tests {
                 path: "a b/c".into(),
                 stored: "a b/c.zst".into(),
                 size: 3,
-                sha256: "0".repeat(64),
+                blake3: "0".repeat(64),
             }],
         };
         assert_eq!(Manifest::from_bytes(&m.to_bytes()).unwrap(), m);

@@ -1,11 +1,10 @@
 //! The manifest stage: first stage after the producers. It emits the
 //! stream-info header before anything else, hashes every file's original
-//! bytes (SHA-256) and, at `End`, emits the manifest as the last file.
+//! bytes (BLAKE3) and, at `End`, emits the manifest as the last file.
 
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::runner::StageSpec;
@@ -23,7 +22,7 @@ struct Open {
     path: RelPath,
     stored: String,
     size: u64,
-    hash: Sha256,
+    hash: blake3::Hasher,
 }
 
 /// See the module docs.
@@ -124,7 +123,7 @@ impl ManifestStage {
                             path: meta.path.clone(),
                             stored,
                             size: 0,
-                            hash: Sha256::new(),
+                            hash: blake3::Hasher::new(),
                         },
                     );
                     send(&tx, Frame::Open { id, meta }).await?;
@@ -145,7 +144,7 @@ impl ManifestStage {
                         path: o.path.to_string(),
                         stored: o.stored,
                         size: o.size,
-                        sha256: hex::encode(o.hash.finalize()),
+                        blake3: o.hash.finalize().to_hex().to_string(),
                     });
                     send(&tx, Frame::Close { id }).await?;
                 }

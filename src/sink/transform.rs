@@ -45,6 +45,14 @@ pub enum TransformError {
         /// Which limit.
         reason: String,
     },
+    /// The key does not match the one the file was sealed with.
+    #[error("{what}: {reason}")]
+    WrongKey {
+        /// What was being decoded.
+        what: String,
+        /// Both key ids.
+        reason: String,
+    },
     /// The path cannot be renamed (too long after a suffix, ...).
     #[error(transparent)]
     Path(#[from] PathError),
@@ -61,6 +69,7 @@ impl crate::error::Classify for TransformError {
             | TransformError::Limit { .. }
             | TransformError::Path(_) => ErrorClass::Corrupt,
             TransformError::Truncated { .. } => ErrorClass::Truncated,
+            TransformError::WrongKey { .. } => ErrorClass::Usage,
             TransformError::Internal(_) => ErrorClass::Failed,
         }
     }

@@ -8,6 +8,7 @@
 mod backup_e2e;
 mod mysql_session;
 mod support;
+mod transforms;
 mod xb_graph;
 mod xb_hostile;
 mod xb_interop;

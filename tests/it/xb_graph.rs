@@ -514,8 +514,8 @@ fn xb_graph_memory_bounded_rss() {
     );
     assert!(out.status.success(), "probe failed:\n{text}");
     assert!(text.contains("1 passed"), "probe did not run:\n{text}");
-    if let Some(l) = text.lines().find(|l| l.starts_with("rss_probe:")) {
-        eprintln!("{l}");
+    if let Some(i) = text.find("rss_probe: base") {
+        eprintln!("{}", text[i..].lines().next().unwrap_or_default());
     }
 }
 
