@@ -5,7 +5,7 @@
 #   bench/writer_vs_cat.sh [DIR]
 #
 # Three commands, alternating: cat, `xbextract -c --no-manifest` (framing + CRC-32 only),
-# and `xbextract -c` (the default: also SHA-256 of every file for the manifest).
+# and `xbextract -c` (the default: also a BLAKE3 hash of every file for the manifest).
 # Prints medians and the ratios against cat.
 #
 # Environment: XBEXTRACT (target/release/xbextract), WORK (/tmp/hotbak-bench),

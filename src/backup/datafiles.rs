@@ -9,7 +9,7 @@
 //! copied as they are, under the backup lock.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use crate::sink::{FileMeta, GraphInput};
 /// Attempts per batch before a bad page fails the backup.
 pub const MAX_ATTEMPTS: u32 = 10;
 /// Bytes per read batch.
-pub const BATCH_BYTES: usize = 1 << 20;
+pub const BATCH_BYTES: usize = 2 << 20;
 
 /// What kind of InnoDB file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,17 +318,14 @@ fn read_batch(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut buf = vec![0u8; BATCH_BYTES];
-        let mut got = 0usize;
-        while got < buf.len() {
-            match f.read_at(&mut buf[got..], off + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io(abs)(e)),
-            }
-        }
-        buf.truncate(got);
+        // read_to_end fills spare capacity without zeroing it first.
+        let mut buf = Vec::with_capacity(BATCH_BYTES);
+        let mut r: &File = f;
+        r.seek(SeekFrom::Start(off)).map_err(io(abs))?;
+        r.take(BATCH_BYTES as u64)
+            .read_to_end(&mut buf)
+            .map_err(io(abs))?;
+        let got = buf.len();
         let Some(kind) = kind else {
             return Ok((Bytes::from(buf), None));
         };

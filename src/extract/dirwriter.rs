@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use super::{Error, Finished, Plan, Result};
 use crate::format::path::RelPath;
 
-/// Suffix of files still being written (removed on failure).
-pub const PARTIAL_SUFFIX: &str = ".hbpart";
+/// Files being written live in `<target>/.xbextract-partial-<pid>/<n>`
+/// (same file system, so the final rename is atomic; no name can collide
+/// with a stream path or exceed NAME_MAX). The directory is removed at the
+/// end, with everything in it on failure.
+pub const STAGING_PREFIX: &str = ".xbextract-partial-";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
@@ -62,54 +65,51 @@ pub(crate) fn safe_parent(root: &Path, rel: &RelPath) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// The final and partial paths of `rel`.
-pub(crate) fn paths(root: &Path, rel: &RelPath) -> (PathBuf, PathBuf) {
-    let fin = rel.under(root);
-    let mut part = fin.clone().into_os_string();
-    part.push(PARTIAL_SUFFIX);
-    (fin, PathBuf::from(part))
+/// Name of the per-run staging directory inside the target, for the process `pid`.
+#[must_use]
+pub fn staging_name(pid: u32) -> String {
+    format!("{STAGING_PREFIX}{pid}")
 }
 
 fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
 
-/// Create the partial file for `rel`. Returns the open file and its partial path.
-pub(crate) fn create_partial(plan: &Plan, rel: &RelPath) -> Result<(File, PathBuf)> {
+/// Create the staging directory (a fresh one: it must not exist).
+pub(crate) fn create_staging(plan: &Plan) -> Result<PathBuf> {
+    let d = plan.dir.join(staging_name(std::process::id()));
+    std::fs::create_dir(&d).map_err(io(&d))?;
+    Ok(d)
+}
+
+/// Create the partial file for `rel` at `partial` (inside the staging
+/// directory), after making `rel`'s parents and checking it does not exist.
+pub(crate) fn create_partial(plan: &Plan, rel: &RelPath, partial: &Path) -> Result<File> {
     safe_parent(&plan.dir, rel)?;
-    let (fin, part) = paths(&plan.dir, rel);
+    let fin = rel.under(&plan.dir);
     if exists(&fin) && !plan.force {
         return Err(Error::Exists {
             path: fin.display().to_string(),
         });
     }
-    if exists(&part) {
-        if plan.force {
-            std::fs::remove_file(&part).map_err(io(&part))?;
-        } else {
-            return Err(Error::Exists {
-                path: part.display().to_string(),
-            });
-        }
-    }
-    let f = OpenOptions::new()
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o640)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&part)
-        .map_err(io(&part))?;
-    Ok((f, part))
+        .open(partial)
+        .map_err(io(partial))
 }
 
 /// Give a complete file its final name.
-pub(crate) fn commit(plan: &Plan, rel: &RelPath) -> Result<()> {
-    let (fin, part) = paths(&plan.dir, rel);
+pub(crate) fn commit(plan: &Plan, rel: &RelPath, partial: &Path) -> Result<()> {
+    safe_parent(&plan.dir, rel)?;
+    let fin = rel.under(&plan.dir);
     match std::fs::symlink_metadata(&fin) {
         Ok(m) if m.is_dir() => {
             return Err(Error::Exists {
                 path: fin.display().to_string(),
-            });
+            })
         }
         Ok(_) if !plan.force => {
             return Err(Error::Exists {
@@ -119,7 +119,7 @@ pub(crate) fn commit(plan: &Plan, rel: &RelPath) -> Result<()> {
         _ => {}
     }
     // rename() replaces a symlink itself, never its target.
-    std::fs::rename(&part, &fin).map_err(io(&fin))
+    std::fs::rename(partial, &fin).map_err(io(&fin))
 }
 
 /// Apply a MariaDB `D` or `R` chunk inside the target, without following symlinks.
@@ -129,7 +129,7 @@ pub(crate) fn apply_remove_rename(
     new_path: Option<&RelPath>,
 ) -> Result<()> {
     safe_parent(&plan.dir, path)?;
-    let (fin, _) = paths(&plan.dir, path);
+    let fin = path.under(&plan.dir);
     match new_path {
         None => match std::fs::symlink_metadata(&fin) {
             Ok(m) if m.is_dir() => Err(Error::Refused {
@@ -144,7 +144,7 @@ pub(crate) fn apply_remove_rename(
         },
         Some(np) => {
             safe_parent(&plan.dir, np)?;
-            let (nfin, _) = paths(&plan.dir, np);
+            let nfin = np.under(&plan.dir);
             if exists(&nfin) && !plan.force {
                 return Err(Error::Exists {
                     path: nfin.display().to_string(),

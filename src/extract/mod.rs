@@ -8,7 +8,7 @@
 //!   time and never through a symlink; files are created with
 //!   `O_CREAT|O_EXCL|O_NOFOLLOW` and never overwrite an existing file unless
 //!   `--force`.
-//! - Data is written under a partial name (`NAME.hbpart`). A file gets its
+//! - Data is written into a staging directory (`.xbextract-partial-PID`). A file gets its
 //!   final name when it is complete: at its `E` chunk for a stock stream, and
 //!   only after the manifest verified *every* file for a hotbak stream.
 //! - On any error, every partial file of this run is removed, so no file
@@ -32,7 +32,7 @@ use crate::format::xbstream::{self, ChunkType, Decoder};
 use crate::sink::transform::TransformError;
 
 pub use decode::{DecodeOptions, DecompressFactory, InverseFactory, ENCRYPTED_SUFFIX};
-pub use dirwriter::PARTIAL_SUFFIX;
+pub use dirwriter::STAGING_PREFIX;
 pub use glue::install_decoders;
 
 /// Errors of the extractor. Each names the path and, where it applies, the stream offset.
@@ -119,6 +119,12 @@ pub enum Error {
         /// Files without their `E` chunk.
         missing: Vec<String>,
     },
+    /// The input was empty (the producer died before writing anything?).
+    #[error("{input}: empty stream: nothing to extract (did the backup fail before it started?)")]
+    Empty {
+        /// Input name.
+        input: String,
+    },
     /// A hotbak stream ended without its manifest.
     #[error("truncated stream: input ended at offset {offset} without the hotbak manifest ({MANIFEST_NAME}); the backup is incomplete")]
     NoManifest {
@@ -165,7 +171,9 @@ impl Classify for Error {
         match self {
             Error::Stream { source, .. } => source.class(),
             Error::Transform { source, .. } => source.class(),
-            Error::Incomplete { .. } | Error::NoManifest { .. } => ErrorClass::Truncated,
+            Error::Incomplete { .. } | Error::NoManifest { .. } | Error::Empty { .. } => {
+                ErrorClass::Truncated
+            }
             Error::Path { .. }
             | Error::Offset { .. }
             | Error::Duplicate { .. }
@@ -249,14 +257,21 @@ pub async fn extract<R: AsyncRead + Unpin>(
             source,
         })?;
     }
-    let pool = worker::Pool::start(plan, plan.parallel.max(1));
+    let staging = if plan.list {
+        None
+    } else {
+        Some(dirwriter::create_staging(plan)?)
+    };
+    let pool = worker::Pool::start(plan, plan.parallel.max(1), staging);
     let shared = pool.shared();
     let result = read_loop(plan, &mut input, input_name, &pool).await;
     let finished = tokio::task::spawn_blocking(move || pool.join())
         .await
         .unwrap_or_else(|e| Err(Error::Worker(e.to_string())));
     match (result, finished) {
-        (Ok(state), Ok(done)) => finalize(plan, state, done, &shared),
+        (Ok(state), Ok(done)) => {
+            finalize(plan, state, done, &shared).and_then(|s| shared.finish().map(|()| s))
+        }
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
         (Err(e), Err(w)) => {
             // The reader's error is a consequence when a worker failed first.
@@ -303,6 +318,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 offset,
                 source,
             })?;
+            if path
+                .components()
+                .next()
+                .is_some_and(|c| c.starts_with(STAGING_PREFIX))
+            {
+                return Err(Error::Refused {
+                    path: path.to_string(),
+                    what: "file",
+                    offset,
+                    why: "the name is reserved for xbextract's staging directory",
+                });
+            }
             if first {
                 first = false;
                 hotbak = path.as_str() == STREAM_INFO_NAME;
@@ -409,7 +436,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         "skipped ignorable chunk type 0x{t:02x} for {path} at offset {offset}"
                     ));
                 }
-                ChunkType::Sparse => unreachable!("the decoder refuses sparse chunks"),
+                ChunkType::Sparse => {
+                    return Err(Error::Refused {
+                        path: path.to_string(),
+                        what: "sparse/seek (S)",
+                        offset,
+                        why: "unsupported chunk type",
+                    })
+                }
             }
         }
         buf.reserve(1 << 20);
@@ -422,6 +456,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
     }
     dec.decode_eof(&buf).map_err(stream_err)?;
+    if dec.offset() == 0 {
+        return Err(Error::Empty {
+            input: input_name.to_owned(),
+        });
+    }
     if !files.is_empty() {
         let mut missing: Vec<String> = files.keys().map(ToString::to_string).collect();
         missing.sort();

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -28,8 +29,12 @@ pub(crate) enum Msg {
 /// State shared by the workers and the reader.
 #[derive(Default)]
 pub(crate) struct SharedState {
-    /// Partial files not yet committed (removed on failure).
-    partials: Mutex<Vec<PathBuf>>,
+    /// The staging directory (none in list mode).
+    staging: Option<PathBuf>,
+    /// Number of the next partial file.
+    next: AtomicU64,
+    /// Partial files not yet committed, by output path (removed on failure).
+    partials: Mutex<HashMap<RelPath, PathBuf>>,
     /// First worker error.
     error: Mutex<Option<Error>>,
     /// Finished files.
@@ -58,8 +63,11 @@ pub(crate) struct Pool {
 const QUEUE: usize = 8;
 
 impl Pool {
-    pub(crate) fn start(plan: &Plan, n: usize) -> Self {
-        let shared = Arc::new(SharedState::default());
+    pub(crate) fn start(plan: &Plan, n: usize, staging: Option<PathBuf>) -> Self {
+        let shared = Arc::new(SharedState {
+            staging,
+            ..SharedState::default()
+        });
         let mut txs = Vec::new();
         let mut threads = Vec::new();
         for i in 0..n {
@@ -154,29 +162,66 @@ impl Pool {
     /// Give every finished (hotbak) file its final name.
     pub(crate) fn commit_all(plan: &Plan, done: &[Finished], shared: &SharedState) -> Result<()> {
         for f in done {
-            dirwriter::commit(plan, &f.path)?;
-            let (_, part) = dirwriter::paths(&plan.dir, &f.path);
-            shared
-                .partials
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .retain(|p| *p != part);
+            shared.commit(plan, &f.path)?;
         }
         Ok(())
     }
 }
 
 impl SharedState {
-    /// Remove every partial file of this run.
-    pub(crate) fn cleanup(&self) {
-        for p in self
-            .partials
+    fn lock_partials(&self) -> std::sync::MutexGuard<'_, HashMap<RelPath, PathBuf>> {
+        self.partials
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain(..)
+    }
+
+    /// A fresh partial path for `out`.
+    fn new_partial(&self, out: &RelPath) -> Result<PathBuf> {
+        let dir = self
+            .staging
+            .as_ref()
+            .ok_or_else(|| Error::Worker("no staging directory".into()))?;
+        let p = dir.join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
+        if self
+            .lock_partials()
+            .insert(out.clone(), p.clone())
+            .is_some()
         {
+            return Err(Error::Exists {
+                path: out.to_string(),
+            });
+        }
+        Ok(p)
+    }
+
+    /// Rename `out`'s partial file to its final name.
+    fn commit(&self, plan: &Plan, out: &RelPath) -> Result<()> {
+        let p = self.lock_partials().get(out).cloned();
+        let Some(p) = p else { return Ok(()) };
+        dirwriter::commit(plan, out, &p)?;
+        self.lock_partials().remove(out);
+        Ok(())
+    }
+
+    /// Remove every partial file of this run and the staging directory.
+    pub(crate) fn cleanup(&self) {
+        for (_, p) in self.lock_partials().drain() {
             let _ = std::fs::remove_file(&p);
         }
+        if let Some(d) = &self.staging {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    /// Remove the (now empty) staging directory after success.
+    pub(crate) fn finish(&self) -> Result<()> {
+        if let Some(d) = &self.staging {
+            std::fs::remove_dir(d).map_err(|source| Error::Io {
+                path: d.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -199,12 +244,8 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                 let (file, partial) = if plan.list {
                     (None, None)
                 } else {
-                    let (f, p) = dirwriter::create_partial(plan, &out)?;
-                    shared
-                        .partials
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(p.clone());
+                    let p = shared.new_partial(&out)?;
+                    let f = dirwriter::create_partial(plan, &out, &p)?;
                     (Some(f), Some(p))
                 };
                 let content = keep_content(&path).then(Vec::new);
@@ -245,12 +286,7 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                     drop(file);
                     if !f.hotbak {
                         // Stock stream: the E chunk is all the proof there is.
-                        dirwriter::commit(plan, &f.out)?;
-                        shared
-                            .partials
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .retain(|x| *x != p);
+                        shared.commit(plan, &f.out)?;
                     }
                 }
                 if plan.verbose || plan.list {

@@ -38,7 +38,7 @@ pub use terminal::Output;
 /// Largest data frame producers may send.
 pub const MAX_FRAME_LEN: usize = crate::format::xbstream::DEFAULT_CHUNK_LEN;
 /// Default frames per edge.
-pub const DEFAULT_CHANNEL_FRAMES: usize = 16;
+pub const DEFAULT_CHANNEL_FRAMES: usize = 6;
 
 /// Identifies a file for the lifetime of one graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -411,7 +411,6 @@ fn stock_decode_matches(cli: &Path, suffix: &str, raw: &Path, decoded: &Path) ->
 struct Ch {
     eof: bool,
     path: Vec<u8>,
-    offset: u64,
     payload: Vec<u8>,
 }
 
@@ -428,7 +427,6 @@ fn chunks(stream: &[u8]) -> Vec<Ch> {
         out.push(Ch {
             eof,
             path: c.path.to_vec(),
-            offset: c.file_offset,
             payload: c.payload.to_vec(),
         });
     }
@@ -490,7 +488,6 @@ fn swap_members(chunks: &[Ch], a: &str, b: &str) -> Vec<Ch> {
                         out.push(Ch {
                             eof: false,
                             path: c.path.clone(),
-                            offset: 0,
                             payload: p.clone(),
                         });
                     }

@@ -262,7 +262,7 @@ fn xb_interop_xbextract_create_mbstream_extract() {
                 .map(|e| {
                     (
                         e.path.as_str(),
-                        (e.stored.as_str(), e.size, e.sha256.as_str()),
+                        (e.stored.as_str(), e.size, e.blake3.as_str()),
                     )
                 })
                 .collect();
@@ -271,7 +271,11 @@ fn xb_interop_xbextract_create_mbstream_extract() {
                 let (stored, size, sha) = listed[p.as_str()];
                 assert_eq!(
                     (stored, size, sha),
-                    (p.as_str(), data.len() as u64, sha256_hex(data).as_str()),
+                    (
+                        p.as_str(),
+                        data.len() as u64,
+                        blake3::hash(data).to_hex().as_str()
+                    ),
                     "{p}"
                 );
             }
