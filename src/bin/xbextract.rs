@@ -63,6 +63,9 @@ struct Args {
     files: Vec<PathBuf>,
 }
 
+/// Bytes read per piece by `-c`.
+const READ_PIECE: usize = 4 << 20;
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
@@ -185,26 +188,30 @@ async fn create(args: Args) -> Result<()> {
         .build(Output::stdout());
     let res = async {
         for (f, rel) in &rels {
-            let mut file = tokio::fs::File::open(f)
-                .await
-                .with_context(|| format!("{}: cannot open", f.display()))?;
+            let file =
+                std::fs::File::open(f).with_context(|| format!("{}: cannot open", f.display()))?;
+            let file = std::sync::Arc::new(file);
             let mut w = input.open(FileMeta::new(rel.clone())).await?;
+            // Read ahead one piece on the blocking pool while the previous one is sent.
+            let read = |file: std::sync::Arc<std::fs::File>| {
+                tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    use std::io::Read;
+                    let mut v = Vec::with_capacity(READ_PIECE);
+                    (&*file).take(READ_PIECE as u64).read_to_end(&mut v)?;
+                    Ok(v)
+                })
+            };
+            let mut next = read(file.clone());
             loop {
-                let mut buf = bytes::BytesMut::with_capacity(hotbak::sink::MAX_FRAME_LEN);
-                let mut filled = 0;
-                while filled < hotbak::sink::MAX_FRAME_LEN {
-                    let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf)
-                        .await
-                        .with_context(|| format!("{}: read failed", f.display()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                if filled == 0 {
+                let piece = next
+                    .await
+                    .context("reader task failed")?
+                    .with_context(|| format!("{}: read failed", f.display()))?;
+                if piece.is_empty() {
                     break;
                 }
-                w.write(buf.freeze()).await?;
+                next = read(file.clone());
+                w.write(bytes::Bytes::from(piece)).await?;
             }
             w.close().await?;
             if args.verbose {

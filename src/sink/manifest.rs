@@ -12,6 +12,9 @@ use super::{send, Error, FileId, FileMeta, Frame, Report, Result, StageDone};
 use crate::format::manifest::{self, Entry, Manifest, StreamInfo, MANIFEST_NAME, STREAM_INFO_NAME};
 use crate::format::path::RelPath;
 
+/// Frames at least this large are hashed on several threads.
+const PARALLEL_HASH_MIN: usize = 256 << 10;
+
 type RenameFn = Box<
     dyn Fn(&FileMeta) -> std::result::Result<RelPath, super::transform::TransformError>
         + Send
@@ -133,7 +136,19 @@ impl ManifestStage {
                         .get_mut(&id)
                         .ok_or_else(|| Error::Protocol(format!("data for unknown file {id:?}")))?;
                     o.size += bytes.len() as u64;
-                    o.hash.update(&bytes);
+                    if bytes.len() >= PARALLEL_HASH_MIN {
+                        // Large frames: hash on the blocking pool, spread over the cores.
+                        let mut h = std::mem::take(&mut o.hash);
+                        let b = bytes.clone();
+                        o.hash = tokio::task::spawn_blocking(move || {
+                            h.update_rayon(&b);
+                            h
+                        })
+                        .await
+                        .map_err(|e| Error::Task(e.to_string()))?;
+                    } else {
+                        o.hash.update(&bytes);
+                    }
                     send(&tx, Frame::Data { id, bytes }).await?;
                 }
                 Frame::Close { id } => {

@@ -743,6 +743,7 @@ fn transforms_peer_qpress_vector() {
 /// message naming one of `names`, and nothing left in `dest` (no file with its
 /// final name, no `.hbpart`).
 fn assert_refused(case: &str, dest: &Path, r: &Run, codes: &[i32], names: &[&str]) {
+    eprintln!("{case}: exit {}: {}", r.code, r.stderr.trim());
     assert!(
         codes.contains(&r.code),
         "{case}: exit {} (want {codes:?}): {}",
