@@ -56,6 +56,16 @@ struct Args {
     /// Name of an environment variable holding the key as 64 hex characters.
     #[arg(long = "decrypt-key-env", value_name = "VAR")]
     key_env: Option<String>,
+    /// Decode files already extracted in DIR instead of reading a stream
+    /// (with --decrypt and/or --decompress), like `xtrabackup --decompress`.
+    #[arg(long = "target-dir", value_name = "DIR", conflicts_with_all = ["create", "listen", "list"])]
+    target_dir: Option<PathBuf>,
+    /// With --target-dir: decrypt `.hbenc` files.
+    #[arg(long = "decrypt")]
+    decrypt: bool,
+    /// With --target-dir: remove each original after its decoded file is in place.
+    #[arg(long = "remove-original")]
+    remove_original: bool,
     /// With -c: do not append the hotbak stream header and manifest.
     #[arg(long = "no-manifest")]
     no_manifest: bool,
@@ -107,6 +117,32 @@ async fn run(args: Args) -> Result<()> {
         .into());
     }
     let decode = decode_options(&args)?;
+    if let Some(dir) = &args.target_dir {
+        if !args.decrypt && !args.decompress {
+            return Err(
+                UsageError("--target-dir needs --decrypt and/or --decompress".into()).into(),
+            );
+        }
+        let plan = hotbak::extract::AtRestPlan {
+            dir: dir.clone(),
+            parallel: args.parallel.max(1),
+            decrypt: args.decrypt,
+            decompress: args.decompress,
+            remove_original: args.remove_original,
+            force: args.force,
+            sync: !args.no_sync,
+            decode,
+        };
+        let s = tokio::task::spawn_blocking(move || hotbak::extract::decode_dir(&plan)).await??;
+        eprintln!(
+            "xbextract: decoded {} files ({} bytes) in {}; {} verified against the manifest",
+            s.files,
+            s.bytes,
+            dir.display(),
+            s.verified
+        );
+        return Ok(());
+    }
     let plan = Plan {
         dir: args.directory.clone().unwrap_or_else(|| PathBuf::from(".")),
         parallel: args.parallel.max(1),

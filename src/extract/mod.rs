@@ -14,6 +14,7 @@
 //! - On any error, every partial file of this run is removed, so no file
 //!   that looks complete is left behind. The exit code is non-zero.
 
+mod at_rest;
 mod decode;
 mod dirwriter;
 mod glue;
@@ -31,6 +32,7 @@ use crate::format::path::{PathError, RelPath};
 use crate::format::xbstream::{self, ChunkType, Decoder};
 use crate::sink::transform::TransformError;
 
+pub use at_rest::{decode_dir, AtRestPlan, AtRestSummary};
 pub use decode::{DecodeOptions, DecompressFactory, InverseFactory, ENCRYPTED_SUFFIX};
 pub use dirwriter::STAGING_PREFIX;
 pub use glue::install_decoders;

@@ -41,7 +41,7 @@ pub(crate) struct SharedState {
     finished: Mutex<Vec<Finished>>,
 }
 
-struct OpenFile {
+pub(crate) struct OpenFile {
     stored: RelPath,
     out: RelPath,
     file: Option<File>,
@@ -165,6 +165,42 @@ impl Pool {
             shared.commit(plan, &f.path)?;
         }
         Ok(())
+    }
+}
+
+impl OpenFile {
+    /// A file being decoded into `file` (at-rest decoding).
+    pub(crate) fn at_rest(
+        stored: RelPath,
+        out: RelPath,
+        file: File,
+        partial: PathBuf,
+        chain: decode::Chain,
+    ) -> Self {
+        OpenFile {
+            stored,
+            out,
+            file: Some(file),
+            partial: Some(partial),
+            chain,
+            hash: blake3::Hasher::new(),
+            size: 0,
+            content: None,
+            hotbak: true,
+        }
+    }
+
+    /// Size and BLAKE3 of the decoded output so far; closes the file.
+    pub(crate) fn finish_at_rest(mut self, sync: bool) -> Result<(u64, String)> {
+        if let Some(f) = self.file.take() {
+            if sync {
+                f.sync_all().map_err(|source| Error::Io {
+                    path: self.out.to_string(),
+                    source,
+                })?;
+            }
+        }
+        Ok((self.size, self.hash.finalize().to_hex().to_string()))
     }
 }
 
@@ -316,7 +352,7 @@ const MAX_OUT_PER_CALL: usize = 4 << 20;
 /// Run `input` through the file's decoders (or finish them), then hash and write.
 /// Decryption runs first and authenticates before anything is decompressed;
 /// decompression output is produced and written in bounded pieces.
-fn push(f: &mut OpenFile, input: &[u8], finish: bool) -> Result<()> {
+pub(crate) fn push(f: &mut OpenFile, input: &[u8], finish: bool) -> Result<()> {
     let stored = f.stored.to_string();
     let tf = |source| Error::Transform {
         path: stored.clone(),

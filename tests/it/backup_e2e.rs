@@ -274,6 +274,117 @@ fn ddl_during_backup() {
     });
 }
 
+/// Connections whose current statement starts with `prefix`.
+async fn running(admin: &mut Session, prefix: &str) -> usize {
+    let rows = admin
+        .query("SHOW FULL PROCESSLIST")
+        .await
+        .expect("processlist");
+    rows.iter()
+        .filter(|r| r.get("Info").is_some_and(|i| i.starts_with(prefix)))
+        .count()
+}
+
+/// DDL that completes after hotbak lists the files but before it holds
+/// `BLOCK_DDL` (made deterministic: the RENAME and DROP wait on a metadata
+/// lock, `BLOCK_DDL` waits for them, and they complete when the lock holder
+/// commits). The backup must succeed and restore the post-DDL state.
+#[test]
+fn ddl_between_file_listing_and_block_ddl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut sb) = sandbox(dir.path(), &[]) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    let logs = dir.path().join("logs");
+    rt().block_on(async {
+        let conn = sb.connect_options();
+        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+            .await
+            .expect("schema");
+        let mut a = Session::connect(&conn).await.expect("connect");
+        for st in [
+            "CREATE DATABASE hb_race",
+            "CREATE TABLE hb_race.ren_a (id INT PRIMARY KEY) ENGINE=InnoDB",
+            "INSERT INTO hb_race.ren_a SELECT seq FROM hb_race.seq_1_to_100",
+            "CREATE TABLE hb_race.gone (id INT PRIMARY KEY) ENGINE=InnoDB",
+            "START TRANSACTION",
+            "SELECT COUNT(*) FROM hb_race.ren_a",
+            "SELECT COUNT(*) FROM hb_race.gone",
+        ] {
+            a.execute(st).await.expect(st);
+        }
+        let mut ddl = Vec::new();
+        for st in [
+            "RENAME TABLE hb_race.ren_a TO hb_race.ren_b",
+            "DROP TABLE hb_race.gone",
+        ] {
+            let mut s = Session::connect(&conn).await.expect("connect");
+            ddl.push(tokio::spawn(async move {
+                s.execute(st).await.map_err(|e| e.to_string())
+            }));
+        }
+        let mut admin = Session::connect(&conn).await.expect("connect");
+        // Wait until BLOCK_DDL waits for the pending DDL, then let the DDL finish.
+        // Wait until BLOCK_DDL waits for the pending DDL, then let the DDL finish.
+        let t0 = Instant::now();
+        while running(&mut admin, "RENAME TABLE hb_race").await
+            + running(&mut admin, "DROP TABLE hb_race").await
+            < 2
+        {
+            assert!(t0.elapsed() < Duration::from_secs(10), "DDL did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let run = tokio::task::spawn_blocking({
+            let (s, b, l) = (sb.socket().to_owned(), backup.clone(), logs.clone());
+            move || testkit::run_stream_backup(&bins(), &s, &b, &l, &[])
+        });
+        let t0 = Instant::now();
+        while running(&mut admin, "BACKUP STAGE BLOCK_DDL").await == 0 {
+            let log = std::fs::read_to_string(logs.join("hotbak.err")).unwrap_or_default();
+            assert!(
+                !log.contains("BLOCK_DDL taken"),
+                "premise broken: BLOCK_DDL did not wait for the pending DDL:\n{log}"
+            );
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "backup never reached BLOCK_DDL:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        a.execute("COMMIT").await.expect("commit");
+        for d in ddl {
+            d.await
+                .expect("join")
+                .expect("DDL succeeds once the lock is released");
+        }
+        let o = run.await.expect("join").expect("pipeline runs");
+        eprintln!("{o}");
+        assert_backup_ok(&o);
+        sb.stop().expect("source stops");
+        hotbak_prepare(&backup);
+        let mut restored = restore_and_start(&backup, dir.path(), "restored");
+        let r = check(
+            &restored,
+            &Expect::between(&schema, &Default::default(), &Default::default()),
+        )
+        .await;
+        let names: Vec<&str> = r.tables.iter().map(|t| t.name.as_str()).collect();
+        assert!(names.contains(&"hb_race.ren_b"), "{names:?}");
+        assert!(
+            !names.contains(&"hb_race.ren_a") && !names.contains(&"hb_race.gone"),
+            "{names:?}"
+        );
+        let rows = r
+            .tables
+            .iter()
+            .find(|t| t.name == "hb_race.ren_b")
+            .map(|t| t.rows);
+        assert_eq!(rows, Some(100));
+        restored.stop().expect("restored server stops");
+    });
+}
+
 #[test]
 fn peer_prepares_our_backup() {
     let Some(mariabackup) = tool("mariabackup") else {
