@@ -44,7 +44,7 @@ ENC="$HB --encrypt --encrypt-key-file \$KEY 2>>\$WORK/enc.log > /dev/null"
 echo "### $(date -u +%FT%TZ) datadir $BYTES bytes, --parallel $PAR, ${COMPRESS:-uncompressed}, runs $RUNS"
 if [ -f "$RUNBENCH" ]; then
   python3 "$RUNBENCH" -n "$RUNS" --warmup "$WARMUP" --drop-caches --bytes "$BYTES" \
-    "hotbak${COMPRESS:+-$COMPRESS}=$PLAIN" "+encrypt=$ENC"
+    "plain=$PLAIN" "encrypted=$ENC"
 else
   for ((i = 0; i < RUNS; i++)); do
     w=()

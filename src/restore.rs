@@ -84,7 +84,6 @@ fn owner_ids(spec: &str) -> Result<(u32, u32)> {
         .map_or((spec, None), |(u, g)| (u, Some(g)));
     let cu = CString::new(user)
         .map_err(|_| Error::Refused(format!("--owner {spec:?}: bad user name")))?;
-    // SAFETY-free: getpwnam/getgrnam via libc return pointers we only read immediately.
     let (uid, gid) = lookup_user(&cu)
         .ok_or_else(|| Error::Refused(format!("--owner: no such user {user:?}")))?;
     let gid = match group {
@@ -136,7 +135,10 @@ pub fn restore(
     let ck_text = std::fs::read_to_string(&ck_path).map_err(io(&ck_path))?;
     let ck = Checkpoints::parse(&ck_text)
         .map_err(|e| Error::Refused(format!("{}: {e}", ck_path.display())))?;
-    if ck.backup_type != BackupType::FullPrepared {
+    // hotbak prepare writes full-prepared; mariabackup --prepare writes log-applied.
+    let prepared = ck.backup_type == BackupType::FullPrepared
+        || (ck.backup_type == BackupType::LogApplied && ck.from_lsn == 0);
+    if !prepared {
         return Err(Error::Refused(format!(
             "{}: backup_type is {}; run `hotbak prepare --target-dir {}` first",
             backup.display(),

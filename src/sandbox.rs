@@ -350,6 +350,7 @@ impl Sandbox {
         cmd.arg(format!("--datadir={}", datadir.display()))
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
+            .arg("--innodb-use-native-aio=0")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -358,10 +359,18 @@ impl Sandbox {
             source,
         })?;
         if !status.success() {
+            // The generic advice mariadb-install-db prints last hides the cause: show the errors first.
+            let errors: String = fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("rror:"))
+                .take(10)
+                .map(|l| format!("{l}\n"))
+                .collect();
             return Err(Error::InstallFailed {
                 datadir,
                 status,
-                tail: tail_lines(&log, LOG_TAIL_LINES),
+                tail: format!("{errors}{}", tail_lines(&log, LOG_TAIL_LINES)),
                 log,
             });
         }
@@ -428,7 +437,10 @@ impl Sandbox {
             .arg(format!("--socket={}", self.socket.display()))
             .arg(format!("--pid-file={}", self.pid_file.display()))
             .arg(format!("--log-error={}", self.error_log.display()))
-            .arg("--skip-name-resolve");
+            .arg("--skip-name-resolve")
+            // Many throwaway servers share one machine's io_uring/AIO limits
+            // (ulimit -l); synchronous I/O is plenty for them.
+            .arg("--innodb-use-native-aio=0");
         match port {
             Some(p) => {
                 cmd.arg(format!("--port={p}"))

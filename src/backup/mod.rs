@@ -515,24 +515,6 @@ async fn body(
         plan.conn.describe(),
         info.datadir.display()
     ));
-    let inv = datafiles::inventory(&datafiles::Layout {
-        datadir: &info.datadir,
-        data_home: info.innodb_data_home_dir.as_deref(),
-        data_file_path: &info.innodb_data_file_path,
-        undo_dir: info.innodb_undo_directory.as_deref(),
-    })?;
-    let total: u64 = inv
-        .innodb
-        .iter()
-        .chain(&inv.nontx_ddl)
-        .chain(&inv.nontx_commit)
-        .map(|s| s.size)
-        .sum();
-    progress.add_total(
-        (inv.innodb.len() + inv.nontx_ddl.len() + inv.nontx_commit.len()) as u64,
-        total,
-    );
-
     // Redo follower first: the log must be followed from the checkpoint before any page is read.
     let log_path = info.redo_log_dir().join("ib_logfile0");
     let follower = redo::Follower::start(
@@ -552,10 +534,7 @@ async fn body(
         human(follower.capacity)
     ));
 
-    let r = locked_copy(
-        plan, &mut s, input, progress, inv, &info, follower, start_time,
-    )
-    .await;
+    let r = locked_copy(plan, &mut s, input, progress, &info, follower, start_time).await;
     if r.is_err() {
         // Release whatever we hold; ignore errors (the server may be gone).
         let _ = s.execute("UNLOCK TABLES").await;
@@ -572,7 +551,6 @@ async fn locked_copy(
     s: &mut Session,
     input: &GraphInput,
     progress: &Arc<Progress>,
-    inv: datafiles::Inventory,
     info: &crate::mysql::ServerInfo,
     follower: redo::Follower,
     start_time: chrono::DateTime<chrono::Local>,
@@ -587,13 +565,41 @@ async fn locked_copy(
         Some(t) => Some(lk.s.safe_slave_backup(t).await?),
         None => None,
     };
+    if lk.mode.is_some() && !lk.policy.ftwrl_wait_timeout.is_zero() {
+        progress.line(&format!(
+            "waiting up to {}s for queries running longer than {}s before locking (--ftwrl-wait-timeout)",
+            lk.policy.ftwrl_wait_timeout.as_secs(),
+            lk.policy.ftwrl_wait_threshold
+        ));
+    }
     if lk.mode == Some(LockMode::BackupStage) {
         lk.s.stage_start(lk.policy).await?;
         lk.s.stage_flush(lk.policy).await?;
         lk.s.stage_block_ddl(lk.policy).await?;
-        progress.line("BACKUP STAGE BLOCK_DDL taken (DDL waits; DML continues)");
+        progress.line(
+            "BACKUP STAGE BLOCK_DDL taken: DDL and writes to non-transactional tables wait; InnoDB DML continues",
+        );
     }
     let ddl_locked_at = Instant::now();
+    // List the files only now: under BLOCK_DDL no table can appear, vanish or be renamed.
+    let inv = datafiles::inventory(&datafiles::Layout {
+        datadir: &info.datadir,
+        data_home: info.innodb_data_home_dir.as_deref(),
+        data_file_path: &info.innodb_data_file_path,
+        undo_dir: info.innodb_undo_directory.as_deref(),
+    })
+    .map_err(|e| unprotected(e, lk.mode))?;
+    let total: u64 = inv
+        .innodb
+        .iter()
+        .chain(&inv.nontx_ddl)
+        .chain(&inv.nontx_commit)
+        .map(|s| s.size)
+        .sum();
+    progress.add_total(
+        (inv.innodb.len() + inv.nontx_ddl.len() + inv.nontx_commit.len()) as u64,
+        total,
+    );
 
     // InnoDB copy.
     progress.phase(&format!(
@@ -637,7 +643,8 @@ async fn locked_copy(
                 match r {
                     None => break,
                     Some(Ok(Ok(()))) => {}
-                    Some(Ok(Err(e))) => { if copy_err.as_ref().map_or(true, Error::is_closed) { copy_err = Some(e); } workers.abort_all(); }
+                    Some(Ok(Err(e))) => {
+                        let e = unprotected(e, lk.mode); if copy_err.as_ref().map_or(true, Error::is_closed) { copy_err = Some(e); } workers.abort_all(); }
                     Some(Err(e)) if e.is_cancelled() => {}
                     Some(Err(e)) => { copy_err = Some(Error::Task(e.to_string())); workers.abort_all(); }
                 }
@@ -799,6 +806,18 @@ async fn locked_copy(
     report.to_lsn = to_lsn.0;
     report.min_headroom = fr.min_headroom;
     Ok(report)
+}
+
+/// Without BLOCK_DDL, a file that vanished during the backup means DDL ran.
+fn unprotected(e: Error, mode: Option<LockMode>) -> Error {
+    match (&e, mode) {
+        (Error::Io { source, .. }, Some(LockMode::Ftwrl) | None)
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Error::UnprotectedDdl(e.to_string())
+        }
+        _ => e,
+    }
 }
 
 fn read_format(p: &std::path::Path) -> Result<crate::innodb::page::PageFormat, Error> {

@@ -135,7 +135,8 @@ impl Progress {
     pub fn status(&self) -> String {
         let el = self.started.elapsed().as_secs_f64().max(0.001);
         let done = self.bytes_done.load(Ordering::Relaxed);
-        let total = self.bytes_total.load(Ordering::Relaxed);
+        // Files grow while they are copied: never show more than 100%.
+        let total = self.bytes_total.load(Ordering::Relaxed).max(done);
         let rate = done as f64 / el;
         let eta = if rate > 0.0 && total > done {
             format!("{:.0}s", (total - done) as f64 / rate)

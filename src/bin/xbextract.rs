@@ -73,8 +73,8 @@ struct Args {
     files: Vec<PathBuf>,
 }
 
-/// Bytes read per piece by `-c`.
-const READ_PIECE: usize = 4 << 20;
+/// Bytes read per piece by `-c`: one P chunk each, as `mbstream -c` writes them.
+const READ_PIECE: usize = hotbak::format::xbstream::DEFAULT_CHUNK_LEN;
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -220,6 +220,7 @@ async fn create(args: Args) -> Result<()> {
         rels.push((f.clone(), rel));
     }
     let (input, pipeline) = Pipeline::builder()
+        .channel_frames(2)
         .manifest(!args.no_manifest)
         .build(Output::stdout());
     let res = async {

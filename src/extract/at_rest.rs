@@ -19,6 +19,9 @@ use super::{dirwriter, Error, Plan, Result};
 use crate::format::manifest::{Manifest, MANIFEST_NAME};
 use crate::format::path::RelPath;
 
+/// A decoded file: stored path, output path, partial file, size, BLAKE3.
+type Decoded = (RelPath, RelPath, PathBuf, u64, String);
+
 /// What to do.
 #[derive(Clone, Debug)]
 pub struct AtRestPlan {
@@ -131,7 +134,7 @@ pub fn decode_dir(plan: &AtRestPlan) -> Result<AtRestSummary> {
     }
     let staging = dirwriter::create_staging(&xplan)?;
     let next = AtomicU64::new(0);
-    let results: Mutex<Vec<(RelPath, RelPath, PathBuf, u64, String)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<Decoded>> = Mutex::new(Vec::new());
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
     let queue = Mutex::new(jobs);
     std::thread::scope(|s| {

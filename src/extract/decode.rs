@@ -33,6 +33,11 @@ pub(crate) struct Chain {
     pub decrypt: Option<Box<dyn InverseTransform>>,
     /// Decompression (second), with bounded output per call.
     pub decompress: Option<Box<dyn BoundedInverse>>,
+    /// A decompressor run only to hash the original content, when a hotbak
+    /// stream's compressed files are kept as they are (`--no-decompress`).
+    pub verify: Option<Box<dyn BoundedInverse>>,
+    /// The original path (after every suffix), which the manifest names.
+    pub logical: Option<RelPath>,
 }
 
 /// Decoding options.
@@ -92,14 +97,18 @@ pub(crate) fn chain(
             Some(v) => v,
             None => hotbak && *suffix != ".qp",
         };
-        if !wanted {
+        let Some(inner) = path.strip_suffix(suffix) else {
             continue;
-        }
-        if let Some(inner) = path.strip_suffix(suffix) {
+        };
+        if wanted {
             chain.decompress = Some(f(&inner).map_err(tf)?);
             path = inner;
-            break;
+        } else if hotbak {
+            // Kept compressed, but still checked against the manifest.
+            chain.verify = Some(f(&inner).map_err(tf)?);
+            chain.logical = Some(inner);
         }
+        break;
     }
     Ok((path, chain))
 }

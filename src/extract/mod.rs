@@ -238,6 +238,9 @@ struct FileTrack {
 pub(crate) struct Finished {
     stored: String,
     path: RelPath,
+    /// The original path the manifest names (differs from `path` when a
+    /// compressed file is kept compressed).
+    logical: RelPath,
     size: u64,
     blake3: String,
     /// Content, kept only for the manifest and stream-info files.
@@ -522,10 +525,10 @@ fn finalize(
                     e.path, e.stored
                 ))
             })?;
-            if f.path.as_str() != e.path {
+            if f.logical.as_str() != e.path {
                 return Err(Error::Manifest(format!(
                     "{} was extracted as {} but the manifest says {}",
-                    e.stored, f.path, e.path
+                    e.stored, f.logical, e.path
                 )));
             }
             if f.size != e.size || f.blake3 != e.blake3 {

@@ -328,8 +328,10 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                 if plan.verbose || plan.list {
                     println!("{}\t{}", f.out, f.size);
                 }
+                let logical = f.chain.logical.clone().unwrap_or_else(|| f.out.clone());
                 let fin = Finished {
                     stored: f.stored.to_string(),
+                    logical,
                     path: f.out,
                     size: f.size,
                     blake3: f.hash.finalize().to_hex().to_string(),
@@ -371,36 +373,61 @@ pub(crate) fn push(f: &mut OpenFile, input: &[u8], finish: bool) -> Result<()> {
             &plain_owned
         }
     };
-    let Some(mut dec) = f.chain.decompress.take() else {
-        return write_out(f, plain);
-    };
-    let mut rest = plain;
+    if let Some(mut dec) = f.chain.decompress.take() {
+        let r = decompress_into(f, &mut dec, plain, finish, true, &tf);
+        f.chain.decompress = Some(dec);
+        return r;
+    }
+    if let Some(mut ver) = f.chain.verify.take() {
+        // Write the stored (compressed) bytes; hash the decompressed content.
+        write_file(f, plain)?;
+        let r = decompress_into(f, &mut ver, plain, finish, false, &tf);
+        f.chain.verify = Some(ver);
+        return r;
+    }
+    write_out(f, plain)
+}
+
+/// Decompress `input` in bounded pieces; each piece is hashed and, when
+/// `write` is set, written.
+fn decompress_into(
+    f: &mut OpenFile,
+    dec: &mut Box<dyn crate::compress::BoundedInverse>,
+    input: &[u8],
+    finish: bool,
+    write: bool,
+    tf: &dyn Fn(crate::sink::transform::TransformError) -> Error,
+) -> Result<()> {
+    let mut rest = input;
     let mut out = Vec::with_capacity(MAX_OUT_PER_CALL.min(rest.len() * 4 + 64));
-    let r = (|| {
-        loop {
-            out.clear();
-            let used = dec
-                .update_bounded(rest, &mut out, MAX_OUT_PER_CALL)
-                .map_err(tf)?;
-            rest = &rest[used..];
-            let progressed = used > 0 || !out.is_empty();
-            write_out(f, &out)?;
-            if rest.is_empty() && out.is_empty() {
-                break;
-            }
-            if !progressed {
-                break;
-            }
+    loop {
+        out.clear();
+        let used = dec
+            .update_bounded(rest, &mut out, MAX_OUT_PER_CALL)
+            .map_err(tf)?;
+        rest = &rest[used..];
+        let progressed = used > 0 || !out.is_empty();
+        account(f, &out, write)?;
+        if (rest.is_empty() && out.is_empty()) || !progressed {
+            break;
         }
-        if finish {
-            out.clear();
-            dec.finish(&mut out).map_err(tf)?;
-            write_out(f, &out)?;
-        }
+    }
+    if finish {
+        out.clear();
+        dec.finish(&mut out).map_err(tf)?;
+        account(f, &out, write)?;
+    }
+    Ok(())
+}
+
+fn account(f: &mut OpenFile, data: &[u8], write: bool) -> Result<()> {
+    if write {
+        write_out(f, data)
+    } else {
+        f.hash.update(data);
+        f.size += data.len() as u64;
         Ok(())
-    })();
-    f.chain.decompress = Some(dec);
-    r
+    }
 }
 
 fn write_out(f: &mut OpenFile, data: &[u8]) -> Result<()> {
@@ -418,6 +445,11 @@ fn write_out(f: &mut OpenFile, data: &[u8]) -> Result<()> {
         }
         c.extend_from_slice(data);
     }
+    write_file(f, data)
+}
+
+/// Write bytes to the output file only (no hashing).
+fn write_file(f: &mut OpenFile, data: &[u8]) -> Result<()> {
     if let Some(file) = f.file.as_mut() {
         file.write_all(data).map_err(|source| Error::Io {
             path: f

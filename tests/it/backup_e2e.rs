@@ -274,21 +274,10 @@ fn ddl_during_backup() {
     });
 }
 
-/// Connections whose current statement starts with `prefix`.
-async fn running(admin: &mut Session, prefix: &str) -> usize {
-    let rows = admin
-        .query("SHOW FULL PROCESSLIST")
-        .await
-        .expect("processlist");
-    rows.iter()
-        .filter(|r| r.get("Info").is_some_and(|i| i.starts_with(prefix)))
-        .count()
-}
-
 /// DDL that completes after hotbak lists the files but before it holds
-/// `BLOCK_DDL` (made deterministic: the RENAME and DROP wait on a metadata
-/// lock, `BLOCK_DDL` waits for them, and they complete when the lock holder
-/// commits). The backup must succeed and restore the post-DDL state.
+/// `BLOCK_DDL`. Made deterministic with `--ftwrl-wait-timeout`: hotbak waits
+/// for a long query to end before it issues `BLOCK_DDL`, and the DDL runs in
+/// that wait. The backup must succeed and restore the post-DDL state.
 #[test]
 fn ddl_between_file_listing_and_block_ddl() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -302,85 +291,78 @@ fn ddl_between_file_listing_and_block_ddl() {
         let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
             .await
             .expect("schema");
-        let mut a = Session::connect(&conn).await.expect("connect");
+        let mut admin = Session::connect(&conn).await.expect("connect");
         for st in [
             "CREATE DATABASE hb_race",
             "CREATE TABLE hb_race.ren_a (id INT PRIMARY KEY) ENGINE=InnoDB",
             "INSERT INTO hb_race.ren_a SELECT seq FROM hb_race.seq_1_to_100",
             "CREATE TABLE hb_race.gone (id INT PRIMARY KEY) ENGINE=InnoDB",
-            "START TRANSACTION",
-            "SELECT COUNT(*) FROM hb_race.ren_a",
-            "SELECT COUNT(*) FROM hb_race.gone",
         ] {
-            a.execute(st).await.expect(st);
+            admin.execute(st).await.expect(st);
         }
-        let mut ddl = Vec::new();
-        for st in [
-            "RENAME TABLE hb_race.ren_a TO hb_race.ren_b",
-            "DROP TABLE hb_race.gone",
-        ] {
-            let mut s = Session::connect(&conn).await.expect("connect");
-            ddl.push(tokio::spawn(async move {
-                s.execute(st).await.map_err(|e| e.to_string())
-            }));
-        }
-        let mut admin = Session::connect(&conn).await.expect("connect");
-        // Wait until BLOCK_DDL waits for the pending DDL, then let the DDL finish.
-        // Wait until BLOCK_DDL waits for the pending DDL, then let the DDL finish.
-        let t0 = Instant::now();
-        while running(&mut admin, "RENAME TABLE hb_race").await
-            + running(&mut admin, "DROP TABLE hb_race").await
-            < 2
-        {
-            assert!(t0.elapsed() < Duration::from_secs(10), "DDL did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut sleeper = Session::connect(&conn).await.expect("connect");
+        let sleeper_id = sleeper.connection_id();
+        let long = tokio::spawn(async move {
+            let _ = sleeper.execute("SELECT SLEEP(60)").await;
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let run = tokio::task::spawn_blocking({
             let (s, b, l) = (sb.socket().to_owned(), backup.clone(), logs.clone());
-            move || testkit::run_stream_backup(&bins(), &s, &b, &l, &[])
+            move || {
+                testkit::run_stream_backup(
+                    &bins(),
+                    &s,
+                    &b,
+                    &l,
+                    &strs(&["--ftwrl-wait-timeout", "60", "--ftwrl-wait-threshold", "1"]),
+                )
+            }
         });
+        // hotbak has listed the files once its redo follower runs; BLOCK_DDL waits for SLEEP(60).
+        let log = logs.join("hotbak.err");
         let t0 = Instant::now();
-        while running(&mut admin, "BACKUP STAGE BLOCK_DDL").await == 0 {
-            let log = std::fs::read_to_string(logs.join("hotbak.err")).unwrap_or_default();
-            assert!(
-                !log.contains("BLOCK_DDL taken"),
-                "premise broken: BLOCK_DDL did not wait for the pending DDL:\n{log}"
-            );
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("redo follower started")
+        {
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
-                "backup never reached BLOCK_DDL:\n{log}"
+                "backup did not start"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        a.execute("COMMIT").await.expect("commit");
-        for d in ddl {
-            d.await
-                .expect("join")
-                .expect("DDL succeeds once the lock is released");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for st in [
+            "RENAME TABLE hb_race.ren_a TO hb_race.ren_b",
+            "DROP TABLE hb_race.gone",
+            "CREATE TABLE hb_race.born (id INT PRIMARY KEY) ENGINE=InnoDB",
+            "INSERT INTO hb_race.born SELECT seq FROM hb_race.seq_1_to_50",
+        ] {
+            admin.execute(st).await.expect(st);
         }
+        let before_lock = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !before_lock.contains("BLOCK_DDL taken"),
+            "premise: the DDL must run before BLOCK_DDL:\n{before_lock}"
+        );
+        admin
+            .execute(&format!("KILL QUERY {sleeper_id}"))
+            .await
+            .expect("kill query");
+        long.await.expect("sleeper");
         let o = run.await.expect("join").expect("pipeline runs");
         eprintln!("{o}");
         assert_backup_ok(&o);
         sb.stop().expect("source stops");
         hotbak_prepare(&backup);
         let mut restored = restore_and_start(&backup, dir.path(), "restored");
-        let r = check(
-            &restored,
-            &Expect::between(&schema, &Default::default(), &Default::default()),
-        )
-        .await;
-        let names: Vec<&str> = r.tables.iter().map(|t| t.name.as_str()).collect();
-        assert!(names.contains(&"hb_race.ren_b"), "{names:?}");
-        assert!(
-            !names.contains(&"hb_race.ren_a") && !names.contains(&"hb_race.gone"),
-            "{names:?}"
-        );
-        let rows = r
-            .tables
-            .iter()
-            .find(|t| t.name == "hb_race.ren_b")
-            .map(|t| t.rows);
-        assert_eq!(rows, Some(100));
+        let none = testkit::WriterReport::default();
+        let r = check(&restored, &Expect::between(&schema, &none, &none)).await;
+        let rows = |n: &str| r.tables.iter().find(|t| t.name == n).map(|t| t.rows);
+        assert_eq!(rows("hb_race.ren_b"), Some(100), "{r}");
+        assert_eq!(rows("hb_race.born"), Some(50), "{r}");
+        assert_eq!(rows("hb_race.ren_a"), None, "{r}");
+        assert_eq!(rows("hb_race.gone"), None, "{r}");
         restored.stop().expect("restored server stops");
     });
 }
@@ -415,7 +397,35 @@ fn peer_prepares_our_backup() {
                 OsStr::new(&format!("--target-dir={}", peer.display())),
             ],
         );
-        let mut theirs = restore_and_start(&peer, dir.path(), "peer");
+        // Restore it with hotbak (mariabackup 10.11 leaves backup_type = log-applied);
+        // if that is refused, check the data anyway on the directory itself
+        // and fail at the end.
+        let peer_data = dir.path().join("peer-data");
+        let (st, restore_out) = testkit::run_tool(
+            &bin("hotbak"),
+            &[
+                OsStr::new("restore"),
+                OsStr::new("--target-dir"),
+                peer.as_os_str(),
+                OsStr::new("--datadir"),
+                peer_data.as_os_str(),
+            ],
+        )
+        .expect("hotbak restore runs");
+        let restore_refused = (!st.success()).then(|| format!("{st}: {restore_out}"));
+        let datadir = if restore_refused.is_some() {
+            let d = dir.path().join("peer-direct");
+            copy_dir(&peer, &d);
+            d
+        } else {
+            peer_data
+        };
+        let mut theirs = Sandbox::start_on(
+            &datadir,
+            &dir.path().join("peer-run"),
+            SandboxOptions::default(),
+        )
+        .expect("server starts on the mariabackup-prepared backup");
         check(&theirs, &t.expect()).await;
         let mut s = Session::connect(&theirs.connect_options())
             .await
@@ -438,6 +448,11 @@ fn peer_prepares_our_backup() {
             "hotbak prepare and mariabackup --prepare disagree"
         );
         assert!(sums_ours.len() >= 12);
+        assert!(
+            restore_refused.is_none(),
+            "hotbak restore refuses a backup prepared by mariabackup --prepare: {}",
+            restore_refused.unwrap_or_default()
+        );
         eprintln!("backup: {:.1}s", t.outcome.elapsed.as_secs_f64());
     });
 }

@@ -768,14 +768,21 @@ fn transforms_encrypted_tampering_detected() {
     let keyfile = tmp.path().join("key");
     std::fs::write(&keyfile, KEY).expect("key");
     let keys = key_args(&keyfile);
-    let mut args = os(&["-x", "--no-sync"]);
-    args.extend(keys.clone());
     let mut n = 0;
+    // Every case must be caught by the envelope itself ("(decrypt)" in the
+    // message), not only later by the manifest; one worker and two alternate.
     let mut run = |case: &str, stream: &[u8], codes: &[i32], names: &[&str]| {
         n += 1;
         let dest = tmp.path().join(format!("t{n}"));
+        let mut args = os(&["-x", "--no-sync", "-p", if n % 2 == 0 { "2" } else { "1" }]);
+        args.extend(keys.clone());
         let r = xbextract(Some(&dest), &args, &[], stream);
         assert_refused(case, &dest, &r, codes, names);
+        assert!(
+            r.stderr.contains("(decrypt)"),
+            "{case}: not refused by the envelope: {}",
+            r.stderr
+        );
     };
 
     for comp in [Comp::None, Comp::Zstd] {
@@ -825,14 +832,15 @@ fn transforms_encrypted_tampering_detected() {
             &[3],
             &["ibdata1"],
         );
-        // The file cut at each of its own record boundaries (its E chunk kept).
+        // The file cut at each of its own chunk boundaries (its E chunk kept):
+        // k = chunks kept (the header and k - 1 records).
         for k in 1..p.len() {
             let mut t = ch.clone();
             for &i in p[k..].iter().rev() {
                 t.remove(i);
             }
             run(
-                &format!("{comp:?}: {big} cut after record {k}"),
+                &format!("{comp:?}: {big} cut after its chunk {k}"),
                 &encode(&t),
                 &[3],
                 &["ibdata1"],
