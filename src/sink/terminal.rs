@@ -26,6 +26,16 @@ pub enum Output {
         /// Name for error messages (`stdout`, `tcp://host:port`, a path).
         dest: String,
     },
+    /// An xbstream over a blocking writer (stdout, a pipe, a file), driven by
+    /// a dedicated thread that writes each chunk's header and payload with one
+    /// vectored write: no copy into an intermediate buffer, no hop through
+    /// the blocking pool per write.
+    XbstreamBlocking {
+        /// The writer.
+        writer: Box<dyn std::io::Write + Send>,
+        /// Name for error messages.
+        dest: String,
+    },
     /// Plain files under a directory (which must be empty or absent).
     Dir {
         /// The directory.
@@ -52,7 +62,12 @@ impl Output {
 pub(crate) async fn run(output: Output, mut rx: mpsc::Receiver<Frame>) -> Result<StageDone> {
     let mut sink = match output {
         Output::Xbstream { writer, dest } => Sink::Xb(XbSink {
-            w: BufWriter::with_capacity(1 << 20, writer),
+            w: XbOut::Async(BufWriter::with_capacity(1 << 20, writer)),
+            dest,
+            files: HashMap::new(),
+        }),
+        Output::XbstreamBlocking { writer, dest } => Sink::Xb(XbSink {
+            w: XbOut::thread(writer),
             dest,
             files: HashMap::new(),
         }),
@@ -133,14 +148,8 @@ impl Sink {
     async fn finish(&mut self) -> Result<()> {
         match self {
             Sink::Xb(s) => {
-                let dest = s.dest.clone();
-                s.w.flush().await.map_err(|source| Error::Io {
-                    dest: dest.clone(),
-                    source,
-                })?;
-                s.w.shutdown()
-                    .await
-                    .map_err(|source| Error::Io { dest, source })
+                                let dest = s.dest.clone();
+                s.w.finish().await.map_err(|source| Error::Io { dest, source })
             }
             Sink::Dir(s) => s.finish().await,
             Sink::Null(_) => Ok(()),
@@ -152,8 +161,101 @@ fn unknown(id: FileId) -> Error {
     Error::Protocol(format!("frame for unknown file {id:?}"))
 }
 
+/// Where an xbstream's bytes go.
+enum XbOut {
+    Async(BufWriter<Box<dyn AsyncWrite + Send + Unpin>>),
+    Thread {
+        tx: Option<mpsc::Sender<(Vec<u8>, Bytes)>>,
+        handle: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    },
+}
+
+/// `write_all` over two buffers with vectored writes.
+fn write_all_2(w: &mut dyn std::io::Write, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    let (mut a, mut b) = (a, b);
+    while !a.is_empty() || !b.is_empty() {
+        let n = match w.write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)]) {
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "write returned 0")),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n < a.len() {
+            a = &a[n..];
+        } else {
+            b = &b[n - a.len()..];
+            a = &[];
+        }
+    }
+    Ok(())
+}
+
+impl XbOut {
+    fn thread(mut w: Box<dyn std::io::Write + Send>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(Vec<u8>, Bytes)>(4);
+        let handle = std::thread::Builder::new()
+            .name("xbstream-writer".into())
+            .spawn(move || -> std::io::Result<()> {
+                while let Some((head, payload)) = rx.blocking_recv() {
+                    write_all_2(&mut *w, &head, &payload)?;
+                }
+                w.flush()
+            })
+            .expect("spawning the writer thread at start-up");
+        XbOut::Thread { tx: Some(tx), handle: Some(handle) }
+    }
+
+    /// The writer thread's error, after it stopped.
+    fn thread_error(handle: &mut Option<std::thread::JoinHandle<std::io::Result<()>>>) -> std::io::Error {
+        match handle.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Err(e))) => e,
+            _ => std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the writer thread stopped"),
+        }
+    }
+
+    async fn write(&mut self, head: Vec<u8>, payload: Bytes) -> std::io::Result<()> {
+        match self {
+            XbOut::Async(w) => {
+                w.write_all(&head).await?;
+                w.write_all(&payload).await
+            }
+            XbOut::Thread { tx, handle } => {
+                let sent = match tx.as_ref() {
+                    Some(t) => t.send((head, payload)).await.is_ok(),
+                    None => false,
+                };
+                if sent {
+                    Ok(())
+                } else {
+                    *tx = None;
+                    Err(Self::thread_error(handle))
+                }
+            }
+        }
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            XbOut::Async(w) => {
+                w.flush().await?;
+                w.shutdown().await
+            }
+            XbOut::Thread { tx, handle } => {
+                *tx = None;
+                match handle.take() {
+                    Some(h) => tokio::task::spawn_blocking(move || h.join())
+                        .await
+                        .map_err(std::io::Error::other)?
+                        .map_err(|_| std::io::Error::other("the writer thread panicked"))?,
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
 struct XbSink {
-    w: BufWriter<Box<dyn AsyncWrite + Send + Unpin>>,
+    w: XbOut,
     dest: String,
     /// Path and next offset of each open file.
     files: HashMap<FileId, (RelPath, u64)>,
@@ -162,21 +264,18 @@ struct XbSink {
 impl XbSink {
     async fn data(&mut self, id: FileId, bytes: Bytes) -> Result<()> {
         let (path, off) = self.files.get_mut(&id).ok_or_else(|| unknown(id))?;
-        let mut head = Vec::with_capacity(64 + path.as_bytes().len());
+        let mut rest = bytes;
         // Split frames larger than the stock writers' chunk size.
-        for piece in bytes.chunks(xbstream::DEFAULT_CHUNK_LEN) {
-            head.clear();
-            xbstream::put_payload_header(&mut head, path.as_bytes(), *off, piece);
+        while !rest.is_empty() {
+            let piece = rest.split_to(rest.len().min(xbstream::DEFAULT_CHUNK_LEN));
+            let mut head = Vec::with_capacity(64 + path.as_bytes().len());
+            xbstream::put_payload_header(&mut head, path.as_bytes(), *off, &piece);
             *off += piece.len() as u64;
             let dest = &self.dest;
-            self.w.write_all(&head).await.map_err(|source| Error::Io {
-                dest: dest.clone(),
-                source,
-            })?;
-            self.w.write_all(piece).await.map_err(|source| Error::Io {
-                dest: dest.clone(),
-                source,
-            })?;
+            self.w
+                .write(head, piece)
+                .await
+                .map_err(|source| Error::Io { dest: dest.clone(), source })?;
         }
         Ok(())
     }
@@ -185,10 +284,10 @@ impl XbSink {
         let (path, _) = self.files.remove(&id).ok_or_else(|| unknown(id))?;
         let mut e = Vec::with_capacity(14 + path.as_bytes().len());
         xbstream::put_eof(&mut e, path.as_bytes());
-        self.w.write_all(&e).await.map_err(|source| Error::Io {
-            dest: self.dest.clone(),
-            source,
-        })
+        self.w
+            .write(e, Bytes::new())
+            .await
+            .map_err(|source| Error::Io { dest: self.dest.clone(), source })
     }
 }
 
