@@ -26,7 +26,7 @@ use crate::sink::{FileMeta, GraphInput};
 /// Attempts per batch before a bad page fails the backup.
 pub const MAX_ATTEMPTS: u32 = 10;
 /// Bytes per read batch.
-pub const BATCH_BYTES: usize = 2 << 20;
+pub const BATCH_BYTES: usize = 1 << 20;
 
 /// What kind of InnoDB file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,10 +70,17 @@ const NONTX_EXT: &[&str] = &[
 ];
 /// Files copied under `BLOCK_COMMIT` rather than `BLOCK_DDL`: Aria (transactional engine with its own log)
 /// and the CSV log tables.
+///
+/// User Aria tables are copied under BLOCK_DDL with the other
+/// non-transactional files: writes to non-transactional ones are blocked
+/// since FLUSH, and transactional (crash-safe) ones are brought to the
+/// BLOCK_COMMIT point by Aria's recovery from the Aria log, which is copied
+/// last (BACKUP STAGE START keeps the server from purging it). The Aria
+/// system tables (the statistics tables are written until BLOCK_COMMIT)
+/// and the log tables wait for BLOCK_COMMIT, which keeps that stage short.
 fn needs_commit_lock(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
-    rel.ends_with(".MAI")
-        || rel.ends_with(".MAD")
+    (rel.starts_with("mysql/") && (rel.ends_with(".MAI") || rel.ends_with(".MAD")))
         || name.starts_with("aria_log")
         || rel == "mysql/general_log.CSV"
         || rel == "mysql/general_log.CSM"
@@ -315,7 +322,11 @@ pub async fn copy(
 fn open_source(src: &Source) -> Result<(File, bool), Error> {
     use std::os::unix::fs::OpenOptionsExt;
     if src.innodb.is_some() {
-        match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&src.abs) {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&src.abs)
+        {
             Ok(f) => return Ok((f, true)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
             Err(e) => return Err(io(&src.abs)(e)),
@@ -356,7 +367,9 @@ fn read_raw(f: &File, abs: &Path, off: u64, direct: bool) -> Result<Bytes, Error
     let mut buf = Vec::with_capacity(BATCH_BYTES);
     let mut r: &File = f;
     r.seek(SeekFrom::Start(off)).map_err(io(abs))?;
-    r.take(BATCH_BYTES as u64).read_to_end(&mut buf).map_err(io(abs))?;
+    r.take(BATCH_BYTES as u64)
+        .read_to_end(&mut buf)
+        .map_err(io(abs))?;
     Ok(Bytes::from(buf))
 }
 

@@ -12,7 +12,7 @@
 //!    recovery. Then all InnoDB files are copied with `--parallel` workers,
 //!    page-validated, followed by the non-transactional files (MyISAM,
 //!    CSV, ARCHIVE, `.frm`, ...), which BLOCK_DDL keeps still.
-//! 4. `BLOCK_COMMIT`: Aria files and logs and the CSV log tables, the
+//! 4. `BLOCK_COMMIT`: the Aria log and system tables, the CSV log tables, the
 //!    binlog position and GTID, the InnoDB LSN; `FLUSH ENGINE LOGS`; wait
 //!    until the follower has copied up to that LSN; stop it. `END`.
 //! 5. Metadata in mariabackup's format (`xtrabackup_binlog_info`,

@@ -13,7 +13,7 @@ use crate::format::manifest::{self, Entry, Manifest, StreamInfo, MANIFEST_NAME, 
 use crate::format::path::RelPath;
 
 /// Frames at least this large are hashed on several threads.
-const PARALLEL_HASH_MIN: usize = 256 << 10;
+const PARALLEL_HASH_MIN: usize = 8 << 20;
 
 type RenameFn = Box<
     dyn Fn(&FileMeta) -> std::result::Result<RelPath, super::transform::TransformError>

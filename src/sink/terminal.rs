@@ -148,8 +148,10 @@ impl Sink {
     async fn finish(&mut self) -> Result<()> {
         match self {
             Sink::Xb(s) => {
-                                let dest = s.dest.clone();
-                s.w.finish().await.map_err(|source| Error::Io { dest, source })
+                let dest = s.dest.clone();
+                s.w.finish()
+                    .await
+                    .map_err(|source| Error::Io { dest, source })
             }
             Sink::Dir(s) => s.finish().await,
             Sink::Null(_) => Ok(()),
@@ -175,7 +177,12 @@ fn write_all_2(w: &mut dyn std::io::Write, a: &[u8], b: &[u8]) -> std::io::Resul
     let (mut a, mut b) = (a, b);
     while !a.is_empty() || !b.is_empty() {
         let n = match w.write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)]) {
-            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "write returned 0")),
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "write returned 0",
+                ))
+            }
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -202,11 +209,16 @@ impl XbOut {
                 w.flush()
             })
             .expect("spawning the writer thread at start-up");
-        XbOut::Thread { tx: Some(tx), handle: Some(handle) }
+        XbOut::Thread {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     /// The writer thread's error, after it stopped.
-    fn thread_error(handle: &mut Option<std::thread::JoinHandle<std::io::Result<()>>>) -> std::io::Error {
+    fn thread_error(
+        handle: &mut Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    ) -> std::io::Error {
         match handle.take().map(std::thread::JoinHandle::join) {
             Some(Ok(Err(e))) => e,
             _ => std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the writer thread stopped"),
@@ -275,7 +287,10 @@ impl XbSink {
             self.w
                 .write(head, piece)
                 .await
-                .map_err(|source| Error::Io { dest: dest.clone(), source })?;
+                .map_err(|source| Error::Io {
+                    dest: dest.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -287,7 +302,10 @@ impl XbSink {
         self.w
             .write(e, Bytes::new())
             .await
-            .map_err(|source| Error::Io { dest: self.dest.clone(), source })
+            .map_err(|source| Error::Io {
+                dest: self.dest.clone(),
+                source,
+            })
     }
 }
 
