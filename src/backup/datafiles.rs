@@ -388,7 +388,7 @@ fn read_batch(
         let buf = read_raw(f, abs, off, direct)?;
         let got = buf.len();
         let Some(kind) = kind else {
-            return Ok((Bytes::from(buf), None));
+            return Ok((buf, None));
         };
         if got == 0 {
             return Ok((Bytes::new(), None));
@@ -403,7 +403,7 @@ fn read_batch(
             // the server's last checkpoint, so the copied redo holds its
             // creation and every page init; recovery rebuilds it. Nothing here
             // can be validated (not even the page size), so copy as is.
-            return Ok((Bytes::from(buf), None));
+            return Ok((buf, None));
         }
         if fmt.is_none() && off == 0 {
             match page::parse_page0(&buf) {
@@ -422,10 +422,10 @@ fn read_batch(
         }
         let Some(pf) = fmt else {
             // Only for files whose page 0 was all zero (see above).
-            return Ok((Bytes::from(buf), None));
+            return Ok((buf, None));
         };
         match check_batch(&pf, kind, off, page_base, &buf) {
-            None => return Ok((Bytes::from(buf), Some(pf))),
+            None => return Ok((buf, Some(pf))),
             Some((page_no, why)) => {
                 if attempt < MAX_ATTEMPTS {
                     std::thread::sleep(Duration::from_millis(100));
