@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use hotbak::error::{exit_code, UsageError};
+use hotbak::error::UsageError;
 use hotbak::extract::{self, DecodeOptions, Plan};
 use hotbak::format::path::RelPath;
 use hotbak::sink::{FileMeta, Output, Pipeline};
@@ -77,32 +77,7 @@ struct Args {
 const READ_PIECE: usize = hotbak::format::xbstream::DEFAULT_CHUNK_LEN;
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("xbextract: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("xbextract: error: {}", hotbak::error::render(&e));
-            let code = exit_code(&e);
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
-        }
-    }
+    hotbak::cli::main_with("xbextract", run)
 }
 
 async fn run(args: Args) -> Result<()> {

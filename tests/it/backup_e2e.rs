@@ -15,13 +15,7 @@ use hotbak::testkit::{
 
 use crate::support::{bin, tool};
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use crate::support::rt;
 
 fn bins() -> Binaries {
     Binaries {

@@ -22,13 +22,7 @@ fn sandbox(args: &[&str]) -> Option<(tempfile::TempDir, Sandbox)> {
     Some((dir, sb))
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use crate::support::rt;
 
 /// Lines of `key = value` / `key=value` files reduced to their keys, for layout comparison.
 fn layout(text: &str) -> Vec<String> {

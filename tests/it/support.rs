@@ -34,3 +34,12 @@ pub fn shared_dir() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
     p.is_dir().then_some(p)
 }
+
+/// A two-thread tokio runtime for tests that drive async code.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

@@ -43,13 +43,7 @@ fn plan(dir: &std::path::Path, parallel: usize) -> Plan {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use crate::support::rt;
 
 /// A reader that hands out random-sized pieces (1..=max bytes), sometimes returns
 /// `Pending` first, and records every byte it passed on.
