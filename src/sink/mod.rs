@@ -452,6 +452,22 @@ impl Pipeline {
     }
 }
 
+/// Size of each `write()` call for large buffers. On the machines measured,
+/// one 4 MiB write into the page cache cost ~15x more kernel time than the
+/// same bytes in 128 KiB writes (`dd bs=4M`: 349 MB/s; `bs=128k`: 5.1 GB/s).
+pub const WRITE_PIECE: usize = 128 << 10;
+
+/// `write_all` in pieces of at most [`WRITE_PIECE`] bytes.
+///
+/// # Errors
+/// The first write error.
+pub fn write_all_chunked(w: &mut impl std::io::Write, data: &[u8]) -> std::io::Result<()> {
+    for piece in data.chunks(WRITE_PIECE) {
+        w.write_all(piece)?;
+    }
+    Ok(())
+}
+
 /// Forward a frame; a closed receiver means the downstream task failed.
 pub(crate) async fn send(tx: &mpsc::Sender<Frame>, f: Frame) -> Result<()> {
     tx.send(f).await.map_err(|_| Error::Closed)

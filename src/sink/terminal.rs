@@ -204,7 +204,10 @@ impl XbOut {
             .name("xbstream-writer".into())
             .spawn(move || -> std::io::Result<()> {
                 while let Some((head, payload)) = rx.blocking_recv() {
-                    write_all_2(&mut *w, &head, &payload)?;
+                    // Header with the first piece in one writev, the rest in pieces.
+                    let first = payload.len().min(super::WRITE_PIECE);
+                    write_all_2(&mut *w, &head, &payload[..first])?;
+                    super::write_all_chunked(&mut w, &payload[first..])?;
                 }
                 w.flush()
             })
