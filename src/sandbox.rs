@@ -240,6 +240,13 @@ impl SandboxOptions {
     }
 }
 
+/// `dir/tmp`, created if needed: the server's private tmpdir.
+fn private_tmp(dir: &Path) -> Result<PathBuf> {
+    let t = dir.join("tmp");
+    fs::create_dir_all(&t).map_err(io_err("creating", &t))?;
+    Ok(t)
+}
+
 /// A running throwaway `mariadbd`.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -351,6 +358,10 @@ impl Sandbox {
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
             .arg("--innodb-use-native-aio=0")
+            // A private tmpdir: temporary tables are named after the pid, and a
+            // file left in a shared /tmp by an earlier process with the same pid
+            // makes the bootstrap fail ("Could not remove temporary table").
+            .arg(format!("--tmpdir={}", private_tmp(dir)?.display()))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -395,6 +406,7 @@ impl Sandbox {
         datadir: PathBuf,
         opts: SandboxOptions,
     ) -> Result<Sandbox> {
+        private_tmp(dir)?;
         let (socket, short_socket_dir) = choose_socket(dir)?;
         let mut sb = Sandbox {
             dir: dir.to_owned(),
@@ -438,6 +450,7 @@ impl Sandbox {
             .arg(format!("--pid-file={}", self.pid_file.display()))
             .arg(format!("--log-error={}", self.error_log.display()))
             .arg("--skip-name-resolve")
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             // Many throwaway servers share one machine's io_uring/AIO limits
             // (ulimit -l); synchronous I/O is plenty for them.
             .arg("--innodb-use-native-aio=0");
