@@ -14,7 +14,8 @@
 #      where each tool runs, as ratios to idle
 #   3. prepare: `hotbak prepare` vs `mariabackup --prepare` on copies of the same
 #      backup taken under load
-# Env: RUNS (3), PAR (2), WORK (/tmp/hotbak-bench), LOAD_THREADS (4), TABLES (8), IDLE (15 s).
+# Env: RUNS (3), PAR (2), WORK (/tmp/hotbak-bench), LOAD_THREADS (4), TABLES (8), IDLE (15 s),
+#      HOTBAK_ARGS (extra backup options, e.g. "--max-rate 250").
 set -euo pipefail
 SOCK=${1:?socket}; DBUSER=${2:-bench}; DBPASS=${3:-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +29,7 @@ BYTES=$(du -sb "$DATADIR" | cut -f1)
 echo "# datadir $DATADIR: $BYTES bytes; parallel $PAR; runs $RUNS"
 
 MB="mariabackup --backup --stream=xbstream --user=$DBUSER --password=$DBPASS --socket=$SOCK --target-dir=$WORK/mbtgt --parallel=$PAR"
-HB="$BIN/hotbak backup --no-defaults --socket $SOCK -u $DBUSER -p $DBPASS --parallel $PAR --stream --progress none"
+HB="$BIN/hotbak backup --no-defaults --socket $SOCK -u $DBUSER -p $DBPASS --parallel $PAR --stream --progress none ${HOTBAK_ARGS:-}"
 
 echo "## 1. throughput to /dev/null, cold cache"
 python3 "$HERE/timer.py" -n "$RUNS" --drop-caches --bytes "$BYTES" --pre "rm -rf $WORK/mbtgt; mkdir -p $WORK/mbtgt" \
