@@ -10,18 +10,21 @@
 #   1. throughput: `hotbak backup --stream > /dev/null` vs `mariabackup --backup
 #      --stream=xbstream > /dev/null`, caches dropped before every run, alternating;
 #      wall, CPU, peak RSS, and the speed ratio (> 1: hotbak faster)
-#   2. server impact: sysbench oltp_read_write TPS in idle windows versus windows
-#      where each tool runs, as ratios to idle
+#   2. server impact: sysbench oltp_read_write TPS while each tool runs, as a ratio to
+#      the idle windows just before and after that run (rounds, tool order rotated)
 #   3. prepare: `hotbak prepare` vs `mariabackup --prepare` on copies of the same
 #      backup taken under load
 # Env: RUNS (3), PAR (2), WORK (/tmp/hotbak-bench), LOAD_THREADS (4), TABLES (8), IDLE (15 s),
-#      HOTBAK_ARGS (extra backup options, e.g. "--max-rate 250").
+#      LOAD_REPS (3: rounds of section 2),
+#      HOTBAK_ARGS (extra backup options, e.g. "--max-rate 250"), HOTBAK_ALT_ARGS (if set, section 2
+#      also runs "hotbak-alt" with these options, e.g. "--priority normal"), SECTIONS (123).
 set -euo pipefail
 SOCK=${1:?socket}; DBUSER=${2:-bench}; DBPASS=${3:-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-$HERE/../target/release}
 RUNS=${RUNS:-3}; PAR=${PAR:-2}; WORK=${WORK:-/tmp/hotbak-bench}
-LOAD_THREADS=${LOAD_THREADS:-4}; TABLES=${TABLES:-8}; IDLE=${IDLE:-15}
+LOAD_THREADS=${LOAD_THREADS:-4}; TABLES=${TABLES:-8}; IDLE=${IDLE:-15}; LOAD_REPS=${LOAD_REPS:-3}
+SECTIONS=${SECTIONS:-123}
 mkdir -p "$WORK"
 q() { mariadb --no-defaults -u"$DBUSER" -p"$DBPASS" --socket="$SOCK" -N -e "$1"; }
 DATADIR=$(q 'select @@datadir')
@@ -32,15 +35,17 @@ MB="mariabackup --backup --stream=xbstream --user=$DBUSER --password=$DBPASS --s
 HB="$BIN/hotbak backup --no-defaults --socket $SOCK -u $DBUSER -p $DBPASS --parallel $PAR --stream --progress none ${HOTBAK_ARGS:-}"
 
 echo "## 1. throughput to /dev/null, cold cache"
-python3 "$HERE/timer.py" -n "$RUNS" --drop-caches --bytes "$BYTES" --pre "rm -rf $WORK/mbtgt; mkdir -p $WORK/mbtgt" \
+[[ $SECTIONS == *1* ]] && python3 "$HERE/timer.py" -n "$RUNS" --drop-caches --bytes "$BYTES" --pre "rm -rf $WORK/mbtgt; mkdir -p $WORK/mbtgt" \
   "mariabackup=$MB 2>/dev/null >/dev/null" \
   "hotbak=$HB 2>/dev/null >/dev/null"
 
 echo "## 2. server TPS during each backup (sysbench oltp_read_write, $LOAD_THREADS threads)"
 SIZE=$(q 'select max(id) from sbtest.sbtest1' 2>/dev/null || echo 0)
-if command -v sysbench >/dev/null && [ "${SIZE:-0}" -gt 0 ]; then
+TOOLS="mariabackup hotbak"; [ -n "${HOTBAK_ALT_ARGS:-}" ] && TOOLS="$TOOLS hotbak-alt"
+if [[ $SECTIONS == *2* ]] && command -v sysbench >/dev/null && [ "${SIZE:-0}" -gt 0 ]; then
   LOG=$WORK/load.log
-  total=$((IDLE * 5 + 60))
+  ntools=$(echo $TOOLS | wc -w)
+  total=$(( (IDLE + 40) * ntools * LOAD_REPS + IDLE + 30 ))
   sysbench oltp_read_write --db-driver=mysql --mysql-socket="$SOCK" --mysql-user="$DBUSER" --mysql-password="$DBPASS" \
     --mysql-db=sbtest --tables="$TABLES" --table-size="$SIZE" --threads="$LOAD_THREADS" --time="$total" \
     --report-interval=1 run 2>&1 | while IFS= read -r l; do echo "$(date +%s.%N) $l"; done > "$LOG" &
@@ -48,13 +53,23 @@ if command -v sysbench >/dev/null && [ "${SIZE:-0}" -gt 0 ]; then
   win() { echo "$1 $2 $3" >> "$WORK/windows"; }
   : > "$WORK/windows"
   sleep 5
-  for tool in mariabackup hotbak; do
-    s=$(date +%s.%N); sleep "$IDLE"; win "$s" "$(date +%s.%N)" idle
-    sync; echo 3 > /proc/sys/vm/drop_caches || true
-    s=$(date +%s.%N)
-    if [ $tool = mariabackup ]; then rm -rf "$WORK/mbtgt"; mkdir -p "$WORK/mbtgt"; $MB 2>/dev/null > "$WORK/mb-load.xbs"
-    else $HB 2>/dev/null > "$WORK/hb-load.xbs"; fi
-    win "$s" "$(date +%s.%N)" "$tool"
+  # Rounds of (idle window, run) per tool, the tool order rotated every round,
+  # so no tool always follows the same one; each run is compared with the
+  # idle windows just before and after it (the server's own pace drifts).
+  set -- $TOOLS
+  for rep in $(seq 1 "$LOAD_REPS"); do
+    order=$(for ((k = 0; k < $#; k++)); do i=$(( (k + rep - 1) % $# + 1 )); echo "${!i}"; done)
+    for tool in $order; do
+      s=$(date +%s.%N); sleep "$IDLE"; win "$s" "$(date +%s.%N)" idle
+      sync; echo 3 > /proc/sys/vm/drop_caches || true
+      s=$(date +%s.%N)
+      rc=0
+      if [ $tool = mariabackup ]; then rm -rf "$WORK/mbtgt"; mkdir -p "$WORK/mbtgt"; $MB 2>"$WORK/$tool.err" > "$WORK/mb-load.xbs" || rc=$?
+      elif [ $tool = hotbak ]; then $HB 2>"$WORK/$tool.err" > "$WORK/hb-load.xbs" || rc=$?
+      else $HB ${HOTBAK_ALT_ARGS:-} 2>"$WORK/$tool.err" > /dev/null || rc=$?; fi
+      if [ $rc != 0 ]; then echo "!! $tool exited $rc under load:"; tail -5 "$WORK/$tool.err"; fi
+      win "$s" "$(date +%s.%N)" "run:$tool"
+    done
   done
   s=$(date +%s.%N); sleep "$IDLE"; win "$s" "$(date +%s.%N)" idle
   kill "$LOADPID" 2>/dev/null || true; wait "$LOADPID" 2>/dev/null || true
@@ -65,23 +80,34 @@ for line in open(sys.argv[1]):
     m = re.match(r"(\d+\.\d+) \[ *\d+s \].* tps: ([\d.]+) .*lat \(ms,95%\): ([\d.]+)", line)
     if m:
         pts.append((float(m.group(1)), float(m.group(2)), float(m.group(3))))
-by = {}
-for l in open(sys.argv[2]):
-    s, e, lab = l.split()
-    by.setdefault(lab, []).extend(p for p in pts if p[0] - 1 >= float(s) and p[0] <= float(e))
-idle = statistics.mean(p[1] for p in by["idle"])
-for lab, sel in by.items():
-    if not sel:
+wins = [l.split() for l in open(sys.argv[2])]
+def sel(s, e):
+    return [p for p in pts if p[0] - 1 >= float(s) and p[0] <= float(e)]
+res = {}
+idle_all = []
+for i, (s, e, lab) in enumerate(wins):
+    if lab == "idle":
+        idle_all += sel(s, e)
         continue
-    tps = statistics.mean(p[1] for p in sel)
-    print(f"{lab:<12} seconds {len(sel):4d}  tps {tps:8.1f}  p95 median {statistics.median(p[2] for p in sel):6.2f} ms  ratio to idle {tps / idle:.2f}")
+    around = sel(*wins[i - 1][:2]) + (sel(*wins[i + 1][:2]) if i + 1 < len(wins) else [])
+    during = sel(s, e)
+    if not during or not around:
+        continue
+    ratio = statistics.mean(p[1] for p in during) / statistics.mean(p[1] for p in around)
+    res.setdefault(lab[4:], []).append((ratio, float(e) - float(s), during))
+print(f"idle         tps {statistics.mean(p[1] for p in idle_all):8.1f}  p95 median {statistics.median(p[2] for p in idle_all):6.2f} ms")
+for lab, runs in res.items():
+    allp = [p for r in runs for p in r[2]]
+    rs = " ".join(f"{r[0]:.2f}" for r in runs)
+    print(f"{lab:<12} tps {statistics.mean(p[1] for p in allp):8.1f}  p95 median {statistics.median(p[2] for p in allp):6.2f} ms"
+          f"  wall {statistics.mean(r[1] for r in runs):5.1f}s  ratio to adjacent idle: {rs}  mean {statistics.mean(r[0] for r in runs):.2f}")
 PY
 else
   echo "(skipped: sysbench or the sbtest tables are missing)"
 fi
 
 echo "## 3. prepare of the backup taken under load"
-if [ -s "$WORK/hb-load.xbs" ]; then
+if [[ $SECTIONS == *3* ]] && [ -s "$WORK/hb-load.xbs" ]; then
   rm -rf "$WORK/p1" "$WORK/p2"; mkdir -p "$WORK/p1"
   "$BIN/xbextract" -x -C "$WORK/p1" --no-sync < "$WORK/hb-load.xbs" 2>/dev/null
   cp -a "$WORK/p1" "$WORK/p2"

@@ -52,7 +52,7 @@ echo "### $(date -u +%FT%TZ) stream $(stat -c %s "$WORK/backup.xbs") bytes; .zst
 df -h "$WORK" | tail -1
 
 ZS='zstd -d -q -c $WORK/all.zst > $WORK/out.bin && sync $WORK/out.bin'
-X1='$XBEXTRACT -x -C $WORK/ext < $WORK/backup.xbs 2>>$WORK/xb.log'
+X1='$XBEXTRACT -x -p 1 -C $WORK/ext < $WORK/backup.xbs 2>>$WORK/xb.log'
 X2='$XBEXTRACT -x -p 2 -C $WORK/ext < $WORK/backup.xbs 2>>$WORK/xb.log'
 PRE='rm -rf $WORK/ext $WORK/out.bin'
 if [ -f "$RUNBENCH" ]; then

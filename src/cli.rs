@@ -93,6 +93,19 @@ pub enum ProgressArg {
     None,
 }
 
+/// Scheduling of the backup's bulk work.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PriorityArg {
+    /// Data-file reads, page checks, hashing and compression run in the
+    /// `SCHED_IDLE` CPU class and the idle I/O class until the locks that
+    /// block the server's writes: full speed on an idle machine, out of the
+    /// server's way on a busy one.
+    #[default]
+    Idle,
+    /// Everything at normal priority.
+    Normal,
+}
+
 /// `hotbak backup`.
 #[derive(Args, Debug)]
 pub struct BackupArgs {
@@ -156,7 +169,7 @@ pub struct BackupArgs {
     /// Compression level (zstd 1..19, lz4 1..12).
     #[arg(long, default_value_t = 1)]
     pub compress_level: i32,
-    /// Compression threads (default: all cores).
+    /// Compression threads (default: twice the cores).
     #[arg(long)]
     pub compress_threads: Option<usize>,
     /// Bytes of input per compressed frame.
@@ -174,6 +187,14 @@ pub struct BackupArgs {
     /// Limit the data-file read rate (MB/s) to spare the server; 0 = unlimited.
     #[arg(long, default_value_t = 0)]
     pub max_rate: u64,
+    /// While the server is busy (over 50 statements/s or 1 MB/s of redo,
+    /// sampled twice a second), cap data-file reads at this rate (MB/s);
+    /// an idle server is copied at full speed. 0 = never cap.
+    #[arg(long, default_value_t = 200)]
+    pub max_rate_busy: u64,
+    /// CPU and I/O priority of the bulk copy work.
+    #[arg(long, value_enum, default_value_t = PriorityArg::Idle)]
+    pub priority: PriorityArg,
     /// Progress display on stderr.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,

@@ -26,5 +26,7 @@ pub mod mysql;
 pub mod prepare;
 pub mod restore;
 pub mod sandbox;
+pub mod sched;
 pub mod sink;
+pub mod sys;
 pub mod testkit;

@@ -228,33 +228,67 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
     Ok(inv)
 }
 
-/// A simple shared rate limiter (bytes per second; 0 = unlimited).
+/// Paces data-file reads: a hard cap (`--max-rate`), and a lower cap that
+/// applies only while the server is busy (`--max-rate-busy`), switched by
+/// the load monitor. 0 means no cap. A short burst (100 ms worth) is allowed
+/// after a pause.
 pub struct RateLimit {
-    bytes_per_sec: u64,
-    state: tokio::sync::Mutex<(std::time::Instant, u64)>,
+    hard: u64,
+    busy_cap: u64,
+    busy: std::sync::atomic::AtomicBool,
+    next: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl RateLimit {
-    /// New limiter.
+    /// New limiter; rates in MB/s.
     #[must_use]
-    pub fn new(mb_per_sec: u64) -> Self {
+    pub fn new(max_mb: u64, busy_mb: u64) -> Self {
         RateLimit {
-            bytes_per_sec: mb_per_sec * 1_000_000,
-            state: tokio::sync::Mutex::new((std::time::Instant::now(), 0)),
+            hard: max_mb * 1_000_000,
+            busy_cap: busy_mb * 1_000_000,
+            busy: std::sync::atomic::AtomicBool::new(false),
+            next: std::sync::Mutex::new(None),
         }
     }
 
-    async fn take(&self, n: u64) {
-        if self.bytes_per_sec == 0 {
-            return;
+    /// Tell the limiter whether the server is busy.
+    pub fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The rate in force now, bytes per second (0: none).
+    #[must_use]
+    pub fn rate(&self) -> u64 {
+        let busy = self.busy.load(std::sync::atomic::Ordering::Relaxed);
+        match (self.hard, if busy { self.busy_cap } else { 0 }) {
+            (0, b) => b,
+            (h, 0) => h,
+            (h, b) => h.min(b),
         }
-        let wait = {
-            let mut g = self.state.lock().await;
-            g.1 += n;
-            let due = Duration::from_secs_f64(g.1 as f64 / self.bytes_per_sec as f64);
-            due.checked_sub(g.0.elapsed())
-        };
-        if let Some(w) = wait {
+    }
+
+    /// How long to wait before `n` more bytes may be read.
+    fn reserve(&self, n: u64) -> Option<Duration> {
+        let rate = self.rate();
+        let mut next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rate == 0 {
+            *next = None;
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let burst = Duration::from_millis(100);
+        let floor = now.checked_sub(burst).unwrap_or(now);
+        let at =
+            next.map_or(floor, |t| t.max(floor)) + Duration::from_secs_f64(n as f64 / rate as f64);
+        *next = Some(at);
+        at.checked_duration_since(now)
+    }
+
+    async fn take(&self, n: u64) {
+        if let Some(w) = self.reserve(n) {
             tokio::time::sleep(w).await;
         }
     }
@@ -270,6 +304,7 @@ pub async fn copy(
     progress: &Progress,
     sys_format: Option<PageFormat>,
     limit: &RateLimit,
+    exec: &crate::sched::Bulk,
 ) -> Result<(), Error> {
     let (file, direct) = open_source(&src)?;
     let file = Arc::new(file);
@@ -289,11 +324,10 @@ pub async fn copy(
         let kind = src.innodb;
         let known = fmt;
         let start = off;
-        let (buf, newfmt) = tokio::task::spawn_blocking(move || {
-            read_batch(&f, direct, &abs, start, kind, known, page_base)
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        let (buf, newfmt) = exec
+            .run(move || read_batch(&f, direct, &abs, start, kind, known, page_base))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
         if newfmt.is_some() {
             fmt = newfmt;
         }
@@ -475,4 +509,41 @@ fn check_batch(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_cap_applies_only_while_busy_and_the_hard_cap_always() {
+        let l = RateLimit::new(0, 100);
+        assert_eq!(l.rate(), 0);
+        assert!(l.reserve(50_000_000).is_none(), "idle: no wait");
+        l.set_busy(true);
+        assert_eq!(l.rate(), 100_000_000);
+        // 100 ms of burst credit, then 10 MB at 100 MB/s is 100 ms each.
+        let w1 = l.reserve(10_000_000).unwrap_or_default();
+        let w2 = l.reserve(10_000_000).expect("second reservation waits");
+        assert!(w1 < Duration::from_millis(20), "{w1:?}");
+        assert!(
+            w2 > Duration::from_millis(80) && w2 < Duration::from_millis(120),
+            "{w2:?}"
+        );
+        let w3 = l.reserve(20_000_000).expect("third waits");
+        assert!(
+            w3 > Duration::from_millis(280) && w3 < Duration::from_millis(320),
+            "{w3:?}"
+        );
+        l.set_busy(false);
+        assert!(l.reserve(1_000_000_000).is_none(), "idle again: no wait");
+
+        let h = RateLimit::new(50, 100);
+        assert_eq!(h.rate(), 50_000_000);
+        h.set_busy(true);
+        assert_eq!(h.rate(), 50_000_000, "the lower cap wins");
+        let h2 = RateLimit::new(300, 100);
+        h2.set_busy(true);
+        assert_eq!(h2.rate(), 100_000_000);
+    }
 }

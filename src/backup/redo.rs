@@ -341,6 +341,8 @@ async fn follow(
         if let Some(t) = target {
             if copied >= t {
                 out.close().await?;
+                // A clean goodbye: the server logs dropped connections as aborted.
+                let _ = session.close().await;
                 return Ok(FollowerReport {
                     first_lsn: start,
                     last_lsn: copied,

@@ -26,9 +26,9 @@ struct Args {
     /// Change to DIR before extracting or creating (created when extracting if missing).
     #[arg(short = 'C', long = "directory", value_name = "DIR")]
     directory: Option<PathBuf>,
-    /// Worker threads.
-    #[arg(short = 'p', long = "parallel", default_value_t = 1, value_name = "N")]
-    parallel: usize,
+    /// Worker threads (default: the number of cores; `mbstream`'s default is 1).
+    #[arg(short = 'p', long = "parallel", value_name = "N")]
+    parallel: Option<usize>,
     /// Print each file as it completes.
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
@@ -100,7 +100,7 @@ async fn run(args: Args) -> Result<()> {
         }
         let plan = hotbak::extract::AtRestPlan {
             dir: dir.clone(),
-            parallel: args.parallel.max(1),
+            parallel: workers(args.parallel),
             decrypt: args.decrypt,
             decompress: args.decompress,
             remove_original: args.remove_original,
@@ -120,7 +120,7 @@ async fn run(args: Args) -> Result<()> {
     }
     let plan = Plan {
         dir: args.directory.clone().unwrap_or_else(|| PathBuf::from(".")),
-        parallel: args.parallel.max(1),
+        parallel: workers(args.parallel),
         force: args.force,
         sync: !args.no_sync,
         verbose: args.verbose,
@@ -263,4 +263,10 @@ mod hotbak_glue {
     ) -> Result<()> {
         hotbak::extract::install_decoders(d, key_file, key_env)
     }
+}
+
+/// `-p N`, or the number of cores.
+fn workers(p: Option<usize>) -> usize {
+    p.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+        .max(1)
 }

@@ -25,9 +25,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Create the parent directories of `rel` under `root`, refusing symlinks.
 pub(crate) fn safe_parent(root: &Path, rel: &RelPath) -> Result<PathBuf> {
+    walk_parent(root, rel, true).map(|p| p.unwrap_or_else(|| root.to_path_buf()))
+}
+
+/// The parent directory of `rel` under `root` if it exists as real
+/// directories (no symlink on the way), without creating anything.
+fn existing_parent(root: &Path, rel: &RelPath) -> Result<Option<PathBuf>> {
+    walk_parent(root, rel, false)
+}
+
+/// Walk `rel`'s parents under `root`, refusing symlinks; a missing one is
+/// created (`create`) or ends the walk with `None`.
+fn walk_parent(root: &Path, rel: &RelPath, create: bool) -> Result<Option<PathBuf>> {
     let mut p = root.to_path_buf();
     let Some(parent) = rel.parent() else {
-        return Ok(p);
+        return Ok(Some(p));
     };
     for comp in parent.components() {
         p.push(comp);
@@ -45,6 +57,7 @@ pub(crate) fn safe_parent(root: &Path, rel: &RelPath) -> Result<PathBuf> {
                     source: std::io::Error::other(format!("not a directory (needed for {rel})")),
                 })
             }
+            Err(e) if e.kind() == ErrorKind::NotFound && !create => return Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => match std::fs::create_dir(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -62,7 +75,7 @@ pub(crate) fn safe_parent(root: &Path, rel: &RelPath) -> Result<PathBuf> {
             Err(e) => return Err(io(&p)(e)),
         }
     }
-    Ok(p)
+    Ok(Some(p))
 }
 
 /// Name of the per-run staging directory inside the target, for the process `pid`.
@@ -128,7 +141,16 @@ pub(crate) fn apply_remove_rename(
     path: &RelPath,
     new_path: Option<&RelPath>,
 ) -> Result<()> {
-    safe_parent(&plan.dir, path)?;
+    // Never create directories for the source: removing a file that is
+    // not there is a no-op, renaming one is an error that names it.
+    if existing_parent(&plan.dir, path)?.is_none() {
+        return match new_path {
+            None => Ok(()),
+            Some(_) => Err(io(&path.under(&plan.dir))(std::io::Error::from(
+                ErrorKind::NotFound,
+            ))),
+        };
+    }
     let fin = path.under(&plan.dir);
     match new_path {
         None => match std::fs::symlink_metadata(&fin) {

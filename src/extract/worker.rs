@@ -50,7 +50,17 @@ pub(crate) struct OpenFile {
     size: u64,
     content: Option<Vec<u8>>,
     hotbak: bool,
+    /// Bytes written to `file`, and how far writeback was started (when
+    /// the run syncs: see [`WRITEBACK_STEP`]).
+    written: u64,
+    writeback: Option<u64>,
 }
+
+/// With fsync on, start the writeback of every this many bytes as they
+/// are written: the disk then works while the stream is decoded instead
+/// of all at the final fsync (a single sequential `zstd -d` and `sync`
+/// leaves it idle while it decodes).
+pub(crate) const WRITEBACK_STEP: u64 = 8 << 20;
 
 /// The worker pool.
 pub(crate) struct Pool {
@@ -186,6 +196,8 @@ impl OpenFile {
             size: 0,
             content: None,
             hotbak: true,
+            written: 0,
+            writeback: None,
         }
     }
 
@@ -296,6 +308,8 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                         size: 0,
                         content,
                         hotbak,
+                        written: 0,
+                        writeback: plan.sync.then_some(0),
                     },
                 );
             }
@@ -459,6 +473,13 @@ fn write_file(f: &mut OpenFile, data: &[u8]) -> Result<()> {
                 .map_or_else(|| f.out.to_string(), |p| p.display().to_string()),
             source,
         })?;
+        f.written += data.len() as u64;
+        if let Some(from) = f.writeback {
+            if f.written - from >= WRITEBACK_STEP {
+                crate::sys::start_writeback(file, from, f.written - from);
+                f.writeback = Some(f.written);
+            }
+        }
     }
     Ok(())
 }

@@ -20,8 +20,8 @@ use crate::error::{Classify, ErrorClass};
 pub use locks::{LockPolicy, ProcessInfo, QueryType};
 pub use options::{ConnectOptions, Defaults, OptionSet, Password, Transport};
 pub use session::{
-    BackupStage, BinlogPosition, EngineTable, LockReport, LsnStatus, ReplicaState, ServerInfo,
-    ServerVersion, Session,
+    Activity, BackupStage, BinlogPosition, EngineTable, LockReport, LsnStatus, ReplicaState,
+    ServerInfo, ServerVersion, Session,
 };
 
 /// Errors of the server session.

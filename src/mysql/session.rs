@@ -394,6 +394,15 @@ pub struct ReplicaState {
     pub stopped_sql_threads: Vec<String>,
 }
 
+/// Server activity counters, see [`Session::activity`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Activity {
+    /// Statements executed since start.
+    pub questions: u64,
+    /// Current redo LSN.
+    pub lsn: Option<u64>,
+}
+
 /// One result row as text, by column name.
 #[derive(Clone, Debug, Default)]
 pub struct Record(Vec<(String, Option<String>)>);
@@ -1022,6 +1031,29 @@ impl Session {
         parse_innodb_status_lsn(text).ok_or_else(|| Error::Unexpected {
             statement: Q.into(),
             detail: "no 'Log sequence number' line".into(),
+        })
+    }
+
+    /// Counters of server activity: statements (`Questions`) and, when the
+    /// server has it, the redo LSN (`Innodb_lsn_current`).
+    ///
+    /// # Errors
+    /// Query errors, [`Error::Unexpected`] without `Questions`.
+    pub async fn activity(&mut self) -> Result<Activity> {
+        const Q: &str =
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Innodb_lsn_current')";
+        let rows = self.query(Q).await?;
+        let get = |n: &str| {
+            rows.iter()
+                .find(|r| r.at(0).is_some_and(|k| k.eq_ignore_ascii_case(n)))
+                .and_then(|r| r.at(1)?.trim().parse::<u64>().ok())
+        };
+        Ok(Activity {
+            questions: get("Questions").ok_or_else(|| Error::Unexpected {
+                statement: Q.into(),
+                detail: "no Questions counter".into(),
+            })?,
+            lsn: get("Innodb_lsn_current"),
         })
     }
 

@@ -34,11 +34,16 @@ pub struct ManifestStage {
     /// Renames of the downstream stages, to compute stored names.
     renames: Vec<RenameFn>,
     key_id: Option<String>,
+    exec: crate::sched::Bulk,
 }
 
 impl ManifestStage {
     /// Build from the downstream stage specs.
-    pub(crate) fn new(stages: &[StageSpec], key_id: Option<String>) -> Self {
+    pub(crate) fn new(
+        stages: &[StageSpec],
+        key_id: Option<String>,
+        exec: crate::sched::Bulk,
+    ) -> Self {
         // Stage specs cannot be cloned, so record the chain by name and compute
         // stored names through a probe of each stage's rename via its spec.
         let chain = stages.iter().map(|s| s.name().to_owned()).collect();
@@ -55,6 +60,7 @@ impl ManifestStage {
             chain,
             renames,
             key_id,
+            exec,
         }
     }
 
@@ -146,6 +152,18 @@ impl ManifestStage {
                         })
                         .await
                         .map_err(|e| Error::Task(e.to_string()))?;
+                    } else if self.exec.is_idle() {
+                        // Bulk work yields to the server: hash in the idle class.
+                        let mut h = std::mem::take(&mut o.hash);
+                        let b = bytes.clone();
+                        o.hash = self
+                            .exec
+                            .run(move || {
+                                h.update(&b);
+                                h
+                            })
+                            .await
+                            .map_err(|e| Error::Task(e.to_string()))?;
                     } else {
                         o.hash.update(&bytes);
                     }

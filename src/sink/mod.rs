@@ -287,6 +287,7 @@ pub struct Builder {
     stages: Vec<runner::StageSpec>,
     manifest: bool,
     key_id: Option<String>,
+    exec: crate::sched::Bulk,
 }
 
 impl Default for Builder {
@@ -296,6 +297,7 @@ impl Default for Builder {
             stages: Vec::new(),
             manifest: true,
             key_id: None,
+            exec: crate::sched::Bulk::default(),
         }
     }
 }
@@ -343,6 +345,13 @@ impl Builder {
         self
     }
 
+    /// Where the transform stages run their chunks (default: tokio's blocking pool).
+    #[must_use]
+    pub fn executor(mut self, exec: crate::sched::Bulk) -> Self {
+        self.exec = exec;
+        self
+    }
+
     /// Record a key id in the stream-info header.
     #[must_use]
     pub fn key_id(mut self, id: Option<String>) -> Self {
@@ -358,14 +367,15 @@ impl Builder {
         let mut tasks: Vec<(&'static str, StageHandle)> = Vec::new();
         if self.manifest {
             let (mtx, mrx) = mpsc::channel(self.channel_frames);
-            let stage = manifest::ManifestStage::new(&self.stages, self.key_id.clone());
+            let stage =
+                manifest::ManifestStage::new(&self.stages, self.key_id.clone(), self.exec.clone());
             tasks.push(("manifest", tokio::spawn(stage.run(rx, mtx))));
             rx = mrx;
         }
         for spec in self.stages {
             let (stx, srx) = mpsc::channel(self.channel_frames);
             let name = spec.name();
-            tasks.push((name, tokio::spawn(spec.run(rx, stx))));
+            tasks.push((name, tokio::spawn(spec.run(rx, stx, self.exec.clone()))));
             rx = srx;
         }
         tasks.push(("output", tokio::spawn(terminal::run(output, rx))));

@@ -16,10 +16,15 @@ use tokio::sync::mpsc;
 use super::transform::{ChunkCtx, ChunkTransform, TransformError};
 use super::{send, Error, FileId, FileMeta, Frame, Result, StageDone};
 use crate::format::path::RelPath;
+use crate::sched::Bulk;
 
 type RenameFn = Arc<dyn Fn(&RelPath) -> std::result::Result<RelPath, TransformError> + Send + Sync>;
 type RunFn = Box<
-    dyn FnOnce(mpsc::Receiver<Frame>, mpsc::Sender<Frame>) -> BoxFuture<'static, Result<StageDone>>
+    dyn FnOnce(
+            mpsc::Receiver<Frame>,
+            mpsc::Sender<Frame>,
+            Bulk,
+        ) -> BoxFuture<'static, Result<StageDone>>
         + Send,
 >;
 
@@ -47,7 +52,9 @@ impl StageSpec {
             name: t.name(),
             rename: Arc::new(move |p| t2.rename(p)),
             applies,
-            run: Box::new(move |rx, tx| run_stage(t, threads, chunk, applies, rx, tx).boxed()),
+            run: Box::new(move |rx, tx, exec| {
+                run_stage(t, threads, chunk, applies, exec, rx, tx).boxed()
+            }),
         }
     }
 
@@ -96,8 +103,9 @@ impl StageSpec {
         self,
         rx: mpsc::Receiver<Frame>,
         tx: mpsc::Sender<Frame>,
+        exec: Bulk,
     ) -> BoxFuture<'static, Result<StageDone>> {
-        (self.run)(rx, tx)
+        (self.run)(rx, tx, exec)
     }
 }
 
@@ -116,6 +124,7 @@ async fn run_stage<T: ChunkTransform>(
     threads: usize,
     chunk: usize,
     applies: fn(&FileMeta) -> bool,
+    exec: Bulk,
     mut rx: mpsc::Receiver<Frame>,
     tx: mpsc::Sender<Frame>,
 ) -> Result<StageDone> {
@@ -133,29 +142,31 @@ async fn run_stage<T: ChunkTransform>(
         let t = t.clone();
         let state = st.state.clone();
         let path = st.path.clone();
+        let exec = exec.clone();
         async move {
             let path_s = path.to_string();
-            let out = tokio::task::spawn_blocking(move || {
-                let mut out = Vec::with_capacity(input.len() / 2 + 64);
-                t.apply(
-                    &state,
-                    ChunkCtx {
-                        path: &path,
-                        index,
-                        last,
-                    },
-                    &input,
-                    &mut out,
-                )
-                .map(|()| out)
-            })
-            .await
-            .map_err(|e| Error::Task(format!("{name}: {e}")))?
-            .map_err(|source| Error::Transform {
-                stage: name,
-                path: path_s,
-                source,
-            })?;
+            let out = exec
+                .run(move || {
+                    let mut out = Vec::with_capacity(input.len() / 2 + 64);
+                    t.apply(
+                        &state,
+                        ChunkCtx {
+                            path: &path,
+                            index,
+                            last,
+                        },
+                        &input,
+                        &mut out,
+                    )
+                    .map(|()| out)
+                })
+                .await
+                .map_err(|e| Error::Task(format!("{name}: {e}")))?
+                .map_err(|source| Error::Transform {
+                    stage: name,
+                    path: path_s,
+                    source,
+                })?;
             let mut frames = Vec::with_capacity(2);
             if !out.is_empty() {
                 frames.push(Frame::Data {

@@ -202,10 +202,25 @@ fn end_to_end_under_writes() {
             &sb,
             &backup,
             &dir.path().join("logs"),
-            strs(&["--max-rate", "20"]),
+            // The idle-class workers, and the busy-server cap engaged by the writer.
+            strs(&[
+                "--max-rate",
+                "20",
+                "--max-rate-busy",
+                "10",
+                "--priority",
+                "idle",
+            ]),
             Duration::ZERO,
         )
         .await;
+        assert!(
+            t.outcome
+                .hotbak_stderr
+                .contains("server busy: data-file reads capped at 10 MB/s"),
+            "the load monitor did not see the writer: {}",
+            t.outcome
+        );
         assert!(backup.join("xtrabackup_checkpoints").is_file());
         assert!(backup.join("ib_logfile0").is_file());
         assert!(backup.join("hb_app/seq.ibd").is_file());

@@ -433,6 +433,33 @@ fn xb_hostile_remove_and_rename_in_stock_stream() {
     assert_eq!(f, want);
 }
 
+/// Found by the `extract_paths` fuzz target: a `D` chunk for a path whose
+/// directories do not exist used to create them. Removing nothing creates
+/// nothing; renaming a missing file is an error that names it.
+#[test]
+fn xb_hostile_remove_or_rename_of_missing_paths_creates_nothing() {
+    let sb = Sandbox::new();
+    let mut v = Vec::new();
+    put_remove(&mut v, b"nodir/deeper/x.ibd");
+    file(&mut v, "a.txt", b"A");
+    let r = sb.run(&v, &[]);
+    assert_code(&r, 0, &[STOCK_WARNING]);
+    assert_eq!(entries(&sb.out), vec!["a.txt".to_owned()]);
+
+    let sb = Sandbox::new();
+    let mut v = Vec::new();
+    file(&mut v, "a.txt", b"A");
+    put_rename(&mut v, b"gone/x.ibd", b"db/y.ibd");
+    let r = sb.run(&v, &[]);
+    assert_ne!(r.code, 0, "rename of a missing file succeeded");
+    assert!(r.stderr.contains("gone/x.ibd"), "{}", r.stderr);
+    assert!(
+        !sb.out.join("gone").exists() && !sb.out.join("db").exists(),
+        "directories created: {:?}",
+        entries(&sb.out)
+    );
+}
+
 #[test]
 fn xb_hostile_remove_and_rename_escapes_refused() {
     let probe = Sandbox::new();

@@ -1,0 +1,54 @@
+//! The crate's only unsafe code: three Linux calls that neither std nor our
+//! dependencies wrap. Each wrapper is safe to call with any argument; on
+//! other platforms they do nothing and report so.
+
+use std::fs::File;
+
+/// Put the calling thread in the `SCHED_IDLE` CPU class and the idle I/O
+/// class. Returns whether the CPU class was accepted (the I/O class is best
+/// effort).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+#[must_use]
+pub fn enter_idle_class() -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, initialised sched_param that outlives the
+    // call; pid 0 names the calling thread; nothing else is touched.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    // ioprio_set(IOPRIO_WHO_PROCESS, this thread, IOPRIO_CLASS_IDLE << 13):
+    // the server's reads and log fsyncs are dispatched first by the
+    // schedulers that honour priorities (mq-deadline, bfq).
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_IDLE: libc::c_long = 3 << 13;
+    // SAFETY: ioprio_set takes three integers and touches no memory of ours.
+    let _ = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_IDLE) };
+    rc == 0
+}
+
+/// See the Linux version.
+#[cfg(not(target_os = "linux"))]
+#[must_use]
+pub fn enter_idle_class() -> bool {
+    false
+}
+
+/// Start writing back `len` bytes of `file` at `off` without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so the disk works while more
+/// data is produced and the final fsync has little left to do. Best effort:
+/// errors are left for that fsync to report.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn start_writeback(file: &File, off: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is open for the lifetime of `file`; the call
+    // reads no memory of ours.
+    let _ =
+        unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE) };
+}
+
+/// See the Linux version.
+#[cfg(not(target_os = "linux"))]
+pub fn start_writeback(_file: &File, _off: u64, _len: u64) {}
