@@ -10,8 +10,9 @@
 //! ([`Priority::Normal`], `--priority normal`).
 //!
 //! Measured on a 2-core VM (bench/README.md), with the busy-server read cap
-//! (`backup::load`) on: 0.76-0.96x of a sysbench server's idle TPS during a
-//! backup in the idle class, 0.60-0.86x at normal priority.
+//! (`backup::load`) on: 0.79x of a sysbench server's idle TPS on average
+//! during a backup in the idle class, 0.74x at normal priority (per-run
+//! spread 0.56-0.97 for both).
 //!
 //! The switch is one-way: [`Bulk::escalate`] sends every job from then on to
 //! the normal pool, with no privilege needed (the idle threads are never
