@@ -51,9 +51,10 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct Inner {
     idle: AtomicBool,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The idle threads' queue (`Priority::Idle` with at least one thread).
+    jobs: Option<mpsc::Sender<Job>>,
     /// Whether the idle threads really are in the idle class.
-    idle_class: AtomicBool,
+    idle_class: bool,
 }
 
 /// Executor for bulk jobs. Cheap to clone.
@@ -80,52 +81,17 @@ impl Bulk {
     /// An executor; for [`Priority::Idle`], starts `threads` (at least 1) idle-class threads.
     #[must_use]
     pub fn new(priority: Priority, threads: usize) -> Bulk {
-        let (tx, idle) = match priority {
+        let (jobs, idle_class) = match priority {
             Priority::Normal => (None, false),
-            Priority::Idle => (Some(mpsc::channel::<Job>()), true),
+            Priority::Idle => start_idle_threads(threads.max(1)),
         };
-        let inner = Arc::new(Inner {
-            idle: AtomicBool::new(idle),
-            jobs: Mutex::new(None),
-            idle_class: AtomicBool::new(false),
-        });
-        if let Some((tx, rx)) = tx {
-            let rx = Arc::new(Mutex::new(rx));
-            let mut all_idle = true;
-            let mut started = 0;
-            for i in 0..threads.max(1) {
-                let rx = rx.clone();
-                let (ok_tx, ok_rx) = mpsc::channel();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("hotbak-bulk-{i}"))
-                    .spawn(move || {
-                        let _ = ok_tx.send(crate::sys::enter_idle_class());
-                        loop {
-                            let job = match rx.lock() {
-                                Ok(r) => r.recv(),
-                                Err(_) => return,
-                            };
-                            match job {
-                                Ok(job) => job(),
-                                Err(_) => return,
-                            }
-                        }
-                    });
-                if spawned.is_ok() {
-                    started += 1;
-                    all_idle &= ok_rx.recv().unwrap_or(false);
-                }
-            }
-            if started > 0 {
-                inner.idle_class.store(all_idle, Ordering::Relaxed);
-                if let Ok(mut j) = inner.jobs.lock() {
-                    *j = Some(tx);
-                }
-            } else {
-                inner.idle.store(false, Ordering::Relaxed);
-            }
+        Bulk {
+            inner: Arc::new(Inner {
+                idle: AtomicBool::new(jobs.is_some()),
+                jobs,
+                idle_class,
+            }),
         }
-        Bulk { inner }
     }
 
     /// Whether jobs currently go to the idle-class threads.
@@ -138,7 +104,7 @@ impl Bulk {
     /// platforms or when the kernel refused; they then run at normal priority).
     #[must_use]
     pub fn idle_class_active(&self) -> bool {
-        self.is_idle() && self.inner.idle_class.load(Ordering::Relaxed)
+        self.is_idle() && self.inner.idle_class
     }
 
     /// From now on run every job at normal priority. Jobs already queued on
@@ -157,8 +123,7 @@ impl Bulk {
         R: Send + 'static,
     {
         if self.is_idle() {
-            let sender = self.inner.jobs.lock().ok().and_then(|j| j.clone());
-            if let Some(sender) = sender {
+            if let Some(sender) = &self.inner.jobs {
                 let (tx, rx) = oneshot::channel();
                 let job: Job = Box::new(move || {
                     let r = catch_unwind(AssertUnwindSafe(f)).map_err(panic_text);
@@ -181,6 +146,42 @@ impl Bulk {
             }
         })
     }
+}
+
+/// Start `n` idle-class worker threads on one queue. Returns the queue
+/// (`None` if no thread could start) and whether every thread entered the class.
+fn start_idle_threads(n: usize) -> (Option<mpsc::Sender<Job>>, bool) {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    let mut all_idle = true;
+    let mut started = 0;
+    for i in 0..n {
+        let rx = rx.clone();
+        let (ok_tx, ok_rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("hotbak-bulk-{i}"))
+            .spawn(move || {
+                let _ = ok_tx.send(crate::sys::enter_idle_class());
+                loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        if spawned.is_ok() {
+            started += 1;
+            all_idle &= ok_rx.recv().unwrap_or(false);
+        }
+    }
+    if started == 0 {
+        return (None, false);
+    }
+    (Some(tx), all_idle)
 }
 
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {

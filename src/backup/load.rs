@@ -70,34 +70,29 @@ async fn run(
     conn: ConnectOptions,
     limit: Arc<RateLimit>,
     progress: Arc<Progress>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
+    stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let cap = |l: &RateLimit| format!("{} MB", l.rate() / 1_000_000);
-    let mut s = match Session::connect(&conn).await {
-        Ok(s) => s,
-        Err(e) => {
-            limit.set_busy(true);
-            progress.warn(&format!(
-                "load monitor: {e}; capping reads at {}/s for the whole copy",
-                cap(&limit)
-            ));
-            return;
-        }
-    };
+    if let Err(e) = sample(&conn, &limit, &progress, stop).await {
+        limit.set_busy(true);
+        progress.warn(&format!(
+            "load monitor: {e}; capping reads at {} MB/s from now on",
+            limit.rate() / 1_000_000
+        ));
+    }
+}
+
+async fn sample(
+    conn: &ConnectOptions,
+    limit: &RateLimit,
+    progress: &Progress,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), crate::mysql::Error> {
+    let mut s = Session::connect(conn).await?;
     let mut prev: Option<(Instant, Activity)> = None;
     let mut was_busy = false;
     loop {
-        let now = match s.activity().await {
-            Ok(a) => (Instant::now(), a),
-            Err(e) => {
-                limit.set_busy(true);
-                progress.warn(&format!(
-                    "load monitor: {e}; capping reads at {}/s from now on",
-                    cap(&limit)
-                ));
-                return;
-            }
-        };
+        let activity = s.activity().await?;
+        let now = (Instant::now(), activity);
         if let Some((t0, a0)) = prev {
             let b = busy(a0, now.1, now.0 - t0);
             if b != was_busy {
@@ -105,8 +100,8 @@ async fn run(
                 limit.set_busy(b);
                 if b {
                     progress.line(&format!(
-                        "server busy: data-file reads capped at {}/s (--max-rate-busy)",
-                        cap(&limit)
+                        "server busy: data-file reads capped at {} MB/s (--max-rate-busy)",
+                        limit.rate() / 1_000_000
                     ));
                 } else {
                     progress.line("server idle: data-file reads at full speed");
@@ -117,7 +112,7 @@ async fn run(
         tokio::select! {
             _ = &mut stop => {
                 let _ = s.close().await;
-                return;
+                return Ok(());
             }
             () = tokio::time::sleep(INTERVAL) => {}
         }

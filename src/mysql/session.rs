@@ -435,6 +435,13 @@ impl Record {
     }
 }
 
+/// The numeric value of `name` in `SHOW STATUS`-shaped rows (name, value).
+fn status_u64(rows: &[Record], name: &str) -> Option<u64> {
+    rows.iter()
+        .find(|r| r.at(0).is_some_and(|k| k.eq_ignore_ascii_case(name)))
+        .and_then(|r| r.at(1)?.trim().parse::<u64>().ok())
+}
+
 fn value_text(v: Value) -> Option<String> {
     match v {
         Value::NULL => None,
@@ -1013,11 +1020,7 @@ impl Session {
     /// Query errors, [`Error::Unexpected`] if no LSN can be found.
     pub async fn innodb_lsn(&mut self) -> Result<LsnStatus> {
         let rows = self.query("SHOW GLOBAL STATUS LIKE 'Innodb_lsn%'").await?;
-        let get = |n: &str| {
-            rows.iter()
-                .find(|r| r.at(0).is_some_and(|k| k.eq_ignore_ascii_case(n)))
-                .and_then(|r| r.at(1)?.trim().parse::<u64>().ok())
-        };
+        let get = |n: &str| status_u64(&rows, n);
         if let Some(current) = get("Innodb_lsn_current") {
             return Ok(LsnStatus {
                 current,
@@ -1043,11 +1046,7 @@ impl Session {
         const Q: &str =
             "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Innodb_lsn_current')";
         let rows = self.query(Q).await?;
-        let get = |n: &str| {
-            rows.iter()
-                .find(|r| r.at(0).is_some_and(|k| k.eq_ignore_ascii_case(n)))
-                .and_then(|r| r.at(1)?.trim().parse::<u64>().ok())
-        };
+        let get = |n: &str| status_u64(&rows, n);
         Ok(Activity {
             questions: get("Questions").ok_or_else(|| Error::Unexpected {
                 statement: Q.into(),
