@@ -252,6 +252,7 @@ where
             return ExitCode::from(code);
         }
     };
+    crate::sys::keep_freed_buffers();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

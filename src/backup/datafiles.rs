@@ -27,6 +27,10 @@ use crate::sink::{FileMeta, GraphInput};
 pub const MAX_ATTEMPTS: u32 = 10;
 /// Bytes per read batch.
 pub const BATCH_BYTES: usize = 1 << 20;
+/// Bytes per read while the busy cap is in force: the server's own I/O
+/// (log writes above all) then waits behind a quarter of the data in the
+/// device queue. Whole pages for every page size.
+pub const BUSY_BATCH_BYTES: usize = 256 << 10;
 
 /// What kind of InnoDB file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,6 +271,16 @@ impl RateLimit {
         }
     }
 
+    /// Bytes per read now: smaller while the busy cap is in force.
+    #[must_use]
+    pub fn batch(&self) -> usize {
+        if self.busy_cap > 0 && self.busy.load(std::sync::atomic::Ordering::Relaxed) {
+            BUSY_BATCH_BYTES
+        } else {
+            BATCH_BYTES
+        }
+    }
+
     /// How long to wait before `n` more bytes may be read.
     fn reserve(&self, n: u64) -> Option<Duration> {
         let rate = self.rate();
@@ -324,8 +338,9 @@ pub async fn copy(
         let kind = src.innodb;
         let known = fmt;
         let start = off;
+        let want = limit.batch();
         let (buf, newfmt) = exec
-            .run(move || read_batch(&f, direct, &abs, start, kind, known, page_base))
+            .run(move || read_batch(&f, direct, &abs, start, want, kind, known, page_base))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
         if newfmt.is_some() {
@@ -339,7 +354,7 @@ pub async fn copy(
         off += n;
         progress.add_bytes(n);
         w.write(buf).await?;
-        if (n as usize) < BATCH_BYTES {
+        if (n as usize) < want {
             break;
         }
     }
@@ -349,13 +364,16 @@ pub async fn copy(
 }
 
 /// Read one batch at `off`; for InnoDB files, validate every page and re-read on failure.
-/// InnoDB files are read with `O_DIRECT`, like the server writes them: no
-/// copy through the page cache (which costs more CPU than everything else
-/// hotbak does per byte) and no cache pollution. File systems without
-/// `O_DIRECT` fall back to buffered reads.
+/// InnoDB files, and other files of at least one batch, are read with
+/// `O_DIRECT`: no copy through the page cache (which costs more CPU than
+/// everything else hotbak does per byte) and no cache pollution. A direct
+/// read still sees what the server wrote: the kernel writes dirty cached
+/// pages of the range back before it reads. File systems without `O_DIRECT`
+/// fall back to buffered reads, and so do small files, where a batch is one
+/// read either way.
 fn open_source(src: &Source) -> Result<(File, bool), Error> {
     use std::os::unix::fs::OpenOptionsExt;
-    if src.innodb.is_some() {
+    if src.innodb.is_some() || src.size >= BATCH_BYTES as u64 {
         match std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT)
@@ -372,22 +390,23 @@ fn open_source(src: &Source) -> Result<(File, bool), Error> {
 /// Alignment for `O_DIRECT` buffers, offsets and lengths.
 const DIRECT_ALIGN: usize = 4096;
 
-/// Read up to `BATCH_BYTES` at `off`: with `O_DIRECT` into an aligned window
-/// of a zeroed buffer (sliced without a copy), else through `read_to_end`.
-fn read_raw(f: &File, abs: &Path, off: u64, direct: bool) -> Result<Bytes, Error> {
+/// Read up to `want` bytes (a multiple of [`DIRECT_ALIGN`]) at `off`: with
+/// `O_DIRECT` into an aligned window of a zeroed buffer (sliced without a
+/// copy), else through `read_to_end`.
+fn read_raw(f: &File, abs: &Path, off: u64, want: usize, direct: bool) -> Result<Bytes, Error> {
     use std::os::unix::fs::FileExt;
     if direct {
-        let mut v = vec![0u8; BATCH_BYTES + DIRECT_ALIGN];
+        let mut v = vec![0u8; want + DIRECT_ALIGN];
         let start = v.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
         let mut got = 0usize;
         loop {
-            let window = &mut v[start + got..start + BATCH_BYTES];
+            let window = &mut v[start + got..start + want];
             match f.read_at(window, off + got as u64) {
                 Ok(0) => break,
                 Ok(n) => {
                     got += n;
                     // A short read that is not a multiple of the alignment is the end of file.
-                    if got == BATCH_BYTES || n % DIRECT_ALIGN != 0 {
+                    if got == want || n % DIRECT_ALIGN != 0 {
                         break;
                     }
                 }
@@ -398,20 +417,20 @@ fn read_raw(f: &File, abs: &Path, off: u64, direct: bool) -> Result<Bytes, Error
         return Ok(Bytes::from(v).slice(start..start + got));
     }
     // read_to_end fills spare capacity without zeroing it first.
-    let mut buf = Vec::with_capacity(BATCH_BYTES);
+    let mut buf = Vec::with_capacity(want);
     let mut r: &File = f;
     r.seek(SeekFrom::Start(off)).map_err(io(abs))?;
-    r.take(BATCH_BYTES as u64)
-        .read_to_end(&mut buf)
-        .map_err(io(abs))?;
+    r.take(want as u64).read_to_end(&mut buf).map_err(io(abs))?;
     Ok(Bytes::from(buf))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_batch(
     f: &File,
     direct: bool,
     abs: &Path,
     off: u64,
+    want: usize,
     kind: Option<InnoKind>,
     fmt: Option<PageFormat>,
     page_base: u64,
@@ -419,7 +438,7 @@ fn read_batch(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let buf = read_raw(f, abs, off, direct)?;
+        let buf = read_raw(f, abs, off, want, direct)?;
         let got = buf.len();
         let Some(kind) = kind else {
             return Ok((buf, None));

@@ -10,8 +10,9 @@
 //!    across the InnoDB copy**: DDL waits (InnoDB DML does not), so no
 //!    `.new/.ren/.del` tracking is needed and prepare is a plain crash
 //!    recovery. Then all InnoDB files are copied with `--parallel` workers,
-//!    page-validated, followed by the non-transactional files (MyISAM,
-//!    CSV, ARCHIVE, `.frm`, ...), which BLOCK_DDL keeps still.
+//!    page-validated; the same workers copy the non-transactional files
+//!    (MyISAM, CSV, ARCHIVE, `.frm`, ...), which BLOCK_DDL keeps still,
+//!    interleaved with them by size.
 //! 4. `BLOCK_COMMIT`: the Aria log and system tables, the CSV log tables, the
 //!    binlog position and GTID, the InnoDB LSN; `FLUSH ENGINE LOGS`; wait
 //!    until the follower has copied up to that LSN; stop it. `END`.
@@ -572,6 +573,25 @@ async fn body(
     r
 }
 
+/// Copy plain files with up to `parallel` copies at a time (the reads and
+/// any compression run on the bulk executor's threads).
+async fn copy_all(
+    mut files: Vec<datafiles::Source>,
+    parallel: usize,
+    input: &GraphInput,
+    progress: &Arc<Progress>,
+    limit: &datafiles::RateLimit,
+    exec: &Bulk,
+) -> Result<(), Error> {
+    use futures::{StreamExt, TryStreamExt};
+    files.sort_by_key(|s| std::cmp::Reverse(s.size));
+    futures::stream::iter(files)
+        .map(|src| datafiles::copy(src, input, progress, None, limit, exec))
+        .buffer_unordered(parallel.max(1))
+        .try_collect::<()>()
+        .await
+}
+
 #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
 async fn locked_copy(
     plan: &BackupPlan,
@@ -630,11 +650,20 @@ async fn locked_copy(
     );
 
     // InnoDB copy.
-    progress.phase(&format!(
-        "copying {} InnoDB files with {} workers",
-        inv.innodb.len(),
-        plan.parallel
-    ));
+    if lk.mode == Some(LockMode::Ftwrl) {
+        progress.phase(&format!(
+            "copying {} InnoDB files with {} workers",
+            inv.innodb.len(),
+            plan.parallel
+        ));
+    } else {
+        progress.phase(&format!(
+            "copying {} InnoDB and {} non-InnoDB files with {} workers",
+            inv.innodb.len(),
+            inv.nontx_ddl.len(),
+            plan.parallel
+        ));
+    }
     let sys_format = inv
         .innodb
         .iter()
@@ -644,10 +673,18 @@ async fn locked_copy(
     let limit = Arc::new(datafiles::RateLimit::new(plan.max_rate, plan.max_rate_busy));
     let monitor = (plan.max_rate_busy > 0)
         .then(|| load::Monitor::start(plan.conn.clone(), limit.clone(), progress.clone()));
+    // Under BLOCK_DDL (or with no lock at all) the non-transactional files
+    // are already still, so the same workers copy them too, interleaved with
+    // the InnoDB files by size (largest first, so no worker is left with one
+    // big file at the end). With FTWRL they wait for that lock.
+    let mut first = inv.innodb;
+    let mut nontx_ddl = inv.nontx_ddl;
+    if lk.mode != Some(LockMode::Ftwrl) {
+        first.append(&mut nontx_ddl);
+        first.sort_by_key(|s| std::cmp::Reverse(s.size));
+    }
     let queue = Arc::new(tokio::sync::Mutex::new(
-        inv.innodb
-            .into_iter()
-            .collect::<std::collections::VecDeque<_>>(),
+        first.into_iter().collect::<std::collections::VecDeque<_>>(),
     ));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..plan.parallel {
@@ -713,14 +750,12 @@ async fn locked_copy(
     limit.set_busy(false);
     exec.escalate();
 
-    // Non-transactional files that BLOCK_DDL keeps still.
+    // With FTWRL, the non-transactional files wait for that lock.
     if lk.mode == Some(LockMode::Ftwrl) {
         lk.s.flush_tables_with_read_lock(lk.policy).await?;
         progress.line("FLUSH TABLES WITH READ LOCK taken");
-    }
-    progress.phase(&format!("copying {} non-InnoDB files", inv.nontx_ddl.len()));
-    for src in inv.nontx_ddl {
-        datafiles::copy(src, input, progress, None, &limit, exec).await?;
+        progress.phase(&format!("copying {} non-InnoDB files", nontx_ddl.len()));
+        copy_all(nontx_ddl, plan.parallel, input, progress, &limit, exec).await?;
     }
 
     // BLOCK_COMMIT: the consistent point.
@@ -732,9 +767,15 @@ async fn locked_copy(
             inv.nontx_commit.len()
         ));
     }
-    for src in inv.nontx_commit {
-        datafiles::copy(src, input, progress, None, &limit, exec).await?;
-    }
+    copy_all(
+        inv.nontx_commit,
+        plan.parallel,
+        input,
+        progress,
+        &limit,
+        exec,
+    )
+    .await?;
     let binlog = if lk.mode.is_some() && info.log_bin {
         lk.s.binlog_position().await?
     } else {

@@ -28,8 +28,12 @@ use crate::innodb::Lsn;
 use crate::mysql::{ConnectOptions, Session};
 use crate::sink::{FileMeta, GraphInput};
 
-/// Bytes read from the ring per poll step.
-const READ_STEP: u64 = 4 << 20;
+/// Largest read from the ring per poll step.
+const READ_STEP_MAX: u64 = 4 << 20;
+/// Smallest read from the ring per poll step. Each poll starts here and
+/// doubles while the log fills the read, so an idle server costs a 64 KiB
+/// read per poll, not a 4 MiB one.
+const READ_STEP_MIN: u64 = 64 << 10;
 /// Name of the log in the backup.
 pub const LOG_NAME: &str = "ib_logfile0";
 
@@ -246,10 +250,10 @@ async fn follow(
     let warn_at = capacity / 100 * opts.warn_percent.min(100);
     loop {
         // 1. Copy everything valid that is there now.
+        let mut step = READ_STEP_MIN.min(capacity);
         loop {
             let r = ring.clone();
             let at = copied;
-            let step = READ_STEP.min(capacity);
             let (buf, info) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let b = r.read(at, step)?;
                 let i = r.prefix()?;
@@ -259,8 +263,13 @@ async fn follow(
             .map_err(|e| Error::Redo(e.to_string()))??;
             server_ck = server_ck.max(info.newest.checkpoint_lsn);
             server_lsn = server_lsn.max(info.newest.end_lsn);
-            let (chunk, n) = take_valid(&ring.geo, at, &buf, &mut file_ops)?;
+            let (chunk, n, cut) = take_valid(&ring.geo, at, &buf, &mut file_ops)?;
             if n == 0 {
+                // A mini-transaction longer than the read: read more at once.
+                if cut && step < READ_STEP_MAX.min(capacity) {
+                    step = (step * 2).min(READ_STEP_MAX).min(capacity);
+                    continue;
+                }
                 break;
             }
             copied = Lsn(at.0 + n as u64);
@@ -270,6 +279,7 @@ async fn follow(
             if (n as u64) < step / 2 {
                 break;
             }
+            step = (step * 2).min(READ_STEP_MAX).min(capacity);
         }
         // 2. Sample the server LSN about once a second.
         if last_lsn_sample.elapsed() >= Duration::from_secs(1) {
@@ -373,13 +383,14 @@ async fn follow(
 }
 
 /// Take the complete valid mtrs at the front of `buf` (which starts at `lsn`),
-/// with termination bytes forced to 1. Returns the bytes and their length.
+/// with termination bytes forced to 1. Returns the bytes, their length, and
+/// whether the scan stopped at a mini-transaction cut off by the end of `buf`.
 fn take_valid(
     geo: &LogGeometry,
     lsn: Lsn,
     buf: &[u8],
     file_ops: &mut Vec<String>,
-) -> Result<(Bytes, usize), Error> {
+) -> Result<(Bytes, usize, bool), Error> {
     let mut pos = 0usize;
     let mut out = BytesMut::new();
     loop {
@@ -400,8 +411,8 @@ fn take_valid(
                 out[start + span.term_offset()] = 1;
                 pos += span.len;
             }
-            MtrParse::NeedMore | MtrParse::End(_) => break,
+            MtrParse::NeedMore => return Ok((out.freeze(), pos, true)),
+            MtrParse::End(_) => return Ok((out.freeze(), pos, false)),
         }
     }
-    Ok((out.freeze(), pos))
 }

@@ -401,3 +401,109 @@ fn long_query_policy() {
     });
     sb.stop().expect("stop");
 }
+
+/// The OS user running the tests (`id -un`).
+fn os_user() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id -un");
+    assert!(out.status.success(), "id -un failed");
+    String::from_utf8(out.stdout)
+        .expect("utf-8 user name")
+        .trim()
+        .to_owned()
+}
+
+/// `unix_socket` authentication, Debian's default for `root@localhost`: an
+/// account identified via unix_socket and named after the OS user connects
+/// over the socket with no password and takes a backup; an account named
+/// after someone else is refused with exit code 4 and the server's reason.
+#[test]
+fn unix_socket_authentication() {
+    let Some((dir, sb)) = sandbox(&[]) else {
+        return;
+    };
+    let me = os_user();
+    rt().block_on(async {
+        let mut admin = Session::connect(&sb.connect_options())
+            .await
+            .expect("connect");
+        if me == "root" {
+            admin
+                .execute("ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket")
+                .await
+                .expect("alter root");
+        } else {
+            admin
+                .execute(&format!(
+                    "CREATE USER '{me}'@'localhost' IDENTIFIED VIA unix_socket"
+                ))
+                .await
+                .expect("create user");
+            admin
+                .execute(&format!("GRANT ALL ON *.* TO '{me}'@'localhost'"))
+                .await
+                .expect("grant");
+        }
+        admin
+            .execute("CREATE USER 'hb_not_me'@'localhost' IDENTIFIED VIA unix_socket")
+            .await
+            .expect("create hb_not_me");
+        admin
+            .execute("GRANT ALL ON *.* TO 'hb_not_me'@'localhost'")
+            .await
+            .expect("grant hb_not_me");
+        let plugin = admin
+            .query_value(&format!(
+                "SELECT JSON_VALUE(Priv, '$.plugin') FROM mysql.global_priv WHERE User = '{me}' AND Host = 'localhost'"
+            ))
+            .await
+            .expect("plugin");
+        assert_eq!(plugin.as_deref(), Some("unix_socket"));
+        admin.close().await.expect("close");
+
+        // The library session, no password.
+        let mut s = Session::connect(&ConnectOptions::socket(sb.socket(), &me))
+            .await
+            .expect("unix_socket login without a password");
+        assert_eq!(
+            s.query_value("SELECT CURRENT_USER()")
+                .await
+                .expect("current_user")
+                .as_deref(),
+            Some(format!("{me}@localhost").as_str())
+        );
+        s.close().await.expect("close");
+    });
+
+    // The command line, no password: a whole backup.
+    let target = dir.path().join("bk");
+    let out = std::process::Command::new(crate::support::bin("hotbak"))
+        .args(["backup", "--no-defaults", "--progress", "none", "--socket"])
+        .arg(sb.socket())
+        .args(["-u", &me, "--target-dir"])
+        .arg(&target)
+        .output()
+        .expect("run hotbak");
+    assert!(
+        out.status.success(),
+        "backup as {me} via unix_socket failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ck = std::fs::read_to_string(target.join("xtrabackup_checkpoints")).expect("checkpoints");
+    assert!(ck.contains("backup_type = full-backuped"), "{ck}");
+
+    // Someone else's account: refused, exit 4, the server's reason shown.
+    let out = std::process::Command::new(crate::support::bin("hotbak"))
+        .args(["backup", "--no-defaults", "--progress", "none", "--socket"])
+        .arg(sb.socket())
+        .args(["-u", "hb_not_me", "--target-dir"])
+        .arg(dir.path().join("bk2"))
+        .output()
+        .expect("run hotbak");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("hb_not_me") && err.contains("Access denied"), "{err}");
+    assert!(!dir.path().join("bk2").join("xtrabackup_checkpoints").exists());
+}

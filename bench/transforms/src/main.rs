@@ -1,7 +1,8 @@
 //! Single-core throughput of the pure transforms (no I/O): zstd, lz4,
 //! AES-256-GCM seal and open, and the inverses, over 1 MiB chunks of a
 //! half-compressible buffer. Run: `cargo run --release` in this directory
-//! (optional argument: MiB of data, default 256). Prints MB/s (10^6 bytes per
+//! (optional argument: MiB of synthetic data, default 256, or a
+//! file whose bytes are used instead). Prints MB/s (10^6 bytes per
 //! second of *uncompressed* input) and the compression ratio.
 
 use std::time::Instant;
@@ -100,11 +101,14 @@ fn report(name: &str, bytes: usize, secs: f64, extra: &str) {
 }
 
 fn main() -> Result<(), String> {
-    let mib = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(256);
-    let input = data(mib);
+    // A number is MiB of synthetic data; anything else is a file to read
+    // (real data files, e.g. a sysbench `.ibd`, to compare with `zstd -b1`).
+    let arg = std::env::args().nth(1);
+    let input = match arg.as_deref().map(|a| (a, a.parse::<usize>())) {
+        None => data(256),
+        Some((_, Ok(mib))) => data(mib),
+        Some((file, Err(_))) => std::fs::read(file).map_err(|e| format!("{file}: {e}"))?,
+    };
     let path = RelPath::new("db/t1.ibd").map_err(|e| e.to_string())?;
     for level in [1, 3] {
         let z = ZstdCompress::new(level).map_err(|e| e.to_string())?;
