@@ -592,8 +592,49 @@ async fn copy_all(
         .await
 }
 
-#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+/// `--safe-slave-backup` around [`locked_copy_inner`]: the replica SQL
+/// threads are stopped first and started again afterwards, also when the
+/// backup fails (a failed backup must not leave replication stopped).
+#[allow(clippy::too_many_arguments)]
 async fn locked_copy(
+    plan: &BackupPlan,
+    s: &mut Session,
+    input: &GraphInput,
+    progress: &Arc<Progress>,
+    info: &crate::mysql::ServerInfo,
+    follower: redo::Follower,
+    start_time: chrono::DateTime<chrono::Local>,
+    exec: &Bulk,
+) -> Result<BackupReport, Error> {
+    let replica = match plan.safe_slave {
+        Some(t) => {
+            let r = s.safe_slave_backup(t).await?;
+            if !r.stopped_sql_threads.is_empty() {
+                progress.line(&format!(
+                    "--safe-slave-backup: replica SQL thread stopped ({}), no temporary tables open",
+                    r.stopped_sql_threads.len()
+                ));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let result =
+        locked_copy_inner(plan, s, input, progress, info, follower, start_time, exec).await;
+    if let Some(r) = replica.filter(|r| !r.stopped_sql_threads.is_empty()) {
+        match s.restart_replica_sql(&r).await {
+            Ok(()) => progress.line("replica SQL thread started again"),
+            Err(e) if result.is_ok() => return Err(e.into()),
+            Err(e) => progress.warn(&format!(
+                "could not start the replica SQL thread again after the failure ({e}); run START SLAVE SQL_THREAD"
+            )),
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+async fn locked_copy_inner(
     plan: &BackupPlan,
     s: &mut Session,
     input: &GraphInput,
@@ -608,10 +649,6 @@ async fn locked_copy(
         s,
         mode: plan.lock,
         policy: &plan.policy,
-    };
-    let replica = match plan.safe_slave {
-        Some(t) => Some(lk.s.safe_slave_backup(t).await?),
-        None => None,
     };
     if lk.mode.is_some() && !lk.policy.ftwrl_wait_timeout.is_zero() {
         progress.line(&format!(
@@ -807,9 +844,6 @@ async fn locked_copy(
         }
         Some(LockMode::Ftwrl) => lk.s.unlock_tables().await?,
         None => {}
-    }
-    if let Some(r) = &replica {
-        lk.s.restart_replica_sql(r).await?;
     }
     progress.line(&format!(
         "locks released; redo copied LSN {} .. {}",

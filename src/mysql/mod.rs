@@ -48,8 +48,8 @@ pub enum Error {
     /// The account uses an authentication plugin the client cannot speak.
     #[error(
         "cannot log in as {target}: the account uses authentication plugin '{plugin}', which hotbak \
-         does not support; use an account with mysql_native_password (e.g. CREATE USER ... \
-         IDENTIFIED BY '...')"
+         does not support; use an account with a password (CREATE USER ... IDENTIFIED BY '...') \
+         or, over the socket, unix_socket (CREATE USER ... IDENTIFIED VIA unix_socket)"
     )]
     AuthPlugin {
         /// `user@transport`.

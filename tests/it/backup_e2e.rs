@@ -814,3 +814,189 @@ fn fails_when_lock_blocked_by_long_query() {
         assert!(!o.xbextract.success(), "xbextract accepted a failed backup");
     });
 }
+
+/// Rows of `rp.t` (0 while it does not exist yet).
+async fn rows_in(s: &mut Session) -> u64 {
+    s.query_value("SELECT COUNT(*) FROM rp.t")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A real primary and GTID replica. The replica is backed up with
+/// `--slave-info --safe-slave-backup` while the primary keeps writing: the
+/// SQL thread is stopped for the copy and started again (replication then
+/// catches up), and the restored backup holds exactly the transactions up
+/// to the GTID that `xtrabackup_slave_info` records.
+#[test]
+fn replica_backup_with_slave_info() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(primary) = sandbox(
+        &root.path().join("p"),
+        &["--log-bin=mysql-bin", "--server-id=1"],
+    ) else {
+        return;
+    };
+    let Some(replica) = sandbox(&root.path().join("r"), &["--server-id=2"]) else {
+        return;
+    };
+    let port = primary.port().expect("primary listens on TCP");
+    let bk = root.path().join("bk");
+    let (setup_seq, inserted) = rt().block_on(async {
+        let mut p = Session::connect(&primary.connect_options())
+            .await
+            .expect("primary");
+        for st in [
+            "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'",
+            "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'",
+            "CREATE DATABASE rp",
+            "CREATE TABLE rp.t (id INT PRIMARY KEY, s VARCHAR(40)) ENGINE=InnoDB",
+        ] {
+            p.execute(st).await.expect(st);
+        }
+        // GTIDs 0-1-1 .. 0-1-K so far; every later one inserts one row.
+        let pos = p
+            .query_value("SELECT @@gtid_binlog_pos")
+            .await
+            .expect("gtid_binlog_pos")
+            .unwrap_or_default();
+        let setup_seq: u64 = pos
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("0-1-K");
+        let mut r = Session::connect(&replica.connect_options())
+            .await
+            .expect("replica");
+        r.execute(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, MASTER_USER='repl', \
+             MASTER_PASSWORD='repl-pw', MASTER_USE_GTID=slave_pos"
+        ))
+        .await
+        .expect("change master");
+        r.execute("START SLAVE").await.expect("start slave");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let writer = tokio::spawn(async move {
+            let mut i = 0u64;
+            while !st.load(Ordering::SeqCst) {
+                i += 1;
+                p.execute(&format!("INSERT INTO rp.t VALUES ({i}, 'row {i}')"))
+                    .await
+                    .expect("insert");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            i
+        });
+        let t0 = Instant::now();
+        while rows_in(&mut r).await < 50 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "replication did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let (socket, target) = (replica.socket().to_owned(), bk.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(bin("hotbak"))
+                .args([
+                    "backup",
+                    "--no-defaults",
+                    "--progress",
+                    "lines",
+                    "-u",
+                    "root",
+                ])
+                .arg("--socket")
+                .arg(&socket)
+                .args(["--slave-info", "--safe-slave-backup", "--target-dir"])
+                .arg(&target)
+                .output()
+                .expect("run hotbak")
+        })
+        .await
+        .expect("join");
+        // Keep writing a little after the backup: replication must resume.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::SeqCst);
+        let inserted = writer.await.expect("writer");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "backup of the replica failed:\n{err}");
+        assert!(err.contains("replica SQL thread stopped"), "{err}");
+        assert!(err.contains("replica SQL thread started again"), "{err}");
+        let sql_running = r
+            .query("SHOW SLAVE STATUS")
+            .await
+            .expect("slave status")
+            .first()
+            .and_then(|row| row.get("Slave_SQL_Running").map(str::to_owned));
+        assert_eq!(sql_running.as_deref(), Some("Yes"));
+        let t0 = Instant::now();
+        while rows_in(&mut r).await < inserted {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "replica did not catch up after the backup"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (setup_seq, inserted)
+    });
+
+    let si = std::fs::read_to_string(bk.join("xtrabackup_slave_info")).expect("slave info");
+    assert!(
+        si.contains("CHANGE MASTER TO master_use_gtid = slave_pos;"),
+        "{si}"
+    );
+    let gtid = si
+        .lines()
+        .find_map(|l| l.strip_prefix("SET GLOBAL gtid_slave_pos = '"))
+        .and_then(|l| l.strip_suffix("';"))
+        .expect("SET GLOBAL gtid_slave_pos line")
+        .to_owned();
+    let seq: u64 = gtid
+        .strip_prefix("0-1-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("one domain, primary server 1: {gtid}"));
+    assert!(
+        seq > setup_seq + 50 && seq <= setup_seq + inserted,
+        "recorded {gtid}: setup up to {setup_seq}, {inserted} inserts"
+    );
+
+    hotbak_prepare(&bk);
+    let restored = restore_and_start(&bk, root.path(), "restored");
+    rt().block_on(async {
+        let mut s = Session::connect(&restored.connect_options())
+            .await
+            .expect("restored");
+        let rows: u64 = s
+            .query_value("SELECT COUNT(*) FROM rp.t")
+            .await
+            .expect("count")
+            .and_then(|v| v.parse().ok())
+            .expect("a number");
+        let max: u64 = s
+            .query_value("SELECT COALESCE(MAX(id), 0) FROM rp.t")
+            .await
+            .expect("max")
+            .and_then(|v| v.parse().ok())
+            .expect("a number");
+        eprintln!("replica backup at GTID {gtid}: {rows} of {inserted} inserted rows restored");
+        assert_eq!(rows, seq - setup_seq, "rows vs recorded GTID {gtid}");
+        assert_eq!(max, rows, "no gaps");
+        let pos = s
+            .query_value("SELECT @@gtid_slave_pos")
+            .await
+            .expect("gtid_slave_pos")
+            .unwrap_or_default();
+        assert_eq!(
+            pos, gtid,
+            "the restored server resumes replication from the recorded GTID"
+        );
+    });
+}

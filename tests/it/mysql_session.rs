@@ -504,6 +504,46 @@ fn unix_socket_authentication() {
         .expect("run hotbak");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
-    assert!(err.contains("hb_not_me") && err.contains("Access denied"), "{err}");
-    assert!(!dir.path().join("bk2").join("xtrabackup_checkpoints").exists());
+    assert!(
+        err.contains("hb_not_me") && err.contains("Access denied"),
+        "{err}"
+    );
+    assert!(!dir
+        .path()
+        .join("bk2")
+        .join("xtrabackup_checkpoints")
+        .exists());
+
+    // ed25519, which the client library cannot do: a clean refusal that
+    // names the plugin, never a hang or a partial backup.
+    rt().block_on(async {
+        let mut admin = Session::connect(&ConnectOptions::socket(sb.socket(), &me))
+            .await
+            .expect("connect");
+        admin
+            .execute("INSTALL SONAME 'auth_ed25519'")
+            .await
+            .expect("install auth_ed25519");
+        admin
+            .execute("CREATE USER 'hb_ed'@'localhost' IDENTIFIED VIA ed25519 USING PASSWORD('secret-ed')")
+            .await
+            .expect("create hb_ed");
+        admin.close().await.expect("close");
+    });
+    let out = std::process::Command::new(crate::support::bin("hotbak"))
+        .args(["backup", "--no-defaults", "--progress", "none", "--socket"])
+        .arg(sb.socket())
+        .args(["-u", "hb_ed", "-p", "secret-ed", "--target-dir"])
+        .arg(dir.path().join("bk3"))
+        .output()
+        .expect("run hotbak");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("ed25519"), "{err}");
+    assert!(!err.contains("secret-ed"), "password leaked: {err}");
+    assert!(!dir
+        .path()
+        .join("bk3")
+        .join("xtrabackup_checkpoints")
+        .exists());
 }
