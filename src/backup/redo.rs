@@ -314,15 +314,43 @@ async fn follow(
     let mut min_headroom = u64::MAX;
     let mut last_warn = Instant::now() - Duration::from_secs(60);
     let mut stalled_since: Option<Instant> = None;
+    // Where and why the last read found nothing valid (for the stall error).
+    let mut last_stop: Option<(Lsn, String, String)> = None;
     let warn_at = capacity / 100 * opts.warn_percent.min(100);
     loop {
-        // 1. Copy everything valid that is there now.
+        // 1. Copy everything valid that the server has made durable. The
+        // bound is sampled before the read: the log below the flushed LSN
+        // is on disk and never changes (a rewrite of the last partial block
+        // repeats those bytes), while past it the file holds whatever the
+        // server's write left after its end marker, including whole stale
+        // mini-transactions of the same lap from its buffer, with valid
+        // checksums and sequence bits (seen here: a follower that took such
+        // bytes as log stalled at a position the server never wrote).
+        let durable = match session.innodb_lsn().await {
+            Ok(st) => {
+                server_lsn = server_lsn.max(Lsn(st.current));
+                if let Some(c) = st.last_checkpoint {
+                    server_ck = server_ck.max(Lsn(c));
+                }
+                st.flushed.map(Lsn)
+            }
+            Err(e) => {
+                return Err(Error::ServerGone(format!(
+                    "redo follower lost the server: {e}"
+                )))
+            }
+        };
         let mut step = READ_STEP_MIN.min(capacity);
         loop {
             let r = ring.clone();
             let at = copied;
+            let avail = durable.map_or(u64::MAX, |d| d.0.saturating_sub(at.0));
+            if avail == 0 {
+                break;
+            }
+            let step_now = step.min(avail);
             let (buf, info) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-                let b = r.read(at, step)?;
+                let b = r.read(at, step_now)?;
                 let i = r.prefix()?;
                 Ok((b, i))
             })
@@ -330,10 +358,20 @@ async fn follow(
             .map_err(|e| Error::Redo(e.to_string()))??;
             server_ck = server_ck.max(info.newest.checkpoint_lsn);
             server_lsn = server_lsn.max(info.newest.end_lsn);
-            let (chunk, n, cut) = take_valid(&ring.geo, at, &buf, &mut file_ops)?;
+            let (chunk, n, stop) = take_valid(&ring.geo, at, &buf, &mut file_ops)?;
+            let cut = stop.is_none();
             if n == 0 {
-                // A mini-transaction longer than the read: read more at once.
-                if cut && step < READ_STEP_MAX.min(capacity) {
+                last_stop = Some((
+                    at,
+                    stop.map_or_else(
+                        || "mini-transaction cut off by the read".to_owned(),
+                        |e| e.to_string(),
+                    ),
+                    buf.iter().take(16).map(|b| format!("{b:02x}")).collect(),
+                ));
+                // A mini-transaction longer than the read: read more at once
+                // (not when the read was cut at the durable LSN: wait for it).
+                if cut && step_now == step && step < READ_STEP_MAX.min(capacity) {
                     step = (step * 2).min(READ_STEP_MAX).min(capacity);
                     continue;
                 }
@@ -343,22 +381,14 @@ async fn follow(
             out.write(chunk).await?;
             let _ = copied_tx.send(copied);
             progress.set_redo(copied.0 - start.0, server_lsn.0.saturating_sub(copied.0));
-            if (n as u64) < step / 2 {
+            if (n as u64) < step_now / 2 || step_now < step {
                 break;
             }
             step = (step * 2).min(READ_STEP_MAX).min(capacity);
         }
-        // 2. Sample the server LSN about once a second.
+        // 2. The server's write rate, about once a second.
         if last_lsn_sample.elapsed() >= Duration::from_secs(1) {
             last_lsn_sample = Instant::now();
-            let st = session
-                .innodb_lsn()
-                .await
-                .map_err(|e| Error::ServerGone(format!("redo follower lost the server: {e}")))?;
-            server_lsn = server_lsn.max(Lsn(st.current));
-            if let Some(c) = st.last_checkpoint {
-                server_ck = server_ck.max(Lsn(c));
-            }
             let now = Instant::now();
             if let Some((t0, l0)) = rate_sample {
                 let dt = now.duration_since(t0).as_secs_f64();
@@ -402,8 +432,14 @@ async fn follow(
         if server_lsn > copied {
             let since = *stalled_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(5) && target.is_some_and(|t| t > copied) {
+                let why = match &last_stop {
+                    Some((at, why, head)) if *at == copied => {
+                        format!(" (what is at LSN {copied}: {why}; first bytes {head})")
+                    }
+                    _ => String::new(),
+                };
                 return Err(Error::RedoOverrun(format!(
-                    "was only able to copy redo log up to LSN {copied}, not {}; the server is at {server_lsn}. \
+                    "was only able to copy redo log up to LSN {copied}, not {}; the server is at {server_lsn}{why}. \
                      Try increasing innodb_log_file_size.",
                     target.unwrap_or(server_lsn)
                 )));
@@ -451,13 +487,14 @@ async fn follow(
 
 /// Take the complete valid mtrs at the front of `buf` (which starts at `lsn`),
 /// with termination bytes forced to 1. Returns the bytes, their length, and
-/// whether the scan stopped at a mini-transaction cut off by the end of `buf`.
+/// why the scan stopped: `None` at a mini-transaction cut off by the end of
+/// `buf`, else the reason the next one is not valid.
 fn take_valid(
     geo: &LogGeometry,
     lsn: Lsn,
     buf: &[u8],
     file_ops: &mut Vec<String>,
-) -> Result<(Bytes, usize, bool), Error> {
+) -> Result<(Bytes, usize, Option<redo::EndOfLog>), Error> {
     let mut pos = 0usize;
     let mut out = BytesMut::new();
     loop {
@@ -478,8 +515,8 @@ fn take_valid(
                 out[start + span.term_offset()] = 1;
                 pos += span.len;
             }
-            MtrParse::NeedMore => return Ok((out.freeze(), pos, true)),
-            MtrParse::End(_) => return Ok((out.freeze(), pos, false)),
+            MtrParse::NeedMore => return Ok((out.freeze(), pos, None)),
+            MtrParse::End(e) => return Ok((out.freeze(), pos, Some(e))),
         }
     }
 }
