@@ -188,8 +188,9 @@ pub struct BackupArgs {
     #[arg(long, default_value_t = 0)]
     pub max_rate: u64,
     /// While the server is busy (over 50 statements/s or 1 MB/s of redo,
-    /// sampled twice a second), cap data-file reads at this rate (MB/s);
-    /// an idle server is copied at full speed. 0 = never cap.
+    /// sampled twice a second), cap data-file reads at this rate (MB/s) and
+    /// read in 256 KiB pieces; an idle server is copied at full speed with
+    /// 1 MiB reads. 0 = never cap.
     #[arg(long, default_value_t = 200)]
     pub max_rate_busy: u64,
     /// CPU and I/O priority of the bulk copy work.
