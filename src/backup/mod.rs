@@ -557,10 +557,15 @@ async fn body(
         human(follower.capacity)
     ));
 
-    let r = locked_copy(
-        plan, &mut s, input, progress, &info, follower, start_time, exec,
-    )
-    .await;
+    let ctx = CopyCtx {
+        plan,
+        input,
+        progress,
+        info: &info,
+        start_time,
+        exec,
+    };
+    let r = locked_copy(&ctx, &mut s, follower).await;
     if r.is_err() {
         // Release whatever we hold; ignore errors (the server may be gone).
         let _ = s.execute("UNLOCK TABLES").await;
@@ -592,21 +597,26 @@ async fn copy_all(
         .await
 }
 
+/// What the locked part of a backup works with.
+struct CopyCtx<'a> {
+    plan: &'a BackupPlan,
+    input: &'a GraphInput,
+    progress: &'a Arc<Progress>,
+    info: &'a crate::mysql::ServerInfo,
+    start_time: chrono::DateTime<chrono::Local>,
+    exec: &'a Bulk,
+}
+
 /// `--safe-slave-backup` around [`locked_copy_inner`]: the replica SQL
 /// threads are stopped first and started again afterwards, also when the
 /// backup fails (a failed backup must not leave replication stopped).
-#[allow(clippy::too_many_arguments)]
 async fn locked_copy(
-    plan: &BackupPlan,
+    ctx: &CopyCtx<'_>,
     s: &mut Session,
-    input: &GraphInput,
-    progress: &Arc<Progress>,
-    info: &crate::mysql::ServerInfo,
     follower: redo::Follower,
-    start_time: chrono::DateTime<chrono::Local>,
-    exec: &Bulk,
 ) -> Result<BackupReport, Error> {
-    let replica = match plan.safe_slave {
+    let progress = ctx.progress;
+    let replica = match ctx.plan.safe_slave {
         Some(t) => {
             let r = s.safe_slave_backup(t).await?;
             if !r.stopped_sql_threads.is_empty() {
@@ -619,8 +629,7 @@ async fn locked_copy(
         }
         None => None,
     };
-    let result =
-        locked_copy_inner(plan, s, input, progress, info, follower, start_time, exec).await;
+    let result = locked_copy_inner(ctx, s, follower).await;
     if let Some(r) = replica.filter(|r| !r.stopped_sql_threads.is_empty()) {
         match s.restart_replica_sql(&r).await {
             Ok(()) => progress.line("replica SQL thread started again"),
@@ -633,17 +642,20 @@ async fn locked_copy(
     result
 }
 
-#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+#[allow(clippy::too_many_lines)]
 async fn locked_copy_inner(
-    plan: &BackupPlan,
+    ctx: &CopyCtx<'_>,
     s: &mut Session,
-    input: &GraphInput,
-    progress: &Arc<Progress>,
-    info: &crate::mysql::ServerInfo,
     follower: redo::Follower,
-    start_time: chrono::DateTime<chrono::Local>,
-    exec: &Bulk,
 ) -> Result<BackupReport, Error> {
+    let &CopyCtx {
+        plan,
+        input,
+        progress,
+        info,
+        start_time,
+        exec,
+    } = ctx;
     let mut report = BackupReport::default();
     let lk = Locker {
         s,
