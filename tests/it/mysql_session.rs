@@ -415,6 +415,22 @@ fn os_user() -> String {
         .to_owned()
 }
 
+/// `hotbak backup` over `socket` with the login options `login`, into `target`.
+fn backup_as(
+    socket: &std::path::Path,
+    login: &[&str],
+    target: &std::path::Path,
+) -> std::process::Output {
+    std::process::Command::new(crate::support::bin("hotbak"))
+        .args(["backup", "--no-defaults", "--progress", "none", "--socket"])
+        .arg(socket)
+        .args(login)
+        .arg("--target-dir")
+        .arg(target)
+        .output()
+        .expect("run hotbak")
+}
+
 /// `unix_socket` authentication, Debian's default for `root@localhost`: an
 /// account identified via unix_socket and named after the OS user connects
 /// over the socket with no password and takes a backup; an account named
@@ -479,13 +495,7 @@ fn unix_socket_authentication() {
 
     // The command line, no password: a whole backup.
     let target = dir.path().join("bk");
-    let out = std::process::Command::new(crate::support::bin("hotbak"))
-        .args(["backup", "--no-defaults", "--progress", "none", "--socket"])
-        .arg(sb.socket())
-        .args(["-u", &me, "--target-dir"])
-        .arg(&target)
-        .output()
-        .expect("run hotbak");
+    let out = backup_as(sb.socket(), &["-u", &me], &target);
     assert!(
         out.status.success(),
         "backup as {me} via unix_socket failed: {}",
@@ -495,13 +505,7 @@ fn unix_socket_authentication() {
     assert!(ck.contains("backup_type = full-backuped"), "{ck}");
 
     // Someone else's account: refused, exit 4, the server's reason shown.
-    let out = std::process::Command::new(crate::support::bin("hotbak"))
-        .args(["backup", "--no-defaults", "--progress", "none", "--socket"])
-        .arg(sb.socket())
-        .args(["-u", "hb_not_me", "--target-dir"])
-        .arg(dir.path().join("bk2"))
-        .output()
-        .expect("run hotbak");
+    let out = backup_as(sb.socket(), &["-u", "hb_not_me"], &dir.path().join("bk2"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(
@@ -530,13 +534,11 @@ fn unix_socket_authentication() {
             .expect("create hb_ed");
         admin.close().await.expect("close");
     });
-    let out = std::process::Command::new(crate::support::bin("hotbak"))
-        .args(["backup", "--no-defaults", "--progress", "none", "--socket"])
-        .arg(sb.socket())
-        .args(["-u", "hb_ed", "-p", "secret-ed", "--target-dir"])
-        .arg(dir.path().join("bk3"))
-        .output()
-        .expect("run hotbak");
+    let out = backup_as(
+        sb.socket(),
+        &["-u", "hb_ed", "-p", "secret-ed"],
+        &dir.path().join("bk3"),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("ed25519"), "{err}");
