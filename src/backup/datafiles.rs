@@ -372,49 +372,18 @@ pub async fn copy(
 /// fall back to buffered reads, and so do small files, where a batch is one
 /// read either way.
 fn open_source(src: &Source) -> Result<(File, bool), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
     if src.innodb.is_some() || src.size >= BATCH_BYTES as u64 {
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&src.abs)
-        {
-            Ok(f) => return Ok((f, true)),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-            Err(e) => return Err(io(&src.abs)(e)),
-        }
+        return super::direct::open(&src.abs).map_err(io(&src.abs));
     }
     Ok((File::open(&src.abs).map_err(io(&src.abs))?, false))
 }
 
-/// Alignment for `O_DIRECT` buffers, offsets and lengths.
-const DIRECT_ALIGN: usize = 4096;
-
-/// Read up to `want` bytes (a multiple of [`DIRECT_ALIGN`]) at `off`: with
-/// `O_DIRECT` into an aligned window of a zeroed buffer (sliced without a
-/// copy), else through `read_to_end`.
+/// Read up to `want` bytes (a multiple of [`super::direct::ALIGN`]) at
+/// `off`: directly into an aligned buffer (sliced without a copy), else
+/// through `read_to_end`.
 fn read_raw(f: &File, abs: &Path, off: u64, want: usize, direct: bool) -> Result<Bytes, Error> {
-    use std::os::unix::fs::FileExt;
     if direct {
-        let mut v = vec![0u8; want + DIRECT_ALIGN];
-        let start = v.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
-        let mut got = 0usize;
-        loop {
-            let window = &mut v[start + got..start + want];
-            match f.read_at(window, off + got as u64) {
-                Ok(0) => break,
-                Ok(n) => {
-                    got += n;
-                    // A short read that is not a multiple of the alignment is the end of file.
-                    if got == want || n % DIRECT_ALIGN != 0 {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io(abs)(e)),
-            }
-        }
-        return Ok(Bytes::from(v).slice(start..start + got));
+        return super::direct::read_aligned(f, off, want).map_err(io(abs));
     }
     // read_to_end fills spare capacity without zeroing it first.
     let mut buf = Vec::with_capacity(want);

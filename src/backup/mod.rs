@@ -26,6 +26,7 @@
 //! would need DDL tracking). `--no-lock` takes no lock at all.
 
 pub mod datafiles;
+mod direct;
 pub mod load;
 pub mod progress;
 pub mod redo;

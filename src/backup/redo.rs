@@ -67,40 +67,23 @@ pub struct FollowerReport {
 
 struct Ring {
     file: File,
-    /// Opened with `O_DIRECT`: reads must be aligned to [`DIRECT_ALIGN`].
+    /// Opened with `O_DIRECT`: reads must be aligned to [`super::direct::ALIGN`].
     direct: bool,
     path: PathBuf,
     geo: LogGeometry,
 }
 
-/// Alignment of `O_DIRECT` reads of the log (offsets, lengths, buffers).
-const DIRECT_ALIGN: u64 = 4096;
-
 /// Open the server's log for reading. `O_DIRECT` where the file system has
 /// it: the server writes the log with `O_DIRECT` (the default
 /// `innodb_log_file_buffering=OFF`), and a buffered reader racing those
-/// writes can keep a stale page in the page cache, after which the follower
-/// sees old log at its position until the page is evicted (seen here: a
-/// backup under load failed after 5 s of "nothing new"). A direct read
-/// always sees the disk, and the kernel writes dirty cached pages back
-/// before it, so a server that buffers its log is read correctly too.
+/// writes can keep a stale page in the page cache. A direct read always
+/// sees the disk, and the kernel writes dirty cached pages back before it,
+/// so a server that buffers its log is read correctly too.
 fn open_log(path: &Path) -> Result<(File, bool), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| Error::Io {
+    super::direct::open(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
-    };
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-    {
-        Ok(f) => Ok((f, true)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            Ok((File::open(path).map_err(io)?, false))
-        }
-        Err(e) => Err(io(e)),
-    }
+    })
 }
 
 impl Ring {
@@ -126,41 +109,29 @@ impl Ring {
         if !self.direct {
             return self.file.read_exact_at(buf, off).map_err(io);
         }
-        // Read the aligned span around [off, off + len) into an aligned
-        // window, then copy the wanted bytes out.
+        // Read the aligned span around [off, off + len), then copy the
+        // wanted bytes out.
+        let align = super::direct::ALIGN as u64;
         let len = buf.len() as u64;
-        let start = off - off % DIRECT_ALIGN;
-        let end = (off + len).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-        let span = usize::try_from(end - start).map_err(|_| {
+        let start = off - off % align;
+        let span = usize::try_from((off + len).div_ceil(align) * align - start).map_err(|_| {
             Error::Redo(format!(
                 "{}: read of {len} bytes too large",
                 self.path.display()
             ))
         })?;
-        let align = DIRECT_ALIGN as usize;
-        let mut v = vec![0u8; span + align];
-        let base = v.as_ptr().align_offset(align).min(align);
-        let window = &mut v[base..base + span];
-        let need = (off - start + len) as usize;
-        let mut got = 0usize;
-        while got < need {
-            match self.file.read_at(&mut window[got..], start + got as u64) {
-                Ok(0) => {
-                    return Err(io(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "log ends at {} reading {len} bytes at offset {off}",
-                            start + got as u64
-                        ),
-                    )))
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
+        let got = super::direct::read_aligned(&self.file, start, span).map_err(io)?;
         let from = (off - start) as usize;
-        buf.copy_from_slice(&window[from..from + buf.len()]);
+        let Some(wanted) = got.get(from..from + buf.len()) else {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "log ends at {} reading {len} bytes at offset {off}",
+                    start + got.len() as u64
+                ),
+            )));
+        };
+        buf.copy_from_slice(wanted);
         Ok(())
     }
 
@@ -315,7 +286,7 @@ async fn follow(
     let mut last_warn = Instant::now() - Duration::from_secs(60);
     let mut stalled_since: Option<Instant> = None;
     // Where and why the last read found nothing valid (for the stall error).
-    let mut last_stop: Option<(Lsn, String, String)> = None;
+    let mut last_stop: Option<(Lsn, Option<redo::EndOfLog>, Vec<u8>)> = None;
     let warn_at = capacity / 100 * opts.warn_percent.min(100);
     loop {
         // 1. Copy everything valid that the server has made durable. The
@@ -326,11 +297,15 @@ async fn follow(
         // mini-transactions of the same lap from its buffer, with valid
         // checksums and sequence bits (seen here: a follower that took such
         // bytes as log stalled at a position the server never wrote).
+        // The server reports its checkpoint; the log's own checkpoint
+        // blocks are read only when it does not.
+        let mut need_prefix = true;
         let durable = match session.innodb_lsn().await {
             Ok(st) => {
                 server_lsn = server_lsn.max(Lsn(st.current));
                 if let Some(c) = st.last_checkpoint {
                     server_ck = server_ck.max(Lsn(c));
+                    need_prefix = false;
                 }
                 st.flushed.map(Lsn)
             }
@@ -351,24 +326,20 @@ async fn follow(
             let step_now = step.min(avail);
             let (buf, info) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let b = r.read(at, step_now)?;
-                let i = r.prefix()?;
+                let i = if need_prefix { Some(r.prefix()?) } else { None };
                 Ok((b, i))
             })
             .await
             .map_err(|e| Error::Redo(e.to_string()))??;
-            server_ck = server_ck.max(info.newest.checkpoint_lsn);
-            server_lsn = server_lsn.max(info.newest.end_lsn);
+            if let Some(info) = info {
+                server_ck = server_ck.max(info.newest.checkpoint_lsn);
+                server_lsn = server_lsn.max(info.newest.end_lsn);
+                need_prefix = false;
+            }
             let (chunk, n, stop) = take_valid(&ring.geo, at, &buf, &mut file_ops)?;
             let cut = stop.is_none();
             if n == 0 {
-                last_stop = Some((
-                    at,
-                    stop.map_or_else(
-                        || "mini-transaction cut off by the read".to_owned(),
-                        |e| e.to_string(),
-                    ),
-                    buf.iter().take(16).map(|b| format!("{b:02x}")).collect(),
-                ));
+                last_stop = Some((at, stop, buf.iter().take(16).copied().collect()));
                 // A mini-transaction longer than the read: read more at once
                 // (not when the read was cut at the durable LSN: wait for it).
                 if cut && step_now == step && step < READ_STEP_MAX.min(capacity) {
@@ -433,7 +404,12 @@ async fn follow(
             let since = *stalled_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(5) && target.is_some_and(|t| t > copied) {
                 let why = match &last_stop {
-                    Some((at, why, head)) if *at == copied => {
+                    Some((at, stop, head)) if *at == copied => {
+                        let why = stop.map_or_else(
+                            || "mini-transaction cut off by the read".to_owned(),
+                            |e| e.to_string(),
+                        );
+                        let head: String = head.iter().map(|b| format!("{b:02x}")).collect();
                         format!(" (what is at LSN {copied}: {why}; first bytes {head})")
                     }
                     _ => String::new(),
