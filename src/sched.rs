@@ -51,6 +51,8 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct Inner {
     idle: AtomicBool,
+    /// Whether the load monitor last saw the server quiet.
+    server_quiet: AtomicBool,
     /// The idle threads' queue (`Priority::Idle` with at least one thread).
     jobs: Option<mpsc::Sender<Job>>,
     /// Whether the idle threads really are in the idle class.
@@ -88,6 +90,7 @@ impl Bulk {
         Bulk {
             inner: Arc::new(Inner {
                 idle: AtomicBool::new(jobs.is_some()),
+                server_quiet: AtomicBool::new(false),
                 jobs,
                 idle_class,
             }),
@@ -107,6 +110,22 @@ impl Bulk {
         self.is_idle() && self.inner.idle_class
     }
 
+    /// Record whether the server is quiet (the load monitor's verdict; until
+    /// one comes, it is assumed busy).
+    pub fn set_server_quiet(&self, quiet: bool) {
+        self.inner.server_quiet.store(quiet, Ordering::Relaxed);
+    }
+
+    /// Whether bulk work must yield to the server now: jobs go to the idle
+    /// class and the server is not known to be quiet. When it need not, a
+    /// caller may do a small job (hashing a frame) on its own thread: a
+    /// handoff to the pool costs two thread wakeups, and the idle class only
+    /// matters while the server wants the CPU.
+    #[must_use]
+    pub fn yields(&self) -> bool {
+        self.is_idle() && !self.inner.server_quiet.load(Ordering::Relaxed)
+    }
+
     /// From now on run every job at normal priority. Jobs already queued on
     /// the idle threads finish there.
     pub fn escalate(&self) {
@@ -122,29 +141,57 @@ impl Bulk {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        if self.is_idle() {
-            if let Some(sender) = &self.inner.jobs {
+        self.start(f).await
+    }
+
+    /// Submit `f` to the current pool now (not when first polled, unlike
+    /// [`Bulk::run`]), so that a caller can queue the next read while it
+    /// still handles the previous one; the returned future yields its result.
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// (of the future) The job panicked, or the pool is gone.
+    pub fn start<F, R>(&self, f: F) -> impl std::future::Future<Output = Result<R, Error>> + Send
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        enum Handle<R> {
+            Idle(oneshot::Receiver<Result<R, String>>),
+            Blocking(tokio::task::JoinHandle<R>),
+            Gone,
+        }
+        let handle = match &self.inner.jobs {
+            Some(sender) if self.is_idle() => {
                 let (tx, rx) = oneshot::channel();
                 let job: Job = Box::new(move || {
                     let r = catch_unwind(AssertUnwindSafe(f)).map_err(panic_text);
                     let _ = tx.send(r);
                 });
                 if sender.send(job).is_ok() {
-                    return match rx.await {
-                        Ok(r) => r.map_err(Error::Panic),
-                        Err(_) => Err(Error::Gone),
-                    };
+                    Handle::Idle(rx)
+                } else {
+                    Handle::Gone
                 }
-                return Err(Error::Gone);
+            }
+            _ => Handle::Blocking(tokio::task::spawn_blocking(f)),
+        };
+        async move {
+            match handle {
+                Handle::Idle(rx) => match rx.await {
+                    Ok(r) => r.map_err(Error::Panic),
+                    Err(_) => Err(Error::Gone),
+                },
+                Handle::Blocking(h) => h.await.map_err(|e| {
+                    if e.is_panic() {
+                        Error::Panic(panic_text(e.into_panic()))
+                    } else {
+                        Error::Gone
+                    }
+                }),
+                Handle::Gone => Err(Error::Gone),
             }
         }
-        tokio::task::spawn_blocking(f).await.map_err(|e| {
-            if e.is_panic() {
-                Error::Panic(panic_text(e.into_panic()))
-            } else {
-                Error::Gone
-            }
-        })
     }
 }
 
@@ -259,6 +306,43 @@ mod tests {
                 assert!(e.to_string().contains("boom in job"), "{e}");
                 assert_eq!(b.run(|| 7).await.expect("after panic"), 7);
             }
+        });
+    }
+
+    #[test]
+    fn a_started_job_runs_before_anyone_awaits_it() {
+        rt().block_on(async {
+            for p in [Priority::Idle, Priority::Normal] {
+                let b = Bulk::new(p, 1);
+                let (tx, rx) = std::sync::mpsc::channel();
+                let job = b.start(move || {
+                    tx.send(()).expect("send");
+                    3
+                });
+                // Not awaited yet: the job must still run (read-ahead relies on it).
+                let ran = tokio::task::spawn_blocking(move || {
+                    rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok()
+                })
+                .await
+                .expect("wait");
+                assert!(ran, "{p:?}: a started job did not run until awaited");
+                assert_eq!(job.await.expect("result"), 3);
+            }
+        });
+    }
+
+    #[test]
+    fn bulk_work_yields_only_while_idle_class_and_server_not_known_quiet() {
+        rt().block_on(async {
+            let b = Bulk::new(Priority::Idle, 1);
+            assert!(b.yields(), "a server not yet sampled counts as busy");
+            b.set_server_quiet(true);
+            assert!(!b.yields());
+            b.set_server_quiet(false);
+            assert!(b.yields());
+            b.escalate();
+            assert!(!b.yields(), "escalated work never yields");
+            assert!(!Bulk::new(Priority::Normal, 1).yields());
         });
     }
 }

@@ -31,6 +31,9 @@ pub const BATCH_BYTES: usize = 1 << 20;
 /// (log writes above all) then waits behind a quarter of the data in the
 /// device queue. Whole pages for every page size.
 pub const BUSY_BATCH_BYTES: usize = 256 << 10;
+/// Reads queued per file beyond the one being handled, while the server is
+/// not busy.
+pub const READ_AHEAD: usize = 1;
 
 /// What kind of InnoDB file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -327,36 +330,62 @@ pub async fn copy(
         Some(InnoKind::SystemNext) => sys_format,
         _ => None,
     };
-    let mut off = 0u64;
     let mut page_base = 0u64; // page number of the file's first page (system files after the first)
     if src.innodb == Some(InnoKind::SystemNext) {
         page_base = u64::MAX; // unknown: page numbers are not checked
     }
-    loop {
+    // Reads already submitted, oldest first: (size asked, pending result).
+    // While the server is not busy, up to READ_AHEAD reads beyond the one
+    // being handled are queued, so the device never waits for our page
+    // checks or the graph (an idle backup is bound by the device). While it
+    // is busy, one read at a time, each asked for only after the previous
+    // one is handed on, as the busy cap intends.
+    let mut queue = std::collections::VecDeque::new();
+    let mut next_off = 0u64;
+    let kind = src.innodb;
+    let submit = |off: u64, want: usize, known: Option<PageFormat>| {
         let f = file.clone();
         let abs = src.abs.clone();
-        let kind = src.innodb;
-        let known = fmt;
-        let start = off;
-        let want = limit.batch();
-        let (buf, newfmt) = exec
-            .run(move || read_batch(&f, direct, &abs, start, want, kind, known, page_base))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
+        let job =
+            exec.start(move || read_batch(&f, direct, &abs, off, want, kind, known, page_base));
+        (want, job)
+    };
+    let mut eof = false;
+    loop {
+        // The page format must be known (from page 0) before reads are
+        // queued ahead, or they would not check their pages; non-InnoDB files
+        // have none to wait for.
+        let ahead = if limit.batch() == BATCH_BYTES && (kind.is_none() || fmt.is_some()) {
+            READ_AHEAD
+        } else {
+            0
+        };
+        // Ahead only within the size listed (a file that grew since is read
+        // on, one batch at a time, until a short read).
+        while !eof && (queue.is_empty() || (queue.len() <= ahead && next_off < src.size)) {
+            let want = limit.batch();
+            queue.push_back(submit(next_off, want, fmt));
+            next_off += want as u64;
+        }
+        let Some((want, job)) = queue.pop_front() else {
+            break;
+        };
+        let (buf, newfmt) = job.await.map_err(|e| Error::Task(e.to_string()))??;
         if newfmt.is_some() {
             fmt = newfmt;
         }
-        if buf.is_empty() {
+        let n = buf.len() as u64;
+        if (n as usize) < want {
+            // End of the file as it is now: reads queued beyond it are dropped.
+            eof = true;
+            queue.clear();
+        }
+        if n == 0 {
             break;
         }
-        let n = buf.len() as u64;
         limit.take(n).await;
-        off += n;
         progress.add_bytes(n);
         w.write(buf).await?;
-        if (n as usize) < want {
-            break;
-        }
     }
     w.close().await?;
     progress.file_done();

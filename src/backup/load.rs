@@ -29,11 +29,16 @@ pub struct Monitor {
 impl Monitor {
     /// Start sampling on a connection of its own.
     #[must_use]
-    pub fn start(conn: ConnectOptions, limit: Arc<RateLimit>, progress: Arc<Progress>) -> Monitor {
+    pub fn start(
+        conn: ConnectOptions,
+        limit: Arc<RateLimit>,
+        exec: crate::sched::Bulk,
+        progress: Arc<Progress>,
+    ) -> Monitor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         Monitor {
             stop: Some(tx),
-            task: tokio::spawn(run(conn, limit, progress, rx)),
+            task: tokio::spawn(run(conn, limit, exec, progress, rx)),
         }
     }
 
@@ -69,11 +74,13 @@ pub fn busy(prev: Activity, now: Activity, dt: Duration) -> bool {
 async fn run(
     conn: ConnectOptions,
     limit: Arc<RateLimit>,
+    exec: crate::sched::Bulk,
     progress: Arc<Progress>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    if let Err(e) = sample(&conn, &limit, &progress, stop).await {
+    if let Err(e) = sample(&conn, &limit, &exec, &progress, stop).await {
         limit.set_busy(true);
+        exec.set_server_quiet(false);
         progress.warn(&format!(
             "load monitor: {e}; capping reads at {} MB/s from now on",
             limit.rate() / 1_000_000
@@ -84,6 +91,7 @@ async fn run(
 async fn sample(
     conn: &ConnectOptions,
     limit: &RateLimit,
+    exec: &crate::sched::Bulk,
     progress: &Progress,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), crate::mysql::Error> {
@@ -95,6 +103,7 @@ async fn sample(
         let now = (Instant::now(), activity);
         if let Some((t0, a0)) = prev {
             let b = busy(a0, now.1, now.0 - t0);
+            exec.set_server_quiet(!b);
             if b != was_busy {
                 was_busy = b;
                 limit.set_busy(b);

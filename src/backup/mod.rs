@@ -721,8 +721,14 @@ async fn locked_copy_inner(
         .map(|s| read_format(&s.abs))
         .transpose()?;
     let limit = Arc::new(datafiles::RateLimit::new(plan.max_rate, plan.max_rate_busy));
-    let monitor = (plan.max_rate_busy > 0)
-        .then(|| load::Monitor::start(plan.conn.clone(), limit.clone(), progress.clone()));
+    let monitor = (plan.max_rate_busy > 0).then(|| {
+        load::Monitor::start(
+            plan.conn.clone(),
+            limit.clone(),
+            exec.clone(),
+            progress.clone(),
+        )
+    });
     // Under BLOCK_DDL (or with no lock at all) the non-transactional files
     // are already still, so the same workers copy them too, interleaved with
     // the InnoDB files by size (largest first, so no worker is left with one
