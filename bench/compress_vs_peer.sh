@@ -75,5 +75,5 @@ for alg in $PAIRS; do
   esac
 done
 echo "(speedup = 1 / ratio; targets: zstd >= 1.6x, lz4 >= 2.5x)"
-grep -h -E "error|Error" "$WORK"/*.log 2>/dev/null | tail -3 || true
+grep -h -w -i "error" "$WORK"/*.log 2>/dev/null | tail -3 || true
 rm -rf "$WORK"

@@ -58,5 +58,5 @@ else
   done
 fi
 echo "(target: encrypted/plain <= 1.10x)"
-grep -h -E "error|Error" "$WORK"/*.log 2>/dev/null | tail -3 || true
+grep -h -w -i "error" "$WORK"/*.log 2>/dev/null | tail -3 || true
 rm -rf "$WORK"
