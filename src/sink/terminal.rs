@@ -51,9 +51,19 @@ impl Output {
     /// xbstream to stdout.
     #[must_use]
     pub fn stdout() -> Self {
-        Output::Xbstream {
-            writer: Box::new(tokio::io::stdout()),
-            dest: "stdout".into(),
+        // A duplicate of fd 1 as a plain file (std's stdout is line-buffered)
+        // on the writer thread: each chunk leaves in one vectored write, with
+        // no copy into tokio's buffers and no blocking-pool hop per write.
+        use std::os::fd::AsFd;
+        match std::io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => Output::XbstreamBlocking {
+                writer: Box::new(std::fs::File::from(fd)),
+                dest: "stdout".into(),
+            },
+            Err(_) => Output::Xbstream {
+                writer: Box::new(tokio::io::stdout()),
+                dest: "stdout".into(),
+            },
         }
     }
 }
