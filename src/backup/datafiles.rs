@@ -347,7 +347,7 @@ pub async fn copy(
         let f = file.clone();
         let abs = src.abs.clone();
         let job =
-            exec.start(move || read_batch(&f, direct, &abs, off, want, kind, known, page_base));
+            exec.start_io(move || read_batch(&f, direct, &abs, off, want, kind, known, page_base));
         (want, job)
     };
     let mut eof = false;

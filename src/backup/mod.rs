@@ -465,7 +465,13 @@ pub async fn run(plan: BackupPlan, output: Output) -> Result<BackupReport, Error
     };
     let progress = Arc::new(Progress::new(plan.progress));
     let threads = plan.parallel.max(plan.compress.map_or(1, |c| c.2));
-    let exec = Bulk::new(plan.priority, threads + 1);
+    // Reads get idle-class threads of their own (one per read in flight), so
+    // they never queue behind compression.
+    let exec = Bulk::with_io(
+        plan.priority,
+        threads,
+        plan.parallel * (1 + datafiles::READ_AHEAD),
+    );
     if plan.priority == Priority::Idle && !exec.idle_class_active() {
         progress.warn(
             "--priority idle: the kernel refused SCHED_IDLE; bulk work runs at normal priority",
