@@ -274,10 +274,16 @@ impl RateLimit {
         }
     }
 
+    /// Whether the busy cap is in force now.
+    #[must_use]
+    pub fn busy_capped(&self) -> bool {
+        self.busy_cap > 0 && self.busy.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Bytes per read now: smaller while the busy cap is in force.
     #[must_use]
     pub fn batch(&self) -> usize {
-        if self.busy_cap > 0 && self.busy.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.busy_capped() {
             BUSY_BATCH_BYTES
         } else {
             BATCH_BYTES
@@ -355,7 +361,7 @@ pub async fn copy(
         // The page format must be known (from page 0) before reads are
         // queued ahead, or they would not check their pages; non-InnoDB files
         // have none to wait for.
-        let ahead = if limit.batch() == BATCH_BYTES && (kind.is_none() || fmt.is_some()) {
+        let ahead = if !limit.busy_capped() && (kind.is_none() || fmt.is_some()) {
             READ_AHEAD
         } else {
             0
