@@ -233,6 +233,12 @@ pub struct RestoreArgs {
     /// Owner as USER[:GROUP] (default mysql:mysql when run as root).
     #[arg(long)]
     pub owner: Option<String>,
+    /// Put the files that lived outside the server's datadir (`DATA
+    /// DIRECTORY` tables, symlinked MyISAM/Aria files and database
+    /// directories) into the new datadir instead of back at their recorded
+    /// places; `.isl` link files are rewritten to name the copies.
+    #[arg(long)]
+    pub into_datadir: bool,
 }
 
 /// The binaries' common edge: parse the arguments (exit 2 on a usage error,

@@ -136,6 +136,7 @@ pub fn classify(err: &anyhow::Error) -> ErrorClass {
         crate::restore::Error,
         crate::sandbox::Error,
         crate::format::metadata::Error,
+        crate::format::links::Error,
         crate::sink::transform::TransformError,
     )
 }

@@ -5,12 +5,21 @@
 //!    tablespace), `*.ren` (rename it to the name inside the marker), `*.new`
 //!    (becomes `.ibd`). hotbak itself holds `BLOCK_DDL` across the InnoDB copy
 //!    and writes no markers, but mariabackup backups have them.
-//! 3. Start `mariadbd` on the directory in a sandbox (no networking, a
+//! 3. Keep recovery inside the backup: tablespaces that lived outside the
+//!    server's datadir (`DATA DIRECTORY`) are in the backup as `db/t.ibd`,
+//!    but the redo names them by their absolute server path and a `.isl`
+//!    link file points there too. The `.isl` files are set aside (renamed
+//!    `*.isl.hotbak-prepare`, put back afterwards, also after a failure or
+//!    by the next run after a kill), and the redo's `FILE_*` names outside
+//!    the backup are rewritten to same-length relative names
+//!    ([`crate::innodb::relocate`]), so the server opens only files inside
+//!    the backup directory.
+//! 4. Start `mariadbd` on the directory in a sandbox (no networking, a
 //!    private socket, the geometry from `backup-my.cnf`). Its crash recovery
 //!    applies the copied redo up to the backup's end LSN and rolls back what
 //!    was uncommitted at `BLOCK_COMMIT`. Wait until it is ready, then shut it
 //!    down cleanly.
-//! 4. Mark the backup prepared (`backup_type = full-prepared`).
+//! 5. Mark the backup prepared (`backup_type = full-prepared`).
 
 use std::path::{Path, PathBuf};
 
@@ -80,6 +89,10 @@ pub struct PrepareReport {
     pub markers: usize,
     /// Seconds the recovery run took.
     pub recovery_secs: f64,
+    /// `.isl` link files set aside during recovery.
+    pub link_files: usize,
+    /// Redo `FILE_*` names outside the backup rewritten to names inside it.
+    pub relocated_names: usize,
 }
 
 /// CLI entry.
@@ -94,8 +107,10 @@ pub async fn run_cli(args: PrepareArgs) -> anyhow::Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
     eprintln!(
-        "hotbak: prepare done: {} DDL markers applied, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
+        "hotbak: prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
         r.markers,
+        r.link_files,
+        r.relocated_names,
         r.recovery_secs,
         started.elapsed().as_secs_f64()
     );
@@ -147,6 +162,16 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
     })?;
 
     let markers = apply_markers(dir)?;
+    // A run killed during recovery left link files aside: put them back first.
+    restore_link_files(dir)?;
+    let aside = set_link_files_aside(dir)?;
+    let relocated = match relocate_redo_paths(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            restore_link_files(dir)?;
+            return Err(e);
+        }
+    };
 
     let args = vec![
         format!("--innodb-page-size={}", cnf.innodb_page_size),
@@ -190,6 +215,7 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
         sb.stop().map_err(|e| Error::Recovery(e.to_string()))
     })();
     let recovery_secs = started.elapsed().as_secs_f64();
+    restore_link_files(dir)?;
     if let Err(e) = result {
         // Keep the run dir (error log) for the user.
         return Err(Error::Recovery(format!(
@@ -207,6 +233,8 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
     Ok(PrepareReport {
         markers,
         recovery_secs,
+        link_files: aside,
+        relocated_names: relocated,
     })
 }
 
@@ -270,6 +298,117 @@ fn apply_markers(dir: &Path) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Suffix of a `.isl` file set aside during recovery.
+const ASIDE: &str = "hotbak-prepare";
+
+/// Rename every `db/*.isl` to `db/*.isl.hotbak-prepare`, so that the
+/// server started for recovery finds the tablespace copies in the backup
+/// instead of following the links to the live server's files.
+fn set_link_files_aside(dir: &Path) -> Result<usize> {
+    let mut files = Vec::new();
+    collect(dir, &mut files, 0)?;
+    let mut n = 0;
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "isl"))
+    {
+        let mut aside = f.clone().into_os_string();
+        aside.push(".");
+        aside.push(ASIDE);
+        std::fs::rename(f, &aside).map_err(io(f))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Put back the link files [`set_link_files_aside`] renamed.
+fn restore_link_files(dir: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    collect(dir, &mut files, 0)?;
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == ASIDE))
+    {
+        let back = f.with_extension("");
+        if back.exists() {
+            std::fs::remove_file(f).map_err(io(f))?;
+        } else {
+            std::fs::rename(f, &back).map_err(io(f))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrite the redo log's `FILE_*` names that lie outside the backup (the
+/// absolute paths of `DATA DIRECTORY` tablespaces) to same-length relative
+/// names of their copies in the backup, in place, reading the log in
+/// pieces (memory stays bounded whatever its size). Returns the number of
+/// names rewritten.
+fn relocate_redo_paths(dir: &Path) -> Result<usize> {
+    use crate::innodb::{redo, relocate, Lsn};
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    const PIECE: usize = 8 << 20;
+    let log = dir.join("ib_logfile0");
+    let bad = |reason: String| Error::Metadata {
+        path: log.display().to_string(),
+        reason,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&log)
+        .map_err(io(&log))?;
+    let len = f.metadata().map_err(io(&log))?.len();
+    let mut prefix = vec![0u8; usize::try_from(redo::START_OFFSET).unwrap_or(12288)];
+    f.read_exact(&mut prefix).map_err(io(&log))?;
+    let info = redo::parse_log_prefix(&prefix).map_err(|e| bad(e.to_string()))?;
+    let geo = redo::LogGeometry::new(info.header.first_lsn, len).map_err(|e| bad(e.to_string()))?;
+    let mut problem: Option<String> = None;
+    let mut map = |name: &[u8]| {
+        let s = std::str::from_utf8(name).ok()?;
+        if !s.starts_with('/') {
+            return None; // `./db/t.ibd`: already inside
+        }
+        let mut parts = s.rsplit('/');
+        let (file, db) = (parts.next()?, parts.next()?);
+        let new = relocate::same_length_relative(&format!("{db}/{file}"), s.len());
+        if new.is_none() && problem.is_none() {
+            problem = Some(s.to_owned());
+        }
+        new.map(String::into_bytes)
+    };
+    let mut pos = redo::START_OFFSET;
+    let mut lsn = info.header.first_lsn;
+    let mut names = 0;
+    let mut buf = vec![0u8; PIECE];
+    while pos < len {
+        let want = usize::try_from((len - pos).min(PIECE as u64)).unwrap_or(PIECE);
+        f.read_exact_at(&mut buf[..want], pos).map_err(io(&log))?;
+        let w = relocate::relocate_mtrs(&geo, lsn, &mut buf[..want], &mut map)
+            .map_err(|e| bad(format!("at LSN {lsn}: {e}")))?;
+        for &(off, n) in &w.changed {
+            f.write_all_at(&buf[off..off + n], pos + off as u64)
+                .map_err(io(&log))?;
+        }
+        names += w.names;
+        if w.end_of_log || w.consumed == 0 {
+            break;
+        }
+        pos += w.consumed as u64;
+        lsn = Lsn(lsn.0 + w.consumed as u64);
+    }
+    if let Some(p) = problem {
+        return Err(bad(format!(
+            "the redo log names the tablespace {p}, too short a path to be renamed into the backup for recovery"
+        )));
+    }
+    if names > 0 {
+        f.sync_all().map_err(io(&log))?;
+    }
+    Ok(names)
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {

@@ -1,11 +1,23 @@
 //! `hotbak restore`: copy (or move) a prepared backup into an empty datadir,
 //! with ownership (default mysql:mysql when run as root) and modes.
+//!
+//! Files that lived outside the server's datadir go back where they were:
+//! an InnoDB `DATA DIRECTORY` tablespace (`db/t.ibd` in the backup) to the
+//! path its `.isl` link file names, as mariabackup's `--copy-back` does; a
+//! symlinked MyISAM/Aria file or database directory (recorded in
+//! `hotbak_links`) to its recorded target, with the symlink made again in
+//! the datadir. Every such destination is checked before the first byte is
+//! written: an existing file there is never overwritten (restore on another
+//! host, move it away, or use `--into-datadir`). With `--into-datadir`
+//! they all land in the new datadir and the `.isl` files are rewritten to
+//! name the copies there.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use crate::cli::RestoreArgs;
 use crate::error::{Classify, ErrorClass};
+use crate::format::links::{LinkKind, Links, LINKS_NAME};
 use crate::format::manifest::{MANIFEST_NAME, STREAM_INFO_NAME};
 use crate::format::metadata::{BackupType, Checkpoints};
 
@@ -56,6 +68,7 @@ const SKIP: &[&str] = &[
     "xtrabackup_binlog_pos_innodb",
     MANIFEST_NAME,
     STREAM_INFO_NAME,
+    LINKS_NAME,
 ];
 
 /// CLI entry.
@@ -67,13 +80,23 @@ pub async fn run_cli(args: RestoreArgs) -> anyhow::Result<()> {
         restore(
             &args.target_dir,
             &args.datadir,
-            args.move_back,
-            args.owner.as_deref(),
+            &Options {
+                move_back: args.move_back,
+                owner: args.owner,
+                into_datadir: args.into_datadir,
+            },
         )
     })
     .await
     .map_err(|e| anyhow::anyhow!("restore task failed: {e}"))??;
-    eprintln!("hotbak: restore done: {n} files in place");
+    if n.outside > 0 {
+        eprintln!(
+            "hotbak: restore done: {} files in place, {} of them outside the datadir (their recorded places)",
+            n.files, n.outside
+        );
+    } else {
+        eprintln!("hotbak: restore done: {} files in place", n.files);
+    }
     Ok(())
 }
 
@@ -121,16 +144,146 @@ fn lookup_group(name: &CString) -> Option<u32> {
     })
 }
 
-/// Restore `backup` into `datadir` (blocking). Returns the number of files.
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Move files instead of copying them.
+    pub move_back: bool,
+    /// Owner as USER[:GROUP] (default mysql:mysql when run as root).
+    pub owner: Option<String>,
+    /// Files that lived outside the datadir go into it instead.
+    pub into_datadir: bool,
+}
+
+/// What restore did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Files in place.
+    pub files: usize,
+    /// Of which outside the datadir.
+    pub outside: usize,
+}
+
+/// Where the files that lived outside the datadir go.
+#[derive(Debug, Default)]
+struct Placement {
+    /// Backup-relative file → absolute destination (remote tablespaces,
+    /// symlinked files).
+    files: std::collections::BTreeMap<String, PathBuf>,
+    /// Backup-relative file → symlink to make at that place in the datadir.
+    symlinks: std::collections::BTreeSet<String>,
+    /// Backup-relative database directory → its target directory.
+    dirs: std::collections::BTreeMap<String, PathBuf>,
+    /// `.isl` files to write with new content (`--into-datadir`).
+    isl: std::collections::BTreeMap<String, String>,
+}
+
+/// Work out where the remote files go, and refuse (before anything is
+/// written) when a destination already exists.
+fn plan_placement(backup: &Path, datadir: &Path, into_datadir: bool) -> Result<Placement> {
+    let mut p = Placement::default();
+    let links_path = backup.join(LINKS_NAME);
+    let links = match std::fs::read_to_string(&links_path) {
+        Ok(t) => Links::parse(&t)
+            .map_err(|e| Error::Refused(format!("{}: {e}", links_path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Links::default(),
+        Err(e) => return Err(io(&links_path)(e)),
+    };
+    // `.isl` link files in the backup name where each remote tablespace lives.
+    for db in std::fs::read_dir(backup).map_err(io(backup))? {
+        let db = db.map_err(io(backup))?;
+        if !db.file_type().map_err(io(&db.path()))?.is_dir() {
+            continue;
+        }
+        let dbname = db.file_name().to_string_lossy().into_owned();
+        for f in std::fs::read_dir(db.path()).map_err(io(&db.path()))? {
+            let f = f.map_err(io(&db.path()))?;
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".isl") else {
+                continue;
+            };
+            let text = std::fs::read_to_string(f.path()).map_err(io(&f.path()))?;
+            let target = crate::format::links::parse_isl(&text)
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    Error::Refused(format!(
+                        "{}: not a link file (expected one path)",
+                        f.path().display()
+                    ))
+                })?;
+            if !target.is_absolute() || target.components().any(|c| c.as_os_str() == "..") {
+                return Err(Error::Refused(format!(
+                    "{}: names {}, not an absolute path without `..`",
+                    f.path().display(),
+                    target.display()
+                )));
+            }
+            let ibd = format!("{dbname}/{stem}.ibd");
+            if into_datadir {
+                let local = datadir.join(&dbname).join(format!("{stem}.ibd"));
+                p.isl
+                    .insert(format!("{dbname}/{name}"), local.display().to_string());
+            } else {
+                p.files.insert(ibd, target);
+            }
+        }
+    }
+    if !into_datadir {
+        for l in &links.links {
+            match l.kind {
+                LinkKind::File => {
+                    p.files.insert(l.rel.clone(), PathBuf::from(&l.target));
+                    p.symlinks.insert(l.rel.clone());
+                }
+                LinkKind::Dir => {
+                    p.dirs.insert(l.rel.clone(), PathBuf::from(&l.target));
+                }
+                // The `.isl` file in the backup is what the server reads.
+                LinkKind::Isl => {}
+            }
+        }
+    }
+    let inside = |dest: &Path| dest.starts_with(datadir);
+    for (rel, dest) in &p.files {
+        if inside(dest) {
+            return Err(Error::Refused(format!(
+                "{rel} belongs at {}, inside the new datadir {}; use --into-datadir",
+                dest.display(),
+                datadir.display()
+            )));
+        }
+        if std::fs::symlink_metadata(dest).is_ok() {
+            return Err(Error::Refused(format!(
+                "{} exists (the backup's {rel} lived there); refusing to overwrite it: restore on another host, move it away, or use --into-datadir",
+                dest.display()
+            )));
+        }
+    }
+    for (rel, dest) in &p.dirs {
+        if inside(dest) {
+            return Err(Error::Refused(format!(
+                "database directory {rel} belongs at {}, inside the new datadir; use --into-datadir",
+                dest.display()
+            )));
+        }
+        if let Ok(mut it) = std::fs::read_dir(dest) {
+            if it.next().is_some() {
+                return Err(Error::Refused(format!(
+                    "{} (the database directory {rel}) exists and is not empty; refusing to overwrite it: restore on another host, move it away, or use --into-datadir",
+                    dest.display()
+                )));
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Restore `backup` into `datadir` (blocking).
 ///
 /// # Errors
-/// [`Error::Refused`] for an unprepared backup or a non-empty datadir; I/O errors name the file.
-pub fn restore(
-    backup: &Path,
-    datadir: &Path,
-    move_back: bool,
-    owner: Option<&str>,
-) -> Result<usize> {
+/// [`Error::Refused`] for an unprepared backup, a non-empty datadir or an
+/// existing file where a remote file belongs; I/O errors name the file.
+pub fn restore(backup: &Path, datadir: &Path, o: &Options) -> Result<Restored> {
     let ck_path = backup.join(Checkpoints::FILE);
     let ck_text = std::fs::read_to_string(&ck_path).map_err(io(&ck_path))?;
     let ck = Checkpoints::parse(&ck_text)
@@ -148,27 +301,40 @@ pub fn restore(
     }
     match std::fs::read_dir(datadir) {
         Ok(mut it) => {
-            if it.next().is_some() {
+            if let Some(first) = it.next() {
+                let name = first
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 return Err(Error::Refused(format!(
-                    "--datadir {} is not empty; refusing to overwrite",
+                    "--datadir {} is not empty ({name} is there); refusing to overwrite",
                     datadir.display()
                 )));
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(datadir).map_err(io(datadir))?
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(datadir)(e)),
     }
-    let ids = match owner {
+    let ids = match o.owner.as_deref() {
         Some(spec) => Some(owner_ids(spec)?),
         None if is_root() => Some(owner_ids("mysql:mysql")?),
         None => None,
     };
-    let mut n = 0;
-    copy_tree(backup, datadir, move_back, ids, true, &mut n)?;
+    let datadir_abs = if datadir.is_absolute() {
+        datadir.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(io(datadir))?.join(datadir)
+    };
+    let place = plan_placement(backup, &datadir_abs, o.into_datadir)?;
+    std::fs::create_dir_all(datadir).map_err(io(datadir))?;
+    let mut ctx = CopyCtx {
+        move_back: o.move_back,
+        ids,
+        place: &place,
+        done: Restored::default(),
+    };
+    ctx.copy_tree(backup, datadir, "")?;
     set_owner_mode(datadir, ids, true)?;
-    Ok(n)
+    Ok(ctx.done)
 }
 
 fn is_root() -> bool {
@@ -187,51 +353,117 @@ fn set_owner_mode(p: &Path, ids: Option<(u32, u32)>, dir: bool) -> Result<()> {
     Ok(())
 }
 
-fn copy_tree(
-    from: &Path,
-    to: &Path,
+struct CopyCtx<'a> {
     move_back: bool,
     ids: Option<(u32, u32)>,
-    top: bool,
-    n: &mut usize,
-) -> Result<()> {
-    let mut entries: Vec<PathBuf> = Vec::new();
-    for e in std::fs::read_dir(from).map_err(io(from))? {
-        entries.push(e.map_err(io(from))?.path());
+    place: &'a Placement,
+    done: Restored,
+}
+
+/// Create `dir` and its missing parents, each with the owner and mode.
+fn create_dirs(dir: &Path, ids: Option<(u32, u32)>) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
     }
-    entries.sort();
-    for src in entries {
-        let Some(name) = src.file_name() else {
-            continue;
-        };
-        let name_s = name.to_string_lossy();
-        if top && SKIP.contains(&name_s.as_ref()) {
-            continue;
-        }
-        let dst = to.join(name);
-        let md = std::fs::symlink_metadata(&src).map_err(io(&src))?;
-        if md.is_dir() {
-            std::fs::create_dir(&dst).map_err(io(&dst))?;
-            copy_tree(&src, &dst, move_back, ids, false, n)?;
-            set_owner_mode(&dst, ids, true)?;
-            if move_back {
-                std::fs::remove_dir(&src).map_err(io(&src))?;
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent, ids)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => set_owner_mode(dir, ids, true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
+impl CopyCtx<'_> {
+    fn copy_file(&mut self, src: &Path, dst: &Path) -> Result<()> {
+        let moved = self.move_back && std::fs::rename(src, dst).is_ok();
+        if !moved {
+            std::fs::copy(src, dst).map_err(io(dst))?;
+            std::fs::File::open(dst)
+                .and_then(|f| f.sync_all())
+                .map_err(io(dst))?;
+            if self.move_back {
+                std::fs::remove_file(src).map_err(io(src))?;
             }
-        } else if md.is_file() {
-            let moved = move_back && std::fs::rename(&src, &dst).is_ok();
-            if !moved {
-                std::fs::copy(&src, &dst).map_err(io(&dst))?;
-                std::fs::File::open(&dst)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io(&dst))?;
-                if move_back {
-                    std::fs::remove_file(&src).map_err(io(&src))?;
+        }
+        set_owner_mode(dst, self.ids, false)?;
+        self.done.files += 1;
+        Ok(())
+    }
+
+    fn symlink(&self, link: &Path, target: &Path) -> Result<()> {
+        std::os::unix::fs::symlink(target, link).map_err(io(link))?;
+        if let Some((u, g)) = self.ids {
+            std::os::unix::fs::lchown(link, Some(u), Some(g)).map_err(io(link))?;
+        }
+        Ok(())
+    }
+
+    /// Copy the tree under `from` (at backup-relative `rel`) to `to`.
+    fn copy_tree(&mut self, from: &Path, to: &Path, rel: &str) -> Result<()> {
+        let mut entries: Vec<PathBuf> = Vec::new();
+        for e in std::fs::read_dir(from).map_err(io(from))? {
+            entries.push(e.map_err(io(from))?.path());
+        }
+        entries.sort();
+        for src in entries {
+            let Some(name) = src.file_name() else {
+                continue;
+            };
+            let name_s = name.to_string_lossy();
+            if rel.is_empty() && SKIP.contains(&name_s.as_ref()) {
+                continue;
+            }
+            let r = if rel.is_empty() {
+                name_s.clone().into_owned()
+            } else {
+                format!("{rel}/{name_s}")
+            };
+            let dst = to.join(name);
+            let md = std::fs::symlink_metadata(&src).map_err(io(&src))?;
+            if md.is_dir() {
+                if let Some(target) = self.place.dirs.get(&r) {
+                    // A database directory that was a symlink: its files go
+                    // to the recorded directory, the datadir gets the link.
+                    create_dirs(target, self.ids)?;
+                    self.symlink(&dst, target)?;
+                    self.copy_tree(&src, target, &r)?;
+                } else {
+                    std::fs::create_dir(&dst).map_err(io(&dst))?;
+                    self.copy_tree(&src, &dst, &r)?;
+                    set_owner_mode(&dst, self.ids, true)?;
+                }
+                if self.move_back {
+                    std::fs::remove_dir(&src).map_err(io(&src))?;
+                }
+            } else if md.is_file() {
+                if let Some(text) = self.place.isl.get(&r) {
+                    // --into-datadir: the link file names the copy in the datadir.
+                    std::fs::write(&dst, text).map_err(io(&dst))?;
+                    std::fs::File::open(&dst)
+                        .and_then(|f| f.sync_all())
+                        .map_err(io(&dst))?;
+                    set_owner_mode(&dst, self.ids, false)?;
+                    if self.move_back {
+                        std::fs::remove_file(&src).map_err(io(&src))?;
+                    }
+                    self.done.files += 1;
+                } else if let Some(dest) = self.place.files.get(&r) {
+                    if let Some(parent) = dest.parent() {
+                        create_dirs(parent, self.ids)?;
+                    }
+                    self.copy_file(&src, dest)?;
+                    self.done.outside += 1;
+                    if self.place.symlinks.contains(&r) {
+                        self.symlink(&dst, dest)?;
+                    }
+                } else {
+                    self.copy_file(&src, &dst)?;
                 }
             }
-            set_owner_mode(&dst, ids, false)?;
-            *n += 1;
+            // Symlinks in a backup are not expected; they are skipped.
         }
-        // Symlinks in a backup are not expected; they are skipped.
+        Ok(())
     }
-    Ok(())
 }

@@ -18,6 +18,7 @@ use bytes::Bytes;
 
 use super::progress::Progress;
 use super::Error;
+use crate::format::links::{Link, LinkKind};
 use crate::format::path::RelPath;
 use crate::innodb::page::{self, PageFormat, PageVerdict};
 use crate::innodb::PageNo;
@@ -104,6 +105,72 @@ pub struct Inventory {
     pub nontx_ddl: Vec<Source>,
     /// Non-InnoDB files copied under BLOCK_COMMIT.
     pub nontx_commit: Vec<Source>,
+    /// Files and directories reached through a symlink or a `.isl` link
+    /// file: stored by content, their place recorded for restore.
+    pub links: Vec<Link>,
+    /// Entries that exist in the datadir (or are named by a link) but
+    /// could not be read: the completeness check decides whether a table
+    /// needs them (and then fails the backup, naming table and path).
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Inventory {
+    /// Every path the backup will hold (datadir-relative).
+    #[must_use]
+    pub fn rels(&self) -> std::collections::BTreeSet<&str> {
+        self.innodb
+            .iter()
+            .chain(&self.nontx_ddl)
+            .chain(&self.nontx_commit)
+            .map(|s| s.rel.as_str())
+            .collect()
+    }
+
+    /// Add an InnoDB tablespace the server reports outside the datadir
+    /// without a `.isl` file in it (or with one naming another path):
+    /// the server's own word wins.
+    pub fn add_remote_tablespace(&mut self, rel: RelPath, abs: &Path) {
+        self.innodb.retain(|s| s.rel != rel);
+        self.links.retain(|l| l.rel != rel.as_str());
+        self.unreadable.retain(|u| u.rel != rel.as_str());
+        match std::fs::metadata(abs) {
+            Ok(md) if md.is_file() => {
+                self.links.push(Link {
+                    rel: rel.as_str().to_owned(),
+                    target: abs.display().to_string(),
+                    kind: LinkKind::Isl,
+                });
+                self.innodb.push(Source {
+                    abs: abs.to_path_buf(),
+                    rel,
+                    size: md.len(),
+                    innodb: Some(InnoKind::Tablespace),
+                });
+                self.innodb.sort_by_key(|s| std::cmp::Reverse(s.size));
+            }
+            Ok(_) => self.unreadable.push(Unreadable {
+                rel: rel.as_str().to_owned(),
+                abs: abs.to_path_buf(),
+                reason: "not a regular file".into(),
+            }),
+            Err(e) => self.unreadable.push(Unreadable {
+                rel: rel.as_str().to_owned(),
+                abs: abs.to_path_buf(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// A file the datadir names that could not be read.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    /// Path inside the backup it would have had.
+    pub rel: String,
+    /// Where it is (the symlink's target, the `.isl`'s path).
+    pub abs: PathBuf,
+    /// The error.
+    pub reason: String,
 }
 
 /// Where the InnoDB system and undo files are.
@@ -116,18 +183,59 @@ pub struct Layout<'a> {
     pub data_file_path: &'a str,
     /// `innodb_undo_directory` (default: datadir).
     pub undo_dir: Option<&'a Path>,
+    /// `aria_log_dir_path` (default: datadir).
+    pub aria_log_dir: Option<&'a Path>,
+}
+
+fn is_aria_log(name: &str) -> bool {
+    name == "aria_log_control"
+        || (name.starts_with("aria_log.")
+            && name.len() > 9
+            && name[9..].bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `p` made absolute against `base` (relative symlink targets and relative
+/// server paths).
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// The tablespace path inside a `.isl` link file.
+///
+/// # Errors
+/// [`Error::Layout`] for a file that is not one path.
+pub fn parse_isl(text: &str, isl: &Path) -> Result<PathBuf, Error> {
+    crate::format::links::parse_isl(text)
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            Error::Layout(format!(
+                "{}: not a link file (expected one path)",
+                isl.display()
+            ))
+        })
 }
 
 /// List the files.
 ///
+/// Database directories and table files may be symlinks (followed, and
+/// recorded in [`Inventory::links`]); a `.isl` file names an InnoDB
+/// tablespace elsewhere, which is listed under the datadir-relative name
+/// mariabackup gives it (`db/t.ibd`). What cannot be read is recorded in
+/// [`Inventory::unreadable`] for the completeness check.
+///
 /// # Errors
-/// I/O errors, names that cannot be stored.
+/// I/O errors on the datadir itself, names that cannot be stored.
+#[allow(clippy::too_many_lines)]
 pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
     let mut inv = Inventory::default();
     let home = l
         .data_home
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(l.datadir);
+        .map_or_else(|| l.datadir.to_path_buf(), |h| absolute(l.datadir, h));
     for (i, spec) in l
         .data_file_path
         .split(';')
@@ -157,16 +265,12 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
         .undo_dir
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(l.datadir);
-    let undo = if undo.is_relative() {
-        l.datadir.join(undo)
-    } else {
-        undo.to_path_buf()
-    };
+    let undo = absolute(l.datadir, undo);
     for e in std::fs::read_dir(&undo).map_err(io(&undo))? {
         let e = e.map_err(io(&undo))?;
         let n = e.file_name().to_string_lossy().into_owned();
         if n.starts_with("undo") && n.len() == 7 && n[4..].bytes().all(|b| b.is_ascii_digit()) {
-            let size = e.metadata().map_err(io(&e.path()))?.len();
+            let size = std::fs::metadata(e.path()).map_err(io(&e.path()))?.len();
             inv.innodb.push(Source {
                 abs: e.path(),
                 rel: rel(&n)?,
@@ -175,14 +279,34 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
             });
         }
     }
+    // The Aria log, wherever aria_log_dir_path puts it (stored in the
+    // backup's root, as mariabackup stores it).
+    let aria_dir = l
+        .aria_log_dir
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| absolute(l.datadir, p))
+        .filter(|d| d.as_path() != l.datadir);
+    if let Some(dir) = aria_dir.as_deref() {
+        for e in std::fs::read_dir(dir).map_err(io(dir))? {
+            let e = e.map_err(io(dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if is_aria_log(&name) {
+                let size = std::fs::metadata(e.path()).map_err(io(&e.path()))?.len();
+                inv.nontx_commit.push(Source {
+                    abs: e.path(),
+                    rel: rel(&name)?,
+                    size,
+                    innodb: None,
+                });
+            }
+        }
+    }
+    let mut isl_targets: Vec<(RelPath, PathBuf)> = Vec::new();
     for e in std::fs::read_dir(l.datadir).map_err(io(l.datadir))? {
         let e = e.map_err(io(l.datadir))?;
         let name = e.file_name().to_string_lossy().into_owned();
         let ft = e.file_type().map_err(io(&e.path()))?;
-        if ft.is_file()
-            && (name == "aria_log_control"
-                || (name.starts_with("aria_log.") && name[9..].bytes().all(|b| b.is_ascii_digit())))
-        {
+        if ft.is_file() && aria_dir.is_none() && is_aria_log(&name) {
             let size = e.metadata().map_err(io(&e.path()))?.len();
             inv.nontx_commit.push(Source {
                 abs: e.path(),
@@ -192,14 +316,51 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
             });
             continue;
         }
-        if !ft.is_dir() || name.starts_with('#') || name == "lost+found" {
+        if name.starts_with('#') || name == "lost+found" {
             continue;
         }
-        for f in std::fs::read_dir(e.path()).map_err(io(&e.path()))? {
-            let f = f.map_err(io(&e.path()))?;
-            if !f.file_type().map_err(io(&f.path()))?.is_file() {
+        let is_dir = if ft.is_symlink() {
+            // A database directory elsewhere (`ln -s /data2/db datadir/db`).
+            match std::fs::metadata(e.path()) {
+                Ok(md) if md.is_dir() => {
+                    let target = std::fs::read_link(e.path()).map_err(io(&e.path()))?;
+                    inv.links.push(Link {
+                        rel: rel(&name)?.as_str().to_owned(),
+                        target: absolute(l.datadir, &target).display().to_string(),
+                        kind: LinkKind::Dir,
+                    });
+                    true
+                }
+                Ok(_) => false,
+                Err(err) => {
+                    inv.unreadable.push(Unreadable {
+                        rel: name.clone(),
+                        abs: e.path(),
+                        reason: err.to_string(),
+                    });
+                    false
+                }
+            }
+        } else {
+            ft.is_dir()
+        };
+        if !is_dir {
+            continue;
+        }
+        let dir = e.path();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(it) => it,
+            Err(err) => {
+                inv.unreadable.push(Unreadable {
+                    rel: name.clone(),
+                    abs: dir.clone(),
+                    reason: err.to_string(),
+                });
                 continue;
             }
+        };
+        for f in entries {
+            let f = f.map_err(io(&dir))?;
             let fname = f.file_name().to_string_lossy().into_owned();
             if fname.starts_with("#sql") {
                 continue; // temporary tables of running ALTERs
@@ -207,18 +368,59 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
             let Some((_, ext)) = fname.rsplit_once('.') else {
                 continue;
             };
+            if ext != "ibd" && !NONTX_EXT.contains(&ext) {
+                continue;
+            }
             let r = format!("{name}/{fname}");
-            let size = f.metadata().map_err(io(&f.path()))?.len();
+            let fpath = f.path();
+            let fty = f.file_type().map_err(io(&fpath))?;
+            let size = if fty.is_symlink() {
+                // A table file elsewhere (MyISAM/Aria DATA/INDEX DIRECTORY):
+                // copied by content, its target recorded.
+                match std::fs::metadata(&fpath) {
+                    Ok(md) if md.is_file() => {
+                        let target = std::fs::read_link(&fpath).map_err(io(&fpath))?;
+                        inv.links.push(Link {
+                            rel: rel(&r)?.as_str().to_owned(),
+                            target: absolute(&dir, &target).display().to_string(),
+                            kind: LinkKind::File,
+                        });
+                        md.len()
+                    }
+                    Ok(_) => continue,
+                    Err(err) => {
+                        let target = std::fs::read_link(&fpath)
+                            .map(|t| absolute(&dir, &t))
+                            .unwrap_or_else(|_| fpath.clone());
+                        inv.unreadable.push(Unreadable {
+                            rel: r,
+                            abs: target,
+                            reason: err.to_string(),
+                        });
+                        continue;
+                    }
+                }
+            } else if fty.is_file() {
+                f.metadata().map_err(io(&fpath))?.len()
+            } else {
+                continue;
+            };
+            if ext == "isl" {
+                let text = std::fs::read_to_string(&fpath).map_err(io(&fpath))?;
+                let target = absolute(l.datadir, &parse_isl(&text, &fpath)?);
+                let ibd = format!("{name}/{}.ibd", &fname[..fname.len() - 4]);
+                isl_targets.push((rel(&ibd)?, target));
+            }
             if ext == "ibd" {
                 inv.innodb.push(Source {
-                    abs: f.path(),
+                    abs: fpath,
                     rel: rel(&r)?,
                     size,
                     innodb: Some(InnoKind::Tablespace),
                 });
-            } else if NONTX_EXT.contains(&ext) {
+            } else {
                 let s = Source {
-                    abs: f.path(),
+                    abs: fpath,
                     rel: rel(&r)?,
                     size,
                     innodb: None,
@@ -231,7 +433,14 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
             }
         }
     }
+    // InnoDB DATA DIRECTORY tablespaces: the `.isl` names the file, which is
+    // stored as `db/t.ibd` (the `.isl` itself is kept too, as mariabackup
+    // keeps it, so restore knows where the file belongs).
+    for (r, target) in isl_targets {
+        inv.add_remote_tablespace(r, &target);
+    }
     inv.innodb.sort_by_key(|s| std::cmp::Reverse(s.size));
+    inv.links.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(inv)
 }
 

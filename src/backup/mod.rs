@@ -25,6 +25,7 @@
 //! InnoDB DDL seen in the redo during the copy then fails the backup (it
 //! would need DDL tracking). `--no-lock` takes no lock at all.
 
+pub mod catalog;
 pub mod datafiles;
 mod direct;
 pub mod load;
@@ -87,6 +88,9 @@ pub enum Error {
     /// A task failed.
     #[error("task failed: {0}")]
     Task(String),
+    /// The server serves data the backup would not hold.
+    #[error("the backup would be incomplete: {0}")]
+    Incomplete(String),
 }
 
 impl Classify for Error {
@@ -96,7 +100,9 @@ impl Classify for Error {
             Error::ServerGone(_) | Error::RedoOverrun(_) | Error::UnprotectedDdl(_) => {
                 ErrorClass::Server
             }
-            Error::Redo(_) | Error::Layout(_) | Error::Task(_) => ErrorClass::Failed,
+            Error::Redo(_) | Error::Layout(_) | Error::Task(_) | Error::Incomplete(_) => {
+                ErrorClass::Failed
+            }
             Error::Corrupt(_) => ErrorClass::Corrupt,
             Error::Sink(e) => e.class(),
             Error::Io { .. } => ErrorClass::Io,
@@ -686,13 +692,29 @@ async fn locked_copy_inner(
     }
     let ddl_locked_at = Instant::now();
     // List the files only now: under BLOCK_DDL no table can appear, vanish or be renamed.
-    let inv = datafiles::inventory(&datafiles::Layout {
+    let layout = datafiles::Layout {
         datadir: &info.datadir,
         data_home: info.innodb_data_home_dir.as_deref(),
         data_file_path: &info.innodb_data_file_path,
         undo_dir: info.innodb_undo_directory.as_deref(),
-    })
-    .map_err(|e| unprotected(e, lk.mode))?;
+        aria_log_dir: info.aria_log_dir_path.as_deref(),
+    };
+    let mut inv = datafiles::inventory(&layout).map_err(|e| unprotected(e, lk.mode))?;
+    // Completeness against the server's catalog (with FTWRL, again under
+    // that lock below, when the non-InnoDB files are listed anew).
+    let cat = catalog::read(lk.s).await?;
+    add_remote_tablespaces(&mut inv, &cat, &info.datadir);
+    if lk.mode != Some(LockMode::Ftwrl) {
+        ensure_complete(&inv, &cat, &info.datadir, progress)?;
+    }
+    let links = std::mem::take(&mut inv.links);
+    if !links.is_empty() {
+        progress.line(&format!(
+            "{} files or directories outside the datadir (symlinks, DATA DIRECTORY tables): stored by content, their places recorded in {}",
+            links.len(),
+            crate::format::links::LINKS_NAME
+        ));
+    }
     let total: u64 = inv
         .innodb
         .iter()
@@ -816,6 +838,14 @@ async fn locked_copy_inner(
     if lk.mode == Some(LockMode::Ftwrl) {
         lk.s.flush_tables_with_read_lock(lk.policy).await?;
         progress.line("FLUSH TABLES WITH READ LOCK taken");
+        // Tables may have been created or dropped during the unlocked
+        // InnoDB copy: list the non-InnoDB files again under the lock, and
+        // check the catalog against what the backup holds.
+        let mut again = datafiles::inventory(&layout)?;
+        let cat = catalog::read(lk.s).await?;
+        add_remote_tablespaces(&mut again, &cat, &info.datadir);
+        ensure_complete(&again, &cat, &info.datadir, progress)?;
+        nontx_ddl = again.nontx_ddl;
         progress.phase(&format!("copying {} non-InnoDB files", nontx_ddl.len()));
         copy_all(nontx_ddl, plan.parallel, input, progress, &limit, exec).await?;
     }
@@ -892,6 +922,14 @@ async fn locked_copy_inner(
     if let Some(si) = &slave {
         write_meta(input, "xtrabackup_slave_info", si.sql.clone(), true).await?;
     }
+    if !links.is_empty() {
+        let l = crate::format::links::Links {
+            version: crate::format::links::LINKS_VERSION,
+            datadir: info.datadir.display().to_string(),
+            links,
+        };
+        write_meta(input, crate::format::links::LINKS_NAME, l.render(), false).await?;
+    }
     let ck = Checkpoints {
         backup_type: BackupType::FullBackuped,
         from_lsn: 0,
@@ -945,6 +983,79 @@ async fn locked_copy_inner(
     report.to_lsn = to_lsn.0;
     report.min_headroom = fr.min_headroom;
     Ok(report)
+}
+
+/// Tablespaces the server has outside the datadir that no `.isl` in the
+/// datadir named (or named differently): the server's path wins.
+fn add_remote_tablespaces(
+    inv: &mut datafiles::Inventory,
+    cat: &catalog::Catalog,
+    datadir: &std::path::Path,
+) {
+    for ts in &cat.tablespaces {
+        // User tablespaces only (`db/t`); the system and undo files are
+        // listed from the server's variables.
+        if !ts.name.contains('/') || !catalog::is_remote(&ts.filename, datadir) {
+            continue;
+        }
+        let rel = catalog::tablespace_rel(&ts.filename, datadir);
+        let abs = std::path::Path::new(&ts.filename);
+        let listed = inv
+            .innodb
+            .iter()
+            .any(|s| s.rel.as_str() == rel && s.abs == abs);
+        if !listed {
+            if let Ok(r) = RelPath::new(&rel) {
+                inv.add_remote_tablespace(r, abs);
+            }
+        }
+    }
+}
+
+/// Fail the backup when a table the server serves has a file the backup
+/// would not hold; warn about unreadable entries no table needs.
+fn ensure_complete(
+    inv: &datafiles::Inventory,
+    cat: &catalog::Catalog,
+    datadir: &std::path::Path,
+    progress: &Progress,
+) -> Result<(), Error> {
+    let expected = catalog::expected_files(cat, datadir);
+    let unreadable: std::collections::BTreeMap<String, (String, String)> = inv
+        .unreadable
+        .iter()
+        .map(|u| {
+            (
+                u.rel.clone(),
+                (u.abs.display().to_string(), u.reason.clone()),
+            )
+        })
+        .collect();
+    let missing = catalog::check(&expected, &inv.rels(), &unreadable);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        return Err(Error::Incomplete(list.join("; ")));
+    }
+    let needed: std::collections::BTreeSet<&str> =
+        expected.iter().map(|e| e.rel.as_str()).collect();
+    for u in inv
+        .unreadable
+        .iter()
+        .filter(|u| !needed.contains(u.rel.as_str()))
+    {
+        progress.warn(&format!(
+            "{} ({}) cannot be read and no table of the server's catalog uses it; not in the backup: {}",
+            u.rel,
+            u.abs.display(),
+            u.reason
+        ));
+    }
+    progress.line(&format!(
+        "catalog check: {} InnoDB tablespaces and {} tables of the server, every file in the backup",
+        cat.tablespaces.len(),
+        cat.tables.len()
+    ));
+    Ok(())
 }
 
 /// Without BLOCK_DDL, a file that vanished during the backup means DDL ran.

@@ -1,6 +1,7 @@
 //! Pure formats: no I/O, no async, no logging. One page per format in `format-spec/`.
 
 pub mod envelope;
+pub mod links;
 pub mod manifest;
 pub mod metadata;
 pub mod path;

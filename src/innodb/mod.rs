@@ -17,6 +17,7 @@ use crate::error::{Classify, ErrorClass};
 
 pub mod page;
 pub mod redo;
+pub mod relocate;
 pub mod types;
 
 pub use types::{Lsn, PageNo, SpaceId};

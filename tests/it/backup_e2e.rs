@@ -481,10 +481,10 @@ fn binlog_info(backup: &Path) -> (String, u64) {
 
 #[test]
 fn binlog_position_replays_to_source_state() {
-    let Some(binlog_tool) = tool("mariadb-binlog") else {
+    let Some(_) = tool("mariadb-binlog") else {
         return;
     };
-    let Some(client) = tool("mariadb") else {
+    let Some(_) = tool("mariadb") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -533,33 +533,7 @@ fn binlog_position_replays_to_source_state() {
         check(&restored, &t.expect()).await;
 
         // Replay the source's binlogs from the recorded position.
-        let mut dump = Command::new(&binlog_tool)
-            .arg("--no-defaults")
-            .arg(format!("--start-position={pos}"))
-            .args(&files)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mariadb-binlog");
-        let out = dump.stdout.take().expect("pipe");
-        let apply = Command::new(&client)
-            .arg("--no-defaults")
-            .arg(format!("--socket={}", restored.socket().display()))
-            .arg("-uroot")
-            .stdin(Stdio::from(out))
-            .output()
-            .expect("mariadb client");
-        let dumped = dump.wait_with_output().expect("mariadb-binlog");
-        assert!(
-            dumped.status.success(),
-            "mariadb-binlog: {}",
-            String::from_utf8_lossy(&dumped.stderr)
-        );
-        assert!(
-            apply.status.success(),
-            "replaying the binlog from {file}:{pos} failed: {}",
-            String::from_utf8_lossy(&apply.stderr)
-        );
+        crate::support::replay_binlog(&files, pos, restored.socket());
         let mut s = Session::connect(&restored.connect_options())
             .await
             .expect("connect");

@@ -4,9 +4,11 @@
 //! - `mysql_session`: the server session against a throwaway server.
 //! - `transforms`: compression and encryption through the binaries.
 //! - `backup_e2e`: hot backup under writes, prepare, restore.
+//! - `remote_e2e`: tables outside the datadir (DATA DIRECTORY, symlinks).
 
 mod backup_e2e;
 mod mysql_session;
+mod remote_e2e;
 mod support;
 mod transforms;
 mod xb_graph;

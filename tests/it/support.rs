@@ -43,3 +43,38 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// Replay binlog `files` from position `pos` of the first into the server
+/// at `socket` (`mariadb-binlog | mariadb`), panicking on any failure.
+pub fn replay_binlog(files: &[PathBuf], pos: u64, socket: &std::path::Path) {
+    use std::process::{Command, Stdio};
+    let binlog_tool = tool("mariadb-binlog").expect("mariadb-binlog");
+    let client = tool("mariadb").expect("mariadb client");
+    let mut dump = Command::new(&binlog_tool)
+        .arg("--no-defaults")
+        .arg(format!("--start-position={pos}"))
+        .args(files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mariadb-binlog");
+    let out = dump.stdout.take().expect("pipe");
+    let apply = Command::new(&client)
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", socket.display()))
+        .arg("-uroot")
+        .stdin(Stdio::from(out))
+        .output()
+        .expect("mariadb client");
+    let dumped = dump.wait_with_output().expect("mariadb-binlog");
+    assert!(
+        dumped.status.success(),
+        "mariadb-binlog: {}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    assert!(
+        apply.status.success(),
+        "replaying the binlog from position {pos} of {files:?} failed: {}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+}
