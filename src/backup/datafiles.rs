@@ -195,13 +195,26 @@ fn is_aria_log(name: &str) -> bool {
 }
 
 /// `p` made absolute against `base` (relative symlink targets and relative
-/// server paths).
+/// server paths), with `.` and `..` resolved lexically (the recorded
+/// target must be a plain absolute path; symlinks on the way are kept).
 fn absolute(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
+    use std::path::Component;
+    let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         base.join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
     }
+    out
 }
 
 /// The tablespace path inside a `.isl` link file.
@@ -777,5 +790,97 @@ mod rate_tests {
         let h2 = RateLimit::new(300, 100);
         h2.set_busy(true);
         assert_eq!(h2.rate(), 100_000_000);
+    }
+}
+
+#[cfg(test)]
+mod inventory_tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn write(p: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, bytes).expect("write");
+    }
+
+    #[test]
+    fn follows_links_records_targets_and_unreadables() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dd = t.path().join("data");
+        let far = t.path().join("far");
+        write(&dd.join("ibdata1"), &[0; 64]);
+        write(&dd.join("db/t.frm"), b"frm");
+        // InnoDB DATA DIRECTORY: the .isl names the tablespace elsewhere.
+        write(&far.join("inno/db/t.ibd"), &[1; 32]);
+        write(
+            &dd.join("db/t.isl"),
+            far.join("inno/db/t.ibd").display().to_string().as_bytes(),
+        );
+        // MyISAM DATA DIRECTORY: a symlink (relative here) to the file.
+        write(&far.join("myd/m.MYD"), &[2; 16]);
+        write(&dd.join("db/m.MYI"), &[3; 8]);
+        symlink("../../far/myd/m.MYD", dd.join("db/m.MYD")).expect("symlink");
+        // A dangling one, and a database directory that is a symlink.
+        symlink(far.join("gone/x.MYD"), dd.join("db/x.MYD")).expect("symlink");
+        write(&far.join("db2/s.ibd"), &[4; 48]);
+        symlink(far.join("db2"), dd.join("db2")).expect("symlink");
+        // The Aria log in its own directory.
+        write(&far.join("aria/aria_log_control"), &[5; 52]);
+        write(&far.join("aria/aria_log.00000001"), &[6; 8]);
+        let aria = far.join("aria");
+        let inv = inventory(&Layout {
+            datadir: &dd,
+            data_home: None,
+            data_file_path: "ibdata1:12M:autoextend",
+            undo_dir: None,
+            aria_log_dir: Some(&aria),
+        })
+        .expect("inventory");
+        let rels = inv.rels();
+        for r in [
+            "ibdata1",
+            "db/t.frm",
+            "db/t.isl",
+            "db/t.ibd",
+            "db/m.MYD",
+            "db/m.MYI",
+            "db2/s.ibd",
+            "aria_log_control",
+            "aria_log.00000001",
+        ] {
+            assert!(rels.contains(r), "{r} missing from {rels:?}");
+        }
+        assert!(!rels.contains("db/x.MYD"));
+        let t_ibd = inv
+            .innodb
+            .iter()
+            .find(|s| s.rel.as_str() == "db/t.ibd")
+            .expect("remote tablespace");
+        assert_eq!(t_ibd.abs, far.join("inno/db/t.ibd"));
+        assert_eq!(t_ibd.size, 32);
+        let kinds: Vec<(&str, LinkKind, String)> = inv
+            .links
+            .iter()
+            .map(|l| (l.rel.as_str(), l.kind, l.target.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    "db/m.MYD",
+                    LinkKind::File,
+                    far.join("myd/m.MYD").display().to_string()
+                ),
+                (
+                    "db/t.ibd",
+                    LinkKind::Isl,
+                    far.join("inno/db/t.ibd").display().to_string()
+                ),
+                ("db2", LinkKind::Dir, far.join("db2").display().to_string()),
+            ]
+        );
+        assert_eq!(inv.unreadable.len(), 1);
+        assert_eq!(inv.unreadable[0].rel, "db/x.MYD");
+        assert_eq!(inv.unreadable[0].abs, far.join("gone/x.MYD"));
     }
 }
