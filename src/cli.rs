@@ -23,6 +23,19 @@ pub enum Command {
     Prepare(PrepareArgs),
     /// Copy (or move) a prepared backup into an empty datadir.
     Restore(RestoreArgs),
+    /// Prove an extracted backup whole without restoring it (exit 0 whole, 3 damaged).
+    Verify(VerifyArgs),
+}
+
+/// `hotbak verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The extracted backup (ours or mariabackup's, prepared or not).
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: PathBuf,
+    /// Files checked at once (default: the number of cores).
+    #[arg(long)]
+    pub parallel: Option<usize>,
 }
 
 /// Connection options, as mariabackup has them.

@@ -137,6 +137,7 @@ pub fn classify(err: &anyhow::Error) -> ErrorClass {
         crate::sandbox::Error,
         crate::format::metadata::Error,
         crate::format::links::Error,
+        crate::verify::Error,
         crate::sink::transform::TransformError,
     )
 }

@@ -30,3 +30,4 @@ pub mod sched;
 pub mod sink;
 pub mod sys;
 pub mod testkit;
+pub mod verify;

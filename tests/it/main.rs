@@ -5,12 +5,14 @@
 //! - `transforms`: compression and encryption through the binaries.
 //! - `backup_e2e`: hot backup under writes, prepare, restore.
 //! - `remote_e2e`: tables outside the datadir (DATA DIRECTORY, symlinks).
+//! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
 
 mod backup_e2e;
 mod mysql_session;
 mod remote_e2e;
 mod support;
 mod transforms;
+mod verify_e2e;
 mod xb_graph;
 mod xb_hostile;
 mod xb_interop;
