@@ -286,8 +286,8 @@ where
     match rt.block_on(body(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: error: {}", crate::error::render(&e));
-            ExitCode::from(u8::try_from(crate::error::exit_code(&e)).unwrap_or(1))
+            eprintln!("{name}: error: {}", crate::app::exit::render(&e));
+            ExitCode::from(u8::try_from(crate::app::exit::exit_code(&e)).unwrap_or(1))
         }
     }
 }

@@ -14,6 +14,7 @@
 //! transforms in [`compress`] and [`encrypt`]. Async edges: [`sink`],
 //! [`extract`], [`backup`], [`mysql`].
 
+pub mod app;
 pub mod backup;
 pub mod cli;
 pub mod compress;
@@ -30,4 +31,5 @@ pub mod sched;
 pub mod sink;
 pub mod sys;
 pub mod testkit;
+pub mod transform;
 pub mod verify;

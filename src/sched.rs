@@ -31,6 +31,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use crate::error::{Classify, ErrorClass};
+
 /// Scheduling of bulk work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Priority {
@@ -49,6 +51,14 @@ pub enum Error {
     /// The pool is gone (runtime shutting down).
     #[error("the bulk worker pool shut down")]
     Gone,
+}
+
+impl Classify for Error {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Error::Panic(_) | Error::Gone => ErrorClass::Failed,
+        }
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send + 'static>;

@@ -4,10 +4,9 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hotbak::compress::{
-    lz4, zstd, BoundedInverse, Lz4Decompress, QpDecompress, ZstdDecompress, MAX_FRAME_DECODED,
-};
+use hotbak::compress::{lz4, zstd, Lz4Decompress, QpDecompress, ZstdDecompress, MAX_FRAME_DECODED};
 use hotbak::format::qpress;
+use hotbak::transform::BoundedInverse;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

@@ -7,7 +7,7 @@ use arbitrary::Arbitrary;
 use hotbak::encrypt::{Key, Open, Seal};
 use hotbak::format::envelope::Header;
 use hotbak::format::path::RelPath;
-use hotbak::sink::transform::{ChunkCtx, ChunkTransform, InverseTransform};
+use hotbak::transform::{ChunkCtx, ChunkTransform, InverseTransform};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::progress::Progress;
 use super::Error;
@@ -39,7 +39,6 @@ pub const LOG_NAME: &str = "ib_logfile0";
 
 /// Handle to the running follower.
 pub struct Follower {
-    copied: watch::Receiver<Lsn>,
     stop: Option<oneshot::Sender<Lsn>>,
     task: tokio::task::JoinHandle<Result<FollowerReport, Error>>,
     /// The checkpoint the backup log starts at.
@@ -193,32 +192,23 @@ impl Follower {
             .await?;
         out.write(Bytes::from(prefix)).await?;
         let capacity = ring.geo.capacity();
-        let (copied_tx, copied_rx) = watch::channel(ck.checkpoint_lsn);
         let (stop_tx, stop_rx) = oneshot::channel();
         let lsn_session = Session::connect(&opts.conn).await?;
         let task = tokio::spawn(follow(
             ring,
             ck.checkpoint_lsn,
             out,
-            copied_tx,
             stop_rx,
             opts,
             lsn_session,
             progress,
         ));
         Ok(Follower {
-            copied: copied_rx,
             stop: Some(stop_tx),
             task,
             start_checkpoint: ck.checkpoint_lsn,
             capacity,
         })
-    }
-
-    /// The LSN copied so far.
-    #[must_use]
-    pub fn copied(&self) -> Lsn {
-        *self.copied.borrow()
     }
 
     /// Copy at least up to `target`, then close the log and report.
@@ -261,12 +251,10 @@ impl Follower {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn follow(
     ring: Ring,
     start: Lsn,
     mut out: crate::sink::FileWriter,
-    copied_tx: watch::Sender<Lsn>,
     mut stop_rx: oneshot::Receiver<Lsn>,
     opts: FollowerOptions,
     mut session: Session,
@@ -350,7 +338,6 @@ async fn follow(
             }
             copied = Lsn(at.0 + n as u64);
             out.write(chunk).await?;
-            let _ = copied_tx.send(copied);
             progress.set_redo(copied.0 - start.0, server_lsn.0.saturating_sub(copied.0));
             if (n as u64) < step_now / 2 || step_now < step {
                 break;

@@ -5,9 +5,11 @@
 
 use twox_hash::XxHash32;
 
-use super::{fill, take, BoundedInverse, MAX_FRAME_DECODED};
+use super::MAX_FRAME_DECODED;
 use crate::format::path::RelPath;
-use crate::sink::transform::{ChunkCtx, ChunkTransform, InverseTransform, TransformError};
+use crate::transform::{
+    fill, take, BoundedInverse, ChunkCtx, ChunkTransform, InverseTransform, TransformError,
+};
 
 /// LZ4 frame magic (`04 22 4D 18`).
 pub const MAGIC: [u8; 4] = [0x04, 0x22, 0x4D, 0x18];

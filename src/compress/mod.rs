@@ -1,21 +1,20 @@
 //! Compression transforms (zstd, lz4) and their streaming inverses, plus the
 //! qpress (`.qp`, `mariabackup --compress`) decoder.
 //!
-//! Forward ([`ChunkTransform`](crate::sink::transform::ChunkTransform)): every
+//! Forward ([`ChunkTransform`](crate::transform::ChunkTransform)): every
 //! chunk becomes one *complete, standard* frame (zstd frame with content size
 //! and content checksum; LZ4 frame with content size and content checksum), so
 //! a compressed file is a concatenation of frames that the stock `zstd -d` /
 //! `lz4 -d` decode, and chunks can be compressed in parallel.
 //!
-//! Inverse ([`InverseTransform`](crate::sink::transform::InverseTransform)):
+//! Inverse ([`InverseTransform`](crate::transform::InverseTransform)):
 //! push decoders of concatenated frames that never trust a declared size for
 //! allocation, cap every frame at [`MAX_FRAME_DECODED`] bytes of output, and
 //! report garbage as `Corrupt` with the byte offset inside the stored file.
 //! See `format-spec/compression.md`.
 
 use crate::error::{Classify, ErrorClass};
-use crate::format::path::RelPath;
-use crate::sink::transform::{InverseTransform, TransformError};
+use crate::transform::{InverseTransform, TransformError};
 
 pub mod lz4;
 pub mod qp;
@@ -157,88 +156,12 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
-/// Pick the decoder for a stored path by its suffix (`.zst`, `.lz4`, `.qp`).
-/// Returns the path without the suffix and a fresh decoder, or `None` if the
-/// path has none of these suffixes (or nothing would be left). The caller
-/// should still check the magic ([`zstd::MAGIC`], [`lz4::MAGIC`],
-/// [`crate::format::qpress::MAGIC`]); the decoders reject a wrong one anyway.
-#[must_use]
-pub fn inverse_for_suffix(path: &RelPath) -> Option<(RelPath, Box<dyn InverseTransform>)> {
-    let what = path.as_str();
-    if let Some(p) = path.strip_suffix(ZSTD_SUFFIX) {
-        return Some((p, Box::new(ZstdDecompress::new(what))));
-    }
-    if let Some(p) = path.strip_suffix(LZ4_SUFFIX) {
-        return Some((p, Box::new(Lz4Decompress::new(what))));
-    }
-    if let Some(p) = path.strip_suffix(QP_SUFFIX) {
-        return Some((p, Box::new(QpDecompress::new(what))));
-    }
-    None
-}
-
-/// Decoders that can stop early so that one call never produces much more
-/// than `max_out` bytes (plus at most one block). The plain
-/// [`InverseTransform::update`] consumes all its input, so its output is only
-/// bounded by the input's compression ratio; callers that must bound memory
-/// per call use this instead and re-feed the unconsumed rest.
-pub trait BoundedInverse: InverseTransform {
-    /// Consume a prefix of `input`, append output to `out`, and return how
-    /// many input bytes were consumed. Stops as soon as `out` grew by at
-    /// least `max_out` bytes. Always makes progress if `input` is non-empty
-    /// or output is pending.
-    ///
-    /// # Errors
-    /// As [`InverseTransform::update`].
-    fn update_bounded(
-        &mut self,
-        input: &[u8],
-        out: &mut Vec<u8>,
-        max_out: usize,
-    ) -> Result<usize, TransformError>;
-}
-
-/// Copy bytes from `input[*pos..]` into `buf` until it holds `need` bytes.
-/// True when complete.
-pub(crate) fn fill(buf: &mut Vec<u8>, input: &[u8], pos: &mut usize, need: usize) -> bool {
-    if buf.len() < need {
-        let take = (need - buf.len()).min(input.len() - *pos);
-        buf.extend_from_slice(&input[*pos..*pos + take]);
-        *pos += take;
-    }
-    buf.len() >= need
-}
-
-/// Like [`fill`] but avoids the copy when the whole piece is in `input` and
-/// nothing is buffered. Returns the complete piece, or `None` (then the
-/// partial piece is in `buf`). The caller clears `buf` after using the piece.
-pub(crate) fn take<'a>(
-    buf: &'a mut Vec<u8>,
-    input: &'a [u8],
-    pos: &mut usize,
-    need: usize,
-) -> Option<&'a [u8]> {
-    if buf.is_empty() && input.len() - *pos >= need {
-        let s = &input[*pos..*pos + need];
-        *pos += need;
-        return Some(s);
-    }
-    if buf.capacity() < need {
-        buf.reserve_exact(need - buf.len());
-    }
-    if fill(buf, input, pos, need) {
-        Some(&buf[..])
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod testutil {
     //! Shared helpers for the compression tests.
     use crate::format::path::RelPath;
-    use crate::sink::transform::{ChunkCtx, ChunkTransform, InverseTransform, TransformError};
+    use crate::transform::{ChunkCtx, ChunkTransform, InverseTransform, TransformError};
 
     /// Is a required external tool missing? Fails under HOTBAK_REQUIRE_TOOLS=1.
     pub fn tool_missing(tool: &str) -> bool {
@@ -357,19 +280,5 @@ mod tests {
             Error::UnknownAlgorithm("x".into()).class(),
             ErrorClass::Usage
         );
-    }
-
-    #[test]
-    fn suffix_lookup() {
-        for (p, base) in [
-            ("db/t.ibd.zst", "db/t.ibd"),
-            ("a.lz4", "a"),
-            ("db/x.frm.qp", "db/x.frm"),
-        ] {
-            let (s, _) = inverse_for_suffix(&RelPath::new(p).unwrap()).unwrap();
-            assert_eq!(s.as_str(), base);
-        }
-        assert!(inverse_for_suffix(&RelPath::new("db/t.ibd").unwrap()).is_none());
-        assert!(inverse_for_suffix(&RelPath::new(".zst").unwrap()).is_none());
     }
 }

@@ -4,9 +4,8 @@
 
 use std::io::Cursor;
 
-use super::BoundedInverse;
 use crate::format::qpress::{self, Parser};
-use crate::sink::transform::{InverseTransform, TransformError};
+use crate::transform::{BoundedInverse, InverseTransform, TransformError};
 
 /// Streaming decoder of one `.qp` file.
 #[derive(Debug)]

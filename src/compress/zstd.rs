@@ -6,9 +6,11 @@ use std::cell::RefCell;
 use ::zstd::zstd_safe::zstd_sys::ZSTD_EndDirective;
 use ::zstd::zstd_safe::{CCtx, CParameter, DCtx, DParameter, InBuffer, OutBuffer, ResetDirective};
 
-use super::{BoundedInverse, Error, MAX_FRAME_DECODED};
+use super::{Error, MAX_FRAME_DECODED};
 use crate::format::path::RelPath;
-use crate::sink::transform::{ChunkCtx, ChunkTransform, InverseTransform, TransformError};
+use crate::transform::{
+    BoundedInverse, ChunkCtx, ChunkTransform, InverseTransform, TransformError,
+};
 
 /// zstd frame magic (`28 B5 2F FD`).
 pub const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];

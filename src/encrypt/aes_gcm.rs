@@ -14,7 +14,7 @@ use crate::format::envelope::{
     TAG_LEN,
 };
 use crate::format::path::RelPath;
-use crate::sink::transform::{ChunkCtx, ChunkTransform, InverseTransform, TransformError};
+use crate::transform::{ChunkCtx, ChunkTransform, InverseTransform, TransformError};
 
 /// Derive the per-file AEAD key: HKDF-SHA256(ikm = master key, salt = file
 /// salt, info = "hotbak file key v1" || logical path).
@@ -236,7 +236,7 @@ impl Open {
                 }
                 _ if *pos == input.len() => return Ok(()),
                 State::Header => {
-                    if !crate::compress::fill(&mut self.buf, input, pos, HEADER_LEN) {
+                    if !crate::transform::fill(&mut self.buf, input, pos, HEADER_LEN) {
                         return Ok(());
                     }
                     let mut h = [0u8; HEADER_LEN];
@@ -263,7 +263,7 @@ impl Open {
                     if self.buf.is_empty() {
                         self.record_start = here;
                     }
-                    if !crate::compress::fill(&mut self.buf, input, pos, PREFIX_LEN) {
+                    if !crate::transform::fill(&mut self.buf, input, pos, PREFIX_LEN) {
                         return Ok(());
                     }
                     let max = self.file.as_ref().map_or(0, |f| f.2);
@@ -307,7 +307,7 @@ impl Open {
                         if self.buf.capacity() < len {
                             self.buf.reserve_exact(len - self.buf.len());
                         }
-                        if !crate::compress::fill(&mut self.buf, input, pos, len) {
+                        if !crate::transform::fill(&mut self.buf, input, pos, len) {
                             return Ok(());
                         }
                         let r = key.open_in_place(nonce, Aad::from(&aad[..]), &mut self.buf);

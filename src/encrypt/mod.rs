@@ -10,8 +10,6 @@
 //! `finish`. The *logical* path is the stored path without `.hbenc`.
 
 use crate::error::{Classify, ErrorClass};
-use crate::format::path::RelPath;
-use crate::sink::transform::InverseTransform;
 
 pub mod aes_gcm;
 pub mod key;
@@ -21,7 +19,7 @@ pub use self::key::{Key, KeyId, KEY_LEN};
 pub use crate::format::envelope::{MAX_RECORD_PLAINTEXT, SUFFIX};
 
 /// Errors of this module outside the streaming inverse (which returns
-/// [`crate::sink::transform::TransformError`]). Never contains key material.
+/// [`crate::transform::TransformError`]). Never contains key material.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -44,14 +42,6 @@ pub enum Error {
         /// Why (no key bytes).
         reason: String,
     },
-    /// The file was sealed with another key.
-    #[error("wrong key (key id {ours}, file was sealed with key id {theirs})")]
-    WrongKey {
-        /// Id of the key we have.
-        ours: KeyId,
-        /// Id stored in the file.
-        theirs: KeyId,
-    },
     /// Chunk size option out of range.
     #[error("encryption chunk size {0} outside 1..={MAX_RECORD_PLAINTEXT}")]
     ChunkSize(usize),
@@ -72,7 +62,6 @@ impl Classify for Error {
             Error::KeyFormat(_)
             | Error::KeyFile { .. }
             | Error::KeyEnv { .. }
-            | Error::WrongKey { .. }
             | Error::ChunkSize(_) => ErrorClass::Usage,
             Error::Envelope(_) => ErrorClass::Corrupt,
             Error::Truncated(_) => ErrorClass::Truncated,
@@ -81,39 +70,12 @@ impl Classify for Error {
     }
 }
 
-/// Check a sealed file's first bytes against `key` before streaming it, so a
-/// wrong key is a usage error (exit 2) with a clear message rather than a
-/// corrupt-input error from [`Open`].
-///
-/// # Errors
-/// [`Error::WrongKey`], or [`Error::Envelope`]/[`Error::Truncated`] for a bad header.
-pub fn check_key(key: &Key, first_bytes: &[u8]) -> Result<(), Error> {
-    let theirs = peek_key_id(first_bytes)?;
-    if theirs == key.id() {
-        Ok(())
-    } else {
-        Err(Error::WrongKey {
-            ours: key.id(),
-            theirs,
-        })
-    }
-}
-
-/// For a stored path ending in `.hbenc`: the logical path (suffix removed)
-/// and a boxed opener bound to it. `None` for any other path.
-#[must_use]
-pub fn inverse_for_suffix(
-    key: &Key,
-    stored: &RelPath,
-) -> Option<(RelPath, Box<dyn InverseTransform>)> {
-    Open::for_stored_path(key, stored).map(|(p, o)| (p, Box::new(o) as Box<dyn InverseTransform>))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::sink::transform::{ChunkCtx, ChunkTransform};
+    use crate::format::path::RelPath;
+    use crate::transform::{ChunkCtx, ChunkTransform, InverseTransform};
 
     #[test]
     fn suffix_binding_and_key_check() {
@@ -135,16 +97,16 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        let (p, mut inv) = inverse_for_suffix(&k, &stored).unwrap();
+        let (p, mut inv) = Open::for_stored_path(&k, &stored).unwrap();
         assert_eq!(p, logical);
         let mut plain = Vec::new();
         inv.update(&out, &mut plain).unwrap();
         inv.finish(&mut plain).unwrap();
         assert_eq!(plain, b"abc");
-        assert!(check_key(&k, &out).is_ok());
-        let e = check_key(&Key::from_bytes([2; 32]), &out).unwrap_err();
+        assert_eq!(peek_key_id(&out).unwrap(), k.id());
+        let (_, mut wrong) = Open::for_stored_path(&Key::from_bytes([2; 32]), &stored).unwrap();
+        let e = wrong.update(&out, &mut plain).unwrap_err();
         assert_eq!(e.class(), ErrorClass::Usage);
-        assert!(e.to_string().starts_with("wrong key (key id "));
-        assert!(inverse_for_suffix(&k, &logical).is_none());
+        assert!(Open::for_stored_path(&k, &logical).is_none());
     }
 }

@@ -6,9 +6,8 @@
 use std::sync::Arc;
 
 use super::{Error, Result};
-use crate::compress::BoundedInverse;
 use crate::format::path::RelPath;
-use crate::sink::transform::{InverseTransform, TransformError};
+use crate::transform::{BoundedInverse, InverseTransform, TransformError};
 
 /// Suffix of hotbak's encrypted files.
 pub const ENCRYPTED_SUFFIX: &str = ".hbenc";

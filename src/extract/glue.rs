@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use super::decode::{DecodeOptions, DecompressFactory};
 use crate::compress::{
-    BoundedInverse, Lz4Decompress, QpDecompress, ZstdDecompress, LZ4_SUFFIX, QP_SUFFIX, ZSTD_SUFFIX,
+    Lz4Decompress, QpDecompress, ZstdDecompress, LZ4_SUFFIX, QP_SUFFIX, ZSTD_SUFFIX,
 };
 use crate::encrypt::{Key, Open};
 use crate::error::UsageError;
-use crate::sink::transform::InverseTransform;
+use crate::transform::{BoundedInverse, InverseTransform};
 
 /// Install the decompressors, and the decryptor when a key is given
 /// (from a key file or an environment variable; never from the command line).

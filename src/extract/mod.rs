@@ -30,7 +30,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::format::manifest::{self, Manifest, StreamInfo, MANIFEST_NAME, STREAM_INFO_NAME};
 use crate::format::path::{PathError, RelPath};
 use crate::format::xbstream::{self, ChunkType, Decoder};
-use crate::sink::transform::TransformError;
+use crate::transform::TransformError;
 
 pub use at_rest::{decode_dir, AtRestPlan, AtRestSummary};
 pub use decode::{DecodeOptions, DecompressFactory, InverseFactory, ENCRYPTED_SUFFIX};

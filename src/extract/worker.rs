@@ -407,11 +407,11 @@ pub(crate) fn push(f: &mut OpenFile, input: &[u8], finish: bool) -> Result<()> {
 /// `write` is set, written.
 fn decompress_into(
     f: &mut OpenFile,
-    dec: &mut Box<dyn crate::compress::BoundedInverse>,
+    dec: &mut Box<dyn crate::transform::BoundedInverse>,
     input: &[u8],
     finish: bool,
     write: bool,
-    tf: &dyn Fn(crate::sink::transform::TransformError) -> Error,
+    tf: &dyn Fn(crate::transform::TransformError) -> Error,
 ) -> Result<()> {
     let mut rest = input;
     let mut out = Vec::with_capacity(MAX_OUT_PER_CALL.min(rest.len() * 4 + 64));

@@ -578,14 +578,6 @@ impl Session {
         Ok(s)
     }
 
-    /// A second connection with the same options.
-    ///
-    /// # Errors
-    /// As [`Session::connect`].
-    pub async fn reconnect(&self) -> Result<Session> {
-        Session::connect(&self.opts).await
-    }
-
     /// The checked server version.
     #[must_use]
     pub fn version(&self) -> &ServerVersion {
@@ -1083,23 +1075,6 @@ impl Session {
                 name: r.at(1).unwrap_or("").to_owned(),
                 engine: r.at(2).map(str::to_owned),
                 table_type: r.at(3).unwrap_or("").to_owned(),
-            })
-            .collect())
-    }
-
-    /// `SHOW OPEN TABLES WHERE In_use = 1` as (schema, table).
-    ///
-    /// # Errors
-    /// Query errors.
-    pub async fn tables_in_use(&mut self) -> Result<Vec<(String, String)>> {
-        let rows = self.query("SHOW OPEN TABLES WHERE In_use = 1").await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.at(0).unwrap_or("").to_owned(),
-                    r.at(1).unwrap_or("").to_owned(),
-                )
             })
             .collect())
     }

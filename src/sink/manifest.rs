@@ -16,7 +16,7 @@ use crate::format::path::RelPath;
 const PARALLEL_HASH_MIN: usize = 8 << 20;
 
 type RenameFn = Box<
-    dyn Fn(&FileMeta) -> std::result::Result<RelPath, super::transform::TransformError>
+    dyn Fn(&FileMeta) -> std::result::Result<RelPath, crate::transform::TransformError>
         + Send
         + Sync,
 >;

@@ -21,7 +21,6 @@
 pub mod manifest;
 pub mod runner;
 pub mod terminal;
-pub mod transform;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -125,7 +124,7 @@ pub enum Error {
         path: String,
         /// The cause.
         #[source]
-        source: transform::TransformError,
+        source: crate::transform::TransformError,
     },
     /// The graph stopped before `finish` (a producer or stage failed).
     #[error("datasink graph closed early: the backup is incomplete")]
@@ -243,12 +242,6 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Bytes written so far.
-    #[must_use]
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Close the file; returns its size.
     ///
     /// # Errors
@@ -313,7 +306,7 @@ impl Builder {
     /// Add a forward transform stage with `threads` chunks in flight;
     /// `applies` decides per file (e.g. compression skips `meta.compress == false`).
     #[must_use]
-    pub fn stage<T: transform::ChunkTransform>(
+    pub fn stage<T: crate::transform::ChunkTransform>(
         mut self,
         t: T,
         threads: usize,
@@ -326,7 +319,7 @@ impl Builder {
 
     /// Like [`Builder::stage`], re-chunking each file into `chunk`-byte pieces first.
     #[must_use]
-    pub fn stage_chunked<T: transform::ChunkTransform>(
+    pub fn stage_chunked<T: crate::transform::ChunkTransform>(
         mut self,
         t: T,
         threads: usize,

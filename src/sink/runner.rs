@@ -13,10 +13,10 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
-use super::transform::{ChunkCtx, ChunkTransform, TransformError};
 use super::{send, Error, FileId, FileMeta, Frame, Result, StageDone};
 use crate::format::path::RelPath;
 use crate::sched::Bulk;
+use crate::transform::{ChunkCtx, ChunkTransform, TransformError};
 
 type RenameFn = Arc<dyn Fn(&RelPath) -> std::result::Result<RelPath, TransformError> + Send + Sync>;
 type RunFn = Box<
@@ -64,19 +64,8 @@ impl StageSpec {
         self.name
     }
 
-    /// The name a file gets from this stage, if it applies.
-    ///
-    /// # Errors
-    /// If the renamed path is invalid.
-    pub fn stored_name(&self, meta: &FileMeta) -> std::result::Result<RelPath, TransformError> {
-        if (self.applies)(meta) {
-            (self.rename)(&meta.path)
-        } else {
-            Ok(meta.path.clone())
-        }
-    }
-
-    /// A closure computing [`Self::stored_name`], for the manifest stage.
+    /// A closure computing the name a file gets from this stage (renamed
+    /// if the stage applies to it, unchanged otherwise), for the manifest stage.
     pub fn stored_name_fn(
         &self,
     ) -> impl Fn(&FileMeta) -> std::result::Result<RelPath, TransformError> + Send + Sync + 'static
@@ -90,12 +79,6 @@ impl StageSpec {
                 Ok(m.path.clone())
             }
         }
-    }
-
-    /// Whether the stage applies to this file.
-    #[must_use]
-    pub fn applies(&self, meta: &FileMeta) -> bool {
-        (self.applies)(meta)
     }
 
     /// Run the stage.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use hotbak::compress::{Lz4Compress, Lz4Decompress, ZstdCompress, ZstdDecompress};
 use hotbak::encrypt::{Key, Open, Seal};
 use hotbak::format::path::RelPath;
-use hotbak::sink::transform::{ChunkCtx, ChunkTransform, InverseTransform};
+use hotbak::transform::{ChunkCtx, ChunkTransform, InverseTransform};
 
 const CHUNK: usize = 1 << 20;
 

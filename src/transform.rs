@@ -13,6 +13,7 @@
 //! file, which must fail if the input stopped early (missing last chunk,
 //! unfinished frame).
 
+use crate::error::{Classify, ErrorClass};
 use crate::format::path::{PathError, RelPath};
 
 /// Errors of the pure transforms.
@@ -61,9 +62,8 @@ pub enum TransformError {
     Internal(String),
 }
 
-impl crate::error::Classify for TransformError {
-    fn class(&self) -> crate::error::ErrorClass {
-        use crate::error::ErrorClass;
+impl Classify for TransformError {
+    fn class(&self) -> ErrorClass {
         match self {
             TransformError::Corrupt { .. }
             | TransformError::Limit { .. }
@@ -134,39 +134,58 @@ pub trait InverseTransform: Send {
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), TransformError>;
 }
 
-/// The identity transform: for testing the plumbing.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Identity;
-
-impl ChunkTransform for Identity {
-    type File = ();
-    fn name(&self) -> &'static str {
-        "identity"
-    }
-    fn rename(&self, path: &RelPath) -> Result<RelPath, TransformError> {
-        Ok(path.clone())
-    }
-    fn begin(&self, _path: &RelPath, _out: &mut Vec<u8>) -> Result<(), TransformError> {
-        Ok(())
-    }
-    fn apply(
-        &self,
-        _file: &(),
-        _ctx: ChunkCtx<'_>,
+/// Decoders that can stop early so that one call never produces much more
+/// than `max_out` bytes (plus at most one block). The plain
+/// [`InverseTransform::update`] consumes all its input, so its output is only
+/// bounded by the input's compression ratio; callers that must bound memory
+/// per call use this instead and re-feed the unconsumed rest.
+pub trait BoundedInverse: InverseTransform {
+    /// Consume a prefix of `input`, append output to `out`, and return how
+    /// many input bytes were consumed. Stops as soon as `out` grew by at
+    /// least `max_out` bytes. Always makes progress if `input` is non-empty
+    /// or output is pending.
+    ///
+    /// # Errors
+    /// As [`InverseTransform::update`].
+    fn update_bounded(
+        &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<(), TransformError> {
-        out.extend_from_slice(input);
-        Ok(())
-    }
+        max_out: usize,
+    ) -> Result<usize, TransformError>;
 }
 
-impl InverseTransform for Identity {
-    fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), TransformError> {
-        out.extend_from_slice(input);
-        Ok(())
+/// Copy bytes from `input[*pos..]` into `buf` until it holds `need` bytes.
+/// True when complete.
+pub(crate) fn fill(buf: &mut Vec<u8>, input: &[u8], pos: &mut usize, need: usize) -> bool {
+    if buf.len() < need {
+        let take = (need - buf.len()).min(input.len() - *pos);
+        buf.extend_from_slice(&input[*pos..*pos + take]);
+        *pos += take;
     }
-    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), TransformError> {
-        Ok(())
+    buf.len() >= need
+}
+
+/// Like [`fill`] but avoids the copy when the whole piece is in `input` and
+/// nothing is buffered. Returns the complete piece, or `None` (then the
+/// partial piece is in `buf`). The caller clears `buf` after using the piece.
+pub(crate) fn take<'a>(
+    buf: &'a mut Vec<u8>,
+    input: &'a [u8],
+    pos: &mut usize,
+    need: usize,
+) -> Option<&'a [u8]> {
+    if buf.is_empty() && input.len() - *pos >= need {
+        let s = &input[*pos..*pos + need];
+        *pos += need;
+        return Some(s);
+    }
+    if buf.capacity() < need {
+        buf.reserve_exact(need - buf.len());
+    }
+    if fill(buf, input, pos, need) {
+        Some(&buf[..])
+    } else {
+        None
     }
 }
