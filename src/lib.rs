@@ -30,6 +30,7 @@ pub mod sandbox;
 pub mod sched;
 pub mod sink;
 pub mod sys;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod transform;
 pub mod verify;

@@ -189,26 +189,18 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
         "--innodb-use-native-aio=1".to_owned(),
     ];
     if let Some(m) = mariadbd {
-        // The sandbox finds mariadbd on PATH: put the chosen binary's directory first.
         if !m.is_file() {
             return Err(Error::NotABackup {
                 dir: m.display().to_string(),
                 reason: "--mariadbd: no such file".into(),
             });
         }
-        if let Some(parent) = m.parent() {
-            let old = std::env::var_os("PATH").unwrap_or_default();
-            let mut paths = vec![parent.to_path_buf()];
-            paths.extend(std::env::split_paths(&old));
-            if let Ok(joined) = std::env::join_paths(paths) {
-                std::env::set_var("PATH", joined);
-            }
-        }
     }
-    let run_dir = tempdir_near(dir)?;
+    let run_dir = run_dir()?;
     let started = std::time::Instant::now();
     let mut opts = SandboxOptions::for_prepare(args);
     opts.buffer_pool_size = None;
+    opts.mariadbd = mariadbd.map(Path::to_path_buf);
     let result = (|| {
         let mut sb =
             Sandbox::start_on(dir, &run_dir, opts).map_err(|e| Error::Recovery(e.to_string()))?;
@@ -238,11 +230,11 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
     })
 }
 
-fn tempdir_near(dir: &Path) -> Result<PathBuf> {
-    // A short path: the socket lives there (sun_path is 108 bytes).
+/// The recovery server's directory (socket, pid file, error log): a short
+/// path in the temp dir, because the socket lives there (`sun_path` is 108 bytes).
+fn run_dir() -> Result<PathBuf> {
     let base = std::env::temp_dir().join(format!("hotbak-prepare-{}", std::process::id()));
     std::fs::create_dir_all(&base).map_err(io(&base))?;
-    let _ = dir;
     Ok(base)
 }
 

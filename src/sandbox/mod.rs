@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Classify, ErrorClass};
 
+#[cfg(feature = "testkit")]
+mod testing;
+
 /// Longest socket path accepted by the kernel (`sun_path` is 108 bytes with the NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
 
@@ -144,13 +147,11 @@ impl Classify for Error {
 
 type Result<T> = std::result::Result<T, Error>;
 
-/// The MariaDB programs a sandbox needs.
+/// The MariaDB programs a sandbox runs.
 #[derive(Clone, Debug)]
 pub struct Tools {
     /// `mariadbd`.
     pub mariadbd: PathBuf,
-    /// `mariadb-install-db`.
-    pub install_db: PathBuf,
     /// `mariadb-admin` (optional: only used as a shutdown fallback).
     pub admin: Option<PathBuf>,
 }
@@ -169,25 +170,22 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
 }
 
 impl Tools {
-    /// Look the programs up.
+    /// Look the programs up; `mariadbd` names the server binary to use
+    /// instead of the one found on `PATH`.
     ///
     /// # Errors
-    /// [`Error::ToolMissing`] naming the first program not found.
-    pub fn discover() -> Result<Tools> {
-        let mariadbd = find_tool("mariadbd")
-            .or_else(|| find_tool("mysqld"))
-            .ok_or(Error::ToolMissing { tool: "mariadbd" })?;
-        let install_db = find_tool("mariadb-install-db")
-            .or_else(|| find_tool("mysql_install_db"))
-            .ok_or(Error::ToolMissing {
-                tool: "mariadb-install-db",
-            })?;
+    /// [`Error::ToolMissing`] when no `mariadbd` is found, or the given one
+    /// is not a file.
+    pub fn discover(mariadbd: Option<&Path>) -> Result<Tools> {
+        let mariadbd = match mariadbd {
+            Some(m) if m.is_file() => m.to_owned(),
+            Some(_) => return Err(Error::ToolMissing { tool: "mariadbd" }),
+            None => find_tool("mariadbd")
+                .or_else(|| find_tool("mysqld"))
+                .ok_or(Error::ToolMissing { tool: "mariadbd" })?,
+        };
         let admin = find_tool("mariadb-admin").or_else(|| find_tool("mysqladmin"));
-        Ok(Tools {
-            mariadbd,
-            install_db,
-            admin,
-        })
+        Ok(Tools { mariadbd, admin })
     }
 }
 
@@ -210,6 +208,9 @@ pub struct SandboxOptions {
     /// `--innodb-buffer-pool-size` (bytes, or with a K/M/G suffix); `None`
     /// leaves the server default.
     pub buffer_pool_size: Option<String>,
+    /// The `mariadbd` binary to run; `None` finds it on `PATH` (or in
+    /// `/usr/sbin`, `/usr/bin`).
+    pub mariadbd: Option<PathBuf>,
 }
 
 impl Default for SandboxOptions {
@@ -221,6 +222,7 @@ impl Default for SandboxOptions {
             startup_timeout: Duration::from_secs(120),
             shutdown_timeout: Duration::from_secs(120),
             buffer_pool_size: Some("64M".to_owned()),
+            mariadbd: None,
         }
     }
 }
@@ -236,6 +238,7 @@ impl SandboxOptions {
             startup_timeout: Duration::from_secs(3600),
             shutdown_timeout: Duration::from_secs(3600),
             buffer_pool_size: None,
+            mariadbd: None,
         }
     }
 }
@@ -336,58 +339,6 @@ fn choose_socket(dir: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
 }
 
 impl Sandbox {
-    /// Create a fresh datadir `dir/data` with `mariadb-install-db` (root
-    /// without password, normal authentication, no test database), then
-    /// start the server.
-    ///
-    /// # Errors
-    /// Missing tools, install or startup failure (with the log's last lines).
-    pub fn create(dir: &Path, opts: SandboxOptions) -> Result<Sandbox> {
-        let tools = Tools::discover()?;
-        fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        let datadir = dir.join("data");
-        let log = dir.join("install-db.log");
-        let out = fs::File::create(&log).map_err(io_err("creating", &log))?;
-        let err = out.try_clone().map_err(io_err("opening", &log))?;
-        let mut cmd = Command::new(&tools.install_db);
-        cmd.arg("--no-defaults");
-        if running_as_root() {
-            cmd.arg("--user=root");
-        }
-        cmd.arg(format!("--datadir={}", datadir.display()))
-            .arg("--auth-root-authentication-method=normal")
-            .arg("--skip-test-db")
-            .arg("--innodb-use-native-aio=0")
-            // A private tmpdir: temporary tables are named after the pid, and a
-            // file left in a shared /tmp by an earlier process with the same pid
-            // makes the bootstrap fail ("Could not remove temporary table").
-            .arg(format!("--tmpdir={}", private_tmp(dir)?.display()))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let status = cmd.status().map_err(|source| Error::Spawn {
-            program: tools.install_db.clone(),
-            source,
-        })?;
-        if !status.success() {
-            // The generic advice mariadb-install-db prints last hides the cause: show the errors first.
-            let errors: String = fs::read_to_string(&log)
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.contains("ERROR") || l.contains("rror:"))
-                .take(10)
-                .map(|l| format!("{l}\n"))
-                .collect();
-            return Err(Error::InstallFailed {
-                datadir,
-                status,
-                tail: format!("{errors}{}", tail_lines(&log, LOG_TAIL_LINES)),
-                log,
-            });
-        }
-        Self::start_with(tools, dir, datadir, opts)
-    }
-
     /// Start `mariadbd` on an existing datadir (a restored or extracted
     /// backup, for prepare or verification). Socket, pid file and error log
     /// go into `dir`, which is created if needed.
@@ -395,7 +346,7 @@ impl Sandbox {
     /// # Errors
     /// Missing tools, startup failure (with the error log's last lines).
     pub fn start_on(datadir: &Path, dir: &Path, opts: SandboxOptions) -> Result<Sandbox> {
-        let tools = Tools::discover()?;
+        let tools = Tools::discover(opts.mariadbd.as_deref())?;
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         Self::start_with(tools, dir, datadir.to_owned(), opts)
     }
@@ -530,21 +481,6 @@ impl Sandbox {
             return false;
         }
         String::from_utf8_lossy(&buf).contains(READY_MARKER)
-    }
-
-    /// Restart a stopped or killed sandbox on the same datadir, socket and
-    /// (when networking) the same port.
-    ///
-    /// # Errors
-    /// As for [`Sandbox::start_on`].
-    pub fn restart(&mut self) -> Result<()> {
-        if self.is_running() {
-            self.stop()?;
-        }
-        if self.opts.networking {
-            self.opts.port = self.port;
-        }
-        self.spawn_and_wait()
     }
 
     /// Clean shutdown: SIGTERM, then wait up to the shutdown timeout
@@ -695,18 +631,6 @@ impl Sandbox {
         &self.tools
     }
 
-    /// Connection options for this sandbox: root without password over the socket.
-    #[must_use]
-    pub fn connect_options(&self) -> crate::mysql::ConnectOptions {
-        crate::mysql::ConnectOptions::socket(&self.socket, "root")
-    }
-
-    /// Connection options for this sandbox over TCP 127.0.0.1 (`None` without networking).
-    #[must_use]
-    pub fn tcp_connect_options(&self) -> Option<crate::mysql::ConnectOptions> {
-        self.port
-            .map(|p| crate::mysql::ConnectOptions::tcp("127.0.0.1", p, "root"))
-    }
 }
 
 impl Drop for Sandbox {
