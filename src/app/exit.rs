@@ -61,6 +61,17 @@ macro_rules! registry {
         fn registered() -> Vec<&'static str> {
             vec![$(std::any::type_name::<$ty>()),*]
         }
+
+        /// The registered type name of one cause.
+        #[cfg(test)]
+        fn name_of(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+            $(
+                if cause.downcast_ref::<$ty>().is_some() {
+                    return Some(std::any::type_name::<$ty>());
+                }
+            )*
+            None
+        }
     };
 }
 
@@ -79,6 +90,7 @@ registry!(
     crate::encrypt::Error,
     crate::sched::Error,
     crate::sink::Error,
+    crate::sink::safe_dir::Error,
     crate::mysql::Error,
     crate::sandbox::Error,
     crate::extract::Error,
@@ -293,6 +305,13 @@ mod tests {
             ),
             (anyhow::Error::new(crate::sink::Error::Closed), FAILED),
             (
+                anyhow::Error::new(crate::sink::safe_dir::Error::Symlink {
+                    path: "db/t.ibd".into(),
+                    at: "db".into(),
+                }),
+                FAILED,
+            ),
+            (
                 anyhow::Error::new(crate::mysql::Error::LockTimeout {
                     statement: "BACKUP STAGE BLOCK_DDL".into(),
                     waited: Duration::from_secs(1),
@@ -465,39 +484,9 @@ mod tests {
 
     /// The registered type name of the first classified cause.
     fn sample_type(err: &anyhow::Error) -> &'static str {
-        macro_rules! which {
-            ($($ty:ty),*) => {{
-                for cause in err.chain() {
-                    $(
-                        if cause.downcast_ref::<$ty>().is_some() {
-                            return std::any::type_name::<$ty>();
-                        }
-                    )*
-                }
-                panic!("unregistered sample: {err:?}")
-            }};
-        }
-        which!(
-            crate::error::UsageError,
-            path::PathError,
-            xbstream::Error,
-            manifest::Error,
-            metadata::Error,
-            envelope::Error,
-            qpress::Error,
-            crate::innodb::Error,
-            TransformError,
-            crate::compress::Error,
-            crate::encrypt::Error,
-            crate::sched::Error,
-            crate::sink::Error,
-            crate::mysql::Error,
-            crate::sandbox::Error,
-            crate::extract::Error,
-            crate::backup::Error,
-            crate::prepare::Error,
-            crate::restore::Error
-        )
+        err.chain()
+            .find_map(name_of)
+            .unwrap_or_else(|| panic!("unregistered sample: {err:?}"))
     }
 
     #[test]

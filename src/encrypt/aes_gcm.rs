@@ -87,7 +87,7 @@ impl ChunkTransform for Seal {
     type File = SealFile;
 
     fn name(&self) -> &'static str {
-        "aes256gcm"
+        super::STAGE_NAME
     }
 
     fn rename(&self, path: &RelPath) -> Result<RelPath, TransformError> {

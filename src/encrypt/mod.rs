@@ -18,6 +18,9 @@ pub use self::aes_gcm::{peek_key_id, Open, Seal, SealFile};
 pub use self::key::{Key, KeyId, KEY_LEN};
 pub use crate::format::envelope::{MAX_RECORD_PLAINTEXT, SUFFIX};
 
+/// The stage name [`Seal`] records in a stream's chain.
+pub const STAGE_NAME: &str = "aes256gcm";
+
 /// Errors of this module outside the streaming inverse (which returns
 /// [`crate::transform::TransformError`]). Never contains key material.
 #[derive(Debug, thiserror::Error)]

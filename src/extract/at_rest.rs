@@ -126,7 +126,7 @@ pub fn decode_dir(plan: &AtRestPlan) -> Result<AtRestSummary> {
         if is_enc && !plan.decrypt {
             continue;
         }
-        let (out, chain) = decode::chain(&stored, true, &opts)?;
+        let (out, chain) = decode::chain(&stored, &decode::Layers::HotbakSuffixes, &opts)?;
         if chain.decrypt.is_none() && chain.decompress.is_none() {
             continue;
         }

@@ -1,14 +1,14 @@
-//! Safe file creation under the target directory: parents created one
-//! component at a time without following symlinks, files created with
-//! `O_EXCL|O_NOFOLLOW` under a partial name, renamed when complete.
+//! xbextract's use of the safe directory writer ([`crate::sink::safe_dir`]):
+//! files written under a partial name in a staging directory and renamed
+//! when complete, MariaDB's remove/rename chunks, `--force`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::ErrorKind;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{Error, Finished, Plan, Result};
 use crate::format::path::RelPath;
+use crate::sink::safe_dir::{self, exists};
 
 /// Files being written live in `<target>/.xbextract-partial-<pid>/<n>`
 /// (same file system, so the final rename is atomic; no name can collide
@@ -25,67 +25,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Create the parent directories of `rel` under `root`, refusing symlinks.
 pub(crate) fn safe_parent(root: &Path, rel: &RelPath) -> Result<PathBuf> {
-    walk_parent(root, rel, true).map(|p| p.unwrap_or_else(|| root.to_path_buf()))
-}
-
-/// The parent directory of `rel` under `root` if it exists as real
-/// directories (no symlink on the way), without creating anything.
-fn existing_parent(root: &Path, rel: &RelPath) -> Result<Option<PathBuf>> {
-    walk_parent(root, rel, false)
-}
-
-/// Walk `rel`'s parents under `root`, refusing symlinks; a missing one is
-/// created (`create`) or ends the walk with `None`.
-fn walk_parent(root: &Path, rel: &RelPath, create: bool) -> Result<Option<PathBuf>> {
-    let mut p = root.to_path_buf();
-    let Some(parent) = rel.parent() else {
-        return Ok(Some(p));
-    };
-    for comp in parent.components() {
-        p.push(comp);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::Symlink {
-                    path: rel.to_string(),
-                    at: p.display().to_string(),
-                });
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::Io {
-                    path: p.display().to_string(),
-                    source: std::io::Error::other(format!("not a directory (needed for {rel})")),
-                })
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound && !create => return Ok(None),
-            Err(e) if e.kind() == ErrorKind::NotFound => match std::fs::create_dir(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    // Raced with another worker: re-check it is a real directory.
-                    let m = std::fs::symlink_metadata(&p).map_err(io(&p))?;
-                    if !m.is_dir() {
-                        return Err(Error::Symlink {
-                            path: rel.to_string(),
-                            at: p.display().to_string(),
-                        });
-                    }
-                }
-                Err(e) => return Err(io(&p)(e)),
-            },
-            Err(e) => return Err(io(&p)(e)),
-        }
-    }
-    Ok(Some(p))
+    Ok(safe_dir::safe_parent(root, rel)?)
 }
 
 /// Name of the per-run staging directory inside the target, for the process `pid`.
 #[must_use]
 pub fn staging_name(pid: u32) -> String {
     format!("{STAGING_PREFIX}{pid}")
-}
-
-fn exists(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok()
 }
 
 /// Create the staging directory (a fresh one: it must not exist).
@@ -105,13 +51,7 @@ pub(crate) fn create_partial(plan: &Plan, rel: &RelPath, partial: &Path) -> Resu
             path: fin.display().to_string(),
         });
     }
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(partial)
-        .map_err(io(partial))
+    Ok(safe_dir::create_new(partial, 0o640)?)
 }
 
 /// Give a complete file its final name.
@@ -143,7 +83,7 @@ pub(crate) fn apply_remove_rename(
 ) -> Result<()> {
     // Never create directories for the source: removing a file that is
     // not there is a no-op, renaming one is an error that names it.
-    if existing_parent(&plan.dir, path)?.is_none() {
+    if safe_dir::existing_parent(&plan.dir, path)?.is_none() {
         return match new_path {
             None => Ok(()),
             Some(_) => Err(io(&path.under(&plan.dir))(std::io::Error::from(
@@ -184,10 +124,5 @@ pub(crate) fn sync_dirs(plan: &Plan, done: &[Finished]) -> Result<()> {
         .filter_map(|f| f.path.under(&plan.dir).parent().map(Path::to_path_buf))
         .collect();
     dirs.push(plan.dir.clone());
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs {
-        File::open(&d).and_then(|f| f.sync_all()).map_err(io(&d))?;
-    }
-    Ok(())
+    Ok(safe_dir::sync_dirs(dirs)?)
 }

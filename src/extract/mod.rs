@@ -168,6 +168,17 @@ fn list(v: &[String]) -> String {
     s
 }
 
+impl From<crate::sink::safe_dir::Error> for Error {
+    fn from(e: crate::sink::safe_dir::Error) -> Self {
+        use crate::sink::safe_dir::Error as D;
+        match e {
+            D::Symlink { path, at } => Error::Symlink { path, at },
+            D::Exists { path } => Error::Exists { path },
+            D::Io { path, source } => Error::Io { path, source },
+        }
+    }
+}
+
 impl Classify for Error {
     fn class(&self) -> ErrorClass {
         match self {
@@ -308,6 +319,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut done: HashSet<RelPath> = HashSet::new();
     let mut first = true;
     let mut hotbak = false;
+    // A hotbak stream's files are decoded by the chain its stream info
+    // records; the stream info is gathered here as it arrives (it comes
+    // first and ends before any other file starts).
+    let mut layers = decode::Layers::Stock;
+    let mut info: Option<Vec<u8>> = None;
     let mut warnings = Vec::new();
     let mut next_worker = 0usize;
     let stream_err = |source| Error::Stream {
@@ -338,6 +354,35 @@ async fn read_loop<R: AsyncRead + Unpin>(
             if first {
                 first = false;
                 hotbak = path.as_str() == STREAM_INFO_NAME;
+                if hotbak {
+                    layers = decode::Layers::HotbakSuffixes;
+                    info = Some(Vec::new());
+                }
+            }
+            if let Some(bytes) = info.as_mut() {
+                if path.as_str() != STREAM_INFO_NAME {
+                    return Err(Error::Manifest(format!(
+                        "{path} starts at stream offset {offset}, before the stream info ends"
+                    )));
+                }
+                match chunk.ty {
+                    ChunkType::Payload => {
+                        bytes.extend_from_slice(&chunk.payload);
+                        if bytes.len() > manifest::MAX_MANIFEST_LEN {
+                            return Err(manifest::Error::TooLarge {
+                                what: "stream info",
+                                len: bytes.len(),
+                            }
+                            .into());
+                        }
+                    }
+                    ChunkType::Eof => {
+                        let recorded = StreamInfo::from_bytes(bytes)?;
+                        layers = decode::Layers::Recorded(recorded.chain.into());
+                        info = None;
+                    }
+                    _ => {}
+                }
             }
             match chunk.ty {
                 ChunkType::Payload | ChunkType::Eof => {
@@ -356,7 +401,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                 w,
                                 worker::Msg::Open {
                                     path: path.clone(),
-                                    hotbak,
+                                    layers: layers.clone(),
                                 },
                             )
                             .await?;

@@ -19,9 +19,17 @@ use crate::format::path::RelPath;
 
 /// Messages from the reader.
 pub(crate) enum Msg {
-    Open { path: RelPath, hotbak: bool },
-    Data { path: RelPath, bytes: Bytes },
-    Close { path: RelPath },
+    Open {
+        path: RelPath,
+        layers: decode::Layers,
+    },
+    Data {
+        path: RelPath,
+        bytes: Bytes,
+    },
+    Close {
+        path: RelPath,
+    },
     Barrier(oneshot::Sender<()>),
 }
 
@@ -286,8 +294,9 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
             Msg::Barrier(tx) => {
                 let _ = tx.send(());
             }
-            Msg::Open { path, hotbak } => {
-                let (out, chain) = decode::chain(&path, hotbak, &plan.decode)?;
+            Msg::Open { path, layers } => {
+                let (out, chain) = decode::chain(&path, &layers, &plan.decode)?;
+                let hotbak = layers.is_hotbak();
                 let (file, partial) = if plan.list {
                     (None, None)
                 } else {

@@ -630,7 +630,6 @@ impl Sandbox {
     pub fn tools(&self) -> &Tools {
         &self.tools
     }
-
 }
 
 impl Drop for Sandbox {

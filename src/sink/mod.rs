@@ -20,6 +20,7 @@
 
 pub mod manifest;
 pub mod runner;
+pub mod safe_dir;
 pub mod terminal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,6 +139,9 @@ pub enum Error {
     /// A task panicked.
     #[error("datasink task failed: {0}")]
     Task(String),
+    /// The directory writer refused or failed (`--target-dir`).
+    #[error(transparent)]
+    Dir(#[from] safe_dir::Error),
 }
 
 impl Classify for Error {
@@ -145,6 +149,7 @@ impl Classify for Error {
         match self {
             Error::Io { .. } => ErrorClass::Io,
             Error::Transform { source, .. } => source.class(),
+            Error::Dir(e) => e.class(),
             _ => ErrorClass::Failed,
         }
     }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
-use super::{Error, FileId, Frame, Report, Result, StageDone};
+use super::{safe_dir, Error, FileId, Frame, Report, Result, StageDone};
 use crate::format::path::RelPath;
 use crate::format::xbstream;
 
@@ -358,21 +358,13 @@ impl DirSink {
     }
 
     async fn open(&mut self, id: FileId, path: RelPath) -> Result<()> {
-        let full = path.under(&self.root);
-        let io = |source| Error::Io {
-            dest: full.display().to_string(),
-            source,
-        };
-        if let Some(parent) = full.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(io)?;
-        }
-        let f = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&full)
+        let (root, rel) = (self.root.clone(), path.clone());
+        // Parents one component at a time, never through a symlink; the
+        // file with O_EXCL|O_NOFOLLOW (mode as tokio's default, before umask).
+        let f = tokio::task::spawn_blocking(move || safe_dir::create_under(&root, &rel, 0o666))
             .await
-            .map_err(io)?;
-        self.files.insert(id, (path, f));
+            .map_err(|e| Error::Task(e.to_string()))??;
+        self.files.insert(id, (path, tokio::fs::File::from_std(f)));
         Ok(())
     }
 
@@ -404,30 +396,15 @@ impl DirSink {
         if !self.sync {
             return Ok(());
         }
-        let root = self.root.clone();
-        let dirs: Vec<PathBuf> = {
-            let mut d: Vec<PathBuf> = self
-                .written
-                .iter()
-                .filter_map(|p| p.parent().map(Path::to_path_buf))
-                .collect();
-            d.push(root.clone());
-            d.sort();
-            d.dedup();
-            d
-        };
-        tokio::task::spawn_blocking(move || {
-            for d in dirs {
-                std::fs::File::open(&d)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|source| Error::Io {
-                        dest: d.display().to_string(),
-                        source,
-                    })?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
+        let mut dirs: Vec<PathBuf> = self
+            .written
+            .iter()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.push(self.root.clone());
+        tokio::task::spawn_blocking(move || safe_dir::sync_dirs(dirs))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        Ok(())
     }
 }
