@@ -2,17 +2,28 @@
 //! (`hotbak` and `xbextract`).
 //!
 //! ```text
-//!  sources (tokio tasks)           datasink graph (bounded channels)              terminal sink
+//!  sources (tokio tasks)           datasink graph (bounded channels)                    terminal sink
 //!  redo follower ─┐
-//!  InnoDB copiers ├─ Frame{Open,Data,Close} ─> [compress] ─> [encrypt] ─> [manifest] ─> xbstream writer ─> stdout / TCP / file
-//!  non-tx copier  │                                                                 └> directory writer
-//!  metadata ──────┘                                                                 └> null
+//!  InnoDB copiers ├─ Frame{Open,Data,Close} ─> [manifest] ─> [compress] ─> [encrypt] ─> xbstream writer ─> stdout / TCP / file
+//!  non-tx copier  │   (plaintext hashed first; stream info      (each stage optional)  └> directory writer (sink::safe_dir)
+//!  metadata ──────┘    opens the stream, manifest ends it)                              └> null
 //! ```
+//!
+//! Layers, top first; a module imports only its own layer (without a cycle)
+//! and the layers below (checked by a unit test in `app::layers`; see
+//! `DEVELOPERS.md`):
+//!
+//! binaries → [`app`] → engines ([`backup`], [`prepare`], [`restore`],
+//! [`extract`]) → infrastructure ([`sink`], [`mysql`], [`sandbox`] (the
+//! `mariadbd` runner), [`sched`]) → codecs ([`compress`], [`encrypt`]) →
+//! [`transform`] traits → formats ([`format`], [`innodb`]) → [`error`],
+//! [`sys`].
 //!
 //! Pure, synchronous cores (no I/O): [`format`] (xbstream, manifest, crypt
 //! envelope, metadata files, paths), [`innodb`] (pages, redo), the
-//! transforms in [`compress`] and [`encrypt`]. Async edges: [`sink`],
-//! [`extract`], [`backup`], [`mysql`].
+//! transforms in [`compress`] and [`encrypt`]. `testkit` (workload and
+//! checks for the tests and the demo) exists only with the `testkit`
+//! feature.
 
 pub mod app;
 pub mod backup;

@@ -1,6 +1,6 @@
 //! xbextract: a strict, fast drop-in for `mbstream -x` / `xbstream -x`.
 //!
-//! Exit codes: see `hotbak::error::code` (0 ok, 1 failed, 2 usage,
+//! Exit codes: see `hotbak::app::exit::code` (0 ok, 1 failed, 2 usage,
 //! 3 corrupt or truncated input, 4 server).
 
 use std::path::PathBuf;

@@ -1,6 +1,8 @@
-//! The one integration test binary. Topic modules:
+//! The one integration test binary (built with the `testkit` feature, which
+//! the dev-dependency on this package turns on). Topic modules:
 //! - `support`: tool lookup (fails instead of skipping under HOTBAK_REQUIRE_TOOLS=1), temp dirs, binaries.
-//! - `xbstream_interop`, `extract_cli`, `truncation`: the container and xbextract (issue 2).
+//! - `xb_interop`, `xb_hostile`, `xb_truncation`: the container and xbextract (issue 2).
+//! - `xb_graph`: the datasink graph and the extractor as a library.
 //! - `mysql_session`: the server session against a throwaway server.
 //! - `transforms`: compression and encryption through the binaries.
 //! - `backup_e2e`: hot backup under writes, prepare, restore.
