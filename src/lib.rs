@@ -27,7 +27,6 @@
 
 pub mod app;
 pub mod backup;
-pub mod cli;
 pub mod compress;
 pub mod encrypt;
 pub mod error;

@@ -23,7 +23,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::PrepareArgs;
 use crate::error::{Classify, ErrorClass};
 use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints};
 use crate::sandbox::{Sandbox, SandboxOptions};
@@ -93,28 +92,6 @@ pub struct PrepareReport {
     pub link_files: usize,
     /// Redo `FILE_*` names outside the backup rewritten to names inside it.
     pub relocated_names: usize,
-}
-
-/// CLI entry.
-///
-/// # Errors
-/// See [`prepare`].
-pub async fn run_cli(args: PrepareArgs) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let r = tokio::task::spawn_blocking(move || {
-        prepare(&args.target_dir, args.mariadbd.as_deref(), &args.use_memory)
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
-    eprintln!(
-        "hotbak: prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
-        r.markers,
-        r.link_files,
-        r.relocated_names,
-        r.recovery_secs,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 fn read_text(p: &Path) -> Result<String> {

@@ -15,7 +15,6 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use crate::cli::RestoreArgs;
 use crate::error::{Classify, ErrorClass};
 use crate::format::links::{LinkKind, Links, LINKS_NAME};
 use crate::format::manifest::{MANIFEST_NAME, STREAM_INFO_NAME};
@@ -70,35 +69,6 @@ const SKIP: &[&str] = &[
     STREAM_INFO_NAME,
     LINKS_NAME,
 ];
-
-/// CLI entry.
-///
-/// # Errors
-/// See [`restore`].
-pub async fn run_cli(args: RestoreArgs) -> anyhow::Result<()> {
-    let n = tokio::task::spawn_blocking(move || {
-        restore(
-            &args.target_dir,
-            &args.datadir,
-            &Options {
-                move_back: args.move_back,
-                owner: args.owner,
-                into_datadir: args.into_datadir,
-            },
-        )
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("restore task failed: {e}"))??;
-    if n.outside > 0 {
-        eprintln!(
-            "hotbak: restore done: {} files in place, {} of them outside the datadir (their recorded places)",
-            n.files, n.outside
-        );
-    } else {
-        eprintln!("hotbak: restore done: {} files in place", n.files);
-    }
-    Ok(())
-}
 
 /// Resolve USER[:GROUP] to ids.
 fn owner_ids(spec: &str) -> Result<(u32, u32)> {

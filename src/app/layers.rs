@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// `src/main.rs` and `src/bin/`, which import the library as `hotbak::`.
 pub const LAYERS: &[(&str, &[&str])] = &[
     ("binaries", &["bin"]),
-    ("application and test support", &["app", "cli", "testkit"]),
+    ("application and test support", &["app", "testkit"]),
     ("engines", &["backup", "prepare", "restore", "extract"]),
     ("infrastructure", &["sink", "mysql", "sandbox", "sched"]),
     ("codecs", &["compress", "encrypt"]),

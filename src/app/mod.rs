@@ -1,10 +1,132 @@
 //! The application layer: what the binaries share above the engines.
 //!
+//! - [`args`]: `hotbak`'s command line (clap types, plain data).
+//! - [`plan`]: arguments checked and converted into the engines' plans
+//!   (library types only; no engine sees a clap type).
 //! - [`exit`]: error classes to the one exit-code table, and the one-line
 //!   rendering of an error chain.
+//! - [`main_with`]: the binaries' common edge; [`run`]: `hotbak`'s dispatch.
 //! - `layers` (tests only): the check that imports obey the layer order.
 //!
 //! Nothing below this layer imports it (see `DEVELOPERS.md`).
 
+pub mod args;
 pub mod exit;
 mod layers;
+pub mod plan;
+
+use args::{Cli, Command};
+
+/// `hotbak`: convert the arguments into a plan and run the engine.
+///
+/// # Errors
+/// Usage errors from the conversion; the engine's failure.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Backup(a) => {
+            let report = crate::backup::execute(plan::backup(*a)?).await?;
+            eprintln!("{report}");
+            Ok(())
+        }
+        Command::Prepare(a) => prepare(a).await,
+        Command::Restore(a) => restore(a).await,
+        Command::Verify(a) => verify(a).await,
+    }
+}
+
+/// `hotbak verify`: the blocking engine on a blocking thread.
+async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
+    let plan = crate::verify::VerifyPlan {
+        target_dir: args.target_dir,
+        parallel: args.parallel.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        }),
+    };
+    tokio::task::spawn_blocking(move || crate::verify::run(&plan))
+        .await
+        .map_err(|e| anyhow::anyhow!("verify task failed: {e}"))??;
+    Ok(())
+}
+
+/// `hotbak prepare`: the blocking engine on a blocking thread, then the summary.
+async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let r = tokio::task::spawn_blocking(move || {
+        crate::prepare::prepare(&args.target_dir, args.mariadbd.as_deref(), &args.use_memory)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
+    eprintln!(
+        "hotbak: prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
+        r.markers,
+        r.link_files,
+        r.relocated_names,
+        r.recovery_secs,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `hotbak restore`: the blocking engine on a blocking thread, then the summary.
+async fn restore(args: args::RestoreArgs) -> anyhow::Result<()> {
+    let n = tokio::task::spawn_blocking(move || {
+        crate::restore::restore(
+            &args.target_dir,
+            &args.datadir,
+            &crate::restore::Options {
+                move_back: args.move_back,
+                owner: args.owner,
+                into_datadir: args.into_datadir,
+            },
+        )
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("restore task failed: {e}"))??;
+    if n.outside > 0 {
+        eprintln!(
+            "hotbak: restore done: {} files in place, {} of them outside the datadir (their recorded places)",
+            n.files, n.outside
+        );
+    } else {
+        eprintln!("hotbak: restore done: {} files in place", n.files);
+    }
+    Ok(())
+}
+
+/// The binaries' common edge: parse the arguments (exit 2 on a usage error,
+/// 0 for `--help`), run `body` on a multi-threaded runtime, and map an error
+/// to the exit-code table, printing it as `NAME: error: ...`.
+pub fn main_with<T, F, Fut>(name: &str, body: F) -> std::process::ExitCode
+where
+    T: clap::Parser,
+    F: FnOnce(T) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use std::process::ExitCode;
+    let args = match T::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    crate::sys::keep_freed_buffers();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(body(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: error: {}", exit::render(&e));
+            ExitCode::from(u8::try_from(exit::exit_code(&e)).unwrap_or(1))
+        }
+    }
+}

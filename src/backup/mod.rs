@@ -29,23 +29,25 @@ pub mod catalog;
 pub mod datafiles;
 mod direct;
 pub mod load;
+mod plan;
 pub mod progress;
 pub mod redo;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::cli::{BackupArgs, CompressArg, LockMode, QueryTypeArg};
-use crate::error::{Classify, ErrorClass, UsageError};
+use crate::compress::Algorithm;
+use crate::error::{Classify, ErrorClass};
 use crate::format::metadata::{BackupType, Checkpoints, XtrabackupInfo};
 use crate::format::path::RelPath;
 use crate::innodb::Lsn;
-use crate::mysql::{ConnectOptions, Defaults, LockPolicy, Password, QueryType, Session};
+use crate::mysql::{LockPolicy, Session};
 use crate::sched::{Bulk, Priority};
 use crate::sink::{FileMeta, GraphInput, Output, Pipeline};
+pub use plan::{BackupPlan, Compression, Destination, LockMode};
+pub use progress::ProgressMode;
 use progress::{human, Progress};
 
 /// Errors of the backup.
@@ -116,218 +118,11 @@ impl Error {
     }
 }
 
-/// Where the stream goes.
-#[derive(Debug, Clone)]
-pub enum Destination {
-    /// Plain files.
-    Dir(PathBuf),
-    /// xbstream on stdout.
-    Stdout,
-    /// xbstream over TCP.
-    Tcp(String),
-}
-
-/// A validated backup plan.
-pub struct BackupPlan {
-    /// Destination.
-    pub dest: Destination,
-    /// Connection.
-    pub conn: ConnectOptions,
-    /// Copy workers.
-    pub parallel: usize,
-    /// Lock mode (`None` = `--no-lock`).
-    pub lock: Option<LockMode>,
-    /// Long-query policy.
-    pub policy: LockPolicy,
-    /// Session `lock_wait_timeout`.
-    pub lock_wait_timeout: u64,
-    /// `--slave-info`.
-    pub slave_info: bool,
-    /// `--safe-slave-backup` with its timeout.
-    pub safe_slave: Option<Duration>,
-    /// Redo poll interval.
-    pub log_copy_interval: Duration,
-    /// Redo headroom warning threshold (percent of capacity).
-    pub redo_warn_percent: u64,
-    /// Compression: algorithm, level, threads, chunk size.
-    pub compress: Option<(CompressArg, i32, usize, usize)>,
-    /// Encryption key.
-    pub key: Option<crate::encrypt::Key>,
-    /// Data-file read rate limit, MB/s (0 = none).
-    pub max_rate: u64,
-    /// Data-file read rate limit while the server is busy, MB/s (0 = none).
-    pub max_rate_busy: u64,
-    /// Scheduling of the bulk work (data-file reads and transforms).
-    pub priority: crate::sched::Priority,
-    /// Progress display.
-    pub progress: crate::cli::ProgressArg,
-    /// The command line, with secrets masked (for `xtrabackup_info`).
-    pub command_line: String,
-}
-
-fn qt(q: QueryTypeArg) -> QueryType {
-    match q {
-        QueryTypeArg::All => QueryType::All,
-        QueryTypeArg::Select => QueryType::Select,
-        QueryTypeArg::Update => QueryType::Update,
-    }
-}
-
-impl BackupPlan {
-    /// Validate the arguments.
-    ///
-    /// # Errors
-    /// [`UsageError`] naming the option; option-file errors.
-    pub fn from_args(a: BackupArgs) -> anyhow::Result<Self> {
-        let dest = match (&a.target_dir, &a.stream, &a.stream_to) {
-            (Some(d), None, None) => Destination::Dir(d.clone()),
-            (None, Some(f), None) => {
-                if f != "xbstream" && f != "mbstream" {
-                    return Err(
-                        UsageError(format!("--stream={f}: only xbstream is supported")).into(),
-                    );
-                }
-                Destination::Stdout
-            }
-            (None, None, Some(t)) => {
-                let addr = t.strip_prefix("tcp://").ok_or_else(|| {
-                    UsageError(format!("--stream-to {t}: expected tcp://HOST:PORT"))
-                })?;
-                Destination::Tcp(addr.to_owned())
-            }
-            (None, None, None) => {
-                return Err(UsageError(
-                    "give one of --target-dir DIR, --stream, or --stream-to tcp://HOST:PORT".into(),
-                )
-                .into())
-            }
-            _ => {
-                return Err(UsageError(
-                    "--target-dir, --stream and --stream-to are exclusive".into(),
-                )
-                .into())
-            }
-        };
-        let defaults = if a.conn.no_defaults {
-            Defaults::None
-        } else if let Some(f) = &a.conn.defaults_file {
-            Defaults::File(f.clone())
-        } else {
-            Defaults::Standard
-        };
-        let mut conn = ConnectOptions::default().with_defaults(&defaults)?;
-        if let Some(h) = &a.conn.host {
-            conn.host = Some(h.clone());
-        }
-        if let Some(p) = a.conn.port {
-            conn.port = Some(p);
-        }
-        if let Some(s) = &a.conn.socket {
-            conn.socket = Some(s.clone());
-        }
-        if let Some(u) = &a.conn.user {
-            conn.user = Some(u.clone());
-        }
-        if let Some(p) = &a.conn.password {
-            conn.password = Some(Password::new(p.clone()));
-        }
-        if a.parallel == 0 {
-            return Err(UsageError("--parallel must be at least 1".into()).into());
-        }
-        let key = match (&a.encrypt, &a.encrypt_key_file, &a.encrypt_key_env) {
-            (None, None, None) => None,
-            (None, _, _) => {
-                return Err(UsageError(
-                    "--encrypt-key-file/--encrypt-key-env need --encrypt".into(),
-                )
-                .into())
-            }
-            (Some(alg), f, e) => {
-                let norm = alg.to_ascii_uppercase().replace(['-', '_'], "");
-                if norm != "AES256GCM" && norm != "AES256" {
-                    return Err(UsageError(format!(
-                        "--encrypt={alg}: only AES256-GCM is supported"
-                    ))
-                    .into());
-                }
-                Some(match (f, e) {
-                    (Some(f), None) => crate::encrypt::Key::from_file(f)?,
-                    (None, Some(v)) => crate::encrypt::Key::from_env(v)?,
-                    _ => return Err(UsageError(
-                        "--encrypt needs exactly one of --encrypt-key-file or --encrypt-key-env"
-                            .into(),
-                    )
-                    .into()),
-                })
-            }
-        };
-        let threads = a
-            .compress_threads
-            .unwrap_or_else(|| {
-                // Twice the cores: a compressor that waits for its input or
-                // for the kernel leaves a core idle otherwise (measured: 6%
-                // faster on 2 cores than one thread per core).
-                2 * std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-            })
-            .max(1);
-        if a.compress.is_some()
-            && (a.compress_chunk_size < 4096 || a.compress_chunk_size > crate::sink::MAX_FRAME_LEN)
-        {
-            return Err(UsageError(format!(
-                "--compress-chunk-size must be between 4096 and {}",
-                crate::sink::MAX_FRAME_LEN
-            ))
-            .into());
-        }
-        if a.compress == Some(CompressArg::Zstd) {
-            crate::compress::ZstdCompress::new(a.compress_level)
-                .map_err(|e| UsageError(format!("--compress-level {}: {e}", a.compress_level)))?;
-        }
-        let lock = if a.no_lock { None } else { Some(a.lock) };
-        Ok(BackupPlan {
-            dest,
-            conn,
-            parallel: a.parallel,
-            lock,
-            policy: LockPolicy {
-                ftwrl_wait_timeout: Duration::from_secs(a.ftwrl_wait_timeout),
-                ftwrl_wait_threshold: a.ftwrl_wait_threshold,
-                ftwrl_wait_query_type: qt(a.ftwrl_wait_query_type),
-                kill_long_queries_timeout: Duration::from_secs(a.kill_long_queries_timeout),
-                kill_long_query_type: qt(a.kill_long_query_type),
-                ..LockPolicy::default()
-            },
-            lock_wait_timeout: a.lock_wait_timeout,
-            slave_info: a.slave_info,
-            safe_slave: a
-                .safe_slave_backup
-                .then(|| Duration::from_secs(a.safe_slave_backup_timeout)),
-            log_copy_interval: Duration::from_millis(a.log_copy_interval.max(10)),
-            redo_warn_percent: a.redo_warn_percent,
-            compress: a
-                .compress
-                .map(|c| (c, a.compress_level, threads, a.compress_chunk_size)),
-            key,
-            max_rate: a.max_rate,
-            max_rate_busy: a.max_rate_busy,
-            priority: match a.priority {
-                crate::cli::PriorityArg::Idle => crate::sched::Priority::Idle,
-                crate::cli::PriorityArg::Normal => crate::sched::Priority::Normal,
-            },
-            progress: a.progress,
-            command_line: crate::format::metadata::mask_command_line(
-                &std::env::args().collect::<Vec<_>>(),
-            ),
-        })
-    }
-}
-
-/// CLI entry.
+/// Open the plan's destination and run the backup into it.
 ///
 /// # Errors
-/// Any backup failure.
-pub async fn run_cli(args: BackupArgs) -> anyhow::Result<()> {
-    let plan = BackupPlan::from_args(args)?;
+/// Connecting to a `--stream-to` address; any [`Error`] of [`run`].
+pub async fn execute(plan: BackupPlan) -> Result<BackupReport, Error> {
     let output = match &plan.dest {
         Destination::Dir(d) => Output::Dir {
             root: d.clone(),
@@ -348,9 +143,7 @@ pub async fn run_cli(args: BackupArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let report = run(plan, output).await?;
-    eprintln!("{report}");
-    Ok(())
+    run(plan, output).await
 }
 
 /// What the backup did (the one-screen summary).
@@ -421,14 +214,15 @@ impl std::fmt::Display for BackupReport {
 
 fn build_pipeline(plan: &BackupPlan, output: Output, exec: &Bulk) -> (GraphInput, Pipeline) {
     let mut b = Pipeline::builder().executor(exec.clone());
-    if let Some((alg, level, threads, chunk)) = plan.compress {
-        match alg {
-            CompressArg::Zstd => {
-                let z = crate::compress::ZstdCompress::new(level)
-                    .expect("level validated in from_args");
+    if let Some(c) = plan.compress {
+        let (threads, chunk) = (c.threads, c.chunk);
+        match c.algorithm {
+            Algorithm::Zstd => {
+                let z = crate::compress::ZstdCompress::new(c.level)
+                    .expect("level validated when the plan was built");
                 b = b.stage_chunked(z, threads, chunk, |m| m.compress);
             }
-            CompressArg::Lz4 => {
+            Algorithm::Lz4 => {
                 b = b.stage_chunked(crate::compress::Lz4Compress::new(), threads, chunk, |m| {
                     m.compress
                 })
@@ -470,7 +264,7 @@ pub async fn run(plan: BackupPlan, output: Output) -> Result<BackupReport, Error
         Destination::Tcp(a) => format!("tcp://{a} (xbstream)"),
     };
     let progress = Arc::new(Progress::new(plan.progress));
-    let threads = plan.parallel.max(plan.compress.map_or(1, |c| c.2));
+    let threads = plan.parallel.max(plan.compress.map_or(1, |c| c.threads));
     // Reads get idle-class threads of their own (one per read in flight), so
     // they never queue behind compression.
     let exec = Bulk::with_io(

@@ -7,7 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::cli::ProgressArg;
+/// Which progress display to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// A bar on a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// Plain lines.
+    Lines,
+    /// Nothing but the summary.
+    Quiet,
+}
 
 /// Shared counters.
 pub struct Progress {
@@ -50,11 +60,11 @@ pub fn human(b: u64) -> String {
 impl Progress {
     /// New progress for the chosen display.
     #[must_use]
-    pub fn new(arg: ProgressArg) -> Self {
-        let mode = match arg {
-            ProgressArg::None => Mode::Quiet,
-            ProgressArg::Lines => Mode::Lines,
-            ProgressArg::Auto => {
+    pub fn new(wanted: ProgressMode) -> Self {
+        let mode = match wanted {
+            ProgressMode::Quiet => Mode::Quiet,
+            ProgressMode::Lines => Mode::Lines,
+            ProgressMode::Auto => {
                 if std::io::stderr().is_terminal() {
                     Mode::Bar
                 } else {

@@ -77,7 +77,7 @@ struct Args {
 const READ_PIECE: usize = hotbak::format::xbstream::DEFAULT_CHUNK_LEN;
 
 fn main() -> ExitCode {
-    hotbak::cli::main_with("xbextract", run)
+    hotbak::app::main_with("xbextract", run)
 }
 
 async fn run(args: Args) -> Result<()> {

@@ -1,5 +1,5 @@
-//! Command-line arguments of `hotbak` (clap derive, plain data). Validation
-//! into plans happens in the command modules.
+//! Command-line arguments of `hotbak` (clap derive, plain data). The
+//! conversion into the engines' plans is in [`super::plan`].
 
 use std::path::PathBuf;
 
@@ -252,42 +252,4 @@ pub struct RestoreArgs {
     /// places; `.isl` link files are rewritten to name the copies.
     #[arg(long)]
     pub into_datadir: bool,
-}
-
-/// The binaries' common edge: parse the arguments (exit 2 on a usage error,
-/// 0 for `--help`), run `body` on a multi-threaded runtime, and map an error
-/// to the exit-code table, printing it as `NAME: error: ...`.
-pub fn main_with<T, F, Fut>(name: &str, body: F) -> std::process::ExitCode
-where
-    T: Parser,
-    F: FnOnce(T) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    use std::process::ExitCode;
-    let args = match T::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    crate::sys::keep_freed_buffers();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{name}: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match rt.block_on(body(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: error: {}", crate::app::exit::render(&e));
-            ExitCode::from(u8::try_from(crate::app::exit::exit_code(&e)).unwrap_or(1))
-        }
-    }
 }

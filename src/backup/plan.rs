@@ -1,0 +1,84 @@
+//! What a backup is asked to do, in library types (the application layer
+//! builds it from the command line; nothing here knows clap).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::progress::ProgressMode;
+use crate::compress::Algorithm;
+use crate::mysql::{ConnectOptions, LockPolicy};
+use crate::sched::Priority;
+
+/// Where the stream goes.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// Plain files.
+    Dir(PathBuf),
+    /// xbstream on stdout.
+    Stdout,
+    /// xbstream over TCP.
+    Tcp(String),
+}
+
+/// How the backup blocks the server's writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LockMode {
+    /// MariaDB `BACKUP STAGE` (default): BLOCK_DDL over the copy,
+    /// BLOCK_COMMIT for the final step.
+    #[default]
+    BackupStage,
+    /// `FLUSH TABLES WITH READ LOCK` for the final step and the
+    /// non-InnoDB files.
+    Ftwrl,
+}
+
+/// The compression stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compression {
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Level (checked against the algorithm's range when the plan is built).
+    pub level: i32,
+    /// Compression threads.
+    pub threads: usize,
+    /// Bytes of input per compressed frame.
+    pub chunk: usize,
+}
+
+/// A validated backup plan.
+pub struct BackupPlan {
+    /// Destination.
+    pub dest: Destination,
+    /// Connection.
+    pub conn: ConnectOptions,
+    /// Copy workers.
+    pub parallel: usize,
+    /// Lock mode (`None` = `--no-lock`).
+    pub lock: Option<LockMode>,
+    /// Long-query policy.
+    pub policy: LockPolicy,
+    /// Session `lock_wait_timeout`.
+    pub lock_wait_timeout: u64,
+    /// `--slave-info`.
+    pub slave_info: bool,
+    /// `--safe-slave-backup` with its timeout.
+    pub safe_slave: Option<Duration>,
+    /// Redo poll interval.
+    pub log_copy_interval: Duration,
+    /// Redo headroom warning threshold (percent of capacity).
+    pub redo_warn_percent: u64,
+    /// Compression, if any.
+    pub compress: Option<Compression>,
+    /// Encryption key.
+    pub key: Option<crate::encrypt::Key>,
+    /// Data-file read rate limit, MB/s (0 = none).
+    pub max_rate: u64,
+    /// Data-file read rate limit while the server is busy, MB/s (0 = none).
+    pub max_rate_busy: u64,
+    /// Scheduling of the bulk work (data-file reads and transforms).
+    pub priority: Priority,
+    /// Progress display.
+    pub progress: ProgressMode,
+    /// The command line, with secrets masked (for `xtrabackup_info`).
+    pub command_line: String,
+}
