@@ -1,0 +1,122 @@
+//! Step 5 of the sequence: the metadata files in mariabackup's format
+//! (`xtrabackup_binlog_info`, `xtrabackup_slave_info`,
+//! `xtrabackup_checkpoints`, `backup-my.cnf`, `xtrabackup_info`) and
+//! hotbak's record of the places outside the datadir (`hotbak_links`).
+//! They come last, before the graph's manifest.
+
+use bytes::Bytes;
+
+use super::phases::{CommitPoint, CopyCtx};
+use super::{BackupReport, Destination, Error};
+use crate::format::links::{Link, Links, LINKS_NAME, LINKS_VERSION};
+use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints, XtrabackupInfo};
+use crate::format::path::RelPath;
+use crate::sink::{FileMeta, GraphInput};
+
+async fn write_meta(
+    input: &GraphInput,
+    name: &str,
+    text: String,
+    compress: bool,
+) -> Result<(), Error> {
+    let p = RelPath::new(name).map_err(|e| Error::Layout(e.to_string()))?;
+    let meta = if compress {
+        FileMeta::new(p)
+    } else {
+        FileMeta::uncompressed(p)
+    };
+    input.write_file(meta, Bytes::from(text)).await?;
+    Ok(())
+}
+
+/// Write every metadata file of the consistent point `c` and fill the
+/// report's LSNs and binlog position.
+pub(super) async fn write_all(
+    ctx: &CopyCtx<'_>,
+    c: &CommitPoint,
+    links: Vec<Link>,
+    report: &mut BackupReport,
+) -> Result<(), Error> {
+    let &CopyCtx {
+        plan,
+        input,
+        info,
+        start_time,
+        ..
+    } = ctx;
+    if let Some(b) = &c.binlog {
+        write_meta(
+            input,
+            "xtrabackup_binlog_info",
+            b.binlog_info().render(),
+            true,
+        )
+        .await?;
+        report.binlog = Some(b.binlog_info().render().trim_end().to_owned());
+    }
+    if let Some(si) = &c.slave {
+        write_meta(input, "xtrabackup_slave_info", si.sql.clone(), true).await?;
+    }
+    if !links.is_empty() {
+        let l = Links {
+            version: LINKS_VERSION,
+            datadir: info.datadir.display().to_string(),
+            links,
+        };
+        write_meta(input, LINKS_NAME, l.render(), false).await?;
+    }
+    let ck = Checkpoints {
+        backup_type: BackupType::FullBackuped,
+        from_lsn: 0,
+        to_lsn: c.to_lsn.0,
+        last_lsn: c.redo.last_lsn.0,
+        recover_binlog_info: false,
+    };
+    write_meta(input, Checkpoints::FILE, ck.render(), false).await?;
+    write_meta(
+        input,
+        BackupMyCnf::FILE,
+        info.backup_my_cnf().render(),
+        true,
+    )
+    .await?;
+    let end_time = chrono::Local::now();
+    let xi = XtrabackupInfo {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        name: String::new(),
+        tool_name: "hotbak".into(),
+        tool_command: plan.command_line.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        ibbackup_version: env!("CARGO_PKG_VERSION").into(),
+        server_version: info.version.clone(),
+        start_time: crate::format::metadata::format_time(&start_time),
+        end_time: crate::format::metadata::format_time(&end_time),
+        lock_time: i64::try_from(report.ddl_lock.as_secs()).unwrap_or(0),
+        binlog_pos: c
+            .binlog
+            .as_ref()
+            .map(|b| b.binlog_info().binlog_pos_text())
+            .unwrap_or_default(),
+        innodb_from_lsn: 0,
+        innodb_to_lsn: c.to_lsn.0,
+        partial: false,
+        incremental: false,
+        format: if matches!(plan.dest, Destination::Dir(_)) {
+            "file".into()
+        } else {
+            "xbstream".into()
+        },
+        compressed: if plan.compress.is_some() {
+            "compressed".into()
+        } else {
+            "N".into()
+        },
+        extra: Vec::new(),
+    };
+    write_meta(input, XtrabackupInfo::FILE, xi.render(), true).await?;
+    report.first_lsn = c.redo.first_lsn.0;
+    report.last_lsn = c.redo.last_lsn.0;
+    report.to_lsn = c.to_lsn.0;
+    report.min_headroom = c.redo.min_headroom;
+    Ok(())
+}

@@ -1,0 +1,649 @@
+//! The backup's sequence, one function per step of the README's numbered
+//! list (see the module doc of [`super`]):
+//!
+//! 1. [`body`]: connect, check the server, set `lock_wait_timeout`.
+//! 2. [`body`]: start the redo follower.
+//! 3. [`block_ddl`], [`list_files`] (under BLOCK_DDL nothing appears or
+//!    vanishes; checked against the server's catalog), [`copy_under_block_ddl`] (InnoDB and, except with FTWRL,
+//!    the non-InnoDB files, while the follower is watched).
+//! 4. [`copy_under_ftwrl`] (`--lock=ftwrl` only), [`block_commit`] (the
+//!    consistent point: last files, binlog position, LSN, the follower's
+//!    end), [`release_locks`].
+//! 5. [`super::metadata::write_all`].
+//!
+//! [`locked_copy`] wraps 3–5 in `--safe-slave-backup`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::progress::{human, Progress};
+use super::{catalog, datafiles, load, metadata, redo};
+use super::{BackupPlan, BackupReport, Error, LockMode};
+use crate::format::links::Link;
+use crate::format::metadata::SlaveInfo;
+use crate::format::path::RelPath;
+use crate::innodb::Lsn;
+use crate::mysql::{BinlogPosition, LockPolicy, ServerInfo, Session};
+use crate::sched::Bulk;
+use crate::sink::GraphInput;
+
+/// The session that holds the locks, with the plan's lock mode and policy.
+struct Locker<'a> {
+    s: &'a mut Session,
+    mode: Option<LockMode>,
+    policy: &'a LockPolicy,
+}
+
+/// What the locked part of a backup works with.
+pub(super) struct CopyCtx<'a> {
+    pub(super) plan: &'a BackupPlan,
+    pub(super) input: &'a GraphInput,
+    pub(super) progress: &'a Arc<Progress>,
+    pub(super) info: &'a ServerInfo,
+    pub(super) start_time: chrono::DateTime<chrono::Local>,
+    pub(super) exec: &'a Bulk,
+}
+
+/// Steps 1 and 2, then the locked part; locks are released on failure.
+pub(super) async fn body(
+    plan: &BackupPlan,
+    input: &GraphInput,
+    progress: &Arc<Progress>,
+    exec: &Bulk,
+) -> Result<BackupReport, Error> {
+    let start_time = chrono::Local::now();
+    let mut s = Session::connect(&plan.conn).await?;
+    s.execute(&format!(
+        "SET SESSION lock_wait_timeout={}",
+        plan.lock_wait_timeout
+    ))
+    .await?;
+    let info = s.server_info().await?;
+    if info.innodb_encrypt_log {
+        return Err(Error::Layout("innodb_encrypt_log=ON is not supported yet (the backup log would need the encryption plugin)".into()));
+    }
+    progress.line(&format!(
+        "connected to {} ({}), datadir {}",
+        s.version().text,
+        plan.conn.describe(),
+        info.datadir.display()
+    ));
+    // Redo follower first: the log must be followed from the checkpoint before any page is read.
+    let log_path = info.redo_log_dir().join("ib_logfile0");
+    let follower = redo::Follower::start(
+        &log_path,
+        input,
+        redo::FollowerOptions {
+            interval: plan.log_copy_interval,
+            warn_percent: plan.redo_warn_percent,
+            conn: plan.conn.clone(),
+        },
+        progress.clone(),
+    )
+    .await?;
+    progress.line(&format!(
+        "redo follower started at checkpoint LSN {} (log capacity {})",
+        follower.start_checkpoint,
+        human(follower.capacity)
+    ));
+
+    let ctx = CopyCtx {
+        plan,
+        input,
+        progress,
+        info: &info,
+        start_time,
+        exec,
+    };
+    let r = locked_copy(&ctx, &mut s, follower).await;
+    if r.is_err() {
+        // Release whatever we hold; ignore errors (the server may be gone).
+        let _ = s.execute("UNLOCK TABLES").await;
+        if plan.lock == Some(LockMode::BackupStage) {
+            let _ = s.stage_end().await;
+        }
+    }
+    // A clean goodbye: the server logs dropped connections as aborted.
+    let _ = s.close().await;
+    r
+}
+
+/// `--safe-slave-backup` around [`locked_copy_inner`]: the replica SQL
+/// threads are stopped first and started again afterwards, also when the
+/// backup fails (a failed backup must not leave replication stopped).
+pub(super) async fn locked_copy(
+    ctx: &CopyCtx<'_>,
+    s: &mut Session,
+    follower: redo::Follower,
+) -> Result<BackupReport, Error> {
+    let progress = ctx.progress;
+    let replica = match ctx.plan.safe_slave {
+        Some(t) => {
+            let r = s.safe_slave_backup(t).await?;
+            if !r.stopped_sql_threads.is_empty() {
+                progress.line(&format!(
+                    "--safe-slave-backup: replica SQL thread stopped ({}), no temporary tables open",
+                    r.stopped_sql_threads.len()
+                ));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let result = locked_copy_inner(ctx, s, follower).await;
+    if let Some(r) = replica.filter(|r| !r.stopped_sql_threads.is_empty()) {
+        match s.restart_replica_sql(&r).await {
+            Ok(()) => progress.line("replica SQL thread started again"),
+            Err(e) if result.is_ok() => return Err(e.into()),
+            Err(e) => progress.warn(&format!(
+                "could not start the replica SQL thread again after the failure ({e}); run START SLAVE SQL_THREAD"
+            )),
+        }
+    }
+    result
+}
+
+/// Steps 3 to 5 under the plan's locks.
+async fn locked_copy_inner(
+    ctx: &CopyCtx<'_>,
+    s: &mut Session,
+    follower: redo::Follower,
+) -> Result<BackupReport, Error> {
+    let mut lk = Locker {
+        s,
+        mode: ctx.plan.lock,
+        policy: &ctx.plan.policy,
+    };
+    // 3. BLOCK_DDL, the file list, the bulk copy.
+    block_ddl(ctx, &mut lk).await?;
+    let ddl_locked_at = Instant::now();
+    let (inv, links) = list_files(ctx, &mut lk).await?;
+    let copied = copy_under_block_ddl(ctx, lk.mode, inv.innodb, inv.nontx_ddl, follower).await?;
+    // 4. The consistent point.
+    if lk.mode == Some(LockMode::Ftwrl) {
+        copy_under_ftwrl(ctx, &mut lk, &copied.limit).await?;
+    }
+    let commit = block_commit(
+        ctx,
+        &mut lk,
+        inv.nontx_commit,
+        &copied.limit,
+        copied.follower,
+    )
+    .await?;
+    let mut report = BackupReport {
+        commit_lock: commit.locked_at.elapsed(),
+        ddl_lock: ddl_locked_at.elapsed(),
+        ..BackupReport::default()
+    };
+    release_locks(ctx, &mut lk, &commit).await?;
+    // 5. Metadata.
+    metadata::write_all(ctx, &commit, links, &mut report).await?;
+    Ok(report)
+}
+
+/// Step 3a: wait for long queries if asked, then `BACKUP STAGE START`,
+/// `FLUSH`, `BLOCK_DDL` (with `--lock=backup-stage`).
+async fn block_ddl(ctx: &CopyCtx<'_>, lk: &mut Locker<'_>) -> Result<(), Error> {
+    let progress = ctx.progress;
+    if lk.mode.is_some() && !lk.policy.ftwrl_wait_timeout.is_zero() {
+        progress.line(&format!(
+            "waiting up to {}s for queries running longer than {}s before locking (--ftwrl-wait-timeout)",
+            lk.policy.ftwrl_wait_timeout.as_secs(),
+            lk.policy.ftwrl_wait_threshold
+        ));
+    }
+    if lk.mode == Some(LockMode::BackupStage) {
+        lk.s.stage_start(lk.policy).await?;
+        lk.s.stage_flush(lk.policy).await?;
+        lk.s.stage_block_ddl(lk.policy).await?;
+        progress.line(
+            "BACKUP STAGE BLOCK_DDL taken: DDL and writes to non-transactional tables wait; InnoDB DML continues",
+        );
+    }
+    Ok(())
+}
+
+/// Where the server keeps its files (from its variables).
+fn layout(info: &ServerInfo) -> datafiles::Layout<'_> {
+    datafiles::Layout {
+        datadir: &info.datadir,
+        data_home: info.innodb_data_home_dir.as_deref(),
+        data_file_path: &info.innodb_data_file_path,
+        undo_dir: info.innodb_undo_directory.as_deref(),
+        aria_log_dir: info.aria_log_dir_path.as_deref(),
+    }
+}
+
+/// Step 3b: list the files only now: under BLOCK_DDL no table can appear,
+/// vanish or be renamed. Checks them against the server's catalog (with
+/// FTWRL that check waits for the lock, in [`copy_under_ftwrl`]), takes
+/// out the places outside the datadir (recorded in step 5) and adds the
+/// files to the progress totals.
+async fn list_files(
+    ctx: &CopyCtx<'_>,
+    lk: &mut Locker<'_>,
+) -> Result<(datafiles::Inventory, Vec<Link>), Error> {
+    let (info, progress) = (ctx.info, ctx.progress);
+    let mut inv = datafiles::inventory(&layout(info)).map_err(|e| unprotected(e, lk.mode))?;
+    let cat = catalog::read(lk.s).await?;
+    add_remote_tablespaces(&mut inv, &cat, &info.datadir);
+    if lk.mode != Some(LockMode::Ftwrl) {
+        ensure_complete(&inv, &cat, &info.datadir, progress)?;
+    }
+    let links = std::mem::take(&mut inv.links);
+    if !links.is_empty() {
+        progress.line(&format!(
+            "{} files or directories outside the datadir (symlinks, DATA DIRECTORY tables): stored by content, their places recorded in {}",
+            links.len(),
+            crate::format::links::LINKS_NAME
+        ));
+    }
+    let total: u64 = inv
+        .innodb
+        .iter()
+        .chain(&inv.nontx_ddl)
+        .chain(&inv.nontx_commit)
+        .map(|s| s.size)
+        .sum();
+    progress.add_total(
+        (inv.innodb.len() + inv.nontx_ddl.len() + inv.nontx_commit.len()) as u64,
+        total,
+    );
+    Ok((inv, links))
+}
+
+/// Tablespaces the server has outside the datadir that no `.isl` in the
+/// datadir named (or named differently): the server's path wins.
+fn add_remote_tablespaces(
+    inv: &mut datafiles::Inventory,
+    cat: &catalog::Catalog,
+    datadir: &std::path::Path,
+) {
+    for ts in &cat.tablespaces {
+        // User tablespaces only (`db/t`); the system and undo files are
+        // listed from the server's variables.
+        if !ts.name.contains('/') || !catalog::is_remote(&ts.filename, datadir) {
+            continue;
+        }
+        let rel = catalog::tablespace_rel(&ts.filename, datadir);
+        let abs = std::path::Path::new(&ts.filename);
+        let listed = inv
+            .innodb
+            .iter()
+            .any(|s| s.rel.as_str() == rel && s.abs == abs);
+        if !listed {
+            if let Ok(r) = RelPath::new(&rel) {
+                inv.add_remote_tablespace(r, abs);
+            }
+        }
+    }
+}
+
+/// Fail the backup when a table the server serves has a file the backup
+/// would not hold; warn about unreadable entries no table needs.
+fn ensure_complete(
+    inv: &datafiles::Inventory,
+    cat: &catalog::Catalog,
+    datadir: &std::path::Path,
+    progress: &Progress,
+) -> Result<(), Error> {
+    let expected = catalog::expected_files(cat, datadir);
+    let unreadable: std::collections::BTreeMap<String, (String, String)> = inv
+        .unreadable
+        .iter()
+        .map(|u| {
+            (
+                u.rel.clone(),
+                (u.abs.display().to_string(), u.reason.clone()),
+            )
+        })
+        .collect();
+    let missing = catalog::check(&expected, &inv.rels(), &unreadable);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        return Err(Error::Incomplete(list.join("; ")));
+    }
+    let needed: std::collections::BTreeSet<&str> =
+        expected.iter().map(|e| e.rel.as_str()).collect();
+    for u in inv
+        .unreadable
+        .iter()
+        .filter(|u| !needed.contains(u.rel.as_str()))
+    {
+        progress.warn(&format!(
+            "{} ({}) cannot be read and no table of the server's catalog uses it; not in the backup: {}",
+            u.rel,
+            u.abs.display(),
+            u.reason
+        ));
+    }
+    progress.line(&format!(
+        "catalog check: {} InnoDB tablespaces and {} tables of the server, every file in the backup",
+        cat.tablespaces.len(),
+        cat.tables.len()
+    ));
+    Ok(())
+}
+
+/// What the bulk copy leaves for the steps after it.
+struct Copied {
+    follower: redo::Follower,
+    limit: Arc<datafiles::RateLimit>,
+}
+
+/// Step 3c: the InnoDB files (page-validated) and, under BLOCK_DDL or with
+/// no lock, the non-InnoDB files, with `--parallel` workers; the redo
+/// follower is polled so that its failure stops the copy.
+async fn copy_under_block_ddl(
+    ctx: &CopyCtx<'_>,
+    mode: Option<LockMode>,
+    innodb: Vec<datafiles::Source>,
+    mut nontx_ddl: Vec<datafiles::Source>,
+    follower: redo::Follower,
+) -> Result<Copied, Error> {
+    let &CopyCtx {
+        plan,
+        input,
+        progress,
+        exec,
+        ..
+    } = ctx;
+    if mode == Some(LockMode::Ftwrl) {
+        progress.phase(&format!(
+            "copying {} InnoDB files with {} workers",
+            innodb.len(),
+            plan.parallel
+        ));
+    } else {
+        progress.phase(&format!(
+            "copying {} InnoDB and {} non-InnoDB files with {} workers",
+            innodb.len(),
+            nontx_ddl.len(),
+            plan.parallel
+        ));
+    }
+    let sys_format = innodb
+        .iter()
+        .find(|s| s.innodb == Some(datafiles::InnoKind::SystemFirst))
+        .map(|s| read_format(&s.abs))
+        .transpose()?;
+    let limit = Arc::new(datafiles::RateLimit::new(plan.max_rate, plan.max_rate_busy));
+    let monitor = (plan.max_rate_busy > 0).then(|| {
+        load::Monitor::start(
+            plan.conn.clone(),
+            limit.clone(),
+            exec.clone(),
+            progress.clone(),
+        )
+    });
+    // Under BLOCK_DDL (or with no lock at all) the non-transactional files
+    // are already still, so the same workers copy them too, interleaved with
+    // the InnoDB files by size (largest first, so no worker is left with one
+    // big file at the end). With FTWRL they wait for that lock.
+    let mut first = innodb;
+    if mode != Some(LockMode::Ftwrl) {
+        first.append(&mut nontx_ddl);
+        first.sort_by_key(|s| std::cmp::Reverse(s.size));
+    }
+    let queue = Arc::new(tokio::sync::Mutex::new(
+        first.into_iter().collect::<VecDeque<_>>(),
+    ));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..plan.parallel {
+        let q = queue.clone();
+        let input = input.clone();
+        let p = progress.clone();
+        let limit = limit.clone();
+        let exec = exec.clone();
+        workers.spawn(async move {
+            loop {
+                let next = q.lock().await.pop_front();
+                let Some(src) = next else {
+                    return Ok::<(), Error>(());
+                };
+                datafiles::copy(src, &input, &p, sys_format, &limit, &exec).await?;
+            }
+        });
+    }
+    let follower = watch_copy(&mut workers, follower, mode).await?;
+
+    // From here on the server waits for us (non-transactional writes, then
+    // commits): full speed, nothing more in the idle class.
+    if let Some(m) = monitor {
+        m.stop().await;
+    }
+    limit.set_busy(false);
+    exec.escalate();
+    Ok(Copied { follower, limit })
+}
+
+/// Wait for the copy workers while polling the follower; the first real
+/// error wins (a follower failure explains a closed graph better than a
+/// copier's "closed").
+async fn watch_copy(
+    workers: &mut tokio::task::JoinSet<Result<(), Error>>,
+    follower: redo::Follower,
+    mode: Option<LockMode>,
+) -> Result<redo::Follower, Error> {
+    let mut copy_err: Option<Error> = None;
+    let mut follower = Some(follower);
+    loop {
+        tokio::select! {
+            r = workers.join_next() => {
+                match r {
+                    None => break,
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => {
+                        let e = unprotected(e, mode);
+                        if copy_err.as_ref().map_or(true, Error::is_closed) {
+                            copy_err = Some(e);
+                        }
+                        workers.abort_all();
+                    }
+                    Some(Err(e)) if e.is_cancelled() => {}
+                    Some(Err(e)) => {
+                        copy_err = Some(Error::Task(e.to_string()));
+                        workers.abort_all();
+                    }
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                if follower.as_ref().is_some_and(redo::Follower::has_failed) {
+                    if let Some(f) = follower.take() {
+                        if let Some(e) = f.take_error().await { copy_err = Some(e); }
+                    }
+                    workers.abort_all();
+                }
+            }
+        }
+    }
+    let Some(follower) = follower else {
+        return Err(copy_err.unwrap_or_else(|| Error::Redo("redo follower stopped".into())));
+    };
+    if let Some(e) = copy_err {
+        if e.is_closed() && follower.has_failed() {
+            if let Some(fe) = follower.take_error().await {
+                return Err(fe);
+            }
+        } else {
+            follower.abort();
+        }
+        return Err(e);
+    }
+    Ok(follower)
+}
+
+/// Step 4, `--lock=ftwrl`: the non-InnoDB files wait for
+/// `FLUSH TABLES WITH READ LOCK`. Tables may have been created or dropped
+/// during the unlocked InnoDB copy: they are listed again under the lock,
+/// and the catalog is checked against what the backup holds.
+async fn copy_under_ftwrl(
+    ctx: &CopyCtx<'_>,
+    lk: &mut Locker<'_>,
+    limit: &datafiles::RateLimit,
+) -> Result<(), Error> {
+    let (info, progress) = (ctx.info, ctx.progress);
+    lk.s.flush_tables_with_read_lock(lk.policy).await?;
+    progress.line("FLUSH TABLES WITH READ LOCK taken");
+    let mut again = datafiles::inventory(&layout(info))?;
+    let cat = catalog::read(lk.s).await?;
+    add_remote_tablespaces(&mut again, &cat, &info.datadir);
+    ensure_complete(&again, &cat, &info.datadir, progress)?;
+    let nontx = again.nontx_ddl;
+    progress.phase(&format!("copying {} non-InnoDB files", nontx.len()));
+    copy_all(
+        nontx,
+        ctx.plan.parallel,
+        ctx.input,
+        progress,
+        limit,
+        ctx.exec,
+    )
+    .await
+}
+
+/// The consistent point, as the metadata records it.
+pub(super) struct CommitPoint {
+    /// When BLOCK_COMMIT (or its FTWRL equivalent) was taken.
+    pub(super) locked_at: Instant,
+    /// Binlog position and GTID (with a lock and the binlog on).
+    pub(super) binlog: Option<BinlogPosition>,
+    /// `--slave-info`: the replication source position.
+    pub(super) slave: Option<SlaveInfo>,
+    /// The checkpoint LSN the backup ends at.
+    pub(super) to_lsn: Lsn,
+    /// The follower's end.
+    pub(super) redo: redo::FollowerReport,
+}
+
+/// Step 4: `BLOCK_COMMIT`; the Aria log and system tables, the CSV log
+/// tables; the binlog position and GTID; the InnoDB LSN; `FLUSH ENGINE
+/// LOGS`; the follower copies up to that LSN and stops.
+async fn block_commit(
+    ctx: &CopyCtx<'_>,
+    lk: &mut Locker<'_>,
+    nontx_commit: Vec<datafiles::Source>,
+    limit: &datafiles::RateLimit,
+    follower: redo::Follower,
+) -> Result<CommitPoint, Error> {
+    let &CopyCtx {
+        plan,
+        input,
+        progress,
+        info,
+        exec,
+        ..
+    } = ctx;
+    let locked_at = Instant::now();
+    if lk.mode == Some(LockMode::BackupStage) {
+        lk.s.stage_block_commit(lk.policy).await?;
+        progress.line(&format!(
+            "BACKUP STAGE BLOCK_COMMIT taken; copying {} Aria/log-table files",
+            nontx_commit.len()
+        ));
+    }
+    copy_all(nontx_commit, plan.parallel, input, progress, limit, exec).await?;
+    let binlog = if lk.mode.is_some() && info.log_bin {
+        lk.s.binlog_position().await?
+    } else {
+        None
+    };
+    let slave = if plan.slave_info {
+        let si = lk.s.slave_info().await?;
+        if si.is_none() {
+            progress.warn("--slave-info: this server is not a replica; ignoring the option");
+        }
+        si
+    } else {
+        None
+    };
+    let lsn = lk.s.innodb_lsn().await?;
+    lk.s.flush_engine_logs().await?;
+    let target = Lsn(lsn.current);
+    progress.line(&format!("waiting for the redo copy to reach LSN {target}"));
+    let redo = follower.finish(target).await?;
+    let to_lsn = lsn
+        .last_checkpoint
+        .map_or(redo.server_checkpoint, Lsn)
+        .min(redo.last_lsn);
+    Ok(CommitPoint {
+        locked_at,
+        binlog,
+        slave,
+        to_lsn,
+        redo,
+    })
+}
+
+/// Step 4, end: `BACKUP STAGE END` or `UNLOCK TABLES`; without BLOCK_DDL,
+/// InnoDB DDL seen in the redo fails the backup.
+async fn release_locks(
+    ctx: &CopyCtx<'_>,
+    lk: &mut Locker<'_>,
+    c: &CommitPoint,
+) -> Result<(), Error> {
+    match lk.mode {
+        Some(LockMode::BackupStage) => {
+            lk.s.stage_end().await?;
+        }
+        Some(LockMode::Ftwrl) => lk.s.unlock_tables().await?,
+        None => {}
+    }
+    ctx.progress.line(&format!(
+        "locks released; redo copied LSN {} .. {}",
+        c.redo.first_lsn, c.redo.last_lsn
+    ));
+    if lk.mode != Some(LockMode::BackupStage) && !c.redo.file_ops.is_empty() {
+        return Err(Error::UnprotectedDdl(c.redo.file_ops.join("; ")));
+    }
+    Ok(())
+}
+
+/// Copy plain files with up to `parallel` copies at a time (the reads and
+/// any compression run on the bulk executor's threads).
+async fn copy_all(
+    mut files: Vec<datafiles::Source>,
+    parallel: usize,
+    input: &GraphInput,
+    progress: &Arc<Progress>,
+    limit: &datafiles::RateLimit,
+    exec: &Bulk,
+) -> Result<(), Error> {
+    use futures::{StreamExt, TryStreamExt};
+    files.sort_by_key(|s| std::cmp::Reverse(s.size));
+    futures::stream::iter(files)
+        .map(|src| datafiles::copy(src, input, progress, None, limit, exec))
+        .buffer_unordered(parallel.max(1))
+        .try_collect::<()>()
+        .await
+}
+
+/// Without BLOCK_DDL, a file that vanished during the backup means DDL ran.
+fn unprotected(e: Error, mode: Option<LockMode>) -> Error {
+    match (&e, mode) {
+        (Error::Io { source, .. }, Some(LockMode::Ftwrl) | None)
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Error::UnprotectedDdl(e.to_string())
+        }
+        _ => e,
+    }
+}
+
+fn read_format(p: &std::path::Path) -> Result<crate::innodb::page::PageFormat, Error> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).map_err(|source| Error::Io {
+        path: p.display().to_string(),
+        source,
+    })?;
+    let mut b = vec![0u8; 16384];
+    let n = f.read(&mut b).map_err(|source| Error::Io {
+        path: p.display().to_string(),
+        source,
+    })?;
+    crate::innodb::page::parse_page0(&b[..n])
+        .map(|i| i.format)
+        .map_err(|e| Error::Corrupt(format!("{}: {e}", p.display())))
+}

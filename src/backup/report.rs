@@ -1,0 +1,71 @@
+//! The one-screen summary of a backup.
+
+use std::time::Duration;
+
+use super::progress::human;
+
+/// What the backup did (the one-screen summary).
+#[derive(Debug, Default)]
+pub struct BackupReport {
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Files in the backup.
+    pub files: u64,
+    /// Bytes read from the server's files.
+    pub bytes_in: u64,
+    /// Bytes written (after compression and encryption).
+    pub bytes_out: u64,
+    /// Redo range.
+    pub first_lsn: u64,
+    /// End of the copied redo.
+    pub last_lsn: u64,
+    /// Checkpoint at BLOCK_COMMIT.
+    pub to_lsn: u64,
+    /// Binlog position.
+    pub binlog: Option<String>,
+    /// Time BLOCK_DDL (or FTWRL) was held.
+    pub ddl_lock: Duration,
+    /// Time BLOCK_COMMIT was held.
+    pub commit_lock: Duration,
+    /// Smallest redo headroom seen.
+    pub min_headroom: u64,
+    /// Destination.
+    pub dest: String,
+}
+
+impl std::fmt::Display for BackupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(0.001);
+        writeln!(f, "hotbak: backup completed OK")?;
+        writeln!(f, "  destination      {}", self.dest)?;
+        writeln!(f, "  files            {}", self.files)?;
+        writeln!(
+            f,
+            "  data read        {} in {:.1}s ({}/s)",
+            human(self.bytes_in),
+            secs,
+            human((self.bytes_in as f64 / secs) as u64)
+        )?;
+        writeln!(f, "  bytes written    {}", human(self.bytes_out))?;
+        writeln!(
+            f,
+            "  redo             LSN {} .. {} ({}), checkpoint {}",
+            self.first_lsn,
+            self.last_lsn,
+            human(self.last_lsn - self.first_lsn),
+            self.to_lsn
+        )?;
+        writeln!(f, "  min redo headroom {}", human(self.min_headroom))?;
+        writeln!(
+            f,
+            "  DDL lock held    {:.2}s; commits blocked {:.3}s",
+            self.ddl_lock.as_secs_f64(),
+            self.commit_lock.as_secs_f64()
+        )?;
+        write!(
+            f,
+            "  binlog position  {}",
+            self.binlog.as_deref().unwrap_or("(binlog off)")
+        )
+    }
+}
