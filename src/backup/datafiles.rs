@@ -558,10 +558,6 @@ pub async fn copy(
         Some(InnoKind::SystemNext) => sys_format,
         _ => None,
     };
-    let mut page_base = 0u64; // page number of the file's first page (system files after the first)
-    if src.innodb == Some(InnoKind::SystemNext) {
-        page_base = u64::MAX; // unknown: page numbers are not checked
-    }
     // Reads already submitted, oldest first: (size asked, pending result).
     // While the server is not busy, up to READ_AHEAD reads beyond the one
     // being handled are queued, so the device never waits for our page
@@ -574,8 +570,7 @@ pub async fn copy(
     let submit = |off: u64, want: usize, known: Option<PageFormat>| {
         let f = file.clone();
         let abs = src.abs.clone();
-        let job =
-            exec.start_io(move || read_batch(&f, direct, &abs, off, want, kind, known, page_base));
+        let job = exec.start_io(move || read_batch(&f, direct, &abs, off, want, kind, known));
         (want, job)
     };
     let mut eof = false;
@@ -650,7 +645,6 @@ fn read_raw(f: &File, abs: &Path, off: u64, want: usize, direct: bool) -> Result
     Ok(Bytes::from(buf))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn read_batch(
     f: &File,
     direct: bool,
@@ -659,7 +653,6 @@ fn read_batch(
     want: usize,
     kind: Option<InnoKind>,
     fmt: Option<PageFormat>,
-    page_base: u64,
 ) -> Result<(Bytes, Option<PageFormat>), Error> {
     let mut attempt = 0;
     loop {
@@ -703,7 +696,7 @@ fn read_batch(
             // Only for files whose page 0 was all zero (see above).
             return Ok((buf, None));
         };
-        match check_batch(&pf, kind, off, page_base, &buf) {
+        match check_batch(&pf, kind, off, &buf) {
             None => return Ok((buf, Some(pf))),
             Some((page_no, why)) => {
                 if attempt < MAX_ATTEMPTS {
@@ -720,13 +713,7 @@ fn read_batch(
 }
 
 /// The first bad page of a batch, if any.
-fn check_batch(
-    pf: &PageFormat,
-    kind: InnoKind,
-    off: u64,
-    page_base: u64,
-    buf: &[u8],
-) -> Option<(u64, String)> {
+fn check_batch(pf: &PageFormat, kind: InnoKind, off: u64, buf: &[u8]) -> Option<(u64, String)> {
     let ps = pf.physical_size() as usize;
     let first = off / ps as u64;
     let dblwr = page::doublewrite_range(pf.logical_size());
@@ -743,10 +730,8 @@ fn check_batch(
                 }
                 u32::try_from(no).ok().map(PageNo)
             }
-            InnoKind::SystemNext => {
-                let _ = page_base;
-                None
-            }
+            // The page numbers of the system files after the first are not checked.
+            InnoKind::SystemNext => None,
             InnoKind::Tablespace => u32::try_from(no).ok().map(PageNo),
         };
         if let PageVerdict::Corrupt(c) = page::check_page(pf, expected, p) {
