@@ -367,7 +367,9 @@ mod tests {
                 CORRUPT,
             ),
             (
-                anyhow::Error::new(crate::extract::Error::Exists { path: "a".into() }),
+                anyhow::Error::new(crate::extract::Error::Dir(
+                    crate::sink::safe_dir::Error::Exists { path: "a".into() },
+                )),
                 FAILED,
             ),
             (

@@ -47,9 +47,10 @@ pub(crate) fn create_partial(plan: &Plan, rel: &RelPath, partial: &Path) -> Resu
     safe_parent(&plan.dir, rel)?;
     let fin = rel.under(&plan.dir);
     if exists(&fin) && !plan.force {
-        return Err(Error::Exists {
+        return Err(safe_dir::Error::Exists {
             path: fin.display().to_string(),
-        });
+        }
+        .into());
     }
     Ok(safe_dir::create_new(partial, 0o640)?)
 }
@@ -60,14 +61,16 @@ pub(crate) fn commit(plan: &Plan, rel: &RelPath, partial: &Path) -> Result<()> {
     let fin = rel.under(&plan.dir);
     match std::fs::symlink_metadata(&fin) {
         Ok(m) if m.is_dir() => {
-            return Err(Error::Exists {
+            return Err(safe_dir::Error::Exists {
                 path: fin.display().to_string(),
-            })
+            }
+            .into())
         }
         Ok(_) if !plan.force => {
-            return Err(Error::Exists {
+            return Err(safe_dir::Error::Exists {
                 path: fin.display().to_string(),
-            })
+            }
+            .into())
         }
         _ => {}
     }
@@ -108,9 +111,10 @@ pub(crate) fn apply_remove_rename(
             safe_parent(&plan.dir, np)?;
             let nfin = np.under(&plan.dir);
             if exists(&nfin) && !plan.force {
-                return Err(Error::Exists {
+                return Err(safe_dir::Error::Exists {
                     path: nfin.display().to_string(),
-                });
+                }
+                .into());
             }
             std::fs::rename(&fin, &nfin).map_err(io(&fin))
         }

@@ -81,20 +81,10 @@ pub enum Error {
         /// Stream offset.
         offset: u64,
     },
-    /// The target exists.
-    #[error("{path}: already exists; refusing to overwrite (use --force)")]
-    Exists {
-        /// The file.
-        path: String,
-    },
-    /// A write would go through a symlink.
-    #[error("{path}: refusing to follow the symlink at {at}")]
-    Symlink {
-        /// The file.
-        path: String,
-        /// The symlink.
-        at: String,
-    },
+    /// The directory writer refused (an existing file, a symlink on the
+    /// way) or failed.
+    #[error(transparent)]
+    Dir(#[from] crate::sink::safe_dir::Error),
     /// Reading the input or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -168,17 +158,6 @@ fn list(v: &[String]) -> String {
     s
 }
 
-impl From<crate::sink::safe_dir::Error> for Error {
-    fn from(e: crate::sink::safe_dir::Error) -> Self {
-        use crate::sink::safe_dir::Error as D;
-        match e {
-            D::Symlink { path, at } => Error::Symlink { path, at },
-            D::Exists { path } => Error::Exists { path },
-            D::Io { path, source } => Error::Io { path, source },
-        }
-    }
-}
-
 impl Classify for Error {
     fn class(&self) -> ErrorClass {
         match self {
@@ -193,9 +172,8 @@ impl Classify for Error {
             | Error::Manifest(_)
             | Error::ManifestFormat(_)
             | Error::Refused { .. } => ErrorClass::Corrupt,
-            Error::Exists { .. } | Error::Symlink { .. } | Error::Io { .. } | Error::Worker(_) => {
-                ErrorClass::Io
-            }
+            Error::Dir(e) => e.class(),
+            Error::Io { .. } | Error::Worker(_) => ErrorClass::Io,
             Error::Usage(_) => ErrorClass::Usage,
         }
     }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{decode, dirwriter, Error, Finished, Plan, Result};
 use crate::format::manifest::{MANIFEST_NAME, MAX_MANIFEST_LEN, STREAM_INFO_NAME};
 use crate::format::path::RelPath;
+use crate::sink::safe_dir;
 
 /// Messages from the reader.
 pub(crate) enum Msg {
@@ -242,9 +243,10 @@ impl SharedState {
             .insert(out.clone(), p.clone())
             .is_some()
         {
-            return Err(Error::Exists {
+            return Err(safe_dir::Error::Exists {
                 path: out.to_string(),
-            });
+            }
+            .into());
         }
         Ok(p)
     }
