@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 pub const LAYERS: &[(&str, &[&str])] = &[
     ("binaries", &["bin"]),
     ("application and test support", &["app", "testkit"]),
-    ("engines", &["backup", "prepare", "restore", "extract"]),
+    (
+        "engines",
+        &["backup", "prepare", "native_prepare", "restore", "extract"],
+    ),
     ("infrastructure", &["sink", "mysql", "sandbox", "sched"]),
     ("codecs", &["compress", "encrypt"]),
     ("transform traits", &["transform"]),
