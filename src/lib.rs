@@ -14,7 +14,7 @@
 //! `DEVELOPERS.md`):
 //!
 //! binaries → [`app`] → engines ([`backup`], [`prepare`], [`restore`],
-//! [`extract`]) → infrastructure ([`sink`], [`mysql`], [`sandbox`] (the
+//! [`extract`], [`verify`]) → infrastructure ([`sink`], [`mysql`], [`sandbox`] (the
 //! `mariadbd` runner), [`sched`]) → codecs ([`compress`], [`encrypt`]) →
 //! [`transform`] traits → formats ([`format`], [`innodb`]) → [`error`],
 //! [`sys`].

@@ -427,7 +427,10 @@ mod tests {
                 }),
                 FAILED,
             ),
-            (anyhow::Error::new(crate::verify::Error::Damaged(2)), CORRUPT),
+            (
+                anyhow::Error::new(crate::verify::Error::Damaged(2)),
+                CORRUPT,
+            ),
             (
                 anyhow::Error::new(crate::verify::Error::NotABackup("no checkpoints".into())),
                 USAGE,

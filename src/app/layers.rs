@@ -17,7 +17,14 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("application and test support", &["app", "testkit"]),
     (
         "engines",
-        &["backup", "prepare", "native_prepare", "restore", "extract"],
+        &[
+            "backup",
+            "prepare",
+            "native_prepare",
+            "restore",
+            "extract",
+            "verify",
+        ],
     ),
     ("infrastructure", &["sink", "mysql", "sandbox", "sched"]),
     ("codecs", &["compress", "encrypt"]),
