@@ -740,7 +740,7 @@ mod tests {
         let at = (FIL_PAGE_DATA + FSP_SIZE) as u32;
         let op = PageOp::Write {
             offset: at - 2,
-            data: vec![0, 0, 0, 0, 1, 0, 0, 0],
+            data: vec![0, 0, 0, 1, 0, 0, 0, 0],
         };
         assert_eq!(fsp_size_written(&op), Some(0x0001_0000));
         let op = PageOp::Write {

@@ -7,6 +7,7 @@
 
 mod backup_e2e;
 mod mysql_session;
+mod native_prepare;
 mod support;
 mod transforms;
 mod xb_graph;
