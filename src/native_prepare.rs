@@ -34,7 +34,7 @@ use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints};
 use crate::innodb::apply::{
     self, decode_mtr, finish_page, recover_page, LoggedOp, PageId, PageOp, Record, Recovered,
 };
-use crate::innodb::page::{parse_page0, PageFormat, FIL_PAGE_DATA, FSP_SIZE};
+use crate::innodb::page::{parse_page0, PageFormat, FIL_PAGE_DATA, FSP_SIZE, FSP_SPACE_FLAGS};
 use crate::innodb::redo::{
     self, build_backup_log_prefix, parse_log_prefix, scan_mtrs, Checkpoint, FileOp, LogGeometry,
     ScanStop, DEFAULT_BACKUP_CREATOR, MTR_SIZE_MAX, MTR_TRAILER, START_OFFSET,
@@ -222,7 +222,7 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
             m.display()
         )));
     }
-    let mut spaces = map_spaces(dir, &cnf, page_size, &files)?;
+    let (mut spaces, pending) = map_spaces(dir, &cnf, page_size, &files)?;
 
     // The log.
     let log_path = dir.join("ib_logfile0");
@@ -246,100 +246,75 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
         ..Report::default()
     };
 
-    // Pre-pass: validate, refuse, collect sizes.
-    let mut deleted: HashMap<u32, Lsn> = HashMap::new();
-    walk_log(&mut log, &log_path, &geo, (start, end), page_size, |lsn, _len, recs| {
-        for r in recs {
-            match r {
-                Record::File(FileOp::Delete { space, .. }) => {
-                    deleted.insert(space.0, lsn);
-                }
-                Record::File(FileOp::Create { .. } | FileOp::Rename { .. }) => {}
-                Record::File(_) => {}
-                Record::Page { id, op } => {
-                    let Some(sp) = spaces.get_mut(&id.space.0) else {
-                        continue;
-                    };
-                    if sp.format.is_zip() || sp.format.is_page_compressed() {
-                        return Err(Error::Unsupported {
-                            lsn,
-                            what: format!(
-                                "{} for {id} (ROW_FORMAT=COMPRESSED or page_compressed tablespace)",
-                                op.name()
-                            ),
-                        });
-                    }
-                    if matches!(op, PageOp::TrimPages) {
-                        return Err(Error::Unsupported {
-                            lsn,
-                            what: format!("{} for {id}", op.name()),
-                        });
-                    }
-                    if id.page.0 == 0 {
-                        if let Some(size) = fsp_size_written(&op) {
-                            sp.recv_size = size;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    })?;
-    if !deleted.is_empty() {
-        let (space, lsn) = deleted.iter().next().map(|(s, l)| (*s, *l)).unwrap_or((0, start));
-        if spaces.contains_key(&space) {
-            return Err(Error::Unsupported {
-                lsn,
-                what: format!("FILE_DELETE of tablespace {space}, whose file is in the backup"),
-            });
-        }
-    }
+    // Pre-pass: validate, collect names, sizes and flags, then refuse
+    // what cannot be reproduced before any file is touched.
+    let mut pre = PrePass::default();
+    walk_log(
+        &mut log,
+        &log_path,
+        &geo,
+        (start, end),
+        page_size,
+        |lsn, _len, recs| {
+            pre.mtr(lsn, recs);
+            Ok(())
+        },
+    )?;
+    resolve_deferred(dir, &mut spaces, &pending, &pre)?;
+    pre.check(&mut spaces)?;
 
     // Apply pass.
     let budget = usize::try_from(opts.use_memory.max(1 << 20)).unwrap_or(usize::MAX);
     let mut batch: BTreeMap<PageId, Vec<LoggedOp>> = BTreeMap::new();
     let mut used = 0usize;
-    let mut page_buf = vec![0u8; page_size as usize];
+    let mut page_buf = vec![0u8; apply::MAX_PAGE_SIZE];
     // Extend files first, as recovery does before applying.
     for sp in spaces.values() {
-        if sp.recv_size > 0 && extend_space(sp, page_size)? {
+        if sp.recv_size > 0 && extend_space(sp)? {
             report.files_extended += 1;
         }
     }
-    walk_log(&mut log, &log_path, &geo, (start, end), page_size, |lsn, len, recs| {
-        report.mtrs += 1;
-        let end_lsn = Lsn(lsn.0 + len as u64);
-        for r in recs {
-            let Record::Page { id, op } = r else {
-                continue;
-            };
-            report.page_records += 1;
-            *report.record_kinds.entry(op.name()).or_insert(0) += 1;
-            if !spaces.contains_key(&id.space.0) {
-                report.skipped_records += 1;
-                continue;
-            }
-            used += 64 + op.heap_bytes();
-            let e = batch.entry(id).or_default();
-            if matches!(op, PageOp::InitPage | PageOp::FreePage) {
-                // Recovery forgets what came before (it will not read the page).
-                for o in e.drain(..) {
-                    used = used.saturating_sub(64 + o.op.heap_bytes());
+    walk_log(
+        &mut log,
+        &log_path,
+        &geo,
+        (start, end),
+        page_size,
+        |lsn, len, recs| {
+            report.mtrs += 1;
+            let end_lsn = Lsn(lsn.0 + len as u64);
+            for r in recs {
+                let Record::Page { id, op } = r else {
+                    continue;
+                };
+                report.page_records += 1;
+                *report.record_kinds.entry(op.name()).or_insert(0) += 1;
+                if !spaces.contains_key(&id.space.0) {
+                    report.skipped_records += 1;
+                    continue;
                 }
+                used += 64 + op.heap_bytes();
+                let e = batch.entry(id).or_default();
+                if matches!(op, PageOp::InitPage | PageOp::FreePage) {
+                    // Recovery forgets what came before (it will not read the page).
+                    for o in e.drain(..) {
+                        used = used.saturating_sub(64 + o.op.heap_bytes());
+                    }
+                }
+                e.push(LoggedOp {
+                    start_lsn: lsn,
+                    end_lsn,
+                    op,
+                });
             }
-            e.push(LoggedOp {
-                start_lsn: lsn,
-                end_lsn,
-                op,
-            });
-        }
-        if used >= budget {
-            apply_batch(&spaces, page_size, &mut batch, &mut page_buf, &mut report)?;
-            used = 0;
-        }
-        Ok(())
-    })?;
-    apply_batch(&spaces, page_size, &mut batch, &mut page_buf, &mut report)?;
+            if used >= budget {
+                apply_batch(&spaces, &mut batch, &mut page_buf, &mut report)?;
+                used = 0;
+            }
+            Ok(())
+        },
+    )?;
+    apply_batch(&spaces, &mut batch, &mut page_buf, &mut report)?;
     for sp in spaces.values_mut() {
         for f in &sp.files {
             File::open(&f.path)
@@ -396,17 +371,29 @@ fn parse_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(mul)
 }
 
-fn read_page0(path: &Path, page_size: u32) -> Result<Option<crate::innodb::page::SpaceInfo>> {
+enum Page0 {
+    Info(crate::innodb::page::SpaceInfo),
+    /// Missing or all zero.
+    Zero,
+}
+
+fn read_page0(path: &Path, page_size: u32) -> Result<Page0> {
     let f = File::open(path).map_err(io(path))?;
-    let len = f.metadata().map_err(io(path))?.len();
-    if len < u64::from(page_size.min(4096)) {
-        return Ok(None);
-    }
     let mut buf = vec![0u8; page_size as usize];
-    let n = f.read_at(&mut buf, 0).map_err(io(path))?;
-    buf.truncate(n);
+    let mut got = 0;
+    while got < buf.len() {
+        let n = f.read_at(&mut buf[got..], got as u64).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    buf.truncate(got);
+    if buf.iter().all(|&b| b == 0) {
+        return Ok(Page0::Zero);
+    }
     match parse_page0(&buf) {
-        Ok(i) => Ok(Some(i)),
+        Ok(i) => Ok(Page0::Info(i)),
         Err(e) => Err(Error::Metadata {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -419,8 +406,9 @@ fn map_spaces(
     cnf: &BackupMyCnf,
     page_size: u32,
     files: &[PathBuf],
-) -> Result<HashMap<u32, Space>> {
+) -> Result<(HashMap<u32, Space>, Vec<PathBuf>)> {
     let mut spaces = HashMap::new();
+    let mut pending = Vec::new();
     // System tablespace.
     let mut sys_files = Vec::new();
     let mut first = 0u32;
@@ -432,10 +420,13 @@ fn map_spaces(
     for (i, spec) in specs.iter().enumerate() {
         let mut parts = spec.split(':');
         let name = parts.next().unwrap_or_default();
-        let size = parts.next().and_then(parse_size).ok_or_else(|| Error::Metadata {
-            path: dir.join(BackupMyCnf::FILE).display().to_string(),
-            reason: format!("cannot parse innodb_data_file_path entry {spec:?}"),
-        })?;
+        let size = parts
+            .next()
+            .and_then(parse_size)
+            .ok_or_else(|| Error::Metadata {
+                path: dir.join(BackupMyCnf::FILE).display().to_string(),
+                reason: format!("cannot parse innodb_data_file_path entry {spec:?}"),
+            })?;
         let pages = u32::try_from(size / u64::from(page_size)).unwrap_or(u32::MAX);
         let last = i + 1 == specs.len();
         sys_files.push(SpaceFile {
@@ -451,10 +442,10 @@ fn map_spaces(
             reason: "empty innodb_data_file_path".into(),
         });
     };
-    let Some(sys) = read_page0(&f0.path, page_size)? else {
+    let Page0::Info(sys) = read_page0(&f0.path, page_size)? else {
         return Err(Error::Metadata {
             path: f0.path.display().to_string(),
-            reason: "system tablespace file is too short".into(),
+            reason: "page 0 of the system tablespace is empty".into(),
         });
     };
     spaces.insert(
@@ -475,8 +466,13 @@ fn map_spaces(
         if !(is_undo || is_ibd) {
             continue;
         }
-        let Some(info) = read_page0(p, page_size)? else {
-            continue;
+        let info = match read_page0(p, page_size)? {
+            Page0::Info(i) => i,
+            Page0::Zero => {
+                // Created recently: page 0 is still only in the log.
+                pending.push(p.clone());
+                continue;
+            }
         };
         let id = info.space_id.0;
         if spaces.contains_key(&id) {
@@ -498,15 +494,165 @@ fn map_spaces(
             },
         );
     }
-    Ok(spaces)
+    Ok((spaces, pending))
 }
 
-/// FSP_SIZE, if a page-0 record writes all four of its bytes.
-fn fsp_size_written(op: &PageOp) -> Option<u32> {
+/// What the pre-pass learns from the log.
+#[derive(Default)]
+struct PrePass {
+    /// Latest file name per space (FILE_CREATE / FILE_MODIFY / FILE_RENAME).
+    names: HashMap<u32, Vec<u8>>,
+    /// Last FSP_SIZE written to page 0.
+    sizes: HashMap<u32, u32>,
+    /// Last FSP_SPACE_FLAGS written to page 0.
+    flags: HashMap<u32, u32>,
+    /// First mtr with a page record, per space.
+    first: HashMap<u32, Lsn>,
+    /// FILE_DELETE per space.
+    deleted: HashMap<u32, Lsn>,
+    /// First record the applier refuses.
+    refused: Option<(Lsn, String)>,
+    /// First EXTENDED record per space (refused for compressed pages).
+    zip_extended: HashMap<u32, Lsn>,
+}
+
+impl PrePass {
+    fn mtr(&mut self, lsn: Lsn, recs: Vec<Record<'_>>) {
+        for r in recs {
+            match r {
+                Record::File(FileOp::Create { space, path } | FileOp::Modify { space, path }) => {
+                    self.names.insert(space.0, path.to_vec());
+                }
+                Record::File(FileOp::Rename { space, to, .. }) => {
+                    self.names.insert(space.0, to.to_vec());
+                }
+                Record::File(FileOp::Delete { space, .. }) => {
+                    self.deleted.insert(space.0, lsn);
+                }
+                Record::File(_) => {}
+                Record::Page { id, op } => {
+                    self.first.entry(id.space.0).or_insert(lsn);
+                    if op.is_extended() {
+                        self.zip_extended.entry(id.space.0).or_insert(lsn);
+                    }
+                    if matches!(op, PageOp::TrimPages) && self.refused.is_none() {
+                        self.refused = Some((lsn, format!("{} for {id}", op.name())));
+                    }
+                    if id.page.0 == 0 {
+                        if let Some(v) = field_written(&op, FIL_PAGE_DATA + FSP_SIZE) {
+                            self.sizes.insert(id.space.0, v);
+                        }
+                        if let Some(v) = field_written(&op, FIL_PAGE_DATA + FSP_SPACE_FLAGS) {
+                            self.flags.insert(id.space.0, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refuse what the applier cannot reproduce; set the recovered sizes.
+    fn check(&self, spaces: &mut HashMap<u32, Space>) -> Result<()> {
+        if let Some((lsn, what)) = &self.refused {
+            return Err(Error::Unsupported {
+                lsn: *lsn,
+                what: what.clone(),
+            });
+        }
+        for (space, lsn) in &self.deleted {
+            if spaces.contains_key(space) {
+                return Err(Error::Unsupported {
+                    lsn: *lsn,
+                    what: format!("FILE_DELETE of tablespace {space}, whose file is in the backup"),
+                });
+            }
+        }
+        for (space, lsn) in &self.first {
+            let Some(sp) = spaces.get_mut(space) else {
+                continue;
+            };
+            if sp.format.is_page_compressed() {
+                return Err(Error::Unsupported {
+                    lsn: *lsn,
+                    what: format!("page records for page_compressed tablespace {space}"),
+                });
+            }
+            if sp.format.is_zip() {
+                if let Some(l) = self.zip_extended.get(space) {
+                    return Err(Error::Unsupported {
+                        lsn: *l,
+                        what: format!(
+                            "EXTENDED record for ROW_FORMAT=COMPRESSED tablespace {space} (the server treats it as corrupt)"
+                        ),
+                    });
+                }
+            }
+            if let Some(&size) = self.sizes.get(space) {
+                sp.recv_size = size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Give the files whose page 0 is still empty the space id the log names
+/// them with, and the page format page 0 records write.
+fn resolve_deferred(
+    dir: &Path,
+    spaces: &mut HashMap<u32, Space>,
+    pending: &[PathBuf],
+    pre: &PrePass,
+) -> Result<()> {
+    for p in pending {
+        let found = pre.names.iter().find(|(_, name)| {
+            let name = name.strip_prefix(b"./").unwrap_or(name);
+            std::str::from_utf8(name).is_ok_and(|n| dir.join(n) == *p)
+        });
+        let Some((&id, _)) = found else {
+            return Err(Error::Metadata {
+                path: p.display().to_string(),
+                reason: "page 0 is empty and the log does not name this file".into(),
+            });
+        };
+        let Some(&flags) = pre.flags.get(&id) else {
+            return Err(Error::Metadata {
+                path: p.display().to_string(),
+                reason: format!(
+                    "page 0 is empty and the log does not write the flags of space {id}"
+                ),
+            });
+        };
+        let format = PageFormat::from_flags(flags).map_err(|e| Error::Metadata {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        if spaces.contains_key(&id) {
+            return Err(Error::Metadata {
+                path: p.display().to_string(),
+                reason: format!("space id {id} appears in two files"),
+            });
+        }
+        spaces.insert(
+            id,
+            Space {
+                files: vec![SpaceFile {
+                    path: p.clone(),
+                    first_page: 0,
+                    pages: u32::MAX,
+                }],
+                format,
+                recv_size: 0,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The 4-byte field at `at`, if a record writes all four of its bytes.
+fn field_written(op: &PageOp, at: usize) -> Option<u32> {
     let PageOp::Write { offset, data } = op else {
         return None;
     };
-    let at = FIL_PAGE_DATA + FSP_SIZE;
     let off = *offset as usize;
     if off <= at && off + data.len() >= at + 4 {
         let i = at - off;
@@ -596,12 +742,12 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Extend the (last) file of a space so the space holds `recv_size` pages.
-fn extend_space(sp: &Space, page_size: u32) -> Result<bool> {
+fn extend_space(sp: &Space) -> Result<bool> {
     let Some(last) = sp.files.last() else {
         return Ok(false);
     };
     let pages_here = sp.recv_size.saturating_sub(last.first_page);
-    let want = u64::from(pages_here) * u64::from(page_size);
+    let want = u64::from(pages_here) * u64::from(sp.format.physical_size());
     let f = OpenOptions::new()
         .write(true)
         .open(&last.path)
@@ -614,7 +760,8 @@ fn extend_space(sp: &Space, page_size: u32) -> Result<bool> {
     Ok(false)
 }
 
-fn locate(sp: &Space, page: PageNo, page_size: u32) -> Option<(&Path, u64)> {
+fn locate(sp: &Space, page: PageNo) -> Option<(&Path, u64)> {
+    let page_size = sp.format.physical_size();
     let f = sp
         .files
         .iter()
@@ -627,7 +774,6 @@ fn locate(sp: &Space, page: PageNo, page_size: u32) -> Option<(&Path, u64)> {
 
 fn apply_batch(
     spaces: &HashMap<u32, Space>,
-    page_size: u32,
     batch: &mut BTreeMap<PageId, Vec<LoggedOp>>,
     buf: &mut [u8],
     report: &mut Report,
@@ -641,7 +787,7 @@ fn apply_batch(
         let Some(sp) = spaces.get(&id.space.0) else {
             continue;
         };
-        let Some((path, off)) = locate(sp, id.page, page_size) else {
+        let Some((path, off)) = locate(sp, id.page) else {
             return Err(Error::Unsupported {
                 lsn: ops.first().map_or(Lsn(0), |o| o.start_lsn),
                 what: format!("page {id} outside the system tablespace files"),
@@ -656,6 +802,9 @@ fn apply_batch(
             open = Some((path.to_path_buf(), f));
         }
         let Some((_, file)) = open.as_ref() else {
+            continue;
+        };
+        let Some(buf) = buf.get_mut(..sp.format.physical_size() as usize) else {
             continue;
         };
         buf.fill(0);
@@ -707,8 +856,8 @@ fn write_empty_log(path: &Path, end: Lsn) -> Result<()> {
         checkpoint_lsn: at,
         end_lsn: at,
     };
-    let mut out =
-        build_backup_log_prefix(ck, DEFAULT_BACKUP_CREATOR).map_err(|e| Error::Log(e.to_string()))?;
+    let mut out = build_backup_log_prefix(ck, DEFAULT_BACKUP_CREATOR)
+        .map_err(|e| Error::Log(e.to_string()))?;
     out.extend_from_slice(&checkpoint_mtr(at));
     write_atomic(path, &out)
 }
@@ -742,12 +891,15 @@ mod tests {
             offset: at - 2,
             data: vec![0, 0, 0, 1, 0, 0, 0, 0],
         };
-        assert_eq!(fsp_size_written(&op), Some(0x0001_0000));
+        assert_eq!(
+            field_written(&op, FIL_PAGE_DATA + FSP_SIZE),
+            Some(0x0001_0000)
+        );
         let op = PageOp::Write {
             offset: at + 1,
             data: vec![1, 2, 3, 4],
         };
-        assert_eq!(fsp_size_written(&op), None);
+        assert_eq!(field_written(&op, FIL_PAGE_DATA + FSP_SIZE), None);
     }
 
     #[test]

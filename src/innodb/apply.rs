@@ -16,8 +16,8 @@
 use std::fmt;
 
 use super::page::{
-    legacy_crc32, PageFormat, FIL_PAGE_DATA, FIL_PAGE_LSN, FIL_PAGE_OFFSET, FIL_PAGE_SPACE_ID,
-    FIL_PAGE_TYPE,
+    legacy_crc32, zip_crc32, PageFormat, FIL_PAGE_DATA, FIL_PAGE_LSN, FIL_PAGE_OFFSET,
+    FIL_PAGE_SPACE_ID, FIL_PAGE_TYPE,
 };
 use super::redo::{decode_varint, varint_len, FileOp};
 use super::{be16, be32, Lsn, PageNo, SpaceId};
@@ -25,6 +25,8 @@ use crate::error::{Classify, ErrorClass};
 
 /// Largest logical page size.
 pub const MAX_PAGE_SIZE: usize = 65536;
+/// Smallest page buffer (a 1 KiB ROW_FORMAT=COMPRESSED page).
+pub const MIN_PAGE_BUFFER: usize = 1024;
 
 /// Errors of the applier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +55,9 @@ pub enum Error {
         reason: &'static str,
     },
     /// An OPT_PAGE_CHECKSUM record does not match the page after applying.
-    #[error("page {page}: OPT_PAGE_CHECKSUM mismatch (logged 0x{logged:08x}, page 0x{computed:08x})")]
+    #[error(
+        "page {page}: OPT_PAGE_CHECKSUM mismatch (logged 0x{logged:08x}, page 0x{computed:08x})"
+    )]
     Checksum {
         /// The page.
         page: PageId,
@@ -250,6 +254,20 @@ impl PageOp {
         }
     }
 
+    /// Whether this is an EXTENDED record.
+    #[must_use]
+    pub fn is_extended(&self) -> bool {
+        !matches!(
+            self,
+            PageOp::FreePage
+                | PageOp::InitPage
+                | PageOp::Write { .. }
+                | PageOp::Memset { .. }
+                | PageOp::Memmove { .. }
+                | PageOp::PageChecksum { .. }
+        )
+    }
+
     /// Bytes of heap this op holds (for memory budgets).
     #[must_use]
     pub fn heap_bytes(&self) -> usize {
@@ -413,7 +431,10 @@ pub fn decode_mtr(recs: &[u8], page_size: u32) -> Result<Vec<Record<'_>>, Error>
             kind => {
                 // WRITE, MEMSET, MEMMOVE
                 if body.is_empty() || last_offset == 1 {
-                    return corrupt(start, "WRITE/MEMSET/MEMMOVE without data or after FREE_PAGE");
+                    return corrupt(
+                        start,
+                        "WRITE/MEMSET/MEMMOVE without data or after FREE_PAGE",
+                    );
                 }
                 let mut p = 0usize;
                 let Some(off) = varint_at(body, &mut p, 3) else {
@@ -517,7 +538,9 @@ fn decode_extended(sub: u8, rest: &[u8], start: usize) -> Result<PageOp, Error> 
                 data: rest.to_vec(),
             })
         }
-        INSERT_HEAP_REDUNDANT | INSERT_REUSE_REDUNDANT | INSERT_HEAP_DYNAMIC
+        INSERT_HEAP_REDUNDANT
+        | INSERT_REUSE_REDUNDANT
+        | INSERT_HEAP_DYNAMIC
         | INSERT_REUSE_DYNAMIC => {
             if rlen < 2 {
                 return bad("INSERT too short");
@@ -677,8 +700,8 @@ const INFIMUM_SUPREMUM_REDUNDANT: [u8; 2 * (REC_N_OLD_EXTRA_BYTES + 1) + 8 + 9] 
     0x01, 0x00, 0x08, 0x03, 0x00, 0x00, b's', b'u', b'p', b'r', b'e', b'm', b'u', b'm', 0,
 ];
 const INFIMUM_SUPREMUM_COMPACT: [u8; 2 * REC_N_NEW_EXTRA_BYTES + 16] = [
-    0x01, 0x00, 0x02, 0x00, 0x0d, b'i', b'n', b'f', b'i', b'm', b'u', b'm', 0, 0x01, 0x00,
-    0x0b, 0x00, 0x00, b's', b'u', b'p', b'r', b'e', b'm', b'u', b'm',
+    0x01, 0x00, 0x02, 0x00, 0x0d, b'i', b'n', b'f', b'i', b'm', b'u', b'm', 0, 0x01, 0x00, 0x0b,
+    0x00, 0x00, b's', b'u', b'p', b'r', b'e', b'm', b'u', b'm',
 ];
 
 /// A page image being changed, with checked 2-byte accessors. Every access
@@ -847,16 +870,17 @@ impl Pg<'_> {
     }
 }
 
-/// Apply one page operation to `page` (one logical page of the instance's
-/// page size). FREE_PAGE, TRIM_PAGES and OPT_PAGE_CHECKSUM are no-ops
-/// here (the caller handles them).
+/// Apply one page operation to `page`: one page as stored in the file
+/// (for ROW_FORMAT=COMPRESSED tablespaces the compressed page, to which
+/// the server logs byte-level records only). FREE_PAGE, TRIM_PAGES and
+/// OPT_PAGE_CHECKSUM are no-ops here (the caller handles them).
 ///
 /// # Errors
 /// [`Error::Page`] if the page does not have the shape the record needs,
 /// [`Error::PageSize`] for a buffer that is not a page.
 pub fn apply_op(page: &mut [u8], id: PageId, op: &PageOp) -> Result<(), Error> {
     let size = page.len();
-    if !(4096..=MAX_PAGE_SIZE).contains(&size) || !size.is_power_of_two() {
+    if !(MIN_PAGE_BUFFER..=MAX_PAGE_SIZE).contains(&size) || !size.is_power_of_two() {
         return Err(Error::PageSize(size));
     }
     let mut pg = Pg {
@@ -870,7 +894,8 @@ pub fn apply_op(page: &mut [u8], id: PageId, op: &PageOp) -> Result<(), Error> {
             pg.b.fill(0);
             pg.b[FIL_PAGE_OFFSET..FIL_PAGE_OFFSET + 4].copy_from_slice(&id.page.0.to_be_bytes());
             pg.b[8..16].fill(0xFF);
-            pg.b[FIL_PAGE_SPACE_ID..FIL_PAGE_SPACE_ID + 4].copy_from_slice(&id.space.0.to_be_bytes());
+            pg.b[FIL_PAGE_SPACE_ID..FIL_PAGE_SPACE_ID + 4]
+                .copy_from_slice(&id.space.0.to_be_bytes());
             Ok(())
         }
         PageOp::Write { offset, data } => pg.put(*offset as usize, data),
@@ -974,7 +999,10 @@ fn page_create(pg: &mut Pg<'_>, comp: bool) -> Result<(), Error> {
     pg.fill(PAGE_HEADER, PAGE_HEADER_PRIV_END, 0)?;
     pg.w1(PAGE_HEADER + PAGE_N_DIR_SLOTS + 1, 2)?;
     pg.w1(PAGE_HEADER + PAGE_INSTANT, 0)?;
-    pg.w1(PAGE_HEADER + PAGE_DIRECTION_B, usize::from(PAGE_NO_DIRECTION))?;
+    pg.w1(
+        PAGE_HEADER + PAGE_DIRECTION_B,
+        usize::from(PAGE_NO_DIRECTION),
+    )?;
     let (inf, sup, end, tmpl): (usize, usize, usize, &[u8]) = if comp {
         pg.w1(PAGE_HEADER + PAGE_N_HEAP, 0x80)?;
         (
@@ -1117,6 +1145,7 @@ fn find_slot(pg: &Pg<'_>, from_slot: usize, rec: usize) -> Result<usize, Error> 
 }
 
 /// Common tail of both inserts: PAGE_DIRECTION, PAGE_N_RECS, slot split.
+#[allow(clippy::too_many_arguments)]
 fn insert_tail(
     pg: &mut Pg<'_>,
     last_insert: usize,
@@ -1552,6 +1581,7 @@ fn mem_free(
     pg.fill(start, end - start, 0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn delete_common(
     pg: &mut Pg<'_>,
     prev_rec: usize,
@@ -1563,9 +1593,15 @@ fn delete_common(
     comp: bool,
 ) -> Result<(), Error> {
     let (sup, heap_lo) = if comp {
-        (PAGE_NEW_SUPREMUM, PAGE_NEW_SUPREMUM_END + REC_N_NEW_EXTRA_BYTES)
+        (
+            PAGE_NEW_SUPREMUM,
+            PAGE_NEW_SUPREMUM_END + REC_N_NEW_EXTRA_BYTES,
+        )
     } else {
-        (PAGE_OLD_SUPREMUM, PAGE_OLD_SUPREMUM_END + REC_N_OLD_EXTRA_BYTES)
+        (
+            PAGE_OLD_SUPREMUM,
+            PAGE_OLD_SUPREMUM_END + REC_N_OLD_EXTRA_BYTES,
+        )
     };
     let n_recs = pg.hdr(PAGE_N_RECS)?;
     let mut s = rec;
@@ -1724,8 +1760,7 @@ pub enum Recovered {
 /// before the last such one and never reads the page).
 #[must_use]
 pub fn needs_read(ops: &[LoggedOp]) -> bool {
-    !ops
-        .iter()
+    !ops.iter()
         .any(|o| matches!(o.op, PageOp::InitPage | PageOp::FreePage))
 }
 
@@ -1802,23 +1837,30 @@ pub fn opt_page_checksum(page: &[u8]) -> u32 {
 /// recovered page: FIL_PAGE_LSN = `lsn`; full_crc32: the low 4 LSN bytes
 /// at size-8 and CRC-32C at size-4; legacy (`crc32`): the 8 LSN bytes at
 /// size-8, page types reset as the server does for 16 KiB pages, then the
-/// crc32 checksum at 0 and size-8.
+/// crc32 checksum at 0 and size-8; ROW_FORMAT=COMPRESSED: the compressed
+/// page's crc32 checksum at 0.
 ///
 /// # Errors
 /// [`Error::PageSize`] if the buffer is not one page of `fmt`, and
-/// [`Error::Unsupported`] for ROW_FORMAT=COMPRESSED or page_compressed.
+/// [`Error::Unsupported`] for page_compressed.
 pub fn finish_page(page: &mut [u8], id: PageId, fmt: &PageFormat, lsn: Lsn) -> Result<(), Error> {
     let size = page.len();
-    if size != fmt.physical_size() as usize || size < 4096 {
+    if size != fmt.physical_size() as usize || size < MIN_PAGE_BUFFER {
         return Err(Error::PageSize(size));
     }
-    if fmt.is_zip() || fmt.is_page_compressed() {
+    if fmt.is_page_compressed() {
         return Err(Error::Unsupported {
             page: id,
-            what: "ROW_FORMAT=COMPRESSED or page_compressed page write-back",
+            what: "page_compressed page write-back",
         });
     }
     page[FIL_PAGE_LSN..FIL_PAGE_LSN + 8].copy_from_slice(&lsn.0.to_be_bytes());
+    if fmt.is_zip() {
+        // No trailer; the crc32 variant of the compressed-page checksum.
+        let c = zip_crc32(page);
+        page[..4].copy_from_slice(&c.to_be_bytes());
+        return Ok(());
+    }
     if fmt.is_full_crc32() {
         page.copy_within(FIL_PAGE_LSN + 4..FIL_PAGE_LSN + 8, size - 8);
         let c = crc32c::crc32c(&page[..size - 4]);

@@ -27,7 +27,10 @@ fn rec(ty: u8, same: bool, space: u32, page: u32, body: &[u8]) -> Vec<u8> {
         // length 0 + varint a, record is 1 + 15 + a bytes after the header
         // with the varint counted in the 15 + a.
         let mut a = payload.len().saturating_sub(15);
-        assert!(payload.len() > 15, "short records carry their length in the header");
+        assert!(
+            payload.len() > 15,
+            "short records carry their length in the header"
+        );
         loop {
             let n = vi(a as u32).len();
             if 15 + a == payload.len() + n {
@@ -66,18 +69,56 @@ fn decode_write_memset_memmove_offsets() {
     // same page: offset relative to 103
     m.extend(rec(0x30, true, 0, 0, &[&vi(7)[..], &[9]].concat()));
     // MEMSET at 110+0 len 20 fill [0xAB]
-    m.extend(rec(0x40, true, 0, 0, &[&vi(0)[..], &vi(20), &[0xAB]].concat()));
+    m.extend(rec(
+        0x40,
+        true,
+        0,
+        0,
+        &[&vi(0)[..], &vi(20), &[0xAB]].concat(),
+    ));
     // MEMMOVE at 130+2=132 len 4 from -32 (encoded (32-1)<<1|1)
-    m.extend(rec(0x50, true, 0, 0, &[&vi(2)[..], &vi(4), &vi((31 << 1) | 1)].concat()));
+    m.extend(rec(
+        0x50,
+        true,
+        0,
+        0,
+        &[&vi(2)[..], &vi(4), &vi((31 << 1) | 1)].concat(),
+    ));
     m.push(1);
     let ops = page_ops(&m);
     assert_eq!(
         ops,
         vec![
-            (id(5, 7), PageOp::Write { offset: 100, data: vec![1, 2, 3] }),
-            (id(5, 7), PageOp::Write { offset: 110, data: vec![9] }),
-            (id(5, 7), PageOp::Memset { offset: 111, len: 20, fill: vec![0xAB] }),
-            (id(5, 7), PageOp::Memmove { offset: 133, len: 4, source: 101 }),
+            (
+                id(5, 7),
+                PageOp::Write {
+                    offset: 100,
+                    data: vec![1, 2, 3]
+                }
+            ),
+            (
+                id(5, 7),
+                PageOp::Write {
+                    offset: 110,
+                    data: vec![9]
+                }
+            ),
+            (
+                id(5, 7),
+                PageOp::Memset {
+                    offset: 111,
+                    len: 20,
+                    fill: vec![0xAB]
+                }
+            ),
+            (
+                id(5, 7),
+                PageOp::Memmove {
+                    offset: 133,
+                    len: 4,
+                    source: 101
+                }
+            ),
         ]
     );
 }
@@ -92,14 +133,29 @@ fn decode_init_free_extended_and_reset_offsets() {
     m.extend(rec(0x00, false, 3, 10, &[]));
     let ops = page_ops(&m);
     assert_eq!(ops[0], (id(3, 9), PageOp::InitPage));
-    assert_eq!(ops[1].1, PageOp::Write { offset: 24, data: vec![0x45, 0xBF] });
+    assert_eq!(
+        ops[1].1,
+        PageOp::Write {
+            offset: 24,
+            data: vec![0x45, 0xBF]
+        }
+    );
     assert_eq!(ops[2].1, PageOp::InitIndex { compact: true });
-    assert_eq!(ops[3].1, PageOp::Write { offset: 26, data: vec![7] });
+    assert_eq!(
+        ops[3].1,
+        PageOp::Write {
+            offset: 26,
+            data: vec![7]
+        }
+    );
     assert_eq!(ops[4], (id(3, 10), PageOp::FreePage));
     // A same-page WRITE after FREE_PAGE is corrupt.
     let mut bad = rec(0x00, false, 3, 10, &[]);
     bad.extend(rec(0x30, true, 0, 0, &[&vi(30)[..], &[7]].concat()));
-    assert!(matches!(decode_mtr(&bad, PS as u32), Err(Error::Record { .. })));
+    assert!(matches!(
+        decode_mtr(&bad, PS as u32),
+        Err(Error::Record { .. })
+    ));
     // INIT_PAGE with the same_page flag is corrupt.
     let mut bad = rec(0x30, false, 3, 10, &[&vi(30)[..], &[7]].concat());
     bad.extend([0x91, 0x00]);
@@ -108,11 +164,34 @@ fn decode_init_free_extended_and_reset_offsets() {
 
 #[test]
 fn decode_extended_subtypes() {
-    let ins = [&[ext::INSERT_REUSE_DYNAMIC][..], &vi(10), &vi(4), &vi(3 << 3), &vi(2), &vi(5), &[1, 2, 3, 4]].concat();
-    let del = [&[ext::DELETE_ROW_FORMAT_DYNAMIC][..], &vi(40), &vi(3), &vi(200)].concat();
+    let ins = [
+        &[ext::INSERT_REUSE_DYNAMIC][..],
+        &vi(10),
+        &vi(4),
+        &vi(3 << 3),
+        &vi(2),
+        &vi(5),
+        &[1, 2, 3, 4],
+    ]
+    .concat();
+    let del = [
+        &[ext::DELETE_ROW_FORMAT_DYNAMIC][..],
+        &vi(40),
+        &vi(3),
+        &vi(200),
+    ]
+    .concat();
     let undo = [&[ext::UNDO_APPEND][..], &[1, 2, 3, 4]].concat();
     let delr = [&[ext::DELETE_ROW_FORMAT_REDUNDANT][..], &vi(300)].concat();
-    let insr = [&[ext::INSERT_HEAP_REDUNDANT][..], &vi(10), &vi(0x21), &vi(1), &vi(2), &[9, 9]].concat();
+    let insr = [
+        &[ext::INSERT_HEAP_REDUNDANT][..],
+        &vi(10),
+        &vi(0x21),
+        &vi(1),
+        &vi(2),
+        &[9, 9],
+    ]
+    .concat();
     let mut m = Vec::new();
     for b in [&ins, &del, &undo, &delr, &insr] {
         m.extend(rec(0x20, false, 4, 5, b));
@@ -121,11 +200,32 @@ fn decode_extended_subtypes() {
     assert_eq!(
         ops,
         vec![
-            PageOp::InsertDynamic { reuse: true, prev: 10, shift: 4, enc_hdr_l: 24, hdr_c: 2, data_c: 5, data: vec![1, 2, 3, 4] },
-            PageOp::DeleteDynamic { prev: 40, hdr_size: 3, data_size: 200 },
-            PageOp::UndoAppend { data: vec![1, 2, 3, 4] },
+            PageOp::InsertDynamic {
+                reuse: true,
+                prev: 10,
+                shift: 4,
+                enc_hdr_l: 24,
+                hdr_c: 2,
+                data_c: 5,
+                data: vec![1, 2, 3, 4]
+            },
+            PageOp::DeleteDynamic {
+                prev: 40,
+                hdr_size: 3,
+                data_size: 200
+            },
+            PageOp::UndoAppend {
+                data: vec![1, 2, 3, 4]
+            },
             PageOp::DeleteRedundant { prev: 300 },
-            PageOp::InsertRedundant { reuse: false, prev: 10, enc_hdr: 0x21, hdr_c: 1, data_c: 2, data: vec![9, 9] },
+            PageOp::InsertRedundant {
+                reuse: false,
+                prev: 10,
+                enc_hdr: 0x21,
+                hdr_c: 1,
+                data_c: 2,
+                data: vec![9, 9]
+            },
         ]
     );
     assert!(decode_mtr(&rec(0x20, false, 4, 5, &[11]), PS as u32).is_err());
@@ -137,9 +237,15 @@ fn decode_file_records_and_option() {
     let mut m = vec![0x80 | 9, 5, 0];
     m.extend_from_slice(b"d/t.ibd");
     let recs = decode_mtr(&m, PS as u32).expect("valid");
-    assert!(matches!(recs.as_slice(), [Record::File(FileOp::Create { .. })]));
+    assert!(matches!(
+        recs.as_slice(),
+        [Record::File(FileOp::Create { .. })]
+    ));
     let m = rec(0x70, false, 1, 4, &[0, 0xDE, 0xAD, 0xBE, 0xEF]);
-    assert_eq!(page_ops(&m), vec![(id(1, 4), PageOp::PageChecksum { crc: 0xDEAD_BEEF })]);
+    assert_eq!(
+        page_ops(&m),
+        vec![(id(1, 4), PageOp::PageChecksum { crc: 0xDEAD_BEEF })]
+    );
     // Unknown OPTION subtypes are ignored.
     assert!(page_ops(&rec(0x70, false, 1, 4, &[3, 1])).is_empty());
 }
@@ -167,12 +273,38 @@ fn init_page_sets_identity() {
 #[test]
 fn memset_pattern_and_memmove() {
     let mut p = vec![0u8; PS];
-    apply_op(&mut p, id(1, 1), &PageOp::Memset { offset: 100, len: 7, fill: vec![1, 2, 3] }).expect("ok");
+    apply_op(
+        &mut p,
+        id(1, 1),
+        &PageOp::Memset {
+            offset: 100,
+            len: 7,
+            fill: vec![1, 2, 3],
+        },
+    )
+    .expect("ok");
     assert_eq!(&p[100..108], &[1, 2, 3, 1, 2, 3, 1, 0]);
-    apply_op(&mut p, id(1, 1), &PageOp::Memmove { offset: 102, len: 5, source: 100 }).expect("ok");
+    apply_op(
+        &mut p,
+        id(1, 1),
+        &PageOp::Memmove {
+            offset: 102,
+            len: 5,
+            source: 100,
+        },
+    )
+    .expect("ok");
     assert_eq!(&p[100..108], &[1, 2, 1, 2, 3, 1, 2, 0]);
-    assert!(apply_op(&mut p, id(1, 1), &PageOp::Write { offset: PS as u32 - 1, data: vec![1, 2] }).is_err());
-    assert!(apply_op(&mut vec![0u8; 100], id(1, 1), &PageOp::InitPage).is_err());
+    assert!(apply_op(
+        &mut p,
+        id(1, 1),
+        &PageOp::Write {
+            offset: PS as u32 - 1,
+            data: vec![1, 2]
+        }
+    )
+    .is_err());
+    assert!(apply_op(&mut [0u8; 100], id(1, 1), &PageOp::InitPage).is_err());
 }
 
 #[test]
@@ -181,7 +313,10 @@ fn page_create_compact_layout() {
     assert_eq!(be16(&p, 24), Some(17855));
     assert_eq!(be16(&p, PAGE_HEADER + PAGE_N_DIR_SLOTS), Some(2));
     assert_eq!(be16(&p, PAGE_HEADER + PAGE_N_HEAP), Some(0x8002));
-    assert_eq!(be16(&p, PAGE_HEADER + PAGE_HEAP_TOP), Some(PAGE_NEW_SUPREMUM_END as u16));
+    assert_eq!(
+        be16(&p, PAGE_HEADER + PAGE_HEAP_TOP),
+        Some(PAGE_NEW_SUPREMUM_END as u16)
+    );
     assert_eq!(&p[PAGE_NEW_INFIMUM..PAGE_NEW_INFIMUM + 7], b"infimum");
     assert_eq!(&p[PAGE_NEW_SUPREMUM..PAGE_NEW_SUPREMUM + 8], b"supremum");
     assert_eq!(be16(&p, PS - 10), Some(PAGE_NEW_INFIMUM as u16));
@@ -252,9 +387,19 @@ fn dynamic_inserts_split_slots_and_deletes_balance() {
     assert_eq!(n_slots_owned_sum(&p, true), 22);
     // Delete the first 15 records (predecessor is always the infimum).
     for _ in 0..15 {
-        let first = (PAGE_NEW_INFIMUM + usize::from(be16(&p, PAGE_NEW_INFIMUM - 2).expect("x"))) & 0xFFFF;
+        let first =
+            (PAGE_NEW_INFIMUM + usize::from(be16(&p, PAGE_NEW_INFIMUM - 2).expect("x"))) & 0xFFFF;
         let _ = first;
-        apply_op(&mut p, id(7, 3), &PageOp::DeleteDynamic { prev: 0, hdr_size: 0, data_size: 8 }).expect("delete applies");
+        apply_op(
+            &mut p,
+            id(7, 3),
+            &PageOp::DeleteDynamic {
+                prev: 0,
+                hdr_size: 0,
+                data_size: 8,
+            },
+        )
+        .expect("delete applies");
     }
     let got = walk_new(&p, 8);
     assert_eq!(got, (15..20u8).map(|i| vec![i; 8]).collect::<Vec<_>>());
@@ -264,7 +409,15 @@ fn dynamic_inserts_split_slots_and_deletes_balance() {
     // Reuse the freed space: PAGE_FREE is the last deleted record.
     let free = usize::from(be16(&p, PAGE_HEADER + PAGE_FREE).expect("hdr"));
     assert_ne!(free, 0);
-    let op = PageOp::InsertDynamic { reuse: true, prev: 0, shift: 0, enc_hdr_l: 0, hdr_c: 0, data_c: 0, data: vec![0xEE; 8] };
+    let op = PageOp::InsertDynamic {
+        reuse: true,
+        prev: 0,
+        shift: 0,
+        enc_hdr_l: 0,
+        hdr_c: 0,
+        data_c: 0,
+        data: vec![0xEE; 8],
+    };
     apply_op(&mut p, id(7, 3), &op).expect("reuse applies");
     assert_eq!(walk_new(&p, 8)[0], vec![0xEE; 8]);
     assert_eq!(be16(&p, PAGE_HEADER + PAGE_GARBAGE), Some(14 * 13));
@@ -282,8 +435,20 @@ fn dynamic_inserts_split_slots_and_deletes_balance() {
             r = n;
         }
     };
-    apply_op(&mut p, id(7, 3), &PageOp::DeleteDynamic { prev: (prev_of_last - PAGE_NEW_INFIMUM) as u32, hdr_size: 0, data_size: 8 }).expect("delete top");
-    assert_eq!(usize::from(be16(&p, PAGE_HEADER + PAGE_HEAP_TOP).expect("hdr")), top - 13);
+    apply_op(
+        &mut p,
+        id(7, 3),
+        &PageOp::DeleteDynamic {
+            prev: (prev_of_last - PAGE_NEW_INFIMUM) as u32,
+            hdr_size: 0,
+            data_size: 8,
+        },
+    )
+    .expect("delete top");
+    assert_eq!(
+        usize::from(be16(&p, PAGE_HEADER + PAGE_HEAP_TOP).expect("hdr")),
+        top - 13
+    );
     assert_eq!(be16(&p, PAGE_HEADER + PAGE_N_HEAP), Some(heap - 1));
 }
 
@@ -305,7 +470,14 @@ fn redundant_insert_and_delete() {
         } else {
             usize::from(be16(&p, PAGE_HEADER + PAGE_LAST_INSERT).expect("hdr")) - PAGE_OLD_INFIMUM
         };
-        let op = PageOp::InsertRedundant { reuse: false, prev: prev as u32, enc_hdr, hdr_c: 0, data_c: 0, data };
+        let op = PageOp::InsertRedundant {
+            reuse: false,
+            prev: prev as u32,
+            enc_hdr,
+            hdr_c: 0,
+            data_c: 0,
+            data,
+        };
         apply_op(&mut p, id(7, 3), &op).expect("insert applies");
     }
     assert_eq!(be16(&p, PAGE_HEADER + PAGE_N_RECS), Some(12));
@@ -332,9 +504,29 @@ fn extended_refused_on_low_pages_and_wrong_shapes() {
     let mut p = vec![0u8; PS];
     assert!(apply_op(&mut p, id(1, 2), &PageOp::UndoInit).is_err());
     // Insert into a page that is not an index page.
-    let op = PageOp::InsertDynamic { reuse: false, prev: 0, shift: 0, enc_hdr_l: 0, hdr_c: 0, data_c: 0, data: vec![1] };
-    assert!(matches!(apply_op(&mut p, id(1, 5), &op), Err(Error::Page { .. })));
-    assert!(apply_op(&mut p, id(1, 5), &PageOp::DeleteDynamic { prev: 0, hdr_size: 0, data_size: 1 }).is_err());
+    let op = PageOp::InsertDynamic {
+        reuse: false,
+        prev: 0,
+        shift: 0,
+        enc_hdr_l: 0,
+        hdr_c: 0,
+        data_c: 0,
+        data: vec![1],
+    };
+    assert!(matches!(
+        apply_op(&mut p, id(1, 5), &op),
+        Err(Error::Page { .. })
+    ));
+    assert!(apply_op(
+        &mut p,
+        id(1, 5),
+        &PageOp::DeleteDynamic {
+            prev: 0,
+            hdr_size: 0,
+            data_size: 1
+        }
+    )
+    .is_err());
 }
 
 #[test]
@@ -349,7 +541,14 @@ fn undo_init_and_append() {
     // the segment header (56..86) is preserved
     assert!(p[56..86].iter().all(|&b| b == 0x77));
     assert!(p[86..PS - 8].iter().all(|&b| b == 0));
-    apply_op(&mut p, id(2, 10), &PageOp::UndoAppend { data: vec![1, 2, 3, 4, 5] }).expect("append");
+    apply_op(
+        &mut p,
+        id(2, 10),
+        &PageOp::UndoAppend {
+            data: vec![1, 2, 3, 4, 5],
+        },
+    )
+    .expect("append");
     assert_eq!(be16(&p, 42), Some(56 + 9));
     assert_eq!(be16(&p, 56), Some(65));
     assert_eq!(&p[58..63], &[1, 2, 3, 4, 5]);
@@ -359,7 +558,11 @@ fn undo_init_and_append() {
 }
 
 fn logged(start: u64, end: u64, op: PageOp) -> LoggedOp {
-    LoggedOp { start_lsn: Lsn(start), end_lsn: Lsn(end), op }
+    LoggedOp {
+        start_lsn: Lsn(start),
+        end_lsn: Lsn(end),
+        op,
+    }
 }
 
 #[test]
@@ -370,41 +573,113 @@ fn recovery_rules() {
     finish_page(&mut p, id(5, 4), &fmt, Lsn(1000)).expect("finish");
     assert!(check_page(&fmt, Some(PageNo(4)), &p).is_ok());
     let ops = vec![
-        logged(900, 950, PageOp::Write { offset: 100, data: vec![1] }),
-        logged(1000, 1100, PageOp::Write { offset: 101, data: vec![2] }),
-        logged(1100, 1200, PageOp::Write { offset: 102, data: vec![3] }),
+        logged(
+            900,
+            950,
+            PageOp::Write {
+                offset: 100,
+                data: vec![1],
+            },
+        ),
+        logged(
+            1000,
+            1100,
+            PageOp::Write {
+                offset: 101,
+                data: vec![2],
+            },
+        ),
+        logged(
+            1100,
+            1200,
+            PageOp::Write {
+                offset: 102,
+                data: vec![3],
+            },
+        ),
     ];
     assert!(needs_read(&ops));
     let mut q = p.clone();
-    assert_eq!(recover_page(&mut q, id(5, 4), &ops).expect("ok"), Recovered::Applied { end_lsn: Lsn(1200) });
-    assert_eq!(&q[100..103], &[0, 2, 3], "the record older than the page LSN is skipped");
+    assert_eq!(
+        recover_page(&mut q, id(5, 4), &ops).expect("ok"),
+        Recovered::Applied { end_lsn: Lsn(1200) }
+    );
+    assert_eq!(
+        &q[100..103],
+        &[0, 2, 3],
+        "the record older than the page LSN is skipped"
+    );
     let mut q = p.clone();
-    assert_eq!(recover_page(&mut q, id(5, 4), &ops[..1]).expect("ok"), Recovered::Unchanged);
+    assert_eq!(
+        recover_page(&mut q, id(5, 4), &ops[..1]).expect("ok"),
+        Recovered::Unchanged
+    );
     // INIT_PAGE: replay from the last init, ignoring the page LSN.
     let ops2 = vec![
-        logged(10, 20, PageOp::Write { offset: 100, data: vec![1] }),
+        logged(
+            10,
+            20,
+            PageOp::Write {
+                offset: 100,
+                data: vec![1],
+            },
+        ),
         logged(20, 30, PageOp::InitPage),
-        logged(20, 30, PageOp::Write { offset: 104, data: vec![4] }),
+        logged(
+            20,
+            30,
+            PageOp::Write {
+                offset: 104,
+                data: vec![4],
+            },
+        ),
     ];
     assert!(!needs_read(&ops2));
     let mut q = p.clone();
-    assert_eq!(recover_page(&mut q, id(5, 4), &ops2).expect("ok"), Recovered::Applied { end_lsn: Lsn(30) });
+    assert_eq!(
+        recover_page(&mut q, id(5, 4), &ops2).expect("ok"),
+        Recovered::Applied { end_lsn: Lsn(30) }
+    );
     assert_eq!(q[100], 0);
     assert_eq!(q[104], 4);
     // FREE_PAGE last: not written.
-    let ops3 = vec![logged(10, 20, PageOp::InitPage), logged(30, 40, PageOp::FreePage)];
-    assert_eq!(recover_page(&mut p.clone(), id(5, 4), &ops3).expect("ok"), Recovered::Freed);
+    let ops3 = vec![
+        logged(10, 20, PageOp::InitPage),
+        logged(30, 40, PageOp::FreePage),
+    ];
+    assert_eq!(
+        recover_page(&mut p.clone(), id(5, 4), &ops3).expect("ok"),
+        Recovered::Freed
+    );
     // OPT_PAGE_CHECKSUM verifies the result.
     let mut q = p.clone();
-    apply_op(&mut q, id(5, 4), &PageOp::Write { offset: 200, data: vec![9] }).expect("w");
+    apply_op(
+        &mut q,
+        id(5, 4),
+        &PageOp::Write {
+            offset: 200,
+            data: vec![9],
+        },
+    )
+    .expect("w");
     let crc = opt_page_checksum(&q);
     let ops4 = vec![
-        logged(2000, 2100, PageOp::Write { offset: 200, data: vec![9] }),
+        logged(
+            2000,
+            2100,
+            PageOp::Write {
+                offset: 200,
+                data: vec![9],
+            },
+        ),
         logged(2000, 2100, PageOp::PageChecksum { crc }),
     ];
     assert!(recover_page(&mut p.clone(), id(5, 4), &ops4).is_ok());
     let ops5 = vec![logged(2000, 2100, PageOp::PageChecksum { crc })];
-    assert!(matches!(recover_page(&mut p.clone(), id(5, 4), &ops5), Err(Error::Checksum { .. })));
+    assert!(matches!(
+        recover_page(&mut p.clone(), id(5, 4), &ops5),
+        Err(Error::Checksum { .. })
+    ));
 }
 
 #[test]
@@ -415,8 +690,36 @@ fn finish_page_legacy_crc32() {
     assert!(check_page(&fmt, Some(PageNo(3)), &p).is_ok());
     assert_eq!(crate::innodb::be64(&p, 16), Some(0x0102_0304_0506_0708));
     assert_eq!(be32(&p, PS - 4), Some(0x0506_0708));
-    let zip = PageFormat::from_flags(0x27).expect("zip");
-    assert!(finish_page(&mut vec![0u8; 4096], id(7, 3), &zip, Lsn(5)).is_err());
+    let zip = PageFormat::from_flags(0x27).expect("zip 4k");
+    assert!(finish_page(&mut vec![0u8; 8192], id(7, 3), &zip, Lsn(5)).is_err());
+    let mut z = vec![0u8; 4096];
+    apply_op(&mut z, id(7, 3), &PageOp::InitPage).expect("init on a compressed page");
+    apply_op(
+        &mut z,
+        id(7, 3),
+        &PageOp::Write {
+            offset: 4000,
+            data: vec![1, 2],
+        },
+    )
+    .expect("write");
+    assert!(apply_op(
+        &mut z,
+        id(7, 3),
+        &PageOp::Write {
+            offset: 4095,
+            data: vec![1, 2]
+        }
+    )
+    .is_err());
+    finish_page(&mut z, id(7, 3), &zip, Lsn(77)).expect("finish zip");
+    assert_eq!(crate::innodb::be64(&z, 16), Some(77));
+    assert!(check_page(&zip, Some(PageNo(3)), &z).is_ok());
+    let pc = PageFormat::from_flags(0x35).expect("page_compressed");
+    assert!(matches!(
+        finish_page(&mut vec![0u8; PS], id(7, 3), &pc, Lsn(5)),
+        Err(Error::Unsupported { .. })
+    ));
 }
 
 proptest! {

@@ -1,0 +1,362 @@
+//! The native prepare against its oracle: `mariabackup --prepare` on a copy
+//! of the same backup must produce the same page images in every
+//! tablespace, and `mariadbd` must start on the natively prepared copy with
+//! the same data.
+//!
+//! `native_prepare_oracle` is the small CI case; `native_prepare_oracle_bench`
+//! (ignored, `HOTBAK_ORACLE_RUNS=N`) repeats it over N distinct backups and
+//! times both prepares (driven by `bench/native_prepare_oracle.sh`).
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hotbak::mysql::Session;
+use hotbak::native_prepare::{native_prepare, NativeOptions};
+use hotbak::sandbox::{Sandbox, SandboxOptions};
+use hotbak::testkit::{self, Expect, SchemaOptions, Writer, WriterOptions};
+
+use crate::support::{rt, tool};
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+fn run_ok(program: &Path, args: &[&OsStr]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("tool runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{}: {text}", program.display());
+    text
+}
+
+/// Every tablespace file of a backup, relative to its root.
+fn tablespaces(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.ends_with(".ibd") || name.starts_with("ibdata") || name.starts_with("undo") {
+                out.push(p.strip_prefix(root).expect("under root").to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn field_at(off: usize, size: usize) -> &'static str {
+    match off {
+        0..=3 => "FIL_PAGE_SPACE_OR_CHKSUM",
+        4..=7 => "FIL_PAGE_OFFSET",
+        8..=11 => "FIL_PAGE_PREV",
+        12..=15 => "FIL_PAGE_NEXT",
+        16..=23 => "FIL_PAGE_LSN",
+        24..=25 => "FIL_PAGE_TYPE",
+        26..=33 => "FIL_PAGE_FILE_FLUSH_LSN",
+        34..=37 => "FIL_PAGE_SPACE_ID",
+        o if o >= size - 8 => "page trailer (LSN low / checksum)",
+        _ => "page body",
+    }
+}
+
+/// Compare every tablespace page by page; the differences as text (empty
+/// when identical), at most `limit` lines.
+fn compare(oracle: &Path, ours: &Path, page_size: usize, limit: usize) -> (Vec<String>, u64) {
+    let mut diffs = Vec::new();
+    let mut pages = 0u64;
+    let a_files = tablespaces(oracle);
+    let b_files = tablespaces(ours);
+    if a_files != b_files {
+        diffs.push(format!("file sets differ: {a_files:?} vs {b_files:?}"));
+    }
+    for rel in &a_files {
+        let a = std::fs::read(oracle.join(rel)).expect("read oracle file");
+        let Ok(b) = std::fs::read(ours.join(rel)) else {
+            continue;
+        };
+        if a.len() != b.len() {
+            diffs.push(format!(
+                "{}: size {} (mariabackup) vs {} (native)",
+                rel.display(),
+                a.len(),
+                b.len()
+            ));
+        }
+        for (i, (pa, pb)) in a.chunks(page_size).zip(b.chunks(page_size)).enumerate() {
+            pages += 1;
+            if pa == pb {
+                continue;
+            }
+            let off = pa
+                .iter()
+                .zip(pb.iter())
+                .position(|(x, y)| x != y)
+                .unwrap_or(0);
+            if diffs.len() < limit {
+                diffs.push(format!(
+                    "{} page {i}: first difference at byte {off} ({}); type {} lsn {:x} vs {:x}",
+                    rel.display(),
+                    field_at(off, pa.len()),
+                    u16::from_be_bytes([pa[24], pa[25]]),
+                    u64::from_be_bytes(pa[16..24].try_into().unwrap_or([0; 8])),
+                    u64::from_be_bytes(pb[16..24].try_into().unwrap_or([0; 8])),
+                ));
+            } else {
+                diffs.push(String::new());
+            }
+        }
+    }
+    (diffs, pages)
+}
+
+/// mariabackup's DDL markers, in its order (`.del`, `.ren`, `.new`); the
+/// CLI does this before the native prepare, as it does for the
+/// mariadbd-based one.
+fn apply_markers(root: &Path) {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    for ext in ["del", "ren", "new"] {
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == ext))
+        {
+            let ibd = f.with_extension("ibd");
+            match ext {
+                "del" => {
+                    let _ = std::fs::remove_file(&ibd);
+                    std::fs::remove_file(f).expect("remove .del");
+                }
+                "ren" => {
+                    let target = std::fs::read_to_string(f).expect("read .ren");
+                    let dest = root.join(format!("{}.ibd", target.trim()));
+                    if ibd.exists() {
+                        std::fs::rename(&ibd, &dest).expect("rename");
+                    }
+                    std::fs::remove_file(f).expect("remove .ren");
+                }
+                _ => std::fs::rename(f, &ibd).expect("rename .new"),
+            }
+        }
+    }
+}
+
+struct Outcome {
+    diffs: Vec<String>,
+    pages: u64,
+    mariabackup_secs: f64,
+    native_secs: f64,
+    report: hotbak::native_prepare::Report,
+}
+
+/// Take one backup under the writer with mariabackup, prepare two copies
+/// (mariabackup / native), compare, start a server on the native copy and
+/// check its data against the mariabackup-prepared copy.
+fn oracle_once(root: &Path, mariabackup: &Path, write_secs: f64, check_server: bool) -> Outcome {
+    let sb_opts = SandboxOptions {
+        server_args: vec!["--innodb-log-file-size=64M".into()],
+        ..Default::default()
+    };
+    let mut sb = Sandbox::create(&root.join("src"), sb_opts).expect("sandbox starts");
+    let backup = root.join("backup");
+    let rt = rt();
+    let schema = rt.block_on(async {
+        testkit::setup_schema(&sb.connect_options(), &SchemaOptions::default())
+            .await
+            .expect("schema")
+    });
+    // A clean restart checkpoints the schema load: the backup's log then
+    // holds the writer's work only (the load of the ROW_FORMAT=COMPRESSED
+    // table is not applied natively yet).
+    sb.restart().expect("restart");
+    let (before, after) = rt.block_on(async {
+        let conn = sb.connect_options();
+        let w = Writer::start(&conn, &schema, &WriterOptions::default())
+            .await
+            .expect("writer");
+        tokio::time::sleep(Duration::from_secs_f64(write_secs)).await;
+        let before = w.snapshot();
+        let mb = mariabackup.to_path_buf();
+        let sock = sb.socket().to_path_buf();
+        let dest = backup.clone();
+        tokio::task::spawn_blocking(move || {
+            run_ok(
+                &mb,
+                &[
+                    OsStr::new("--no-defaults"),
+                    OsStr::new("--backup"),
+                    OsStr::new("--user=root"),
+                    OsStr::new(&format!("--socket={}", sock.display())),
+                    OsStr::new(&format!("--target-dir={}", dest.display())),
+                ],
+            )
+        })
+        .await
+        .expect("join");
+        let after = w.stop().await.expect("writer stops");
+        assert!(after.errors.is_empty(), "writer errors: {after}");
+        (before, after)
+    });
+    sb.stop().expect("source stops");
+    let theirs = root.join("mb");
+    let ours = root.join("native");
+    copy_dir(&backup, &theirs);
+    copy_dir(&backup, &ours);
+    let t0 = Instant::now();
+    run_ok(
+        mariabackup,
+        &[
+            OsStr::new("--no-defaults"),
+            OsStr::new("--prepare"),
+            OsStr::new(&format!("--target-dir={}", theirs.display())),
+        ],
+    );
+    let mariabackup_secs = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    apply_markers(&ours);
+    let report = native_prepare(&ours, &NativeOptions::default()).expect("native prepare");
+    let native_secs = t0.elapsed().as_secs_f64();
+    eprintln!("native prepare: {report:?}");
+    let (diffs, pages) = compare(&theirs, &ours, 16384, 20);
+    // The comparison sees what prepare changes: the unprepared backup
+    // differs from the prepared one.
+    let (raw, _) = compare(&theirs, &backup, 16384, 1);
+    assert!(
+        !raw.is_empty(),
+        "prepare changed no page: the comparison is blind"
+    );
+    if check_server && diffs.is_empty() {
+        rt.block_on(async {
+            let mut s1 =
+                Sandbox::start_on(&ours, &root.join("run-native"), SandboxOptions::default())
+                    .expect("mariadbd starts on the natively prepared backup");
+            let r = testkit::check_restored(
+                &s1.connect_options(),
+                &Expect::between(&schema, &before, &after),
+            )
+            .await
+            .expect("check");
+            assert!(r.ok(), "{r}");
+            let mut s = Session::connect(&s1.connect_options())
+                .await
+                .expect("connect");
+            let ours_sums = testkit::checksum_all(&mut s).await.expect("checksums");
+            s.close().await.expect("close");
+            s1.stop().expect("stops");
+            let mut s2 =
+                Sandbox::start_on(&theirs, &root.join("run-mb"), SandboxOptions::default())
+                    .expect("mariadbd starts on the mariabackup-prepared backup");
+            let mut s = Session::connect(&s2.connect_options())
+                .await
+                .expect("connect");
+            let their_sums = testkit::checksum_all(&mut s).await.expect("checksums");
+            s.close().await.expect("close");
+            s2.stop().expect("stops");
+            assert_eq!(ours_sums, their_sums, "CHECKSUM TABLE differs");
+            assert!(ours_sums.len() >= 10, "{ours_sums:?}");
+        });
+    }
+    Outcome {
+        diffs,
+        pages,
+        mariabackup_secs,
+        native_secs,
+        report,
+    }
+}
+
+#[test]
+fn native_prepare_oracle() {
+    let Some(mb) = tool("mariabackup") else {
+        return;
+    };
+    if tool("mariadbd").is_none() || tool("mariadb-install-db").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = oracle_once(dir.path(), &mb, 1.0, true);
+    assert!(o.report.page_records > 0, "{:?}", o.report);
+    assert!(o.report.pages_written > 0, "{:?}", o.report);
+    assert!(
+        o.diffs.is_empty(),
+        "{} of {} pages differ from mariabackup --prepare:\n{}",
+        o.diffs.len(),
+        o.pages,
+        o.diffs.join("\n")
+    );
+}
+
+/// `HOTBAK_ORACLE_RUNS=N cargo test --release --test it -- --ignored native_prepare_oracle_bench`
+#[test]
+#[ignore = "benchmark: run by bench/native_prepare_oracle.sh"]
+fn native_prepare_oracle_bench() {
+    let Some(mb) = tool("mariabackup") else {
+        return;
+    };
+    let runs: usize = std::env::var("HOTBAK_ORACLE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let secs: f64 = std::env::var("HOTBAK_ORACLE_WRITE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    let mut failed = 0;
+    let (mut tm, mut tn) = (0.0, 0.0);
+    for i in 0..runs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Vary the amount of redo between runs.
+        let o = oracle_once(dir.path(), &mb, secs * (1.0 + i as f64 / 2.0), i == 0);
+        tm += o.mariabackup_secs;
+        tn += o.native_secs;
+        println!(
+            "run {i}: {} pages, {} mtrs, {} page records, {} written; mariabackup --prepare {:.2}s, native {:.2}s; {} differing pages{}",
+            o.pages,
+            o.report.mtrs,
+            o.report.page_records,
+            o.report.pages_written,
+            o.mariabackup_secs,
+            o.native_secs,
+            o.diffs.len(),
+            o.diffs.first().map(|d| format!(" (first: {d})")).unwrap_or_default()
+        );
+        if !o.diffs.is_empty() {
+            failed += 1;
+        }
+    }
+    println!(
+        "{runs} backups, {failed} with differences; total mariabackup --prepare {tm:.2}s, native {tn:.2}s, ratio {:.2}x",
+        if tn > 0.0 { tm / tn } else { 0.0 }
+    );
+    assert_eq!(failed, 0);
+}
