@@ -175,6 +175,38 @@ struct Space {
     recv_size: u32,
 }
 
+/// Add a one-file tablespace; a space id seen twice is an error.
+fn add_space(
+    spaces: &mut HashMap<u32, Space>,
+    id: u32,
+    path: &Path,
+    format: PageFormat,
+) -> Result<()> {
+    if spaces.contains_key(&id) {
+        return Err(Error::Metadata {
+            path: path.display().to_string(),
+            reason: format!("space id {id} appears in two files"),
+        });
+    }
+    spaces.insert(id, Space::single(path, format));
+    Ok(())
+}
+
+impl Space {
+    /// A tablespace in one file.
+    fn single(path: &Path, format: PageFormat) -> Self {
+        Space {
+            files: vec![SpaceFile {
+                path: path.to_path_buf(),
+                first_page: 0,
+                pages: u32::MAX,
+            }],
+            format,
+            recv_size: 0,
+        }
+    }
+}
+
 const MARKERS: [&str; 3] = ["del", "ren", "new"];
 
 /// Run the native prepare on `dir`.
@@ -249,17 +281,17 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
     // Pre-pass: validate, collect names, sizes and flags, then refuse
     // what cannot be reproduced before any file is touched.
     let mut pre = PrePass::default();
-    walk_log(
-        &mut log,
-        &log_path,
-        &geo,
-        (start, end),
+    let mut src = LogSource {
+        file: log,
+        path: &log_path,
+        geo,
+        range: (start, end),
         page_size,
-        |lsn, _len, recs| {
-            pre.mtr(lsn, recs);
-            Ok(())
-        },
-    )?;
+    };
+    src.walk(|lsn, _len, recs| {
+        pre.mtr(lsn, recs);
+        Ok(())
+    })?;
     resolve_deferred(dir, &mut spaces, &pending, &pre)?;
     pre.check(&mut spaces)?;
 
@@ -274,46 +306,39 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
             report.files_extended += 1;
         }
     }
-    walk_log(
-        &mut log,
-        &log_path,
-        &geo,
-        (start, end),
-        page_size,
-        |lsn, len, recs| {
-            report.mtrs += 1;
-            let end_lsn = Lsn(lsn.0 + len as u64);
-            for r in recs {
-                let Record::Page { id, op } = r else {
-                    continue;
-                };
-                report.page_records += 1;
-                *report.record_kinds.entry(op.name()).or_insert(0) += 1;
-                if !spaces.contains_key(&id.space.0) {
-                    report.skipped_records += 1;
-                    continue;
-                }
-                used += 64 + op.heap_bytes();
-                let e = batch.entry(id).or_default();
-                if matches!(op, PageOp::InitPage | PageOp::FreePage) {
-                    // Recovery forgets what came before (it will not read the page).
-                    for o in e.drain(..) {
-                        used = used.saturating_sub(64 + o.op.heap_bytes());
-                    }
-                }
-                e.push(LoggedOp {
-                    start_lsn: lsn,
-                    end_lsn,
-                    op,
-                });
+    src.walk(|lsn, len, recs| {
+        report.mtrs += 1;
+        let end_lsn = Lsn(lsn.0 + len as u64);
+        for r in recs {
+            let Record::Page { id, op } = r else {
+                continue;
+            };
+            report.page_records += 1;
+            *report.record_kinds.entry(op.name()).or_insert(0) += 1;
+            if !spaces.contains_key(&id.space.0) {
+                report.skipped_records += 1;
+                continue;
             }
-            if used >= budget {
-                apply_batch(&spaces, &mut batch, &mut page_buf, &mut report)?;
-                used = 0;
+            used += 64 + op.heap_bytes();
+            let e = batch.entry(id).or_default();
+            if matches!(op, PageOp::InitPage | PageOp::FreePage) {
+                // Recovery forgets what came before (it will not read the page).
+                for o in e.drain(..) {
+                    used = used.saturating_sub(64 + o.op.heap_bytes());
+                }
             }
-            Ok(())
-        },
-    )?;
+            e.push(LoggedOp {
+                start_lsn: lsn,
+                end_lsn,
+                op,
+            });
+        }
+        if used >= budget {
+            apply_batch(&spaces, &mut batch, &mut page_buf, &mut report)?;
+            used = 0;
+        }
+        Ok(())
+    })?;
     apply_batch(&spaces, &mut batch, &mut page_buf, &mut report)?;
     for sp in spaces.values_mut() {
         for f in &sp.files {
@@ -475,24 +500,7 @@ fn map_spaces(
             }
         };
         let id = info.space_id.0;
-        if spaces.contains_key(&id) {
-            return Err(Error::Metadata {
-                path: p.display().to_string(),
-                reason: format!("space id {id} appears in two files"),
-            });
-        }
-        spaces.insert(
-            id,
-            Space {
-                files: vec![SpaceFile {
-                    path: p.clone(),
-                    first_page: 0,
-                    pages: u32::MAX,
-                }],
-                format: info.format,
-                recv_size: 0,
-            },
-        );
+        add_space(&mut spaces, id, p, info.format)?;
     }
     Ok((spaces, pending))
 }
@@ -626,24 +634,7 @@ fn resolve_deferred(
             path: p.display().to_string(),
             reason: e.to_string(),
         })?;
-        if spaces.contains_key(&id) {
-            return Err(Error::Metadata {
-                path: p.display().to_string(),
-                reason: format!("space id {id} appears in two files"),
-            });
-        }
-        spaces.insert(
-            id,
-            Space {
-                files: vec![SpaceFile {
-                    path: p.clone(),
-                    first_page: 0,
-                    pages: u32::MAX,
-                }],
-                format,
-                recv_size: 0,
-            },
-        );
+        add_space(spaces, id, p, format)?;
     }
     Ok(())
 }
@@ -667,8 +658,31 @@ fn field_written(op: &PageOp, at: usize) -> Option<u32> {
     }
 }
 
-/// Read the linear backup log from `start` to `end` in chunks and call
-/// `f(start_lsn, len, records)` for each mtr.
+/// The backup's log between its checkpoint and `last_lsn`.
+struct LogSource<'p> {
+    file: File,
+    path: &'p Path,
+    geo: LogGeometry,
+    range: (Lsn, Lsn),
+    page_size: u32,
+}
+
+impl LogSource<'_> {
+    /// Read the linear backup log over `range` in chunks and call
+    /// `f(start_lsn, len, records)` for each mtr.
+    fn walk(&mut self, f: impl FnMut(Lsn, usize, Vec<Record<'_>>) -> Result<()>) -> Result<()> {
+        let (start, end) = self.range;
+        walk_log(
+            &mut self.file,
+            self.path,
+            &self.geo,
+            (start, end),
+            self.page_size,
+            f,
+        )
+    }
+}
+
 fn walk_log(
     log: &mut File,
     path: &Path,

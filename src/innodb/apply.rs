@@ -559,52 +559,45 @@ fn decode_extended(sub: u8, rest: &[u8], start: usize) -> Result<PageOp, Error> 
             let Some(prev) = take(3, true) else {
                 return bad("INSERT: bad predecessor");
             };
-            if sub & 2 != 0 {
-                let shift = if sub & 1 != 0 {
-                    let Some(s) = take(3, true) else {
-                        return bad("INSERT: bad shift");
-                    };
-                    s
-                } else {
-                    0
-                };
-                let Some(enc_hdr_l) = take(3, true) else {
-                    return bad("INSERT: bad header length");
-                };
-                let Some(hdr_c) = take(2, true) else {
-                    return bad("INSERT: bad common header length");
-                };
-                let Some(data_c) = take(3, false) else {
-                    return bad("INSERT: bad common data length");
-                };
-                Ok(PageOp::InsertDynamic {
-                    reuse: sub & 1 != 0,
+            let dynamic = sub & 2 != 0;
+            let reuse = sub & 1 != 0;
+            let shift = match (dynamic && reuse).then(|| take(3, true)) {
+                None => 0,
+                Some(Some(s)) => s,
+                Some(None) => return bad("INSERT: bad shift"),
+            };
+            // COMPACT/DYNAMIC allow 3-byte header and data counts.
+            let wide = if dynamic { 3 } else { 2 };
+            let Some(hdr) = take(wide, true) else {
+                return bad("INSERT: bad header");
+            };
+            let Some(hdr_c) = take(2, true) else {
+                return bad("INSERT: bad common header length");
+            };
+            let Some(data_c) = take(wide, false) else {
+                return bad("INSERT: bad common data length");
+            };
+            let data = rest[p..].to_vec();
+            Ok(if dynamic {
+                PageOp::InsertDynamic {
+                    reuse,
                     prev,
                     shift,
-                    enc_hdr_l,
+                    enc_hdr_l: hdr,
                     hdr_c,
                     data_c,
-                    data: rest[p..].to_vec(),
-                })
+                    data,
+                }
             } else {
-                let Some(enc_hdr) = take(2, true) else {
-                    return bad("INSERT: bad header");
-                };
-                let Some(hdr_c) = take(2, true) else {
-                    return bad("INSERT: bad common header length");
-                };
-                let Some(data_c) = take(2, false) else {
-                    return bad("INSERT: bad common data length");
-                };
-                Ok(PageOp::InsertRedundant {
-                    reuse: sub & 1 != 0,
+                PageOp::InsertRedundant {
+                    reuse,
                     prev,
-                    enc_hdr,
+                    enc_hdr: hdr,
                     hdr_c,
                     data_c,
-                    data: rest[p..].to_vec(),
-                })
-            }
+                    data,
+                }
+            })
         }
         DELETE_ROW_FORMAT_REDUNDANT => {
             if !(2..=4).contains(&rlen) {
@@ -1144,6 +1137,62 @@ fn find_slot(pg: &Pg<'_>, from_slot: usize, rec: usize) -> Result<usize, Error> 
     }
 }
 
+/// The last directory slot, the heap bottom and PAGE_HEAP_TOP of an index
+/// page, after the server's checks of the heap and the directory ends.
+fn heap_bounds(pg: &Pg<'_>, n_slots: usize, comp: bool) -> Result<(usize, usize, usize), Error> {
+    let (inf, sup, bot) = if comp {
+        (PAGE_NEW_INFIMUM, PAGE_NEW_SUPREMUM, PAGE_NEW_SUPREMUM_END)
+    } else {
+        (PAGE_OLD_INFIMUM, PAGE_OLD_SUPREMUM, PAGE_OLD_SUPREMUM_END)
+    };
+    let last_slot = pg.slot(n_slots.wrapping_sub(1))?;
+    let heap_top = pg.hdr(PAGE_HEAP_TOP)?;
+    if bot > heap_top || heap_top > last_slot {
+        return pg.err("PAGE_HEAP_TOP out of range");
+    }
+    if pg.r2(last_slot)? != sup || pg.r2(pg.slot(0)?)? != inf {
+        return pg.err("directory does not start with infimum and end with supremum");
+    }
+    Ok((last_slot, bot, heap_top))
+}
+
+/// The record owning the directory slot that `next_rec` belongs to, its
+/// n_owned and its slot (the server's walk before an insert).
+fn find_owner(
+    pg: &Pg<'_>,
+    next_rec: usize,
+    last_slot: usize,
+    heap_bot: usize,
+    heap_top: usize,
+    comp: bool,
+) -> Result<(usize, usize, usize), Error> {
+    let (sup, extra) = if comp {
+        (PAGE_NEW_SUPREMUM, REC_N_NEW_EXTRA_BYTES)
+    } else {
+        (PAGE_OLD_SUPREMUM, REC_N_OLD_EXTRA_BYTES)
+    };
+    let mut owner = next_rec;
+    for _ in 0..=PAGE_DIR_SLOT_MAX_N_OWNED {
+        let n = if comp {
+            pg.n_owned_new(owner)?
+        } else {
+            pg.n_owned_old(owner)?
+        };
+        if n != 0 {
+            if n > PAGE_DIR_SLOT_MAX_N_OWNED {
+                return pg.err("n_owned too large");
+            }
+            return Ok((owner, n, find_slot(pg, last_slot, owner)?));
+        }
+        let link = pg.r2(owner.wrapping_sub(2))?;
+        owner = if comp { (owner + link) & 0xFFFF } else { link };
+        if owner != sup && (heap_bot + extra > owner || owner > heap_top) {
+            return pg.err("record list leaves the heap");
+        }
+    }
+    pg.err("cyclic record list")
+}
+
 /// Common tail of both inserts: PAGE_DIRECTION, PAGE_N_RECS, slot split.
 #[allow(clippy::too_many_arguments)]
 fn insert_tail(
@@ -1212,15 +1261,7 @@ fn insert_dynamic(
     {
         return pg.err("page header inconsistent");
     }
-    let last_slot = pg.slot(n_slots - 1)?;
-    let heap_bot = PAGE_NEW_SUPREMUM_END;
-    let heap_top = pg.hdr(PAGE_HEAP_TOP)?;
-    if heap_bot > heap_top || heap_top > last_slot {
-        return pg.err("PAGE_HEAP_TOP out of range");
-    }
-    if pg.r2(last_slot)? != PAGE_NEW_SUPREMUM || pg.r2(pg.slot(0)?)? != PAGE_NEW_INFIMUM {
-        return pg.err("directory does not start with infimum and end with supremum");
-    }
+    let (last_slot, heap_bot, heap_top) = heap_bounds(pg, n_slots, true)?;
     let prev_rec = (PAGE_NEW_INFIMUM + prev) & 0xFFFF;
     let next_rec = (prev_rec + pg.r2(prev_rec.wrapping_sub(2))?) & 0xFFFF;
     if prev != 0 && (heap_bot + REC_N_NEW_EXTRA_BYTES > prev_rec || prev_rec > heap_top) {
@@ -1231,28 +1272,8 @@ fn insert_dynamic(
     {
         return pg.err("successor outside the heap");
     }
-    let mut owner_rec = next_rec;
-    let mut ns = PAGE_DIR_SLOT_MAX_N_OWNED;
-    let n_owned = loop {
-        let n = pg.n_owned_new(owner_rec)?;
-        if n != 0 {
-            break n;
-        }
-        owner_rec = (owner_rec + pg.r2(owner_rec.wrapping_sub(2))?) & 0xFFFF;
-        if owner_rec != PAGE_NEW_SUPREMUM
-            && (heap_bot + REC_N_NEW_EXTRA_BYTES > owner_rec || owner_rec > heap_top)
-        {
-            return pg.err("record list leaves the heap");
-        }
-        if ns == 0 {
-            return pg.err("cyclic record list");
-        }
-        ns -= 1;
-    };
-    if n_owned > PAGE_DIR_SLOT_MAX_N_OWNED {
-        return pg.err("n_owned too large");
-    }
-    let owner_slot = find_slot(pg, last_slot, owner_rec)?;
+    let (owner_rec, n_owned, owner_slot) =
+        find_owner(pg, next_rec, last_slot, heap_bot, heap_top, true)?;
     let extra_size = REC_N_NEW_EXTRA_BYTES + hdr_c + hdr_l;
     let data_size = match (data_c + data.len()).checked_sub(hdr_l) {
         Some(x) => x,
@@ -1360,15 +1381,7 @@ fn insert_redundant(
     {
         return pg.err("page header inconsistent");
     }
-    let last_slot = pg.slot(n_slots - 1)?;
-    let heap_bot = PAGE_OLD_SUPREMUM_END;
-    let heap_top = pg.hdr(PAGE_HEAP_TOP)?;
-    if heap_bot > heap_top || heap_top > last_slot {
-        return pg.err("PAGE_HEAP_TOP out of range");
-    }
-    if pg.r2(last_slot)? != PAGE_OLD_SUPREMUM || pg.r2(pg.slot(0)?)? != PAGE_OLD_INFIMUM {
-        return pg.err("directory does not start with infimum and end with supremum");
-    }
+    let (last_slot, heap_bot, heap_top) = heap_bounds(pg, n_slots, false)?;
     let prev_rec = PAGE_OLD_INFIMUM + prev;
     if prev != 0 && (heap_bot + REC_N_OLD_EXTRA_BYTES + 1 > prev_rec || prev_rec > heap_top) {
         return pg.err("predecessor outside the heap");
@@ -1409,28 +1422,8 @@ fn insert_redundant(
     if hdr_c > extra_size || extra_size - hdr_c > data.len() {
         return pg.err("header sizes inconsistent");
     }
-    let mut owner_rec = next_rec;
-    let mut ns = PAGE_DIR_SLOT_MAX_N_OWNED;
-    let n_owned = loop {
-        let n = pg.n_owned_old(owner_rec)?;
-        if n != 0 {
-            break n;
-        }
-        owner_rec = pg.r2(owner_rec.wrapping_sub(2))?;
-        if owner_rec != PAGE_OLD_SUPREMUM
-            && (heap_bot + REC_N_OLD_EXTRA_BYTES > owner_rec || owner_rec > heap_top)
-        {
-            return pg.err("record list leaves the heap");
-        }
-        if ns == 0 {
-            return pg.err("cyclic record list");
-        }
-        ns -= 1;
-    };
-    if n_owned > PAGE_DIR_SLOT_MAX_N_OWNED {
-        return pg.err("n_owned too large");
-    }
-    let owner_slot = find_slot(pg, last_slot, owner_rec)?;
+    let (owner_rec, n_owned, owner_slot) =
+        find_owner(pg, next_rec, last_slot, heap_bot, heap_top, false)?;
     // Build the record header locally.
     let mut ins = vec![0u8; extra_size];
     ins[..extra_size - hdr_c].copy_from_slice(&data[..extra_size - hdr_c]);

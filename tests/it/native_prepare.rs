@@ -9,7 +9,6 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hotbak::mysql::Session;
@@ -19,33 +18,21 @@ use hotbak::testkit::{self, Expect, SchemaOptions, Writer, WriterOptions};
 
 use crate::support::{rt, tool};
 
+/// Run a program; panic with its output unless it succeeds.
+fn run_ok(program: &Path, args: &[&OsStr]) {
+    let (st, out) = testkit::run_tool(program, args).expect("tool runs");
+    assert!(st.success(), "{}: {st}: {out}", program.display());
+}
+
 fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
-}
-
-fn run_ok(program: &Path, args: &[&OsStr]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("tool runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Path::new("cp"),
+        &[OsStr::new("-a"), from.as_os_str(), to.as_os_str()],
     );
-    assert!(out.status.success(), "{}: {text}", program.display());
-    text
 }
 
-/// Every tablespace file of a backup, relative to its root.
-fn tablespaces(root: &Path) -> Vec<PathBuf> {
+/// Every file below `root` (any depth).
+fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -53,14 +40,24 @@ fn tablespaces(root: &Path) -> Vec<PathBuf> {
             let p = e.expect("entry").path();
             if p.is_dir() {
                 stack.push(p);
-                continue;
-            }
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name.ends_with(".ibd") || name.starts_with("ibdata") || name.starts_with("undo") {
-                out.push(p.strip_prefix(root).expect("under root").to_path_buf());
+            } else {
+                out.push(p);
             }
         }
     }
+    out
+}
+
+/// Every tablespace file of a backup, relative to its root.
+fn tablespaces(root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = files_under(root)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.ends_with(".ibd") || name.starts_with("ibdata") || name.starts_with("undo")
+        })
+        .map(|p| p.strip_prefix(root).expect("under root").to_path_buf())
+        .collect();
     out.sort();
     out
 }
@@ -134,40 +131,28 @@ fn compare(oracle: &Path, ours: &Path, page_size: usize, limit: usize) -> (Vec<S
 /// CLI does this before the native prepare, as it does for the
 /// mariadbd-based one.
 fn apply_markers(root: &Path) {
-    let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    for ext in ["del", "ren", "new"] {
-        for f in files
+    let files = files_under(root);
+    let with = |ext: &str| {
+        files
             .iter()
             .filter(|f| f.extension().is_some_and(|e| e == ext))
-        {
-            let ibd = f.with_extension("ibd");
-            match ext {
-                "del" => {
-                    let _ = std::fs::remove_file(&ibd);
-                    std::fs::remove_file(f).expect("remove .del");
-                }
-                "ren" => {
-                    let target = std::fs::read_to_string(f).expect("read .ren");
-                    let dest = root.join(format!("{}.ibd", target.trim()));
-                    if ibd.exists() {
-                        std::fs::rename(&ibd, &dest).expect("rename");
-                    }
-                    std::fs::remove_file(f).expect("remove .ren");
-                }
-                _ => std::fs::rename(f, &ibd).expect("rename .new"),
-            }
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for gone in with("del") {
+        let _ = std::fs::remove_file(gone.with_extension("ibd"));
+        std::fs::remove_file(&gone).expect("remove .del");
+    }
+    for ren in with("ren") {
+        let target = std::fs::read_to_string(&ren).expect("read .ren");
+        let old = ren.with_extension("ibd");
+        if old.exists() {
+            std::fs::rename(&old, root.join(format!("{}.ibd", target.trim()))).expect("rename");
         }
+        std::fs::remove_file(&ren).expect("remove .ren");
+    }
+    for new in with("new") {
+        std::fs::rename(&new, new.with_extension("ibd")).expect("rename .new");
     }
 }
 
