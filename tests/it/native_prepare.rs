@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hotbak::mysql::Session;
 use hotbak::native_prepare::{native_prepare, NativeOptions};
 use hotbak::sandbox::{Sandbox, SandboxOptions};
-use hotbak::testkit::{self, Expect, SchemaOptions, Writer, WriterOptions};
+use hotbak::testkit::{self, DdlLoop, Expect, SchemaOptions, Writer, WriterOptions};
 
 use crate::support::{rt, tool};
 
@@ -164,10 +164,57 @@ struct Outcome {
     report: hotbak::native_prepare::Report,
 }
 
-/// Take one backup under the writer with mariabackup, prepare two copies
-/// (mariabackup / native), compare, start a server on the native copy and
-/// check its data against the mariabackup-prepared copy.
-fn oracle_once(root: &Path, mariabackup: &Path, write_secs: f64, check_server: bool) -> Outcome {
+/// Which tool takes the backup.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Mariabackup,
+    Hotbak,
+}
+
+/// One oracle run.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    source: Source,
+    /// Run the DDL loop (CREATE/ALTER/RENAME/TRUNCATE/DROP) too.
+    ddl: bool,
+    /// Seconds of writes before the backup starts.
+    write_secs: f64,
+    /// Start servers on both prepared copies and compare the data.
+    check_server: bool,
+}
+
+fn backup_args(case: Case, mariabackup: &Path, sock: &Path, dest: &Path) -> (PathBuf, Vec<String>) {
+    match case.source {
+        Source::Mariabackup => (
+            mariabackup.to_path_buf(),
+            vec![
+                "--no-defaults".into(),
+                "--backup".into(),
+                "--user=root".into(),
+                format!("--socket={}", sock.display()),
+                format!("--target-dir={}", dest.display()),
+            ],
+        ),
+        Source::Hotbak => (
+            crate::support::bin("hotbak"),
+            vec![
+                "backup".into(),
+                "--no-defaults".into(),
+                "--socket".into(),
+                sock.display().to_string(),
+                "-u".into(),
+                "root".into(),
+                "--target-dir".into(),
+                dest.display().to_string(),
+            ],
+        ),
+    }
+}
+
+/// Take one backup under the writer, prepare two copies (mariabackup /
+/// native), compare, start a server on the native copy and check its data
+/// against the mariabackup-prepared copy.
+fn oracle_once(root: &Path, mariabackup: &Path, case: Case) -> Outcome {
     let sb_opts = SandboxOptions {
         server_args: vec!["--innodb-log-file-size=64M".into()],
         ..Default::default()
@@ -189,25 +236,28 @@ fn oracle_once(root: &Path, mariabackup: &Path, write_secs: f64, check_server: b
         let w = Writer::start(&conn, &schema, &WriterOptions::default())
             .await
             .expect("writer");
-        tokio::time::sleep(Duration::from_secs_f64(write_secs)).await;
-        let before = w.snapshot();
-        let mb = mariabackup.to_path_buf();
-        let sock = sb.socket().to_path_buf();
-        let dest = backup.clone();
-        tokio::task::spawn_blocking(move || {
-            run_ok(
-                &mb,
-                &[
-                    OsStr::new("--no-defaults"),
-                    OsStr::new("--backup"),
-                    OsStr::new("--user=root"),
-                    OsStr::new(&format!("--socket={}", sock.display())),
-                    OsStr::new(&format!("--target-dir={}", dest.display())),
-                ],
+        let ddl = if case.ddl {
+            Some(
+                DdlLoop::start(&conn, Duration::from_millis(50))
+                    .await
+                    .expect("ddl loop"),
             )
+        } else {
+            None
+        };
+        tokio::time::sleep(Duration::from_secs_f64(case.write_secs)).await;
+        let before = w.snapshot();
+        let (program, args) = backup_args(case, mariabackup, sb.socket(), &backup);
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+            run_ok(&program, &args);
         })
         .await
         .expect("join");
+        if let Some(d) = ddl {
+            let r = d.stop().await.expect("ddl loop stops");
+            assert!(r.total_ok() > 0, "no DDL ran: {r:?}");
+        }
         let after = w.stop().await.expect("writer stops");
         assert!(after.errors.is_empty(), "writer errors: {after}");
         (before, after)
@@ -240,7 +290,7 @@ fn oracle_once(root: &Path, mariabackup: &Path, write_secs: f64, check_server: b
         !raw.is_empty(),
         "prepare changed no page: the comparison is blind"
     );
-    if check_server && diffs.is_empty() {
+    if case.check_server && diffs.is_empty() {
         rt.block_on(async {
             let mut s1 =
                 Sandbox::start_on(&ours, &root.join("run-native"), SandboxOptions::default())
@@ -289,7 +339,16 @@ fn native_prepare_oracle() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let o = oracle_once(dir.path(), &mb, 1.0, true);
+    let o = oracle_once(
+        dir.path(),
+        &mb,
+        Case {
+            source: Source::Mariabackup,
+            ddl: false,
+            write_secs: 1.0,
+            check_server: true,
+        },
+    );
     assert!(o.report.page_records > 0, "{:?}", o.report);
     assert!(o.report.pages_written > 0, "{:?}", o.report);
     assert!(
@@ -321,11 +380,21 @@ fn native_prepare_oracle_bench() {
     for i in 0..runs {
         let dir = tempfile::tempdir().expect("tempdir");
         // Vary the amount of redo between runs.
-        let o = oracle_once(dir.path(), &mb, secs * (1.0 + i as f64 / 2.0), i == 0);
+        let case = Case {
+            source: if i % 3 == 2 {
+                Source::Hotbak
+            } else {
+                Source::Mariabackup
+            },
+            ddl: i % 2 == 1,
+            write_secs: secs * (1.0 + i as f64 / 2.0),
+            check_server: i < 2,
+        };
+        let o = oracle_once(dir.path(), &mb, case);
         tm += o.mariabackup_secs;
         tn += o.native_secs;
         println!(
-            "run {i}: {} pages, {} mtrs, {} page records, {} written; mariabackup --prepare {:.2}s, native {:.2}s; {} differing pages{}",
+            "run {i} {case:?}: {} pages, {} mtrs, {} page records, {} written; mariabackup --prepare {:.2}s, native {:.2}s; {} differing pages{}",
             o.pages,
             o.report.mtrs,
             o.report.page_records,
@@ -344,4 +413,42 @@ fn native_prepare_oracle_bench() {
         if tn > 0.0 { tm / tn } else { 0.0 }
     );
     assert_eq!(failed, 0);
+}
+
+fn oracle_case(case: Case) {
+    let Some(mb) = tool("mariabackup") else {
+        return;
+    };
+    if tool("mariadbd").is_none() || tool("mariadb-install-db").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = oracle_once(dir.path(), &mb, case);
+    assert!(o.report.pages_written > 0, "{:?}", o.report);
+    assert!(
+        o.diffs.is_empty(),
+        "{case:?}: {} pages differ from mariabackup --prepare:\n{}",
+        o.diffs.len(),
+        o.diffs.join("\n")
+    );
+}
+
+#[test]
+fn native_prepare_oracle_hotbak_backup() {
+    oracle_case(Case {
+        source: Source::Hotbak,
+        ddl: false,
+        write_secs: 1.0,
+        check_server: true,
+    });
+}
+
+#[test]
+fn native_prepare_oracle_under_ddl() {
+    oracle_case(Case {
+        source: Source::Mariabackup,
+        ddl: true,
+        write_secs: 1.0,
+        check_server: true,
+    });
 }
