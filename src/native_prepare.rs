@@ -23,7 +23,7 @@
 //! DDL markers (`.del`, `.ren`, `.new`) must be applied by the caller
 //! first; this function refuses a directory that still has them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -149,12 +149,15 @@ pub struct Report {
     pub pages_written: u64,
     /// Pages whose records were all older than the page (not written).
     pub pages_unchanged: u64,
-    /// Pages left freed (not written, as the server does).
+    /// Pages left freed (not written, as the server does): counted once per
+    /// page whose last record is FREE_PAGE.
     pub pages_freed: u64,
     /// Files extended to the size page 0 records demand.
     pub files_extended: u64,
     /// Count of each record kind seen.
     pub record_kinds: BTreeMap<&'static str, u64>,
+    /// Files written or extended.
+    pub touched: std::collections::BTreeSet<PathBuf>,
 }
 
 /// One data file of a tablespace.
@@ -294,6 +297,7 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
     })?;
     resolve_deferred(dir, &mut spaces, &pending, &pre)?;
     pre.check(&mut spaces)?;
+    report.pages_freed = pre.freed_at_end.len() as u64;
 
     // Apply pass.
     let budget = usize::try_from(opts.use_memory.max(1 << 20)).unwrap_or(usize::MAX);
@@ -304,6 +308,9 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
     for sp in spaces.values() {
         if sp.recv_size > 0 && extend_space(sp)? {
             report.files_extended += 1;
+            if let Some(f) = sp.files.last() {
+                report.touched.insert(f.path.clone());
+            }
         }
     }
     src.walk(|lsn, len, recs| {
@@ -317,6 +324,9 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
             *report.record_kinds.entry(op.name()).or_insert(0) += 1;
             if !spaces.contains_key(&id.space.0) {
                 report.skipped_records += 1;
+                continue;
+            }
+            if pre.freed_at_end.contains(&id) {
                 continue;
             }
             used += 64 + op.heap_bytes();
@@ -340,12 +350,11 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
         Ok(())
     })?;
     apply_batch(&spaces, &mut batch, &mut page_buf, &mut report)?;
-    for sp in spaces.values_mut() {
-        for f in &sp.files {
-            File::open(&f.path)
-                .and_then(|h| h.sync_all())
-                .map_err(io(&f.path))?;
-        }
+    // Make the pages durable before the log that no longer covers them.
+    for path in &report.touched {
+        File::open(path)
+            .and_then(|h| h.sync_data())
+            .map_err(io(path))?;
     }
 
     // The log mariabackup leaves, and the new state.
@@ -522,6 +531,9 @@ struct PrePass {
     refused: Option<(Lsn, String)>,
     /// First EXTENDED record per space (refused for compressed pages).
     zip_extended: HashMap<u32, Lsn>,
+    /// Pages whose last record in the whole log is FREE_PAGE: the server
+    /// (in one batch) never writes them, so no batch may.
+    freed_at_end: HashSet<PageId>,
 }
 
 impl PrePass {
@@ -540,6 +552,11 @@ impl PrePass {
                 Record::File(_) => {}
                 Record::Page { id, op } => {
                     self.first.entry(id.space.0).or_insert(lsn);
+                    if matches!(op, PageOp::FreePage) {
+                        self.freed_at_end.insert(id);
+                    } else if !self.freed_at_end.is_empty() {
+                        self.freed_at_end.remove(&id);
+                    }
                     if op.is_extended() {
                         self.zip_extended.entry(id.space.0).or_insert(lsn);
                     }
@@ -814,6 +831,7 @@ fn apply_batch(
                 .open(path)
                 .map_err(io(path))?;
             open = Some((path.to_path_buf(), f));
+            report.touched.insert(path.to_path_buf());
         }
         let Some((_, file)) = open.as_ref() else {
             continue;
@@ -848,7 +866,8 @@ fn apply_batch(
                 report.pages_written += 1;
             }
             Recovered::Unchanged => report.pages_unchanged += 1,
-            Recovered::Freed => report.pages_freed += 1,
+            // Only pages freed and re-initialised within a batch get here.
+            Recovered::Freed => {}
         }
     }
     Ok(())
