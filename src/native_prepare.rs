@@ -851,6 +851,12 @@ fn apply_batch(
                 }
                 got += n;
             }
+            if let Some(what) = encrypted(buf, id, &sp.format) {
+                return Err(Error::Unsupported {
+                    lsn: ops.first().map_or(Lsn(0), |o| o.start_lsn),
+                    what: format!("page {id} is {what} (records apply to decrypted pages)"),
+                });
+            }
         }
         let first_lsn = ops.first().map_or(Lsn(0), |o| o.start_lsn);
         match recover_page(buf, id, &ops).map_err(|source| Error::Apply {
@@ -871,6 +877,19 @@ fn apply_batch(
         }
     }
     Ok(())
+}
+
+/// Whether a page read from disk is encrypted: a non-zero key version
+/// (bytes 0..4 in full_crc32, 26..30 on legacy pages other than page 0).
+fn encrypted(page: &[u8], id: PageId, fmt: &PageFormat) -> Option<&'static str> {
+    let key = |at: usize| page.get(at..at + 4).is_some_and(|b| b != [0; 4]);
+    if fmt.is_full_crc32() {
+        key(0).then_some("encrypted (full_crc32 key version set)")
+    } else if id.page.0 != 0 && !fmt.is_zip() {
+        key(26).then_some("encrypted (key version set)")
+    } else {
+        None
+    }
 }
 
 /// The FILE_CHECKPOINT mtr for `lsn` (16 bytes, sequence bit 1).
@@ -908,6 +927,25 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encrypted_pages_are_recognised() {
+        let full = PageFormat::from_flags(0x15).expect("full_crc32");
+        let legacy = PageFormat::from_flags(0x21).expect("legacy");
+        let id = PageId {
+            space: crate::innodb::SpaceId(5),
+            page: PageNo(3),
+        };
+        let mut p = vec![0u8; 16384];
+        assert_eq!(encrypted(&p, id, &full), None);
+        assert_eq!(encrypted(&p, id, &legacy), None);
+        p[2] = 1;
+        assert!(encrypted(&p, id, &full).is_some());
+        p[2] = 0;
+        p[28] = 1;
+        assert!(encrypted(&p, id, &legacy).is_some());
+        assert_eq!(encrypted(&p, id, &full), None);
+    }
 
     #[test]
     fn sizes() {

@@ -157,9 +157,9 @@ fn apply_markers(root: &Path) {
 }
 
 struct Outcome {
-    /// `ib_logfile0` of both copies differs outside the creator text and
-    /// the header checksum (bytes 16..48 and 508..512).
-    log_differs: bool,
+    /// How `ib_logfile0` of both copies differs outside the creator text
+    /// and the header checksum (bytes 16..48 and 508..512), if it does.
+    log_differs: Option<String>,
     diffs: Vec<String>,
     pages: u64,
     mariabackup_secs: f64,
@@ -298,6 +298,33 @@ fn oracle_once(root: &Path, mariabackup: &Path, case: Case) -> Outcome {
         !raw.is_empty(),
         "prepare changed no page: the comparison is blind"
     );
+    let log_differs = {
+        let mask = |mut b: Vec<u8>| {
+            for i in (16..48).chain(508..512) {
+                if let Some(x) = b.get_mut(i) {
+                    *x = 0;
+                }
+            }
+            b
+        };
+        let a = std::fs::read(theirs.join("ib_logfile0")).expect("log");
+        let b = std::fs::read(ours.join("ib_logfile0")).expect("log");
+        let lsn = |v: &[u8], at: usize| {
+            v.get(at..at + 8)
+                .map(|x| u64::from_be_bytes(x.try_into().unwrap_or([0; 8])))
+        };
+        let what = format!(
+            "mariabackup: {} bytes, first LSN {:?}, checkpoint {:?}; native: {} bytes, {:?}, {:?}; last_lsn {}",
+            a.len(),
+            lsn(&a, 8),
+            lsn(&a, 4096),
+            b.len(),
+            lsn(&b, 8),
+            lsn(&b, 4096),
+            report.end_lsn
+        );
+        (mask(a) != mask(b)).then_some(what)
+    };
     if case.check_server && diffs.is_empty() {
         rt.block_on(async {
             let mut s1 =
@@ -329,19 +356,6 @@ fn oracle_once(root: &Path, mariabackup: &Path, case: Case) -> Outcome {
             assert!(ours_sums.len() >= 10, "{ours_sums:?}");
         });
     }
-    let log_differs = {
-        let mask = |mut b: Vec<u8>| {
-            for i in (16..48).chain(508..512) {
-                if let Some(x) = b.get_mut(i) {
-                    *x = 0;
-                }
-            }
-            b
-        };
-        let a = std::fs::read(theirs.join("ib_logfile0")).expect("log");
-        let b = std::fs::read(ours.join("ib_logfile0")).expect("log");
-        mask(a) != mask(b)
-    };
     Outcome {
         log_differs,
         diffs,
@@ -432,7 +446,13 @@ fn oracle_case(case: Case) -> Option<hotbak::native_prepare::Report> {
     assert!(o.report.page_records > 0, "{:?}", o.report);
     assert!(o.report.pages_written > 0, "{:?}", o.report);
     assert!(
-        !o.log_differs,
+        o.diffs.is_empty(),
+        "{case:?}: {} pages differ from mariabackup --prepare:\n{}",
+        o.diffs.len(),
+        o.diffs.join("\n")
+    );
+    assert_eq!(
+        o.log_differs, None,
         "ib_logfile0 differs from mariabackup's beyond the creator"
     );
     assert!(
