@@ -34,6 +34,7 @@ pub mod extract;
 pub mod format;
 pub mod innodb;
 pub mod mysql;
+pub mod native_prepare;
 pub mod prepare;
 pub mod restore;
 pub mod sandbox;

@@ -85,6 +85,7 @@ registry!(
     crate::format::envelope::Error,
     crate::format::qpress::Error,
     crate::innodb::Error,
+    crate::innodb::apply::Error,
     crate::transform::TransformError,
     crate::compress::Error,
     crate::encrypt::Error,
@@ -96,6 +97,7 @@ registry!(
     crate::extract::Error,
     crate::backup::Error,
     crate::prepare::Error,
+    crate::native_prepare::Error,
     crate::restore::Error,
     crate::verify::Error,
 );
@@ -434,6 +436,21 @@ mod tests {
             (
                 anyhow::Error::new(crate::verify::Error::NotABackup("no checkpoints".into())),
                 USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::native_prepare::Error::NotABackup {
+                    dir: "d".into(),
+                    reason: "prepared".into(),
+                }),
+                USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::native_prepare::Error::Log("ends early".into())),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::innodb::apply::Error::PageSize(1000)),
+                FAILED,
             ),
         ]
     }

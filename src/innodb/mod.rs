@@ -15,6 +15,7 @@
 
 use crate::error::{Classify, ErrorClass};
 
+pub mod apply;
 pub mod page;
 pub mod redo;
 pub mod relocate;

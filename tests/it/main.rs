@@ -7,10 +7,12 @@
 //! - `transforms`: compression and encryption through the binaries.
 //! - `backup_e2e`: hot backup under writes, prepare, restore.
 //! - `remote_e2e`: tables outside the datadir (DATA DIRECTORY, symlinks).
+//! - `native_prepare`: the native redo applier against `mariabackup --prepare`, page by page.
 //! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
 
 mod backup_e2e;
 mod mysql_session;
+mod native_prepare;
 mod remote_e2e;
 mod support;
 mod transforms;
