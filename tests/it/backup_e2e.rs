@@ -2,7 +2,7 @@
 //! runs its own throwaway server (`Sandbox`) in its own temp dir.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use hotbak::testkit::{
     WriterReport,
 };
 
-use crate::support::{bin, tool};
+use crate::support::{bin, binlog_info, copy_dir, source_state, tool};
 
 use crate::support::rt;
 
@@ -122,16 +122,6 @@ async fn check(sb: &Sandbox, e: &Expect) -> testkit::CheckReport {
     eprintln!("{r}");
     assert!(r.ok(), "restored server failed checks:\n{r}");
     r
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
 
 /// What a backup under writes leaves behind.
@@ -466,19 +456,6 @@ fn peer_prepares_our_backup() {
     });
 }
 
-/// `file\tposition[\tgtid]` of `xtrabackup_binlog_info`.
-fn binlog_info(backup: &Path) -> (String, u64) {
-    let text = std::fs::read_to_string(backup.join("xtrabackup_binlog_info")).expect("binlog info");
-    let mut f = text.split_whitespace();
-    let file = f.next().expect("file").to_owned();
-    let pos = f
-        .next()
-        .expect("position")
-        .parse()
-        .expect("numeric position");
-    (file, pos)
-}
-
 #[test]
 fn binlog_position_replays_to_source_state() {
     let Some(_) = tool("mariadb-binlog") else {
@@ -506,26 +483,9 @@ fn binlog_position_replays_to_source_state() {
             "the writer must go on after the backup: {}",
             t.after
         );
-        let mut s = Session::connect(&sb.connect_options())
-            .await
-            .expect("connect");
-        let source_sums = testkit::checksum_all(&mut s).await.expect("checksums");
-        let logs: Vec<String> = s
-            .query("SHOW BINARY LOGS")
-            .await
-            .expect("binary logs")
-            .iter()
-            .map(|r| r.at(0).expect("log name").to_owned())
-            .collect();
-        s.close().await.expect("close");
         let (file, pos) = binlog_info(&backup);
-        assert!(logs.contains(&file), "{file} not in {logs:?}");
         assert!(pos > 4);
-        let files: Vec<PathBuf> = logs
-            .iter()
-            .filter(|l| l.as_str() >= file.as_str())
-            .map(|l| sb.datadir().join(l))
-            .collect();
+        let (source_sums, files) = source_state(&sb, &file).await;
         sb.stop().expect("source stops");
 
         hotbak_prepare(&backup);

@@ -16,19 +16,12 @@ use hotbak::native_prepare::{native_prepare, NativeOptions};
 use hotbak::sandbox::{Sandbox, SandboxOptions};
 use hotbak::testkit::{self, DdlLoop, Expect, SchemaOptions, Writer, WriterOptions};
 
-use crate::support::{rt, tool};
+use crate::support::{copy_dir, rt, tool};
 
 /// Run a program; panic with its output unless it succeeds.
 fn run_ok(program: &Path, args: &[&OsStr]) {
     let (st, out) = testkit::run_tool(program, args).expect("tool runs");
     assert!(st.success(), "{}: {st}: {out}", program.display());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    run_ok(
-        Path::new("cp"),
-        &[OsStr::new("-a"), from.as_os_str(), to.as_os_str()],
-    );
 }
 
 /// Every file below `root` (any depth).

@@ -15,7 +15,7 @@ use hotbak::mysql::{ConnectOptions, Session};
 use hotbak::sandbox::{Sandbox, SandboxOptions};
 use hotbak::testkit;
 
-use crate::support::{bin, replay_binlog, rt, tool};
+use crate::support::{bin, binlog_info, copy_dir, replay_binlog, rt, source_state, tool};
 
 const KEY: [u8; 32] = *b"hotbak remote tables test key 32";
 
@@ -195,14 +195,6 @@ fn stream_backup(socket: &Path, dest: &Path, key: &Path, extra: &[&str]) -> (boo
     (hb.status.success() && xb.status.success(), text)
 }
 
-fn binlog_start(backup: &Path) -> (String, u64) {
-    let text = std::fs::read_to_string(backup.join("xtrabackup_binlog_info")).expect("binlog info");
-    let mut f = text.split_whitespace();
-    let file = f.next().expect("file").to_owned();
-    let pos = f.next().and_then(|p| p.parse().ok()).expect("position");
-    (file, pos)
-}
-
 /// Start a server on `datadir`, replay the source's binlogs from the
 /// backup's position, and return every table's checksum and CHECK TABLE.
 async fn replayed_sums(
@@ -327,24 +319,8 @@ fn remote_tables_backup_prepare_restore() {
         assert!(links.contains(&remote.dir("dbs/sdb")), "{links}");
 
         // The source's final state, and its binlogs.
-        let mut s = Session::connect(&sb.connect_options())
-            .await
-            .expect("connect");
-        let source_sums = testkit::checksum_all(&mut s).await.expect("checksums");
-        let binlogs: Vec<String> = s
-            .query("SHOW BINARY LOGS")
-            .await
-            .expect("binary logs")
-            .iter()
-            .map(|r| r.at(0).expect("log name").to_owned())
-            .collect();
-        s.close().await.expect("close");
-        let (first, pos) = binlog_start(&backup);
-        let binlogs: Vec<PathBuf> = binlogs
-            .iter()
-            .filter(|l| l.as_str() >= first.as_str())
-            .map(|l| sb.datadir().join(l))
-            .collect();
+        let (first, pos) = binlog_info(&backup);
+        let (source_sums, binlogs) = source_state(&sb, &first).await;
 
         // Prepare (ours, then the peer's on a copy) must not touch the live files.
         quiesce(&sb.connect_options()).await;
@@ -353,13 +329,7 @@ fn remote_tables_backup_prepare_restore() {
         assert_eq!(live, hash_tree(&remote.root), "the source is still writing");
         assert!(live.len() >= 5, "{live:?}");
         let peer = root.join("backup-peer");
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(&backup)
-            .arg(&peer)
-            .status()
-            .expect("cp");
-        assert!(st.success());
+        copy_dir(&backup, &peer);
         let out = run_ok(
             &bin("hotbak"),
             &[

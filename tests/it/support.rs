@@ -78,3 +78,57 @@ pub fn replay_binlog(files: &[PathBuf], pos: u64, socket: &std::path::Path) {
         String::from_utf8_lossy(&apply.stderr)
     );
 }
+
+/// `cp -a from to` (a fresh copy: `to` is removed first).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// `file` and `position` of a backup's `xtrabackup_binlog_info`.
+pub fn binlog_info(backup: &std::path::Path) -> (String, u64) {
+    let text = std::fs::read_to_string(backup.join("xtrabackup_binlog_info")).expect("binlog info");
+    let mut f = text.split_whitespace();
+    let file = f.next().expect("file").to_owned();
+    let pos = f
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("numeric position");
+    (file, pos)
+}
+
+/// A source server's final state for a binlog replay: every user table's
+/// checksum, and the paths of its binlogs from `first` on (which must be
+/// one of them).
+pub async fn source_state(
+    sb: &hotbak::sandbox::Sandbox,
+    first: &str,
+) -> (std::collections::BTreeMap<String, u64>, Vec<PathBuf>) {
+    let mut s = hotbak::mysql::Session::connect(&sb.connect_options())
+        .await
+        .expect("connect");
+    let sums = hotbak::testkit::checksum_all(&mut s)
+        .await
+        .expect("checksums");
+    let logs: Vec<String> = s
+        .query("SHOW BINARY LOGS")
+        .await
+        .expect("binary logs")
+        .iter()
+        .map(|r| r.at(0).expect("log name").to_owned())
+        .collect();
+    s.close().await.expect("close");
+    assert!(logs.iter().any(|l| l == first), "{first} not in {logs:?}");
+    let files = logs
+        .iter()
+        .filter(|l| l.as_str() >= first)
+        .map(|l| sb.datadir().join(l))
+        .collect();
+    (sums, files)
+}

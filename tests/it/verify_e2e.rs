@@ -10,7 +10,7 @@ use hotbak::mysql::Session;
 use hotbak::sandbox::{Sandbox, SandboxOptions};
 use hotbak::testkit;
 
-use crate::support::{bin, rt, tool};
+use crate::support::{bin, copy_dir, rt, tool};
 
 fn verify(dir: &Path) -> (Option<i32>, String) {
     let out = Command::new(bin("hotbak"))
@@ -31,17 +31,6 @@ fn assert_whole(dir: &Path, what: &str) -> String {
     assert_eq!(code, Some(0), "{what} must verify:\n{err}");
     assert!(err.contains("completed OK"), "{err}");
     err
-}
-
-fn cp(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
 }
 
 fn flip(path: &Path, at: u64) {
@@ -145,7 +134,7 @@ fn verify_finds_each_kind_of_damage() {
     let e = assert_whole(&theirs, "mariabackup's backup");
     assert!(e.contains("no hotbak manifest"), "{e}");
     let prepared = root.join("prepared");
-    cp(&ours, &prepared);
+    copy_dir(&ours, &prepared);
     let (st, out) = testkit::run_tool(
         &bin("hotbak"),
         &[
@@ -169,7 +158,7 @@ fn verify_finds_each_kind_of_damage() {
 
     // A flipped byte inside a page of an .ibd: ours and the peer's.
     for (base, who) in [(&ours, "ours"), (&theirs, "mariabackup's")] {
-        cp(base, &work);
+        copy_dir(base, &work);
         flip(&work.join(&ibd_rel), 3 * 16384 + 1000);
         assert_finds(
             &work,
@@ -178,7 +167,7 @@ fn verify_finds_each_kind_of_damage() {
         );
     }
     // One page short.
-    cp(&ours, &work);
+    copy_dir(&ours, &work);
     truncate(&work.join(&ibd_rel), 16384);
     assert_finds(
         &work,
@@ -186,15 +175,15 @@ fn verify_finds_each_kind_of_damage() {
         &["FSP_SIZE", "truncated", &ibd_name],
     );
     // Deleted.
-    cp(&ours, &work);
+    copy_dir(&ours, &work);
     std::fs::remove_file(work.join(&ibd_rel)).expect("rm");
     assert_finds(&work, "ibd deleted", &["[missing]", &ibd_name]);
     // An extra file.
-    cp(&ours, &work);
+    copy_dir(&ours, &work);
     std::fs::write(work.join("v/stray.frm"), b"x").expect("write");
     assert_finds(&work, "extra file", &["[extra]", "v/stray.frm"]);
     // Two same-size tablespaces swapped.
-    cp(&ours, &work);
+    copy_dir(&ours, &work);
     let (a, b) = (
         work.join("mysql/innodb_table_stats.ibd"),
         work.join("mysql/innodb_index_stats.ibd"),
@@ -216,7 +205,7 @@ fn verify_finds_each_kind_of_damage() {
         ],
     );
     // A flipped byte in the redo area of ib_logfile0, and the log cut short.
-    cp(&ours, &work);
+    copy_dir(&ours, &work);
     let log = work.join("ib_logfile0");
     let loglen = log.metadata().expect("log").len();
     assert!(loglen > 12288 + 64, "the backup copied some redo: {loglen}");
@@ -226,11 +215,11 @@ fn verify_finds_each_kind_of_damage() {
         "flipped byte in the redo",
         &["[redo] ib_logfile0", "last_lsn"],
     );
-    cp(&ours, &work);
+    copy_dir(&ours, &work);
     truncate(&work.join("ib_logfile0"), 40);
     assert_finds(&work, "redo cut short", &["[redo] ib_logfile0", "last_lsn"]);
     // to_lsn edited.
-    cp(&ours, &work);
+    copy_dir(&ours, &work);
     let ck = work.join("xtrabackup_checkpoints");
     let text = std::fs::read_to_string(&ck).expect("checkpoints");
     let edited: String = text
@@ -252,7 +241,7 @@ fn verify_finds_each_kind_of_damage() {
     );
     // A flipped byte in a .frm and in a .MYD.
     for f in ["v/big.frm", "v/m.MYD"] {
-        cp(&ours, &work);
+        copy_dir(&ours, &work);
         flip(&work.join(f), 40);
         assert_finds(
             &work,
@@ -261,7 +250,7 @@ fn verify_finds_each_kind_of_damage() {
         );
     }
     // The manifest removed.
-    cp(&ours, &work);
+    copy_dir(&ours, &work);
     std::fs::remove_file(work.join("hotbak_manifest")).expect("rm");
     assert_finds(&work, "manifest removed", &["[missing] hotbak_manifest"]);
     // Not a backup at all: a usage error, not "damaged".
