@@ -5,7 +5,7 @@
 //! enum (thiserror) whose variants carry context (path, stream offset, LSN).
 //! Every module error implements [`Classify`] next to its definition, which
 //! puts it in one of the [`ErrorClass`]es below. The application layer
-//! (`crate::app::exit`) walks an error chain, takes the class of the first
+//! (`app::exit`) walks an error chain, takes the class of the first
 //! classified error and maps it to the one exit-code table. Errors are never
 //! downgraded: a corrupt input stays corrupt even when an I/O error follows it.
 

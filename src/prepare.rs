@@ -341,9 +341,7 @@ fn relocate_redo_paths(dir: &Path) -> Result<usize> {
         if !s.starts_with('/') {
             return None; // `./db/t.ibd`: already inside
         }
-        let mut parts = s.rsplit('/');
-        let (file, db) = (parts.next()?, parts.next()?);
-        let new = relocate::same_length_relative(&format!("{db}/{file}"), s.len());
+        let new = relocate::same_length_relative(&relocate::backup_name(s)?, s.len());
         if new.is_none() && problem.is_none() {
             problem = Some(s.to_owned());
         }

@@ -274,7 +274,7 @@ fn check_data_file(
             )));
         }
     }
-    if f.rewind_to_start().is_err() {
+    if std::io::Seek::rewind(&mut f).is_err() {
         return out;
     }
     let per = (1usize << 20) / psize as usize;
@@ -313,7 +313,7 @@ fn check_data_file(
                 PageVerdict::Valid(_) => None,
             };
             if bad.is_none() && follow_on.is_none() && !dblwr {
-                if let (Some(sp), Some(id)) = (space, be32(p, FIL_PAGE_SPACE_ID)) {
+                if let (Some(sp), Some(id)) = (space, crate::innodb::be32(p, FIL_PAGE_SPACE_ID)) {
                     if id != sp && !p.iter().all(|&b| b == 0) {
                         bad = Some(format!("space id field is {id}, the file's is {sp}"));
                     }
@@ -342,23 +342,6 @@ fn check_data_file(
     out
 }
 
-trait Rewind {
-    fn rewind_to_start(&mut self) -> std::io::Result<()>;
-}
-
-impl Rewind for std::fs::File {
-    fn rewind_to_start(&mut self) -> std::io::Result<()> {
-        use std::io::Seek;
-        self.seek(std::io::SeekFrom::Start(0)).map(|_| ())
-    }
-}
-
-fn be32(b: &[u8], off: usize) -> Option<u32> {
-    b.get(off..off + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_be_bytes)
-}
-
 fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -369,19 +352,6 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
         n += k;
     }
     Ok(n)
-}
-
-/// A tablespace path as a `FILE_*` record names it, backup-relative.
-fn logged_rel(name: &[u8]) -> String {
-    let s = String::from_utf8_lossy(name);
-    if let Some(r) = s.strip_prefix("./") {
-        return r.trim_start_matches("./").to_owned();
-    }
-    let mut parts = s.rsplit('/');
-    match (parts.next(), parts.next()) {
-        (Some(f), Some(d)) => format!("{d}/{f}"),
-        _ => s.into_owned(),
-    }
 }
 
 /// What the redo walk found.
@@ -421,10 +391,14 @@ fn walk_redo(path: &Path) -> Result<RedoWalk, String> {
             for op in redo::file_records(&buf[at..at + l]).flatten() {
                 match op {
                     redo::FileOp::Create { path, .. } | redo::FileOp::Modify { path, .. } => {
-                        named.insert(logged_rel(path));
+                        named.extend(crate::innodb::relocate::backup_name(
+                            &String::from_utf8_lossy(path),
+                        ));
                     }
                     redo::FileOp::Rename { to, .. } => {
-                        named.insert(logged_rel(to));
+                        named.extend(crate::innodb::relocate::backup_name(
+                            &String::from_utf8_lossy(to),
+                        ));
                     }
                     _ => {}
                 }

@@ -96,20 +96,12 @@ pub fn tablespace_rel(filename: &str, datadir: &Path) -> String {
     {
         return base.to_owned();
     }
-    if let Some(r) = filename.strip_prefix("./") {
-        return r.to_owned();
-    }
     let dd = datadir.to_string_lossy();
     let dd = dd.trim_end_matches('/');
     if let Some(r) = filename.strip_prefix(dd).and_then(|r| r.strip_prefix('/')) {
         return r.to_owned();
     }
-    let mut parts = filename.rsplit('/');
-    match (parts.next(), parts.next()) {
-        (Some(f), Some(d)) if !d.is_empty() => format!("{d}/{f}"),
-        (Some(f), _) => f.to_owned(),
-        _ => filename.to_owned(),
-    }
+    crate::innodb::relocate::backup_name(filename).unwrap_or_else(|| base.to_owned())
 }
 
 /// Whether a tablespace lives outside the datadir (absolute, not under it).

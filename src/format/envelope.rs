@@ -1,5 +1,5 @@
 //! hotbak's encrypted file envelope (`.hbenc`): byte layout only, no crypto.
-//! The sealing and opening live in [`crate::encrypt`]; the full description
+//! The sealing and opening live in the `encrypt` module; the full description
 //! is `format-spec/encryption.md`. This is **not** xbcrypt (`XBCRYP0x`).
 //!
 //! ```text

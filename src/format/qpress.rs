@@ -17,7 +17,7 @@
 //!
 //! This module is a pure push parser: it checks the structure, the limits
 //! (before buffering anything) and the Adler-32, and hands out each complete
-//! QuickLZ block; decompressing it is [`crate::compress::qp`]'s job.
+//! QuickLZ block; decompressing it is the job of `compress::qp`.
 
 use crate::error::{Classify, ErrorClass};
 

@@ -16,6 +16,27 @@
 use super::redo::{self, file_records, FileOp, LogGeometry, MtrParse, MTR_TRAILER, START_OFFSET};
 use super::{Error, Lsn};
 
+/// The backup-relative name of a tablespace path as the server logs it:
+/// `./db/t.ibd` (any number of leading `./`) → `db/t.ibd`; an absolute
+/// path (a `DATA DIRECTORY` tablespace, stored in the backup under its
+/// database directory) → its last two components. `None` for a name
+/// without a directory.
+#[must_use]
+pub fn backup_name(path: &str) -> Option<String> {
+    if path.starts_with("./") {
+        let mut r = path;
+        while let Some(rest) = r.strip_prefix("./") {
+            r = rest.trim_start_matches('/');
+        }
+        return Some(r.to_owned());
+    }
+    let mut parts = path.rsplit('/');
+    match (parts.next(), parts.next()) {
+        (Some(f), Some(d)) if !f.is_empty() && !d.is_empty() => Some(format!("{d}/{f}")),
+        _ => None,
+    }
+}
+
 /// A relative path of exactly `len` bytes that names `rel` (a
 /// `/`-separated path relative to the datadir): `rel` behind as many `./`
 /// as it takes, with one doubled `/` for an odd difference. `None` when
@@ -173,6 +194,18 @@ pub fn relocate_log(
 mod tests {
     use super::*;
     use crate::innodb::redo::encode_varint;
+
+    #[test]
+    fn backup_names() {
+        assert_eq!(backup_name("./db/t.ibd").as_deref(), Some("db/t.ibd"));
+        assert_eq!(backup_name("././/db/t.ibd").as_deref(), Some("db/t.ibd"));
+        assert_eq!(
+            backup_name("/data2/inno/db/t.ibd").as_deref(),
+            Some("db/t.ibd")
+        );
+        assert_eq!(backup_name("t.ibd"), None);
+        assert_eq!(backup_name("/t.ibd"), None);
+    }
 
     #[test]
     fn same_length_names() {
