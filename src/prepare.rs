@@ -225,11 +225,24 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// Apply `.del`, then `.ren`, then `.new`, like mariabackup's prepare.
+/// Renames go through a temporary name first, so that tablespaces that
+/// swapped names (`RENAME TABLE a TO t, b TO a, t TO b` during the
+/// backup) do not overwrite each other.
 fn apply_markers(dir: &Path) -> Result<usize> {
     let mut files: Vec<PathBuf> = Vec::new();
     collect(dir, &mut files, 0)?;
     let mut n = 0;
+    let mut parked: Vec<(PathBuf, PathBuf, PathBuf)> = Vec::new();
     for ext in ["del", "ren", "new"] {
+        if ext == "new" {
+            for (tmp, dest, marker) in parked.drain(..) {
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                std::fs::rename(&tmp, &dest).map_err(io(&tmp))?;
+                std::fs::remove_file(&marker).map_err(io(&marker))?;
+            }
+        }
         for f in files
             .iter()
             .filter(|f| f.extension().is_some_and(|e| e == ext))
@@ -254,10 +267,18 @@ fn apply_markers(dir: &Path) -> Result<usize> {
                         },
                     )?;
                     let dest = rel.under(dir);
+                    let mut tmp = ibd.clone().into_os_string();
+                    tmp.push(format!(".{ASIDE}-ren"));
+                    let tmp = PathBuf::from(tmp);
                     if ibd.exists() {
-                        std::fs::rename(&ibd, &dest).map_err(io(&ibd))?;
+                        std::fs::rename(&ibd, &tmp).map_err(io(&ibd))?;
                     }
-                    std::fs::remove_file(f).map_err(io(f))?;
+                    // (Parked already by an interrupted prepare: go on from there.)
+                    if tmp.exists() {
+                        parked.push((tmp, dest, f.clone()));
+                    } else {
+                        std::fs::remove_file(f).map_err(io(f))?;
+                    }
                 }
                 _ => {
                     std::fs::rename(f, &ibd).map_err(io(f))?;

@@ -74,6 +74,17 @@ pub enum LockMode {
     Ftwrl,
 }
 
+/// How long `BACKUP STAGE BLOCK_DDL` is held.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DdlLockArg {
+    /// Only for the final phase: DDL runs during the InnoDB copy and is
+    /// tracked through the redo log (default; as mariabackup 10.11).
+    #[default]
+    Short,
+    /// Across the whole copy: DDL waits for the backup (hotbak before 0.3).
+    Full,
+}
+
 /// Query types for the long-query options.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueryTypeArg {
@@ -143,6 +154,10 @@ pub struct BackupArgs {
     /// Lock mode.
     #[arg(long, value_enum, default_value_t = LockMode::BackupStage)]
     pub lock: LockMode,
+    /// With `--lock=backup-stage`: hold BLOCK_DDL only for the final phase
+    /// (`short`, DDL tracked through the redo log) or across the whole copy (`full`).
+    #[arg(long, value_enum, default_value_t = DdlLockArg::Short)]
+    pub lock_ddl: DdlLockArg,
     /// Take no lock at all (only safe when every table is InnoDB and no DDL runs; no binlog position).
     #[arg(long)]
     pub no_lock: bool,

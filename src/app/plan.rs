@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::args::{BackupArgs, CompressArg, LockMode, PriorityArg, ProgressArg, QueryTypeArg};
+use super::args::{
+    BackupArgs, CompressArg, DdlLockArg, LockMode, PriorityArg, ProgressArg, QueryTypeArg,
+};
 use crate::backup::progress::ProgressMode;
 use crate::backup::{self, BackupPlan, Compression, Destination};
 use crate::compress::Algorithm;
@@ -164,6 +166,10 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         conn,
         parallel: a.parallel,
         lock,
+        ddl_lock: match a.lock_ddl {
+            DdlLockArg::Short => backup::DdlLock::Short,
+            DdlLockArg::Full => backup::DdlLock::Full,
+        },
         policy: LockPolicy {
             ftwrl_wait_timeout: Duration::from_secs(a.ftwrl_wait_timeout),
             ftwrl_wait_threshold: a.ftwrl_wait_threshold,

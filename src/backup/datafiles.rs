@@ -375,12 +375,16 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
         for f in entries {
             let f = f.map_err(io(&dir))?;
             let fname = f.file_name().to_string_lossy().into_owned();
-            if fname.starts_with("#sql") {
-                continue; // temporary tables of running ALTERs
-            }
             let Some((_, ext)) = fname.rsplit_once('.') else {
                 continue;
             };
+            if fname.starts_with("#sql") && ext != "ibd" {
+                // The definition and files of a running ALTER's intermediate
+                // table: the server drops them when it starts on the backup.
+                // Its InnoDB tablespace is copied: the copied redo log may
+                // write it, and recovery needs every tablespace it writes.
+                continue;
+            }
             if ext != "ibd" && !NONTX_EXT.contains(&ext) {
                 continue;
             }
@@ -539,6 +543,49 @@ impl RateLimit {
     }
 }
 
+/// What a copy learnt about the file it copied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// The inode of the file read.
+    pub ino: u64,
+    /// The tablespace id of an InnoDB file's page 0 (`None` for other
+    /// files, and for a page 0 that never reached the disk).
+    pub space: Option<u32>,
+}
+
+/// The tablespace id in the first bytes of a data file (`None` when page
+/// 0 is all zero: created after the last checkpoint, never flushed).
+#[must_use]
+pub fn space_id_of(first: &[u8]) -> Option<u32> {
+    let head = first.get(..page::PAGE0_MIN_LEN)?;
+    if head.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let f = page::FIL_PAGE_SPACE_ID;
+    let b = head.get(f..f + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Read the tablespace id of the data file at `abs` (see [`space_id_of`]).
+///
+/// # Errors
+/// The file cannot be opened or read.
+pub fn read_space_id(abs: &Path) -> Result<(Option<u32>, u64), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let mut f = File::open(abs).map_err(io(abs))?;
+    let ino = f.metadata().map_err(io(abs))?.ino();
+    let mut b = [0u8; page::PAGE0_MIN_LEN];
+    let mut got = 0;
+    while got < b.len() {
+        let n = f.read(&mut b[got..]).map_err(io(abs))?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok((space_id_of(&b[..got]), ino))
+}
+
 /// Copy one file into the graph, validating pages for InnoDB files.
 ///
 /// # Errors
@@ -550,8 +597,13 @@ pub async fn copy(
     sys_format: Option<PageFormat>,
     limit: &RateLimit,
     exec: &crate::sched::Bulk,
-) -> Result<(), Error> {
+) -> Result<Copied, Error> {
+    use std::os::unix::fs::MetadataExt;
     let (file, direct) = open_source(&src)?;
+    let mut facts = Copied {
+        ino: file.metadata().map_err(io(&src.abs))?.ino(),
+        space: None,
+    };
     let file = Arc::new(file);
     let mut w = input.open(FileMeta::new(src.rel.clone())).await?;
     let mut fmt: Option<PageFormat> = match src.innodb {
@@ -574,6 +626,7 @@ pub async fn copy(
         (want, job)
     };
     let mut eof = false;
+    let mut first = true;
     loop {
         // The page format must be known (from page 0) before reads are
         // queued ahead, or they would not check their pages; non-InnoDB files
@@ -594,6 +647,10 @@ pub async fn copy(
             break;
         };
         let (buf, newfmt) = job.await.map_err(|e| Error::Task(e.to_string()))??;
+        if first && kind.is_some() && kind != Some(InnoKind::SystemNext) {
+            facts.space = space_id_of(&buf);
+        }
+        first = false;
         if newfmt.is_some() {
             fmt = newfmt;
         }
@@ -612,7 +669,7 @@ pub async fn copy(
     }
     w.close().await?;
     progress.file_done();
-    Ok(())
+    Ok(facts)
 }
 
 /// Read one batch at `off`; for InnoDB files, validate every page and re-read on failure.

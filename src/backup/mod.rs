@@ -6,16 +6,17 @@
 //! 2. Start the redo follower: the backup's `ib_logfile0` prefix is written
 //!    first (final from the start), then the log is tailed every
 //!    `--log-copy-interval` ms from the newest checkpoint.
-//! 3. `BACKUP STAGE START`, `FLUSH`, `BLOCK_DDL`. hotbak **holds BLOCK_DDL
-//!    across the InnoDB copy**: DDL waits (InnoDB DML does not), so no
-//!    `.new/.ren/.del` tracking is needed and prepare is a plain crash
-//!    recovery. Then all InnoDB files are copied with `--parallel` workers,
-//!    page-validated; the same workers copy the non-transactional files
-//!    (MyISAM, CSV, ARCHIVE, `.frm`, ...), which BLOCK_DDL keeps still,
-//!    interleaved with them by size.
+//! 3. `BACKUP STAGE START`; the InnoDB files copied with `--parallel`
+//!    workers, page-validated, while DDL runs (the redo follower records the
+//!    log's file records, see [`ddl`]). Then `FLUSH`, `BLOCK_DDL`, the redo up
+//!    to the lock, the files listed again and checked against the catalog,
+//!    the DDL fix-up (`.del`, `.ren` markers, `.new` copies in mariabackup's
+//!    layout) and the non-transactional files. With [`DdlLock::Full`]
+//!    BLOCK_DDL is taken first and held across the whole copy instead.
 //! 4. `BLOCK_COMMIT`: the Aria log and system tables, the CSV log tables, the
 //!    binlog position and GTID, the InnoDB LSN; `FLUSH ENGINE LOGS`; wait
-//!    until the follower has copied up to that LSN; stop it. `END`.
+//!    until the follower has copied up to that LSN; stop it; every
+//!    tablespace the copied redo names accounted for. `END`.
 //! 5. Metadata in mariabackup's format (`xtrabackup_binlog_info`,
 //!    `xtrabackup_checkpoints`, `backup-my.cnf`, `xtrabackup_info`), then
 //!    the graph's manifest.
@@ -30,6 +31,7 @@
 
 pub mod catalog;
 pub mod datafiles;
+pub mod ddl;
 mod direct;
 pub mod load;
 mod metadata;
@@ -45,7 +47,7 @@ use crate::compress::Algorithm;
 use crate::error::{Classify, ErrorClass};
 use crate::sched::{Bulk, Priority};
 use crate::sink::{GraphInput, Output, Pipeline};
-pub use plan::{BackupPlan, Compression, Destination, LockMode};
+pub use plan::{BackupPlan, Compression, DdlLock, Destination, LockMode};
 use progress::Progress;
 pub use progress::ProgressMode;
 pub use report::BackupReport;

@@ -3,12 +3,19 @@
 //!
 //! 1. [`body`]: connect, check the server, set `lock_wait_timeout`.
 //! 2. [`body`]: start the redo follower.
-//! 3. [`block_ddl`], [`list_files`] (under BLOCK_DDL nothing appears or
-//!    vanishes; checked against the server's catalog), [`copy_under_block_ddl`] (InnoDB and, except with FTWRL,
-//!    the non-InnoDB files, while the follower is watched).
+//! 3. The copy. By default ([`DdlLock::Short`], [`short_lock_copy`]):
+//!    `BACKUP STAGE START`, the InnoDB files copied while DDL runs
+//!    ([`bulk_copy`], files that vanish are left to the DDL fix-up);
+//!    then `FLUSH`, `BLOCK_DDL`, the redo copied up to the LSN under the
+//!    lock, the files listed again and checked against the catalog,
+//!    [`fix_ddl`] (markers and `.new` copies, see [`super::ddl`]) and the
+//!    non-InnoDB files. With [`DdlLock::Full`] or FTWRL: [`block_ddl`],
+//!    [`list_files`] (under BLOCK_DDL nothing appears or vanishes; checked
+//!    against the server's catalog), [`bulk_copy`] (InnoDB and, except
+//!    with FTWRL, the non-InnoDB files, while the follower is watched).
 //! 4. [`copy_under_ftwrl`] (`--lock=ftwrl` only), [`block_commit`] (the
 //!    consistent point: last files, binlog position, LSN, the follower's
-//!    end), [`release_locks`].
+//!    end), [`account_for_redo`], [`release_locks`].
 //! 5. [`super::metadata::write_all`].
 //!
 //! [`locked_copy`] wraps 3–5 in `--safe-slave-backup`.
@@ -18,8 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::progress::{human, Progress};
-use super::{catalog, datafiles, load, metadata, redo};
-use super::{BackupPlan, BackupReport, Error, LockMode};
+use super::{catalog, datafiles, ddl, load, metadata, redo};
+use super::{BackupPlan, BackupReport, DdlLock, Error, LockMode};
 use crate::format::links::Link;
 use crate::format::metadata::SlaveInfo;
 use crate::format::path::RelPath;
@@ -155,11 +162,18 @@ async fn locked_copy_inner(
         mode: ctx.plan.lock,
         policy: &ctx.plan.policy,
     };
+    if lk.mode == Some(LockMode::BackupStage) && ctx.plan.ddl_lock == DdlLock::Short {
+        return short_lock_copy(ctx, &mut lk, follower).await;
+    }
     // 3. BLOCK_DDL, the file list, the bulk copy.
     block_ddl(ctx, &mut lk).await?;
     let ddl_locked_at = Instant::now();
     let (inv, links) = list_files(ctx, &mut lk).await?;
-    let copied = copy_under_block_ddl(ctx, lk.mode, inv.innodb, inv.nontx_ddl, follower).await?;
+    add_totals(
+        ctx.progress,
+        [&inv.innodb, &inv.nontx_ddl, &inv.nontx_commit],
+    );
+    let copied = bulk_copy(ctx, lk.mode, inv.innodb, inv.nontx_ddl, follower, false).await?;
     // 4. The consistent point.
     if lk.mode == Some(LockMode::Ftwrl) {
         copy_under_ftwrl(ctx, &mut lk, &copied.limit).await?;
@@ -177,10 +191,220 @@ async fn locked_copy_inner(
         ddl_lock: ddl_locked_at.elapsed(),
         ..BackupReport::default()
     };
+    if lk.mode == Some(LockMode::BackupStage) {
+        let in_backup = copied.files.iter().filter_map(|(_, f)| f.space).collect();
+        account_for_redo(&commit, &in_backup)?;
+    }
     release_locks(ctx, &mut lk, &commit).await?;
     // 5. Metadata.
     metadata::write_all(ctx, &commit, links, &mut report).await?;
     Ok(report)
+}
+
+/// Steps 3 to 5 with the short DDL lock ([`DdlLock::Short`]).
+async fn short_lock_copy(
+    ctx: &CopyCtx<'_>,
+    lk: &mut Locker<'_>,
+    follower: redo::Follower,
+) -> Result<BackupReport, Error> {
+    let (info, progress) = (ctx.info, ctx.progress);
+    // 3a. START: DDL and writes go on.
+    lk.s.stage_start(lk.policy).await?;
+    progress.line(
+        "BACKUP STAGE START taken: DDL and writes go on; InnoDB DDL during the copy is tracked through the redo log",
+    );
+    // 3b. The InnoDB files as they are now, copied while DDL runs.
+    let mut inv = datafiles::inventory(&layout(info))?;
+    let cat = catalog::read(lk.s).await?;
+    add_remote_tablespaces(&mut inv, &cat, &info.datadir);
+    add_totals(progress, [&inv.innodb]);
+    let bulk = bulk_copy(ctx, lk.mode, inv.innodb, Vec::new(), follower, true).await?;
+    let Copied {
+        mut follower,
+        limit,
+        files: copied,
+    } = bulk;
+    // 3c. FLUSH, BLOCK_DDL; the redo up to the lock tells what DDL ran.
+    if !lk.policy.ftwrl_wait_timeout.is_zero() {
+        progress.line(&format!(
+            "waiting up to {}s for queries running longer than {}s before locking (--ftwrl-wait-timeout)",
+            lk.policy.ftwrl_wait_timeout.as_secs(),
+            lk.policy.ftwrl_wait_threshold
+        ));
+    }
+    lk.s.stage_flush(lk.policy).await?;
+    lk.s.stage_block_ddl(lk.policy).await?;
+    let ddl_locked_at = Instant::now();
+    progress.line("BACKUP STAGE BLOCK_DDL taken: DDL and writes to non-transactional tables wait; InnoDB DML continues");
+    let lsn = Lsn(lk.s.innodb_lsn().await?.current);
+    let tracker = follower.sync_to(lsn).await?;
+    // 3d. The files again, still now; checked against the catalog.
+    let (inv, links) = list_files(ctx, lk).await?;
+    let fixed = fix_ddl(ctx, &copied, &inv.innodb, &tracker, &limit).await?;
+    add_totals(progress, [&inv.nontx_ddl, &inv.nontx_commit]);
+    progress.phase(&format!("copying {} non-InnoDB files", inv.nontx_ddl.len()));
+    copy_all(
+        inv.nontx_ddl,
+        ctx.plan.parallel,
+        ctx.input,
+        progress,
+        &limit,
+        ctx.exec,
+    )
+    .await?;
+    // 4. The consistent point.
+    let commit = block_commit(ctx, lk, inv.nontx_commit, &limit, follower).await?;
+    let mut report = BackupReport {
+        commit_lock: commit.locked_at.elapsed(),
+        ddl_lock: ddl_locked_at.elapsed(),
+        ..BackupReport::default()
+    };
+    account_for_redo(&commit, &fixed)?;
+    release_locks(ctx, lk, &commit).await?;
+    // 5. Metadata.
+    metadata::write_all(ctx, &commit, links, &mut report).await?;
+    Ok(report)
+}
+
+/// Step 3d, short DDL lock: compare the InnoDB files copied in bulk with
+/// the ones present under BLOCK_DDL (by tablespace id, see [`ddl::plan`]),
+/// write the `.del` and `.ren` markers and copy what is new as `.new`.
+/// Returns the tablespace ids the backup holds once prepare has applied
+/// the markers.
+async fn fix_ddl(
+    ctx: &CopyCtx<'_>,
+    copied: &[(String, datafiles::Copied)],
+    present: &[datafiles::Source],
+    tracker: &ddl::Tracker,
+    limit: &datafiles::RateLimit,
+) -> Result<std::collections::BTreeSet<u32>, Error> {
+    use std::collections::BTreeMap;
+    let progress = ctx.progress;
+    let is_ibd = |rel: &str| rel.ends_with(".ibd");
+    // The system and undo tablespaces are named by the server's variables,
+    // not by DDL: they are in the backup whatever happens.
+    let mut in_backup: std::collections::BTreeSet<u32> = copied
+        .iter()
+        .filter(|(rel, _)| !is_ibd(rel))
+        .filter_map(|(_, f)| f.space)
+        .collect();
+    let copied_by_rel: BTreeMap<&str, &datafiles::Copied> = copied
+        .iter()
+        .filter(|(rel, _)| is_ibd(rel))
+        .map(|(rel, f)| (rel.as_str(), f))
+        .collect();
+    let copied_files: Vec<ddl::CopiedFile> = copied_by_rel
+        .iter()
+        .map(|(rel, f)| ddl::CopiedFile {
+            rel: (*rel).to_owned(),
+            space: f
+                .space
+                .or_else(|| tracker.id_for_name(rel))
+                .or_else(|| tracker.sole_id_ever_at(rel)),
+        })
+        .collect();
+    let mut now = Vec::new();
+    let mut sources: BTreeMap<String, &datafiles::Source> = BTreeMap::new();
+    for src in present.iter().filter(|s| is_ibd(s.rel.as_str())) {
+        let rel = src.rel.as_str();
+        let abs = src.abs.clone();
+        let (space, ino) = tokio::task::spawn_blocking(move || datafiles::read_space_id(&abs))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let was = copied_by_rel.get(rel);
+        let same_file_copied =
+            was.is_some_and(|c| c.ino == ino && !tracker.touched(rel, c.space.or(space)));
+        now.push(ddl::Present {
+            rel: rel.to_owned(),
+            space: space.or_else(|| tracker.id_for_name(rel)),
+            same_file_copied,
+        });
+        sources.insert(rel.to_owned(), src);
+    }
+    in_backup.extend(now.iter().filter_map(|p| p.space));
+    let fx = ddl::plan(&copied_files, &now);
+    if fx.is_empty() {
+        progress.line(&format!(
+            "DDL tracking: no InnoDB tablespace created, renamed or dropped during the copy ({} file records in the redo)",
+            tracker.ddl().len()
+        ));
+        return Ok(in_backup);
+    }
+    progress.line(&format!(
+        "DDL tracking: during the copy {} tablespaces were dropped, {} renamed, {} created or rebuilt; marked and copied again under BLOCK_DDL",
+        fx.del.len(),
+        fx.ren.len(),
+        fx.new.len()
+    ));
+    const SHOWN: usize = 20;
+    for (lsn, op) in tracker.ddl().iter().take(SHOWN) {
+        progress.line(&format!("DDL tracking: {op} at LSN {lsn}"));
+    }
+    if tracker.ddl().len() > SHOWN {
+        progress.line(&format!(
+            "DDL tracking: {} more file records",
+            tracker.ddl().len() - SHOWN
+        ));
+    }
+    let rel = |s: String| RelPath::new(&s).map_err(|e| Error::Layout(format!("{s}: {e}")));
+    for d in &fx.del {
+        write_small(ctx.input, rel(ddl::marker(d, "del"))?, Vec::new()).await?;
+    }
+    for (from, to) in &fx.ren {
+        write_small(
+            ctx.input,
+            rel(ddl::marker(from, "ren"))?,
+            ddl::ren_target(to).into_bytes(),
+        )
+        .await?;
+    }
+    let mut again = Vec::new();
+    for n in &fx.new {
+        let Some(src) = sources.get(n.as_str()) else {
+            continue;
+        };
+        again.push(datafiles::Source {
+            abs: src.abs.clone(),
+            rel: rel(ddl::marker(n, "new"))?,
+            size: src.size,
+            innodb: Some(datafiles::InnoKind::Tablespace),
+        });
+    }
+    add_totals(progress, [&again]);
+    copy_all(
+        again,
+        ctx.plan.parallel,
+        ctx.input,
+        progress,
+        limit,
+        ctx.exec,
+    )
+    .await?;
+    Ok(in_backup)
+}
+
+/// Write one small file into the graph.
+async fn write_small(input: &GraphInput, rel: RelPath, data: Vec<u8>) -> Result<(), Error> {
+    let mut w = input.open(crate::sink::FileMeta::new(rel)).await?;
+    if !data.is_empty() {
+        w.write(bytes::Bytes::from(data)).await?;
+    }
+    w.close().await?;
+    Ok(())
+}
+
+/// Step 4, before the locks are released: every tablespace a file record
+/// of the copied redo names is in the backup or dropped by that redo, or
+/// recovery would stop at it; the backup fails naming each one.
+fn account_for_redo(
+    c: &CommitPoint,
+    in_backup: &std::collections::BTreeSet<u32>,
+) -> Result<(), Error> {
+    let missing = ddl::unaccounted(&c.redo.tracker, in_backup);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Incomplete(missing.join("; ")))
 }
 
 /// Step 3a: wait for long queries if asked, then `BACKUP STAGE START`,
@@ -216,11 +440,10 @@ fn layout(info: &ServerInfo) -> datafiles::Layout<'_> {
     }
 }
 
-/// Step 3b: list the files only now: under BLOCK_DDL no table can appear,
+/// Step 3b: list the files under BLOCK_DDL, where no table can appear,
 /// vanish or be renamed. Checks them against the server's catalog (with
-/// FTWRL that check waits for the lock, in [`copy_under_ftwrl`]), takes
-/// out the places outside the datadir (recorded in step 5) and adds the
-/// files to the progress totals.
+/// FTWRL that check waits for the lock, in [`copy_under_ftwrl`]) and
+/// takes out the places outside the datadir (recorded in step 5).
 async fn list_files(
     ctx: &CopyCtx<'_>,
     lk: &mut Locker<'_>,
@@ -240,18 +463,14 @@ async fn list_files(
             crate::format::links::LINKS_NAME
         ));
     }
-    let total: u64 = inv
-        .innodb
-        .iter()
-        .chain(&inv.nontx_ddl)
-        .chain(&inv.nontx_commit)
-        .map(|s| s.size)
-        .sum();
-    progress.add_total(
-        (inv.innodb.len() + inv.nontx_ddl.len() + inv.nontx_commit.len()) as u64,
-        total,
-    );
     Ok((inv, links))
+}
+
+/// Add files to the progress totals.
+fn add_totals<const N: usize>(progress: &Progress, lists: [&Vec<datafiles::Source>; N]) {
+    let files = lists.iter().map(|l| l.len() as u64).sum();
+    let bytes = lists.iter().flat_map(|l| l.iter()).map(|s| s.size).sum();
+    progress.add_total(files, bytes);
 }
 
 /// Tablespaces the server has outside the datadir that no `.isl` in the
@@ -331,17 +550,23 @@ fn ensure_complete(
 struct Copied {
     follower: redo::Follower,
     limit: Arc<datafiles::RateLimit>,
+    /// Each file copied (its name in the backup, what the copy learnt);
+    /// files that vanished before they could be opened are not here.
+    files: Vec<(String, datafiles::Copied)>,
 }
 
 /// Step 3c: the InnoDB files (page-validated) and, under BLOCK_DDL or with
 /// no lock, the non-InnoDB files, with `--parallel` workers; the redo
-/// follower is polled so that its failure stops the copy.
-async fn copy_under_block_ddl(
+/// follower is polled so that its failure stops the copy. With
+/// `vanish_ok` (DDL running) a file gone before it could be opened is
+/// noted and left out: the DDL fix-up under BLOCK_DDL accounts for it.
+async fn bulk_copy(
     ctx: &CopyCtx<'_>,
     mode: Option<LockMode>,
     innodb: Vec<datafiles::Source>,
     mut nontx_ddl: Vec<datafiles::Source>,
     follower: redo::Follower,
+    vanish_ok: bool,
 ) -> Result<Copied, Error> {
     let &CopyCtx {
         plan,
@@ -350,7 +575,7 @@ async fn copy_under_block_ddl(
         exec,
         ..
     } = ctx;
-    if mode == Some(LockMode::Ftwrl) {
+    if mode == Some(LockMode::Ftwrl) || vanish_ok {
         progress.phase(&format!(
             "copying {} InnoDB files with {} workers",
             innodb.len(),
@@ -390,6 +615,7 @@ async fn copy_under_block_ddl(
     let queue = Arc::new(tokio::sync::Mutex::new(
         first.into_iter().collect::<VecDeque<_>>(),
     ));
+    let done = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..plan.parallel {
         let q = queue.clone();
@@ -397,17 +623,41 @@ async fn copy_under_block_ddl(
         let p = progress.clone();
         let limit = limit.clone();
         let exec = exec.clone();
+        let done = done.clone();
         workers.spawn(async move {
             loop {
                 let next = q.lock().await.pop_front();
                 let Some(src) = next else {
                     return Ok::<(), Error>(());
                 };
-                datafiles::copy(src, &input, &p, sys_format, &limit, &exec).await?;
+                let rel = src.rel.as_str().to_owned();
+                let abs = src.abs.clone();
+                match datafiles::copy(src, &input, &p, sys_format, &limit, &exec).await {
+                    Ok(facts) => {
+                        if let Ok(mut d) = done.lock() {
+                            d.push((rel, facts));
+                        }
+                    }
+                    Err(Error::Io { source, .. })
+                        if vanish_ok && source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        p.line(&format!(
+                            "{rel}: gone before it was copied ({}); DDL ran, the fix-up under BLOCK_DDL accounts for it",
+                            abs.display()
+                        ));
+                        p.file_done();
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         });
     }
     let follower = watch_copy(&mut workers, follower, mode).await?;
+    let files = std::mem::take(
+        &mut *done
+            .lock()
+            .map_err(|_| Error::Task("copy results poisoned".into()))?,
+    );
 
     // From here on the server waits for us (non-transactional writes, then
     // commits): full speed, nothing more in the idle class.
@@ -416,7 +666,11 @@ async fn copy_under_block_ddl(
     }
     limit.set_busy(false);
     exec.escalate();
-    Ok(Copied { follower, limit })
+    Ok(Copied {
+        follower,
+        limit,
+        files,
+    })
 }
 
 /// Wait for the copy workers while polling the follower; the first real
@@ -502,6 +756,7 @@ async fn copy_under_ftwrl(
         ctx.exec,
     )
     .await
+    .map(|_| ())
 }
 
 /// The consistent point, as the metadata records it.
@@ -595,14 +850,15 @@ async fn release_locks(
         "locks released; redo copied LSN {} .. {}",
         c.redo.first_lsn, c.redo.last_lsn
     ));
-    if lk.mode != Some(LockMode::BackupStage) && !c.redo.file_ops.is_empty() {
-        return Err(Error::UnprotectedDdl(c.redo.file_ops.join("; ")));
+    if lk.mode != Some(LockMode::BackupStage) && !c.redo.tracker.ddl().is_empty() {
+        return Err(Error::UnprotectedDdl(c.redo.tracker.describe().join("; ")));
     }
     Ok(())
 }
 
-/// Copy plain files with up to `parallel` copies at a time (the reads and
-/// any compression run on the bulk executor's threads).
+/// Copy files with up to `parallel` copies at a time (the reads and any
+/// compression run on the bulk executor's threads); returns what each
+/// copy learnt, by name in the backup.
 async fn copy_all(
     mut files: Vec<datafiles::Source>,
     parallel: usize,
@@ -610,13 +866,17 @@ async fn copy_all(
     progress: &Arc<Progress>,
     limit: &datafiles::RateLimit,
     exec: &Bulk,
-) -> Result<(), Error> {
+) -> Result<Vec<(String, datafiles::Copied)>, Error> {
     use futures::{StreamExt, TryStreamExt};
     files.sort_by_key(|s| std::cmp::Reverse(s.size));
     futures::stream::iter(files)
-        .map(|src| datafiles::copy(src, input, progress, None, limit, exec))
+        .map(|src| async move {
+            let rel = src.rel.as_str().to_owned();
+            let facts = datafiles::copy(src, input, progress, None, limit, exec).await?;
+            Ok::<_, Error>((rel, facts))
+        })
         .buffer_unordered(parallel.max(1))
-        .try_collect::<()>()
+        .try_collect()
         .await
 }
 

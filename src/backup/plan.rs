@@ -32,6 +32,19 @@ pub enum LockMode {
     Ftwrl,
 }
 
+/// How long `BACKUP STAGE BLOCK_DDL` is held (with [`LockMode::BackupStage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DdlLock {
+    /// Only for the final phase: the InnoDB files are copied under
+    /// `BACKUP STAGE START` while DDL runs; the redo log's file records
+    /// and a second look under the lock decide what is copied again or
+    /// marked (`.new`, `.ren`, `.del`).
+    #[default]
+    Short,
+    /// Across the whole copy: DDL waits for the backup.
+    Full,
+}
+
 /// The compression stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compression {
@@ -55,6 +68,8 @@ pub struct BackupPlan {
     pub parallel: usize,
     /// Lock mode (`None` = `--no-lock`).
     pub lock: Option<LockMode>,
+    /// How long BLOCK_DDL is held.
+    pub ddl_lock: DdlLock,
     /// Long-query policy.
     pub policy: LockPolicy,
     /// Session `lock_wait_timeout`.

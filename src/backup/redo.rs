@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch, Notify};
 
+use super::ddl::Tracker;
 use super::progress::Progress;
 use super::Error;
 use crate::format::path::RelPath;
-use crate::innodb::redo::{self, FileOp, FollowerSafety, LogGeometry, MtrParse};
+use crate::innodb::redo::{self, FollowerSafety, LogGeometry, MtrParse};
 use crate::innodb::Lsn;
 use crate::mysql::{ConnectOptions, Session};
 use crate::sink::{FileMeta, GraphInput};
@@ -37,9 +38,18 @@ const READ_STEP_MIN: u64 = 64 << 10;
 /// Name of the log in the backup.
 pub const LOG_NAME: &str = "ib_logfile0";
 
+/// What the follower shares while it runs: how far it has copied, the
+/// file records seen so far, and a way to wake it before its next poll.
+struct Shared {
+    copied: watch::Receiver<Lsn>,
+    tracker: Arc<std::sync::Mutex<Tracker>>,
+    poke: Arc<Notify>,
+}
+
 /// Handle to the running follower.
 pub struct Follower {
     stop: Option<oneshot::Sender<Lsn>>,
+    shared: Shared,
     task: tokio::task::JoinHandle<Result<FollowerReport, Error>>,
     /// The checkpoint the backup log starts at.
     pub start_checkpoint: Lsn,
@@ -58,8 +68,8 @@ pub struct FollowerReport {
     pub bytes: u64,
     /// The newest server checkpoint seen at the end.
     pub server_checkpoint: Lsn,
-    /// InnoDB file operations (create/rename/delete) seen in the copied log.
-    pub file_ops: Vec<String>,
+    /// The file records (create/rename/delete/modify) of the copied log.
+    pub tracker: Tracker,
     /// The smallest headroom seen, in bytes.
     pub min_headroom: u64,
 }
@@ -194,6 +204,9 @@ impl Follower {
         let capacity = ring.geo.capacity();
         let (stop_tx, stop_rx) = oneshot::channel();
         let lsn_session = Session::connect(&opts.conn).await?;
+        let (copied_tx, copied_rx) = watch::channel(ck.checkpoint_lsn);
+        let tracker = Arc::new(std::sync::Mutex::new(Tracker::default()));
+        let poke = Arc::new(Notify::new());
         let task = tokio::spawn(follow(
             ring,
             ck.checkpoint_lsn,
@@ -202,9 +215,19 @@ impl Follower {
             opts,
             lsn_session,
             progress,
+            Live {
+                copied: copied_tx,
+                tracker: tracker.clone(),
+                poke: poke.clone(),
+            },
         ));
         Ok(Follower {
             stop: Some(stop_tx),
+            shared: Shared {
+                copied: copied_rx,
+                tracker,
+                poke,
+            },
             task,
             start_checkpoint: ck.checkpoint_lsn,
             capacity,
@@ -223,6 +246,47 @@ impl Follower {
             Ok(r) => r,
             Err(e) => Err(Error::Redo(format!("redo follower task failed: {e}"))),
         }
+    }
+
+    /// Wait until the log is copied at least up to `lsn` (the follower is
+    /// woken at once instead of at its next poll), and return the file
+    /// records seen so far. The follower goes on running.
+    ///
+    /// # Errors
+    /// The follower's failure, or no progress towards `lsn` for 60 s.
+    pub async fn sync_to(&mut self, lsn: Lsn) -> Result<Tracker, Error> {
+        let mut last = *self.shared.copied.borrow();
+        let mut since = Instant::now();
+        loop {
+            let now = *self.shared.copied.borrow_and_update();
+            if now >= lsn {
+                break;
+            }
+            if now > last {
+                last = now;
+                since = Instant::now();
+            }
+            if self.has_failed() {
+                return Err(Error::Redo(format!(
+                    "the redo follower stopped at LSN {now} before reaching LSN {lsn}"
+                )));
+            }
+            if since.elapsed() > Duration::from_secs(60) {
+                return Err(Error::RedoOverrun(format!(
+                    "the redo copy did not get past LSN {now} towards LSN {lsn} in 60 s"
+                )));
+            }
+            self.shared.poke.notify_one();
+            let _ =
+                tokio::time::timeout(Duration::from_millis(50), self.shared.copied.changed()).await;
+        }
+        let t = self
+            .shared
+            .tracker
+            .lock()
+            .map_err(|_| Error::Task("redo follower state poisoned".into()))?
+            .clone();
+        Ok(t)
     }
 
     /// Stop without a report (the backup failed elsewhere).
@@ -251,6 +315,14 @@ impl Follower {
     }
 }
 
+/// The follower task's side of [`Shared`].
+struct Live {
+    copied: watch::Sender<Lsn>,
+    tracker: Arc<std::sync::Mutex<Tracker>>,
+    poke: Arc<Notify>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn follow(
     ring: Ring,
     start: Lsn,
@@ -259,12 +331,12 @@ async fn follow(
     opts: FollowerOptions,
     mut session: Session,
     progress: Arc<Progress>,
+    live: Live,
 ) -> Result<FollowerReport, Error> {
     let ring = Arc::new(ring);
     let capacity = ring.geo.capacity();
     let mut copied = start;
     let mut target: Option<Lsn> = None;
-    let mut file_ops = Vec::new();
     let mut server_lsn = start;
     let mut server_ck = start;
     let mut last_lsn_sample = Instant::now() - Duration::from_secs(10);
@@ -324,7 +396,13 @@ async fn follow(
                 server_lsn = server_lsn.max(info.newest.end_lsn);
                 need_prefix = false;
             }
-            let (chunk, n, stop) = take_valid(&ring.geo, at, &buf, &mut file_ops)?;
+            let (chunk, n, stop) = {
+                let mut t = live
+                    .tracker
+                    .lock()
+                    .map_err(|_| Error::Task("redo follower state poisoned".into()))?;
+                take_valid(&ring.geo, at, &buf, &mut t)?
+            };
             let cut = stop.is_none();
             if n == 0 {
                 last_stop = Some((at, stop, buf.iter().take(16).copied().collect()));
@@ -338,6 +416,7 @@ async fn follow(
             }
             copied = Lsn(at.0 + n as u64);
             out.write(chunk).await?;
+            live.copied.send_replace(copied);
             progress.set_redo(copied.0 - start.0, server_lsn.0.saturating_sub(copied.0));
             if (n as u64) < step_now / 2 || step_now < step {
                 break;
@@ -424,7 +503,11 @@ async fn follow(
                     last_lsn: copied,
                     bytes: copied.0 - start.0,
                     server_checkpoint: server_ck,
-                    file_ops,
+                    tracker: live
+                        .tracker
+                        .lock()
+                        .map_err(|_| Error::Task("redo follower state poisoned".into()))?
+                        .clone(),
                     min_headroom: if min_headroom == u64::MAX {
                         capacity
                     } else {
@@ -444,6 +527,7 @@ async fn follow(
                 }
             }
             () = tokio::time::sleep(opts.interval) => {}
+            () = live.poke.notified() => {}
         }
     }
 }
@@ -456,7 +540,7 @@ fn take_valid(
     geo: &LogGeometry,
     lsn: Lsn,
     buf: &[u8],
-    file_ops: &mut Vec<String>,
+    file_ops: &mut Tracker,
 ) -> Result<(Bytes, usize, Option<redo::EndOfLog>), Error> {
     let mut pos = 0usize;
     let mut out = BytesMut::new();
@@ -466,12 +550,7 @@ fn take_valid(
             MtrParse::Complete(span) => {
                 let mtr = &buf[pos..pos + span.len];
                 for op in redo::file_records(mtr).flatten() {
-                    match op {
-                        FileOp::Create { .. } | FileOp::Delete { .. } | FileOp::Rename { .. } => {
-                            file_ops.push(format!("{op:?} at LSN {at}"))
-                        }
-                        _ => {}
-                    }
+                    file_ops.observe(at, &op);
                 }
                 let start = out.len();
                 out.extend_from_slice(mtr);

@@ -223,8 +223,35 @@ fn end_to_end_under_writes() {
     });
 }
 
-#[test]
-fn ddl_during_backup() {
+/// Prepare a copy of `backup` with `mariabackup --prepare` and start a
+/// server directly on it (mariabackup's own restore is a file copy).
+fn peer_prepare_and_start(mariabackup: &Path, backup: &Path, root: &Path, name: &str) -> Sandbox {
+    let peer = root.join(format!("{name}-data"));
+    copy_dir(backup, &peer);
+    run_ok(
+        mariabackup,
+        &[
+            OsStr::new("--no-defaults"),
+            OsStr::new("--prepare"),
+            OsStr::new(&format!("--target-dir={}", peer.display())),
+        ],
+    );
+    Sandbox::start_on(
+        &peer,
+        &root.join(format!("{name}-run")),
+        SandboxOptions::default(),
+    )
+    .expect("server starts on the mariabackup-prepared backup")
+}
+
+/// The DDL loop (create, alter, rename, truncate, drop on InnoDB, MyISAM
+/// and Aria tables) runs through a throttled backup taken with
+/// `--lock-ddl <mode>`; the backup is prepared by hotbak and by
+/// mariabackup, and both restored servers pass the checks. With the short
+/// lock the DDL runs during the copy and is tracked; with the full lock it
+/// waits for the backup.
+fn ddl_during_backup_with(mode: &str) {
+    let mariabackup = tool("mariabackup");
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(mut sb) = sandbox(dir.path(), &[]) else {
         return;
@@ -247,7 +274,7 @@ fn ddl_during_backup() {
             sb.socket(),
             &backup,
             &dir.path().join("logs"),
-            strs(&["--max-rate", "10"]),
+            strs(&["--max-rate", "10", "--lock-ddl", mode]),
         )
         .await;
         // DDL goes on a moment after the locks are released.
@@ -259,18 +286,62 @@ fn ddl_during_backup() {
         assert!(after.errors.is_empty(), "writer errors: {after}");
         assert_backup_ok(&outcome);
         assert!(d.total_ok() > 20, "too little DDL ran: {d}");
-        assert!(
-            d.lock_timeouts > 0,
-            "no DDL statement waited for the backup's BLOCK_DDL: {d}"
-        );
+        if mode == "full" {
+            assert!(
+                d.lock_timeouts > 0,
+                "no DDL statement waited for the backup's BLOCK_DDL: {d}"
+            );
+        } else {
+            assert!(
+                outcome
+                    .hotbak_stderr
+                    .contains("DDL tracking: during the copy"),
+                "no DDL was tracked during the copy: {outcome}"
+            );
+        }
         sb.stop().expect("source stops");
-        hotbak_prepare(&backup);
-        let mut restored = restore_and_start(&backup, dir.path(), "restored");
         let mut e = Expect::between(&schema, &before, &after);
         e.ddl = true;
+        let peer_sums = match &mariabackup {
+            Some(mb) => {
+                let mut theirs = peer_prepare_and_start(mb, &backup, dir.path(), "peer");
+                check(&theirs, &e).await;
+                let mut s = Session::connect(&theirs.connect_options())
+                    .await
+                    .expect("connect");
+                let sums = testkit::checksum_all(&mut s).await.expect("checksums");
+                s.close().await.expect("close");
+                theirs.stop().expect("stops");
+                Some(sums)
+            }
+            None => None,
+        };
+        hotbak_prepare(&backup);
+        let mut restored = restore_and_start(&backup, dir.path(), "restored");
         check(&restored, &e).await;
+        let mut s = Session::connect(&restored.connect_options())
+            .await
+            .expect("connect");
+        let sums = testkit::checksum_all(&mut s).await.expect("checksums");
+        s.close().await.expect("close");
         restored.stop().expect("restored server stops");
+        if let Some(peer) = peer_sums {
+            assert_eq!(
+                sums, peer,
+                "hotbak prepare and mariabackup --prepare disagree"
+            );
+        }
     });
+}
+
+#[test]
+fn ddl_during_backup() {
+    ddl_during_backup_with("short");
+}
+
+#[test]
+fn ddl_during_backup_full_lock() {
+    ddl_during_backup_with("full");
 }
 
 /// DDL that completes after hotbak lists the files but before it holds
@@ -932,5 +1003,165 @@ fn replica_backup_with_slave_info() {
             pos, gtid,
             "the restored server resumes replication from the recorded GTID"
         );
+    });
+}
+
+/// Tables of the rebuild test and their source checksums.
+const RB_TABLES: [&str; 4] = ["hb_rb.big", "hb_rb.opt", "hb_rb.trunc", "hb_rb.gh"];
+
+async fn rb_checksums(s: &mut Session) -> Vec<(String, Option<String>)> {
+    let rows = s
+        .query(&format!("CHECKSUM TABLE {}", RB_TABLES.join(", ")))
+        .await
+        .expect("checksum");
+    rows.iter()
+        .map(|r| {
+            (
+                r.get("Table").unwrap_or_default().to_owned(),
+                r.get("Checksum").map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// CHECK TABLE passes on every table of the rebuild test, and the
+/// checksums equal the source's.
+async fn rb_verify(sb: &Sandbox, want: &[(String, Option<String>)], what: &str) {
+    let mut s = Session::connect(&sb.connect_options())
+        .await
+        .expect("connect");
+    for t in RB_TABLES {
+        let rows = s.query(&format!("CHECK TABLE {t}")).await.expect("check");
+        let bad: Vec<String> = rows
+            .iter()
+            .filter(|r| r.get("Msg_type") == Some("error") || r.get("Msg_text") != Some("OK"))
+            .map(|r| format!("{:?}: {:?}", r.get("Msg_type"), r.get("Msg_text")))
+            .collect();
+        assert!(bad.is_empty(), "{what}: CHECK TABLE {t}: {bad:?}");
+    }
+    let got = rb_checksums(&mut s).await;
+    s.close().await.expect("close");
+    assert_eq!(got, want, "{what}: checksums differ from the source's");
+}
+
+/// Wait until `log` contains `text` (the backup's stderr, written as it runs).
+async fn wait_for_log(log: &Path, text: &str) {
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "backup never logged {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 20: an online table rebuild overlapping the backup, in both
+/// orders (the rebuild started first, its `#sql-alter` tablespace already
+/// on disk; the backup started first, the rebuild finishing during the
+/// copy), and `OPTIMIZE TABLE`, `TRUNCATE TABLE` and a gh-ost-style
+/// copy-and-rename during the copy. Each backup is prepared by
+/// `mariabackup --prepare` and by `hotbak prepare`; both servers pass
+/// `CHECK TABLE` with the source's `CHECKSUM TABLE`.
+#[test]
+fn table_rebuilds_overlapping_the_backup() {
+    let mariabackup = tool("mariabackup");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut sb) = sandbox(dir.path(), &[]) else {
+        return;
+    };
+    rt().block_on(async {
+        let conn = sb.connect_options();
+        let mut admin = Session::connect(&conn).await.expect("connect");
+        for st in [
+            "CREATE DATABASE hb_rb",
+            "USE hb_rb",
+            "CREATE TABLE hb_rb.big (id INT PRIMARY KEY, pad CHAR(200) NOT NULL, k INT NOT NULL, KEY(k)) ENGINE=InnoDB",
+            "INSERT INTO hb_rb.big SELECT seq, REPEAT(CHAR(65 + seq % 26), 200), seq % 1000 FROM seq_1_to_150000",
+            "CREATE TABLE hb_rb.opt (id INT PRIMARY KEY, v VARCHAR(100) NOT NULL) ENGINE=InnoDB",
+            "INSERT INTO hb_rb.opt SELECT seq, REPEAT('o', 100) FROM seq_1_to_5000",
+            "DELETE FROM hb_rb.opt WHERE id % 3 = 0",
+            "CREATE TABLE hb_rb.trunc (id INT PRIMARY KEY) ENGINE=InnoDB",
+            "INSERT INTO hb_rb.trunc SELECT seq FROM seq_1_to_1000",
+            "CREATE TABLE hb_rb.gh (id INT PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB",
+            "INSERT INTO hb_rb.gh SELECT seq, seq * 7 FROM seq_1_to_5000",
+        ] {
+            admin.execute(st).await.expect(st);
+        }
+        let db = sb.datadir().join("hb_rb");
+        for order in ["rebuild-first", "backup-first"] {
+            let backup = dir.path().join(format!("backup-{order}"));
+            let logs = dir.path().join(format!("logs-{order}"));
+            let run = |admin_args: Vec<String>| {
+                let (s, b, l) = (sb.socket().to_owned(), backup.clone(), logs.clone());
+                tokio::task::spawn_blocking(move || {
+                    testkit::run_stream_backup(&bins(), &s, &b, &l, &admin_args)
+                })
+            };
+            let args = strs(&["--max-rate", "4"]);
+            let outcome = if order == "rebuild-first" {
+                let mut alter = Session::connect(&conn).await.expect("connect");
+                let rebuild = tokio::spawn(async move {
+                    alter.execute("ALTER TABLE hb_rb.big FORCE").await
+                });
+                // The intermediate tablespace is on disk before the backup starts.
+                let t0 = Instant::now();
+                while !std::fs::read_dir(&db).expect("db dir").any(|e| {
+                    e.is_ok_and(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.starts_with("#sql-alter") && n.ends_with(".ibd")
+                    })
+                }) {
+                    assert!(t0.elapsed() < Duration::from_secs(30), "no #sql-alter file appeared");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let backup_run = run(args);
+                rebuild.await.expect("join").expect("ALTER TABLE big FORCE");
+                backup_run.await.expect("join").expect("pipeline runs")
+            } else {
+                let backup_run = run(args);
+                wait_for_log(&logs.join("hotbak.err"), "BACKUP STAGE START taken").await;
+                for st in [
+                    "ALTER TABLE hb_rb.big FORCE",
+                    "OPTIMIZE TABLE hb_rb.opt",
+                    "TRUNCATE TABLE hb_rb.trunc",
+                    "CREATE TABLE hb_rb._gh_gho LIKE hb_rb.gh",
+                    "ALTER TABLE hb_rb._gh_gho ADD COLUMN c2 INT NOT NULL DEFAULT 3",
+                    "INSERT INTO hb_rb._gh_gho (id, v) SELECT id, v FROM hb_rb.gh",
+                    "RENAME TABLE hb_rb.gh TO hb_rb._gh_del, hb_rb._gh_gho TO hb_rb.gh",
+                    "DROP TABLE hb_rb._gh_del",
+                ] {
+                    admin.execute(st).await.expect(st);
+                }
+                let so_far = std::fs::read_to_string(logs.join("hotbak.err")).unwrap_or_default();
+                assert!(
+                    !so_far.contains("BLOCK_DDL taken"),
+                    "premise: the DDL must run during the copy, before BLOCK_DDL:\n{so_far}"
+                );
+                backup_run.await.expect("join").expect("pipeline runs")
+            };
+            eprintln!("{order}: {outcome}");
+            assert_backup_ok(&outcome);
+            assert!(
+                outcome.hotbak_stderr.contains("DDL tracking: during the copy"),
+                "{order}: the rebuild was not tracked: {outcome}"
+            );
+            let want = rb_checksums(&mut admin).await;
+            if let Some(mb) = &mariabackup {
+                let mut theirs =
+                    peer_prepare_and_start(mb, &backup, dir.path(), &format!("peer-{order}"));
+                rb_verify(&theirs, &want, &format!("{order}, mariabackup --prepare")).await;
+                theirs.stop().expect("stops");
+            }
+            hotbak_prepare(&backup);
+            let mut ours = restore_and_start(&backup, dir.path(), &format!("ours-{order}"));
+            rb_verify(&ours, &want, &format!("{order}, hotbak prepare")).await;
+            ours.stop().expect("stops");
+        }
+        admin.close().await.expect("close");
+        sb.stop().expect("source stops");
     });
 }
