@@ -192,7 +192,16 @@ async fn locked_copy_inner(
         ..BackupReport::default()
     };
     if lk.mode == Some(LockMode::BackupStage) {
-        let in_backup = copied.files.iter().filter_map(|(_, f)| f.space).collect();
+        let t = &commit.redo.tracker;
+        let in_backup = copied
+            .files
+            .iter()
+            .filter_map(|(rel, f)| {
+                f.space
+                    .or_else(|| t.id_for_name(rel))
+                    .or_else(|| t.sole_id_ever_at(rel))
+            })
+            .collect();
         account_for_redo(&commit, &in_backup)?;
     }
     release_locks(ctx, &mut lk, &commit).await?;

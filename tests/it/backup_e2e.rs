@@ -630,7 +630,7 @@ fn fails_when_server_killed_mid_backup() {
     let t0 = Instant::now();
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
-        .contains("BLOCK_DDL taken")
+        .contains("InnoDB files with")
     {
         assert!(
             t0.elapsed() < Duration::from_secs(30),

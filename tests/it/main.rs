@@ -9,8 +9,10 @@
 //! - `remote_e2e`: tables outside the datadir (DATA DIRECTORY, symlinks).
 //! - `native_prepare`: the native redo applier against `mariabackup --prepare`, page by page.
 //! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
+//! - `lock_stalls`: the lock-stall probe of `bench/lock_stalls.sh` (ignored: a benchmark driver).
 
 mod backup_e2e;
+mod lock_stalls;
 mod mysql_session;
 mod native_prepare;
 mod remote_e2e;
