@@ -74,6 +74,16 @@ pub enum LockMode {
     Ftwrl,
 }
 
+/// On or off.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnOff {
+    /// On.
+    #[default]
+    On,
+    /// Off.
+    Off,
+}
+
 /// How long `BACKUP STAGE BLOCK_DDL` is held.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DdlLockArg {
@@ -215,12 +225,17 @@ pub struct BackupArgs {
     /// Limit the data-file read rate (MB/s) to spare the server; 0 = unlimited.
     #[arg(long, default_value_t = 0)]
     pub max_rate: u64,
-    /// While the server is busy (over 50 statements/s or 1 MB/s of redo,
-    /// sampled twice a second), cap data-file reads at this rate (MB/s) and
-    /// read in 256 KiB pieces; an idle server is copied at full speed with
-    /// 1 MiB reads. 0 = never cap.
-    #[arg(long, default_value_t = 200)]
-    pub max_rate_busy: u64,
+    /// Pace the data-file reads by measured contention: slow down only
+    /// while our reads wait behind the server's own I/O (see README "Pacing").
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub pace: OnOff,
+    /// The pacing controller's floor (MB/s): it never caps reads lower.
+    #[arg(long, default_value_t = 20)]
+    pub pace_floor: u64,
+    /// Replaced by --pace: `--max-rate-busy 0` means `--pace off`; other
+    /// values are refused (use --max-rate for a fixed cap).
+    #[arg(long, hide = true)]
+    pub max_rate_busy: Option<u64>,
     /// CPU and I/O priority of the bulk copy work.
     #[arg(long, value_enum, default_value_t = PriorityArg::Idle)]
     pub priority: PriorityArg,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::args::{
-    BackupArgs, CompressArg, DdlLockArg, LockMode, PriorityArg, ProgressArg, QueryTypeArg,
+    BackupArgs, CompressArg, DdlLockArg, LockMode, OnOff, PriorityArg, ProgressArg, QueryTypeArg,
 };
 use crate::backup::progress::ProgressMode;
 use crate::backup::{self, BackupPlan, Compression, Destination};
@@ -156,6 +156,19 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         crate::compress::ZstdCompress::new(a.compress_level)
             .map_err(|e| UsageError(format!("--compress-level {}: {e}", a.compress_level)))?;
     }
+    let pacing = match (a.pace, a.max_rate_busy) {
+        (_, Some(0)) | (OnOff::Off, _) => None,
+        (OnOff::On, Some(n)) => {
+            return Err(UsageError(format!(
+                "--max-rate-busy {n}: replaced by adaptive pacing (--pace on|off, --pace-floor MB/s); use --max-rate for a fixed cap"
+            ))
+            .into())
+        }
+        (OnOff::On, None) => Some(backup::pacing::Config {
+            floor: a.pace_floor.max(1) * 1_000_000,
+            ..backup::pacing::Config::default()
+        }),
+    };
     let lock = if a.no_lock {
         None
     } else {
@@ -193,7 +206,7 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         }),
         key,
         max_rate: a.max_rate,
-        max_rate_busy: a.max_rate_busy,
+        pacing,
         priority: priority(a.priority),
         progress: progress(a.progress),
         command_line: crate::format::metadata::mask_command_line(

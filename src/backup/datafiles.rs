@@ -28,7 +28,7 @@ use crate::sink::{FileMeta, GraphInput};
 pub const MAX_ATTEMPTS: u32 = 10;
 /// Bytes per read batch.
 pub const BATCH_BYTES: usize = 1 << 20;
-/// Bytes per read while the busy cap is in force: the server's own I/O
+/// Bytes per read while the pacing cap is in force: the server's own I/O
 /// (log writes above all) then waits behind a quarter of the data in the
 /// device queue. Whole pages for every page size.
 pub const BUSY_BATCH_BYTES: usize = 256 << 10;
@@ -461,59 +461,84 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
     Ok(inv)
 }
 
-/// Paces data-file reads: a hard cap (`--max-rate`), and a lower cap that
-/// applies only while the server is busy (`--max-rate-busy`), switched by
-/// the load monitor. 0 means no cap. A short burst (100 ms worth) is allowed
-/// after a pause.
+/// Paces data-file reads: a hard cap (`--max-rate`), and the cap the
+/// pacing controller sets while our reads wait behind the server's I/O
+/// (see [`super::pacing`]). 0 means no cap. A short burst (100 ms worth) is
+/// allowed after a pause. Each data-file read's size and latency is kept
+/// for the controller.
 pub struct RateLimit {
     hard: u64,
-    busy_cap: u64,
-    busy: std::sync::atomic::AtomicBool,
+    paced: std::sync::atomic::AtomicU64,
+    samples: std::sync::Mutex<Vec<super::pacing::Sample>>,
     next: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl RateLimit {
-    /// New limiter; rates in MB/s.
+    /// New limiter; the hard cap in MB/s (0 = none).
     #[must_use]
-    pub fn new(max_mb: u64, busy_mb: u64) -> Self {
+    pub fn new(max_mb: u64) -> Self {
         RateLimit {
             hard: max_mb * 1_000_000,
-            busy_cap: busy_mb * 1_000_000,
-            busy: std::sync::atomic::AtomicBool::new(false),
+            paced: std::sync::atomic::AtomicU64::new(0),
+            samples: std::sync::Mutex::new(Vec::new()),
             next: std::sync::Mutex::new(None),
         }
     }
 
-    /// Tell the limiter whether the server is busy.
-    pub fn set_busy(&self, busy: bool) {
-        self.busy.store(busy, std::sync::atomic::Ordering::Relaxed);
+    /// Set the pacing cap, bytes/s (`None`: none).
+    pub fn set_paced(&self, cap: Option<u64>) {
+        self.paced.store(
+            cap.unwrap_or(0).max(u64::from(cap.is_some())),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// The rate in force now, bytes per second (0: none).
     #[must_use]
     pub fn rate(&self) -> u64 {
-        let busy = self.busy.load(std::sync::atomic::Ordering::Relaxed);
-        match (self.hard, if busy { self.busy_cap } else { 0 }) {
+        match (
+            self.hard,
+            self.paced.load(std::sync::atomic::Ordering::Relaxed),
+        ) {
             (0, b) => b,
             (h, 0) => h,
             (h, b) => h.min(b),
         }
     }
 
-    /// Whether the busy cap is in force now.
+    /// Whether the pacing cap is in force now.
     #[must_use]
-    pub fn busy_capped(&self) -> bool {
-        self.busy_cap > 0 && self.busy.load(std::sync::atomic::Ordering::Relaxed)
+    pub fn paced(&self) -> bool {
+        self.paced.load(std::sync::atomic::Ordering::Relaxed) > 0
     }
 
-    /// Bytes per read now: smaller while the busy cap is in force.
+    /// Bytes per read now: smaller while paced, so the server's own
+    /// requests wait behind less of ours in the device queue.
     #[must_use]
     pub fn batch(&self) -> usize {
-        if self.busy_capped() {
+        if self.paced() {
             BUSY_BATCH_BYTES
         } else {
             BATCH_BYTES
         }
+    }
+
+    /// Note one data-file read (for the pacing controller).
+    pub fn record(&self, bytes: u64, latency: Duration) {
+        if let Ok(mut v) = self.samples.lock() {
+            if v.len() < 100_000 {
+                v.push(super::pacing::Sample { bytes, latency });
+            }
+        }
+    }
+
+    /// The reads noted since the last call.
+    #[must_use]
+    pub fn drain(&self) -> Vec<super::pacing::Sample> {
+        self.samples
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 
     /// How long to wait before `n` more bytes may be read.
@@ -622,7 +647,11 @@ pub async fn copy(
     let submit = |off: u64, want: usize, known: Option<PageFormat>| {
         let f = file.clone();
         let abs = src.abs.clone();
-        let job = exec.start_io(move || read_batch(&f, direct, &abs, off, want, kind, known));
+        let job = exec.start_io(move || {
+            let mut lat = Duration::ZERO;
+            read_batch(&f, direct, &abs, off, want, kind, known, &mut lat)
+                .map(|(b, fmt)| (b, fmt, lat))
+        });
         (want, job)
     };
     let mut eof = false;
@@ -631,7 +660,7 @@ pub async fn copy(
         // The page format must be known (from page 0) before reads are
         // queued ahead, or they would not check their pages; non-InnoDB files
         // have none to wait for.
-        let ahead = if !limit.busy_capped() && (kind.is_none() || fmt.is_some()) {
+        let ahead = if !limit.paced() && (kind.is_none() || fmt.is_some()) {
             READ_AHEAD
         } else {
             0
@@ -646,7 +675,10 @@ pub async fn copy(
         let Some((want, job)) = queue.pop_front() else {
             break;
         };
-        let (buf, newfmt) = job.await.map_err(|e| Error::Task(e.to_string()))??;
+        let (buf, newfmt, lat) = job.await.map_err(|e| Error::Task(e.to_string()))??;
+        if direct && buf.len() == want {
+            limit.record(want as u64, lat);
+        }
         if first && kind.is_some() && kind != Some(InnoKind::SystemNext) {
             facts.space = space_id_of(&buf);
         }
@@ -702,6 +734,9 @@ fn read_raw(f: &File, abs: &Path, off: u64, want: usize, direct: bool) -> Result
     Ok(Bytes::from(buf))
 }
 
+/// Read and check one batch; `lat` is set to the time of the last read
+/// itself (the pacing signal: the device queue, not our page checks).
+#[allow(clippy::too_many_arguments)]
 fn read_batch(
     f: &File,
     direct: bool,
@@ -710,11 +745,14 @@ fn read_batch(
     want: usize,
     kind: Option<InnoKind>,
     fmt: Option<PageFormat>,
+    lat: &mut Duration,
 ) -> Result<(Bytes, Option<PageFormat>), Error> {
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let t = std::time::Instant::now();
         let buf = read_raw(f, abs, off, want, direct)?;
+        *lat = t.elapsed();
         let got = buf.len();
         let Some(kind) = kind else {
             return Ok((buf, None));
@@ -803,12 +841,13 @@ mod rate_tests {
     use super::*;
 
     #[test]
-    fn the_busy_cap_applies_only_while_busy_and_the_hard_cap_always() {
-        let l = RateLimit::new(0, 100);
+    fn the_pacing_cap_applies_only_while_set_and_the_hard_cap_always() {
+        let l = RateLimit::new(0);
         assert_eq!(l.rate(), 0);
-        assert!(l.reserve(50_000_000).is_none(), "idle: no wait");
-        l.set_busy(true);
+        assert!(l.reserve(50_000_000).is_none(), "no cap: no wait");
+        l.set_paced(Some(100_000_000));
         assert_eq!(l.rate(), 100_000_000);
+        assert_eq!(l.batch(), BUSY_BATCH_BYTES);
         // 100 ms of burst credit, then 10 MB at 100 MB/s is 100 ms each.
         let w1 = l.reserve(10_000_000).unwrap_or_default();
         let w2 = l.reserve(10_000_000).expect("second reservation waits");
@@ -822,16 +861,22 @@ mod rate_tests {
             w3 > Duration::from_millis(280) && w3 < Duration::from_millis(320),
             "{w3:?}"
         );
-        l.set_busy(false);
-        assert!(l.reserve(1_000_000_000).is_none(), "idle again: no wait");
+        l.set_paced(None);
+        assert!(l.reserve(1_000_000_000).is_none(), "cap lifted: no wait");
+        assert_eq!(l.batch(), BATCH_BYTES);
 
-        let h = RateLimit::new(50, 100);
+        let h = RateLimit::new(50);
         assert_eq!(h.rate(), 50_000_000);
-        h.set_busy(true);
+        h.set_paced(Some(100_000_000));
         assert_eq!(h.rate(), 50_000_000, "the lower cap wins");
-        let h2 = RateLimit::new(300, 100);
-        h2.set_busy(true);
+        let h2 = RateLimit::new(300);
+        h2.set_paced(Some(100_000_000));
         assert_eq!(h2.rate(), 100_000_000);
+
+        h2.record(1 << 20, Duration::from_millis(2));
+        h2.record(1 << 20, Duration::from_millis(3));
+        assert_eq!(h2.drain().len(), 2);
+        assert!(h2.drain().is_empty());
     }
 }
 

@@ -1,19 +1,26 @@
-//! The load monitor: while the data files are copied, sample the server's
-//! activity twice a second and cap the read rate while it serves queries
-//! (`--max-rate-busy`), so a backup of a busy server leaves it most of the
-//! disk. An idle server is copied at full speed.
+//! The load monitor: while the data files are copied, every 500 ms
+//! - the pacing controller ([`super::pacing`]) gets the latencies of the
+//!   reads since the last round, the rate they achieved and the redo log's
+//!   free space, and sets the read cap: reads slow down only while they
+//!   measurably wait behind the server's own I/O;
+//! - the server's activity (statements and redo per second) decides the
+//!   CPU class of the bulk work (idle class while the server serves
+//!   queries, so our page checks and compression take only CPU it leaves;
+//!   this is about CPU, not the disk, and caps nothing).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::datafiles::RateLimit;
+use super::pacing::{self, Pacer, Reason};
 use super::progress::Progress;
 use crate::mysql::{Activity, ConnectOptions, Session};
 
 /// Sampling interval.
 pub const INTERVAL: Duration = Duration::from_millis(500);
-/// Statements per second above which the server counts as busy. Our own
-/// sampling (this monitor and the redo follower) stays far below.
+/// Statements per second above which the server counts as busy (for the
+/// CPU class). Our own sampling (this monitor and the redo follower)
+/// stays far below.
 pub const BUSY_QPS: f64 = 50.0;
 /// Redo bytes per second above which the server counts as busy (bulk
 /// writes with few statements).
@@ -23,31 +30,65 @@ pub const BUSY_REDO: f64 = 1_000_000.0;
 /// connection; dropping it (an error path) aborts it.
 pub struct Monitor {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Summary>,
+}
+
+/// What the pacing did over the copy.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Rounds with a cap in force, and rounds in all.
+    pub capped_rounds: u64,
+    /// Rounds in all.
+    pub rounds: u64,
+    /// The lowest cap set, bytes/s.
+    pub lowest: Option<u64>,
+    /// The last reason the cap was set for.
+    pub last_busy: Option<String>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.capped_rounds == 0 {
+            return write!(f, "reads never waited for the server's I/O: full speed");
+        }
+        write!(
+            f,
+            "reads paced for {:.1}s of {:.1}s, lowest cap {} MB/s",
+            self.capped_rounds as f64 * INTERVAL.as_secs_f64(),
+            self.rounds as f64 * INTERVAL.as_secs_f64(),
+            self.lowest.unwrap_or(0) / 1_000_000
+        )?;
+        if let Some(w) = &self.last_busy {
+            write!(f, " ({w})")?;
+        }
+        Ok(())
+    }
 }
 
 impl Monitor {
-    /// Start sampling on a connection of its own.
+    /// Start on a connection of its own; `pacing` `None` leaves the reads
+    /// uncapped (only `--max-rate` applies).
     #[must_use]
     pub fn start(
         conn: ConnectOptions,
         limit: Arc<RateLimit>,
         exec: crate::sched::Bulk,
         progress: Arc<Progress>,
+        pacing: Option<pacing::Config>,
     ) -> Monitor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         Monitor {
             stop: Some(tx),
-            task: tokio::spawn(run(conn, limit, exec, progress, rx)),
+            task: tokio::spawn(run(conn, limit, exec, progress, pacing, rx)),
         }
     }
 
-    /// Stop and wait for the connection to close.
-    pub async fn stop(mut self) {
+    /// Stop, wait for the connection to close, and say what the pacing did.
+    pub async fn stop(mut self) -> Summary {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        let _ = (&mut self.task).await;
+        (&mut self.task).await.unwrap_or_default()
     }
 }
 
@@ -69,59 +110,93 @@ pub fn busy(prev: Activity, now: Activity, dt: Duration) -> bool {
     qps > BUSY_QPS || redo > BUSY_REDO
 }
 
-/// Run until told to stop. On a connection or query failure the server is
-/// assumed busy (the cautious choice) and the monitor stops.
+/// Run until told to stop. Without a monitoring connection the CPU class
+/// stays idle (the cautious choice); the pacing goes on, it needs none.
 async fn run(
     conn: ConnectOptions,
     limit: Arc<RateLimit>,
     exec: crate::sched::Bulk,
     progress: Arc<Progress>,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    if let Err(e) = sample(&conn, &limit, &exec, &progress, stop).await {
-        limit.set_busy(true);
-        exec.set_server_quiet(false);
-        progress.warn(&format!(
-            "load monitor: {e}; capping reads at {} MB/s from now on",
-            limit.rate() / 1_000_000
-        ));
-    }
-}
-
-async fn sample(
-    conn: &ConnectOptions,
-    limit: &RateLimit,
-    exec: &crate::sched::Bulk,
-    progress: &Progress,
+    pacing: Option<pacing::Config>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
-) -> Result<(), crate::mysql::Error> {
-    let mut s = Session::connect(conn).await?;
+) -> Summary {
+    let mut session = match Session::connect(&conn).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            progress.warn(&format!(
+                "load monitor: {e}; the bulk work stays in the idle CPU class"
+            ));
+            exec.set_server_quiet(false);
+            None
+        }
+    };
+    let mut pacer = pacing.map(Pacer::new);
+    let mut summary = Summary::default();
     let mut prev: Option<(Instant, Activity)> = None;
-    let mut was_busy = false;
+    let t0 = Instant::now();
+    let mut last_bytes = progress.bytes_done();
+    let mut last_t = Instant::now();
+    let mut last_kind: Option<std::mem::Discriminant<Reason>> = None;
+    let mut last_said = Instant::now() - Duration::from_secs(60);
     loop {
-        let activity = s.activity().await?;
-        let now = (Instant::now(), activity);
-        if let Some((t0, a0)) = prev {
-            let b = busy(a0, now.1, now.0 - t0);
-            exec.set_server_quiet(!b);
-            if b != was_busy {
-                was_busy = b;
-                limit.set_busy(b);
-                if b {
-                    progress.line(&format!(
-                        "server busy: data-file reads capped at {} MB/s (--max-rate-busy)",
-                        limit.rate() / 1_000_000
+        if let Some(s) = session.as_mut() {
+            match s.activity().await {
+                Ok(a) => {
+                    let now = (Instant::now(), a);
+                    if let Some((ta, a0)) = prev {
+                        exec.set_server_quiet(!busy(a0, now.1, now.0 - ta));
+                    }
+                    prev = Some(now);
+                }
+                Err(e) => {
+                    progress.warn(&format!(
+                        "load monitor: {e}; the bulk work stays in the idle CPU class"
                     ));
-                } else {
-                    progress.line("server idle: data-file reads at full speed");
+                    exec.set_server_quiet(false);
+                    session = None;
                 }
             }
         }
-        prev = Some(now);
+        if let Some(p) = pacer.as_mut() {
+            let now = Instant::now();
+            let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
+            let bytes = progress.bytes_done();
+            let measured = bytes.saturating_sub(last_bytes) as f64 / dt;
+            (last_bytes, last_t) = (bytes, now);
+            let d = p.decide(
+                t0.elapsed().as_secs_f64(),
+                &limit.drain(),
+                measured,
+                Some(progress.redo_free()),
+            );
+            limit.set_paced(d.rate);
+            summary.rounds += 1;
+            if let Some(r) = d.rate {
+                summary.capped_rounds += 1;
+                summary.lowest = Some(summary.lowest.map_or(r, |l| l.min(r)));
+            }
+            let kind = std::mem::discriminant(&d.reason);
+            if matches!(d.reason, Reason::Busy { .. }) {
+                summary.last_busy = Some(d.describe());
+            }
+            let changed = last_kind != Some(kind) && !matches!(d.reason, Reason::Hold);
+            if changed || (d.rate.is_some() && last_said.elapsed() >= Duration::from_secs(5)) {
+                if changed || matches!(d.reason, Reason::Busy { .. }) {
+                    progress.line(&d.describe());
+                    last_said = Instant::now();
+                }
+                if !matches!(d.reason, Reason::Hold) {
+                    last_kind = Some(kind);
+                }
+            }
+        }
         tokio::select! {
             _ = &mut stop => {
-                let _ = s.close().await;
-                return Ok(());
+                if let Some(s) = session.take() {
+                    let _ = s.close().await;
+                }
+                limit.set_paced(None);
+                return summary;
             }
             () = tokio::time::sleep(INTERVAL) => {}
         }

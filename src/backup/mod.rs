@@ -35,6 +35,7 @@ pub mod ddl;
 mod direct;
 pub mod load;
 mod metadata;
+pub mod pacing;
 mod phases;
 mod plan;
 pub mod progress;

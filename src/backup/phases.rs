@@ -189,6 +189,7 @@ async fn locked_copy_inner(
     let mut report = BackupReport {
         commit_lock: commit.locked_at.elapsed(),
         ddl_lock: ddl_locked_at.elapsed(),
+        pacing: copied.pacing.clone(),
         ..BackupReport::default()
     };
     if lk.mode == Some(LockMode::BackupStage) {
@@ -232,6 +233,7 @@ async fn short_lock_copy(
         mut follower,
         limit,
         files: copied,
+        pacing,
     } = bulk;
     // 3c. FLUSH, BLOCK_DDL; the redo up to the lock tells what DDL ran.
     if !lk.policy.ftwrl_wait_timeout.is_zero() {
@@ -266,6 +268,7 @@ async fn short_lock_copy(
     let mut report = BackupReport {
         commit_lock: commit.locked_at.elapsed(),
         ddl_lock: ddl_locked_at.elapsed(),
+        pacing,
         ..BackupReport::default()
     };
     account_for_redo(&commit, &fixed)?;
@@ -562,6 +565,8 @@ struct Copied {
     /// Each file copied (its name in the backup, what the copy learnt);
     /// files that vanished before they could be opened are not here.
     files: Vec<(String, datafiles::Copied)>,
+    /// What the pacing did (None: pacing off).
+    pacing: Option<String>,
 }
 
 /// Step 3c: the InnoDB files (page-validated) and, under BLOCK_DDL or with
@@ -603,15 +608,14 @@ async fn bulk_copy(
         .find(|s| s.innodb == Some(datafiles::InnoKind::SystemFirst))
         .map(|s| read_format(&s.abs))
         .transpose()?;
-    let limit = Arc::new(datafiles::RateLimit::new(plan.max_rate, plan.max_rate_busy));
-    let monitor = (plan.max_rate_busy > 0).then(|| {
-        load::Monitor::start(
-            plan.conn.clone(),
-            limit.clone(),
-            exec.clone(),
-            progress.clone(),
-        )
-    });
+    let limit = Arc::new(datafiles::RateLimit::new(plan.max_rate));
+    let monitor = load::Monitor::start(
+        plan.conn.clone(),
+        limit.clone(),
+        exec.clone(),
+        progress.clone(),
+        plan.pacing,
+    );
     // Under BLOCK_DDL (or with no lock at all) the non-transactional files
     // are already still, so the same workers copy them too, interleaved with
     // the InnoDB files by size (largest first, so no worker is left with one
@@ -670,15 +674,18 @@ async fn bulk_copy(
 
     // From here on the server waits for us (non-transactional writes, then
     // commits): full speed, nothing more in the idle class.
-    if let Some(m) = monitor {
-        m.stop().await;
+    let summary = monitor.stop().await;
+    let pacing = plan.pacing.map(|_| summary.to_string());
+    if let Some(p) = &pacing {
+        progress.line(&format!("pacing: {p}"));
     }
-    limit.set_busy(false);
+    limit.set_paced(None);
     exec.escalate();
     Ok(Copied {
         follower,
         limit,
         files,
+        pacing,
     })
 }
 

@@ -88,8 +88,9 @@ pub struct BackupPlan {
     pub key: Option<crate::encrypt::Key>,
     /// Data-file read rate limit, MB/s (0 = none).
     pub max_rate: u64,
-    /// Data-file read rate limit while the server is busy, MB/s (0 = none).
-    pub max_rate_busy: u64,
+    /// The pacing controller's constants (`None`: no pacing, reads at
+    /// full speed but for `max_rate`).
+    pub pacing: Option<super::pacing::Config>,
     /// Scheduling of the bulk work (data-file reads and transforms).
     pub priority: Priority,
     /// Progress display.

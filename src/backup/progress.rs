@@ -29,6 +29,8 @@ pub struct Progress {
     bytes_done: AtomicU64,
     redo_copied: AtomicU64,
     redo_lag: AtomicU64,
+    /// Redo headroom, per mille of the log's capacity (1000 until known).
+    redo_free_permille: AtomicU64,
     phase: Mutex<String>,
     drawn: AtomicBool,
 }
@@ -81,6 +83,7 @@ impl Progress {
             bytes_done: AtomicU64::new(0),
             redo_copied: AtomicU64::new(0),
             redo_lag: AtomicU64::new(0),
+            redo_free_permille: AtomicU64::new(1000),
             phase: Mutex::new(String::from("starting")),
             drawn: AtomicBool::new(false),
         }
@@ -106,6 +109,22 @@ impl Progress {
     pub fn set_redo(&self, copied: u64, lag: u64) {
         self.redo_copied.store(copied, Ordering::Relaxed);
         self.redo_lag.store(lag, Ordering::Relaxed);
+    }
+
+    /// Record the redo log's free space (headroom over capacity).
+    pub fn set_redo_headroom(&self, headroom: u64, capacity: u64) {
+        let pm = if capacity == 0 {
+            1000
+        } else {
+            (u128::from(headroom) * 1000 / u128::from(capacity)).min(1000) as u64
+        };
+        self.redo_free_permille.store(pm, Ordering::Relaxed);
+    }
+
+    /// The redo log's free fraction (0..=1) as last recorded.
+    #[must_use]
+    pub fn redo_free(&self) -> f64 {
+        self.redo_free_permille.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
     /// Announce a phase (always printed as its own line, except in quiet mode).

@@ -448,6 +448,7 @@ async fn follow(
             }
             FollowerSafety::AtRisk { headroom_bytes } | FollowerSafety::Ok { headroom_bytes } => {
                 min_headroom = min_headroom.min(headroom_bytes);
+                progress.set_redo_headroom(headroom_bytes, capacity);
                 if headroom_bytes < warn_at && last_warn.elapsed() >= Duration::from_secs(5) {
                     last_warn = Instant::now();
                     let eta = if write_rate > 1.0 {

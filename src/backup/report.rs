@@ -29,6 +29,8 @@ pub struct BackupReport {
     pub commit_lock: Duration,
     /// Smallest redo headroom seen.
     pub min_headroom: u64,
+    /// What the pacing controller did (None: pacing off).
+    pub pacing: Option<String>,
     /// Destination.
     pub dest: String,
 }
@@ -56,6 +58,9 @@ impl std::fmt::Display for BackupReport {
             self.to_lsn
         )?;
         writeln!(f, "  min redo headroom {}", human(self.min_headroom))?;
+        if let Some(p) = &self.pacing {
+            writeln!(f, "  pacing           {p}")?;
+        }
         writeln!(
             f,
             "  DDL lock held    {:.2}s; commits blocked {:.3}s",
