@@ -164,6 +164,18 @@ pub struct BackupArgs {
     /// Lock mode.
     #[arg(long, value_enum, default_value_t = LockMode::BackupStage)]
     pub lock: LockMode,
+    /// An incremental backup on top of the backup in DIR (its
+    /// `xtrabackup_checkpoints` gives the base LSN): only InnoDB pages newer
+    /// than it are copied, as `.delta` + `.meta` (mariabackup's format).
+    #[arg(long, value_name = "DIR", conflicts_with = "incremental_lsn")]
+    pub incremental_basedir: Option<PathBuf>,
+    /// An incremental backup from this LSN (the base's `to_lsn`).
+    #[arg(long, value_name = "LSN")]
+    pub incremental_lsn: Option<u64>,
+    /// Also write `xtrabackup_checkpoints` and `xtrabackup_info` into DIR
+    /// (the local base of the next incremental when streaming).
+    #[arg(long, value_name = "DIR")]
+    pub extra_lsndir: Option<PathBuf>,
     /// With `--lock=backup-stage`: hold BLOCK_DDL only for the final phase
     /// (`short`, DDL tracked through the redo log) or across the whole copy (`full`).
     #[arg(long, value_enum, default_value_t = DdlLockArg::Short)]

@@ -84,6 +84,7 @@ registry!(
     crate::format::links::Error,
     crate::format::envelope::Error,
     crate::format::qpress::Error,
+    crate::format::delta::Error,
     crate::innodb::Error,
     crate::innodb::apply::Error,
     crate::transform::TransformError,
@@ -219,6 +220,10 @@ mod tests {
                 CORRUPT,
             ),
             (anyhow::Error::new(envelope::Error::BadMagic), CORRUPT),
+            (
+                anyhow::Error::new(crate::format::delta::Error::Corrupt("cut".into())),
+                CORRUPT,
+            ),
             (
                 anyhow::Error::new(qpress::Error::Truncated("no trailer".into())),
                 CORRUPT,

@@ -169,6 +169,34 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
             ..backup::pacing::Config::default()
         }),
     };
+    let incremental_lsn = match (&a.incremental_basedir, a.incremental_lsn) {
+        (Some(dir), _) => {
+            let p = dir.join(crate::format::metadata::Checkpoints::FILE);
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                UsageError(format!(
+                    "--incremental-basedir {}: cannot read {}: {e}",
+                    dir.display(),
+                    p.display()
+                ))
+            })?;
+            let ck = crate::format::metadata::Checkpoints::parse(&text)
+                .map_err(|e| UsageError(format!("--incremental-basedir: {}: {e}", p.display())))?;
+            if ck.to_lsn == 0 {
+                return Err(UsageError(format!(
+                    "--incremental-basedir: {} has to_lsn = 0",
+                    p.display()
+                ))
+                .into());
+            }
+            Some(ck.to_lsn)
+        }
+        (None, Some(0)) => {
+            return Err(
+                UsageError("--incremental-lsn 0: the base LSN must be above 0".into()).into(),
+            )
+        }
+        (None, l) => l,
+    };
     let lock = if a.no_lock {
         None
     } else {
@@ -179,6 +207,8 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         conn,
         parallel: a.parallel,
         lock,
+        incremental_lsn,
+        extra_lsndir: a.extra_lsndir.clone(),
         ddl_lock: match a.lock_ddl {
             DdlLockArg::Short => backup::DdlLock::Short,
             DdlLockArg::Full => backup::DdlLock::Full,

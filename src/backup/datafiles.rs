@@ -576,6 +576,10 @@ pub struct Copied {
     /// The tablespace id of an InnoDB file's page 0 (`None` for other
     /// files, and for a page 0 that never reached the disk).
     pub space: Option<u32>,
+    /// An incremental copy whose tablespace id is in no page: its `.meta`
+    /// (page size, compressed size) waits for the redo log's file records
+    /// to name the id ([`write_delta_meta`]).
+    pub meta_pending: Option<(u32, u32)>,
 }
 
 /// The tablespace id in the first bytes of a data file (`None` when page
@@ -611,7 +615,148 @@ pub fn read_space_id(abs: &Path) -> Result<(Option<u32>, u64), Error> {
     Ok((space_id_of(&b[..got]), ino))
 }
 
-/// Copy one file into the graph, validating pages for InnoDB files.
+/// An incremental copy: only pages newer than the base go into the backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaSpec {
+    /// The base's `to_lsn`: pages whose `FIL_PAGE_LSN` is greater are kept.
+    pub from_lsn: u64,
+    /// The server's `innodb_page_size` (for a file whose page 0 never
+    /// reached the disk).
+    pub page_size: usize,
+}
+
+/// Where a copy's bytes go: the whole file, or its `.delta` and `.meta`.
+enum Out {
+    Whole(crate::sink::FileWriter),
+    Delta(DeltaOut),
+}
+
+/// The pages of a data file newer than the base, as mariabackup's
+/// `<file>.delta` + `<file>.meta` (see [`crate::format::delta`]). The
+/// `.delta` is opened at its first full cluster or at the end. Every
+/// tablespace gets both files, even with no page newer than the base
+/// (mariabackup's incremental prepare removes the base's tablespaces the
+/// incremental does not name); a file whose id is in no page (created
+/// after the last checkpoint, never flushed) has its `.meta` written later,
+/// from the redo's file records.
+struct DeltaOut {
+    rel: RelPath,
+    spec: DeltaSpec,
+    w: Option<crate::sink::FileWriter>,
+    dw: Option<crate::format::delta::DeltaWriter>,
+    space: Option<u32>,
+}
+
+impl DeltaOut {
+    fn named(&self, ext: &str) -> Result<RelPath, Error> {
+        rel(&format!("{}.{ext}", self.rel.as_str()))
+    }
+
+    async fn write_cluster(&mut self, input: &GraphInput, cluster: Vec<u8>) -> Result<(), Error> {
+        if self.w.is_none() {
+            self.w = Some(input.open(FileMeta::new(self.named("delta")?)).await?);
+        }
+        if let Some(w) = self.w.as_mut() {
+            w.write(Bytes::from(cluster)).await?;
+        }
+        Ok(())
+    }
+
+    /// Keep the pages of `buf` (at byte offset `off`) newer than the base.
+    async fn add(
+        &mut self,
+        input: &GraphInput,
+        off: u64,
+        buf: &[u8],
+        fmt: Option<PageFormat>,
+    ) -> Result<(), Error> {
+        let ps = fmt.map_or(self.spec.page_size, |f| f.physical_size() as usize);
+        let name = self.rel.as_str().to_owned();
+        let delta_err = |e: crate::format::delta::Error| Error::Corrupt(format!("{name}: {e}"));
+        for (i, page) in buf.chunks_exact(ps).enumerate() {
+            let lsn = u64::from_be_bytes([
+                page[16], page[17], page[18], page[19], page[20], page[21], page[22], page[23],
+            ]);
+            if lsn <= self.spec.from_lsn {
+                continue;
+            }
+            if self.space.is_none() {
+                self.space = Some(u32::from_be_bytes([page[34], page[35], page[36], page[37]]));
+            }
+            if self.dw.is_none() {
+                self.dw = Some(crate::format::delta::DeltaWriter::new(ps).map_err(delta_err)?);
+            }
+            let page_no = u32::try_from(off / ps as u64 + i as u64).map_err(|_| {
+                Error::Corrupt(format!("{}: page number overflow", self.rel.as_str()))
+            })?;
+            let full = match self.dw.as_mut() {
+                Some(dw) => dw.push(page_no, page).map_err(delta_err)?,
+                None => None,
+            };
+            if let Some(cluster) = full {
+                self.write_cluster(input, cluster).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last cluster and the `.meta` (or what it needs, when the id is
+    /// not known yet).
+    async fn finish(
+        mut self,
+        input: &GraphInput,
+        fmt: Option<PageFormat>,
+        page0_space: Option<u32>,
+    ) -> Result<Option<(u32, u32)>, Error> {
+        let ps = fmt.map_or(self.spec.page_size, |f| f.physical_size() as usize);
+        let dw = match self.dw.take() {
+            Some(dw) => dw,
+            None => crate::format::delta::DeltaWriter::new(ps)
+                .map_err(|e| Error::Corrupt(format!("{}: {e}", self.rel.as_str())))?,
+        };
+        self.write_cluster(input, dw.finish()).await?;
+        if let Some(w) = self.w.take() {
+            w.close().await?;
+        }
+        let zip = if fmt.is_some_and(|f| f.is_zip()) {
+            ps as u32
+        } else {
+            0
+        };
+        let Some(space) = page0_space.or(self.space) else {
+            return Ok(Some((ps as u32, zip)));
+        };
+        write_delta_meta(input, &self.rel, ps as u32, zip, space).await?;
+        Ok(None)
+    }
+}
+
+/// Write `<rel>.meta` of an incremental copy.
+///
+/// # Errors
+/// A closed graph; a name too long.
+pub async fn write_delta_meta(
+    input: &GraphInput,
+    rel_ibd: &RelPath,
+    page_size: u32,
+    zip_size: u32,
+    space_id: u32,
+) -> Result<(), Error> {
+    let meta = crate::format::delta::Meta {
+        page_size,
+        zip_size,
+        space_id,
+    };
+    let mut m = input
+        .open(FileMeta::new(rel(&format!("{}.meta", rel_ibd.as_str()))?))
+        .await?;
+    m.write(Bytes::from(meta.render())).await?;
+    m.close().await?;
+    Ok(())
+}
+
+/// Copy one file into the graph, validating pages for InnoDB files; with
+/// `delta`, an InnoDB tablespace's pages newer than the base only.
 ///
 /// # Errors
 /// I/O errors, a page that stays corrupt after [`MAX_ATTEMPTS`] reads, a closed graph.
@@ -622,15 +767,27 @@ pub async fn copy(
     sys_format: Option<PageFormat>,
     limit: &RateLimit,
     exec: &crate::sched::Bulk,
+    delta: Option<DeltaSpec>,
 ) -> Result<Copied, Error> {
     use std::os::unix::fs::MetadataExt;
     let (file, direct) = open_source(&src)?;
     let mut facts = Copied {
         ino: file.metadata().map_err(io(&src.abs))?.ino(),
         space: None,
+        meta_pending: None,
     };
     let file = Arc::new(file);
-    let mut w = input.open(FileMeta::new(src.rel.clone())).await?;
+    let mut w = match (delta, src.innodb) {
+        (Some(spec), Some(InnoKind::Tablespace | InnoKind::SystemFirst)) => Out::Delta(DeltaOut {
+            rel: src.rel.clone(),
+            spec,
+            w: None,
+            dw: None,
+            space: None,
+        }),
+        _ => Out::Whole(input.open(FileMeta::new(src.rel.clone())).await?),
+    };
+    let mut consumed = 0u64;
     let mut fmt: Option<PageFormat> = match src.innodb {
         Some(InnoKind::SystemNext) => sys_format,
         _ => None,
@@ -697,9 +854,18 @@ pub async fn copy(
         }
         limit.take(n).await;
         progress.add_bytes(n);
-        w.write(buf).await?;
+        match &mut w {
+            Out::Whole(w) => w.write(buf).await?,
+            Out::Delta(d) => d.add(input, consumed, &buf, fmt).await?,
+        }
+        consumed += n;
     }
-    w.close().await?;
+    match w {
+        Out::Whole(w) => {
+            w.close().await?;
+        }
+        Out::Delta(d) => facts.meta_pending = d.finish(input, fmt, facts.space).await?,
+    }
     progress.file_done();
     Ok(facts)
 }

@@ -65,9 +65,14 @@ pub(super) async fn write_all(
         };
         write_meta(input, LINKS_NAME, l.render(), false).await?;
     }
+    let from_lsn = plan.incremental_lsn.unwrap_or(0);
     let ck = Checkpoints {
-        backup_type: BackupType::FullBackuped,
-        from_lsn: 0,
+        backup_type: if plan.incremental_lsn.is_some() {
+            BackupType::Incremental
+        } else {
+            BackupType::FullBackuped
+        },
+        from_lsn,
         to_lsn: c.to_lsn.0,
         last_lsn: c.redo.last_lsn.0,
         recover_binlog_info: false,
@@ -97,10 +102,10 @@ pub(super) async fn write_all(
             .as_ref()
             .map(|b| b.binlog_info().binlog_pos_text())
             .unwrap_or_default(),
-        innodb_from_lsn: 0,
+        innodb_from_lsn: from_lsn,
         innodb_to_lsn: c.to_lsn.0,
         partial: false,
-        incremental: false,
+        incremental: plan.incremental_lsn.is_some(),
         format: if matches!(plan.dest, Destination::Dir(_)) {
             "file".into()
         } else {
@@ -114,6 +119,24 @@ pub(super) async fn write_all(
         extra: Vec::new(),
     };
     write_meta(input, XtrabackupInfo::FILE, xi.render(), true).await?;
+    if let Some(dir) = &plan.extra_lsndir {
+        // `--extra-lsndir`: the same two files beside the stream, so that a
+        // streamed chain has a local base to point the next incremental at.
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        for (name, text) in [
+            (Checkpoints::FILE, ck.render()),
+            (XtrabackupInfo::FILE, xi.render()),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|source| Error::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
+        }
+    }
     report.first_lsn = c.redo.first_lsn.0;
     report.last_lsn = c.redo.last_lsn.0;
     report.to_lsn = c.to_lsn.0;

@@ -192,6 +192,7 @@ async fn locked_copy_inner(
         pacing: copied.pacing.clone(),
         ..BackupReport::default()
     };
+    write_pending_metas(ctx, &copied.files, &commit.redo.tracker).await?;
     if lk.mode == Some(LockMode::BackupStage) {
         let t = &commit.redo.tracker;
         let in_backup = copied
@@ -271,6 +272,7 @@ async fn short_lock_copy(
         pacing,
         ..BackupReport::default()
     };
+    write_pending_metas(ctx, &copied, &commit.redo.tracker).await?;
     account_for_redo(&commit, &fixed)?;
     release_locks(ctx, lk, &commit).await?;
     // 5. Metadata.
@@ -393,6 +395,33 @@ async fn fix_ddl(
     )
     .await?;
     Ok(in_backup)
+}
+
+/// The `.meta` files of incremental copies whose tablespace id was in no
+/// page: the redo's file records name it (the tablespace was created after
+/// the checkpoint the copied log starts at).
+async fn write_pending_metas(
+    ctx: &CopyCtx<'_>,
+    copied: &[(String, datafiles::Copied)],
+    tracker: &ddl::Tracker,
+) -> Result<(), Error> {
+    for (rel, f) in copied {
+        let Some((page_size, zip)) = f.meta_pending else {
+            continue;
+        };
+        let space = tracker
+            .id_for_name(rel)
+            .or_else(|| tracker.sole_id_ever_at(rel))
+            .ok_or_else(|| {
+                Error::Incomplete(format!(
+                    "{rel}: its page 0 was never written and the copied redo log names no tablespace there; \
+                     the incremental's .meta cannot name the tablespace id (take the incremental again)"
+                ))
+            })?;
+        let r = RelPath::new(rel).map_err(|e| Error::Layout(format!("{rel}: {e}")))?;
+        datafiles::write_delta_meta(ctx.input, &r, page_size, zip, space).await?;
+    }
+    Ok(())
 }
 
 /// Write one small file into the graph.
@@ -608,6 +637,19 @@ async fn bulk_copy(
         .find(|s| s.innodb == Some(datafiles::InnoKind::SystemFirst))
         .map(|s| read_format(&s.abs))
         .transpose()?;
+    let delta = plan.incremental_lsn.map(|from_lsn| datafiles::DeltaSpec {
+        from_lsn,
+        page_size: usize::try_from(ctx.info.innodb_page_size).unwrap_or(16384),
+    });
+    if delta.is_some()
+        && innodb
+            .iter()
+            .any(|s| s.innodb == Some(datafiles::InnoKind::SystemNext))
+    {
+        return Err(Error::Layout(
+            "incremental backups of a system tablespace in several files (innodb_data_file_path) are not supported yet".into(),
+        ));
+    }
     let limit = Arc::new(datafiles::RateLimit::new(plan.max_rate));
     let monitor = load::Monitor::start(
         plan.conn.clone(),
@@ -645,7 +687,7 @@ async fn bulk_copy(
                 };
                 let rel = src.rel.as_str().to_owned();
                 let abs = src.abs.clone();
-                match datafiles::copy(src, &input, &p, sys_format, &limit, &exec).await {
+                match datafiles::copy(src, &input, &p, sys_format, &limit, &exec, delta).await {
                     Ok(facts) => {
                         if let Ok(mut d) = done.lock() {
                             d.push((rel, facts));
@@ -888,7 +930,7 @@ async fn copy_all(
     futures::stream::iter(files)
         .map(|src| async move {
             let rel = src.rel.as_str().to_owned();
-            let facts = datafiles::copy(src, input, progress, None, limit, exec).await?;
+            let facts = datafiles::copy(src, input, progress, None, limit, exec, None).await?;
             Ok::<_, Error>((rel, facts))
         })
         .buffer_unordered(parallel.max(1))

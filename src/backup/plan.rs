@@ -70,6 +70,12 @@ pub struct BackupPlan {
     pub lock: Option<LockMode>,
     /// How long BLOCK_DDL is held.
     pub ddl_lock: DdlLock,
+    /// An incremental backup: the base's `to_lsn` (pages with a newer
+    /// `FIL_PAGE_LSN` are copied, as `.delta` + `.meta`).
+    pub incremental_lsn: Option<u64>,
+    /// `--extra-lsndir`: also write `xtrabackup_checkpoints` and
+    /// `xtrabackup_info` here.
+    pub extra_lsndir: Option<std::path::PathBuf>,
     /// Long-query policy.
     pub policy: LockPolicy,
     /// Session `lock_wait_timeout`.

@@ -1,5 +1,6 @@
 //! Pure formats: no I/O, no async, no logging. One page per format in `format-spec/`.
 
+pub mod delta;
 pub mod envelope;
 pub mod links;
 pub mod manifest;
