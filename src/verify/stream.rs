@@ -172,7 +172,11 @@ fn container_finding(e: &extract::Error, input: &str) -> Option<Finding> {
     }
     let detail = match e {
         extract::Error::Stream { source, .. } => source.to_string(),
-        other => other.to_string(),
+        other => {
+            let s = other.to_string();
+            s.strip_prefix(&format!("{input}: "))
+                .map_or_else(|| s.clone(), str::to_owned)
+        }
     };
     Some(Finding {
         class: Class::Stream,

@@ -396,6 +396,29 @@ fn verify_stream_finds_container_and_content_damage() {
     );
     let ours = root.join("ours");
     hotbak_backup(&sb, &[OsStr::new("--target-dir"), ours.as_os_str()]);
+    // mariabackup's own stream with its `.qp` compression, when it is installed.
+    let theirs = tool("mariabackup").map(|mb| {
+        let out = Command::new(mb)
+            .arg("--no-defaults")
+            .arg("--backup")
+            .arg("--stream=xbstream")
+            .arg("--compress")
+            .arg("--user=root")
+            .arg(format!("--socket={}", sb.socket().display()))
+            .arg(format!(
+                "--target-dir={}",
+                root.join("mb-scratch").display()
+            ))
+            .stdin(Stdio::null())
+            .output()
+            .expect("mariabackup runs");
+        assert!(
+            out.status.success(),
+            "mariabackup --stream --compress: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    });
     sb.stop().expect("stops");
     let key = [OsStr::new("--decrypt-key-file"), keyfile.as_os_str()];
 
@@ -416,6 +439,17 @@ fn verify_stream_finds_container_and_content_damage() {
         assert!(!err.contains(" 0 InnoDB pages"), "{what}: {err}");
         assert!(!err.contains(" 0 redo bytes"), "{what}: {err}");
         eprintln!("intact {what}: ok\n{err}");
+    }
+    if let Some(theirs) = &theirs {
+        let (code, err) = verify_stream(theirs, &[]);
+        assert_eq!(
+            code,
+            Some(0),
+            "mariabackup's qpress stream must verify:\n{err}"
+        );
+        assert!(err.contains("no hotbak manifest"), "{err}");
+        assert!(!err.contains(" 0 InnoDB pages"), "{err}");
+        eprintln!("intact mariabackup --compress stream: ok\n{err}");
     }
     // The directory mode agrees with the stream mode on the same backup.
     let dir_mode = assert_whole(&ours, "our backup");
