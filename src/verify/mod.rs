@@ -22,6 +22,12 @@
 //!
 //! A prepared backup's InnoDB files and log were rewritten by recovery: for
 //! those only the page checks apply.
+//!
+//! Two modes over the same checks: [`verify_dir`] (an extracted backup) and
+//! [`verify_stream`] (an xbstream read once, nothing written; see
+//! `verify::stream`). Both feed the incremental cores of `verify::pages` (a page
+//! checker per data file, a redo walker) and share the metadata,
+//! completeness and redo comparisons below.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
