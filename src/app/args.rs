@@ -42,10 +42,10 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub stream: bool,
     /// With --stream: key file for an encrypted stream (32 raw bytes or 64 hex characters).
-    #[arg(long, value_name = "FILE", requires = "stream")]
+    #[arg(long, value_name = "FILE")]
     pub decrypt_key_file: Option<PathBuf>,
     /// With --stream: environment variable holding the key as 64 hex characters.
-    #[arg(long, value_name = "VAR", requires = "stream")]
+    #[arg(long, value_name = "VAR")]
     pub decrypt_key_env: Option<String>,
     /// Files checked at once (default: the number of cores).
     #[arg(long)]

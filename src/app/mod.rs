@@ -38,30 +38,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// thread; the stream mode reads stdin (its CPU work runs on the extract
 /// workers).
 async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
-    let parallel = args
-        .parallel
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
-    if parallel == 0 {
-        return Err(crate::error::UsageError("--parallel must be at least 1".into()).into());
+    match plan::verify(args)? {
+        plan::VerifyTarget::Stream(plan) => {
+            crate::verify::run_stream(&plan, tokio::io::stdin(), "stdin").await?;
+        }
+        plan::VerifyTarget::Dir(plan) => {
+            tokio::task::spawn_blocking(move || crate::verify::run(&plan))
+                .await
+                .map_err(|e| anyhow::anyhow!("verify task failed: {e}"))??;
+        }
     }
-    let Some(target_dir) = args.target_dir else {
-        let mut decode = crate::extract::DecodeOptions::default();
-        crate::extract::install_decoders(
-            &mut decode,
-            args.decrypt_key_file.as_deref(),
-            args.decrypt_key_env.as_deref(),
-        )?;
-        let plan = crate::verify::StreamPlan { parallel, decode };
-        crate::verify::run_stream(&plan, tokio::io::stdin(), "stdin").await?;
-        return Ok(());
-    };
-    let plan = crate::verify::VerifyPlan {
-        target_dir,
-        parallel,
-    };
-    tokio::task::spawn_blocking(move || crate::verify::run(&plan))
-        .await
-        .map_err(|e| anyhow::anyhow!("verify task failed: {e}"))??;
     Ok(())
 }
 

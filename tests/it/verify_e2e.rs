@@ -558,16 +558,45 @@ fn verify_stream_finds_container_and_content_damage() {
             "[stream] stdin: truncated stream: input ended at offset {chunk_at} without the hotbak manifest"
         )],
     );
-    // A flipped byte inside a chunk: the chunk's CRC names it.
+    // A flipped byte in a page of v/big.ibd inside its chunk: the chunk's
+    // CRC names the file and the offset.
+    let (start, end) = {
+        let mut dec = hotbak::format::xbstream::Decoder::new();
+        let mut buf = bytes::BytesMut::from(&plain[..]);
+        let mut big = None;
+        loop {
+            let c = dec
+                .decode(&mut buf)
+                .expect("an intact stream")
+                .expect("a chunk after v/big.ibd's");
+            if let Some(s) = big {
+                break (s, usize::try_from(c.stream_offset).expect("offset"));
+            }
+            if c.path == b"v/big.ibd".as_slice() && c.payload.len() >= 4 * 16384 {
+                big = Some(usize::try_from(c.stream_offset).expect("offset"));
+            }
+        }
+    };
     let mut flipped = plain.clone();
-    let at = plain.len() / 3;
-    flipped[at] ^= 0x5a;
+    flipped[end - 16384 + 1000] ^= 0x5a;
     assert_stream(
         &flipped,
         &[],
-        "flipped byte in the stream",
+        "flipped byte in a page of v/big.ibd in the stream",
         3,
-        &["[stream] stdin: corrupt stream at offset"],
+        &[
+            "[stream] stdin: corrupt stream at offset",
+            "(path \"v/big.ibd\"): payload CRC-32 mismatch",
+        ],
+    );
+    assert!(start < end);
+    // Nothing at all.
+    assert_stream(
+        &[],
+        &[],
+        "empty input",
+        3,
+        &["[stream] stdin: empty stream"],
     );
     // Keys: none, and the wrong one.
     assert_stream(
