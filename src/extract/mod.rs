@@ -259,25 +259,32 @@ pub async fn extract<R: AsyncRead + Unpin>(
     };
     let pool = worker::Pool::start(plan, plan.parallel.max(1), staging, None);
     let shared = pool.shared();
-    let result = read_loop(plan, &mut input, input_name, &pool).await;
+    run_pool(plan, &mut input, input_name, pool)
+        .await
+        .and_then(|(state, done)| {
+            finalize(plan, state, done, &shared).and_then(|s| shared.finish().map(|()| s))
+        })
+        .inspect_err(|_| shared.cleanup())
+}
+
+/// Read the stream into the workers, then stop them: the reader's state
+/// and the finished files, or the first error.
+async fn run_pool<R: AsyncRead + Unpin>(
+    plan: &Plan,
+    input: &mut R,
+    input_name: &str,
+    pool: worker::Pool,
+) -> Result<(ReadState, Vec<Finished>)> {
+    let result = read_loop(plan, input, input_name, &pool).await;
     let finished = tokio::task::spawn_blocking(move || pool.join())
         .await
         .unwrap_or_else(|e| Err(Error::Worker(e.to_string())));
     match (result, finished) {
-        (Ok(state), Ok(done)) => {
-            finalize(plan, state, done, &shared).and_then(|s| shared.finish().map(|()| s))
-        }
+        (Ok(state), Ok(done)) => Ok((state, done)),
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
-        (Err(e), Err(w)) => {
-            // The reader's error is a consequence when a worker failed first.
-            if matches!(e, Error::Worker(_)) {
-                Err(w)
-            } else {
-                Err(e)
-            }
-        }
+        // The reader's error is a consequence when a worker failed first.
+        (Err(e), Err(w)) => Err(if matches!(e, Error::Worker(_)) { w } else { e }),
     }
-    .inspect_err(|_| shared.cleanup())
 }
 
 /// Receives every file's decoded content instead of the directory writer
@@ -346,15 +353,7 @@ pub async fn visit<R: AsyncRead + Unpin>(
         ..plan.clone()
     };
     let pool = worker::Pool::start(&plan, plan.parallel.max(1), None, Some(visitor));
-    let result = read_loop(&plan, &mut input, input_name, &pool).await;
-    let finished = tokio::task::spawn_blocking(move || pool.join())
-        .await
-        .unwrap_or_else(|e| Err(Error::Worker(e.to_string())));
-    let (state, done) = match (result, finished) {
-        (Ok(state), Ok(done)) => (state, done),
-        (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
-        (Err(e), Err(w)) => return Err(if matches!(e, Error::Worker(_)) { w } else { e }),
-    };
+    let (state, done) = run_pool(&plan, &mut input, input_name, pool).await?;
     Ok(Visited {
         bytes_in: state.bytes_in,
         hotbak: state.hotbak,
