@@ -31,8 +31,22 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// The extracted backup (ours or mariabackup's, prepared or not).
-    #[arg(long, value_name = "DIR")]
-    pub target_dir: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "stream",
+        conflicts_with = "stream"
+    )]
+    pub target_dir: Option<PathBuf>,
+    /// Verify an xbstream read on stdin (plain, compressed or encrypted), writing nothing.
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: key file for an encrypted stream (32 raw bytes or 64 hex characters).
+    #[arg(long, value_name = "FILE")]
+    pub decrypt_key_file: Option<PathBuf>,
+    /// With --stream: environment variable holding the key as 64 hex characters.
+    #[arg(long, value_name = "VAR")]
+    pub decrypt_key_env: Option<String>,
     /// Files checked at once (default: the number of cores).
     #[arg(long)]
     pub parallel: Option<usize>,

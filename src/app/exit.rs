@@ -443,6 +443,12 @@ mod tests {
                 USAGE,
             ),
             (
+                anyhow::Error::new(crate::verify::Error::Stream(crate::extract::Error::Usage(
+                    "f.hbenc is encrypted".into(),
+                ))),
+                USAGE,
+            ),
+            (
                 anyhow::Error::new(crate::native_prepare::Error::NotABackup {
                     dir: "d".into(),
                     reason: "prepared".into(),

@@ -34,17 +34,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `hotbak verify`: the blocking engine on a blocking thread.
+/// `hotbak verify`: the directory mode's blocking engine on a blocking
+/// thread; the stream mode reads stdin (its CPU work runs on the extract
+/// workers).
 async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
-    let plan = crate::verify::VerifyPlan {
-        target_dir: args.target_dir,
-        parallel: args.parallel.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-        }),
-    };
-    tokio::task::spawn_blocking(move || crate::verify::run(&plan))
-        .await
-        .map_err(|e| anyhow::anyhow!("verify task failed: {e}"))??;
+    match plan::verify(args)? {
+        plan::VerifyTarget::Stream(plan) => {
+            crate::verify::run_stream(&plan, tokio::io::stdin(), "stdin").await?;
+        }
+        plan::VerifyTarget::Dir(plan) => {
+            tokio::task::spawn_blocking(move || crate::verify::run(&plan))
+                .await
+                .map_err(|e| anyhow::anyhow!("verify task failed: {e}"))??;
+        }
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::args::{
     BackupArgs, CompressArg, DdlLockArg, LockMode, OnOff, PriorityArg, ProgressArg, QueryTypeArg,
+    VerifyArgs,
 };
 use crate::backup::progress::ProgressMode;
 use crate::backup::{self, BackupPlan, Compression, Destination};
@@ -245,6 +246,55 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
     })
 }
 
+/// What `hotbak verify` checks.
+#[derive(Debug)]
+pub enum VerifyTarget {
+    /// An extracted backup.
+    Dir(crate::verify::VerifyPlan),
+    /// The xbstream on stdin.
+    Stream(crate::verify::StreamPlan),
+}
+
+/// Check `hotbak verify`'s arguments and build the plan (the key is read here).
+///
+/// # Errors
+/// [`UsageError`] naming the option; a bad or unreadable key.
+pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
+    let parallel = a
+        .parallel
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    if parallel == 0 {
+        return Err(UsageError("--parallel must be at least 1".into()).into());
+    }
+    match (a.target_dir, a.stream) {
+        (Some(target_dir), false) => {
+            if a.decrypt_key_file.is_some() || a.decrypt_key_env.is_some() {
+                return Err(UsageError(
+                    "--decrypt-key-file/--decrypt-key-env go with --stream (an extracted backup is decrypted by xbextract)".into(),
+                )
+                .into());
+            }
+            Ok(VerifyTarget::Dir(crate::verify::VerifyPlan {
+                target_dir,
+                parallel,
+            }))
+        }
+        (None, true) => {
+            let mut decode = crate::extract::DecodeOptions::default();
+            crate::extract::install_decoders(
+                &mut decode,
+                a.decrypt_key_file.as_deref(),
+                a.decrypt_key_env.as_deref(),
+            )?;
+            Ok(VerifyTarget::Stream(crate::verify::StreamPlan {
+                parallel,
+                decode,
+            }))
+        }
+        _ => Err(UsageError("give one of --target-dir DIR or --stream".into()).into()),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -294,6 +344,43 @@ mod tests {
         assert_eq!(p.priority, Priority::Idle);
         assert_eq!(p.progress, ProgressMode::Auto);
         assert_eq!(p.lock, None);
+    }
+
+    #[test]
+    fn verify_takes_a_directory_or_the_stream() {
+        let plan = |args: &[&str]| -> anyhow::Result<VerifyTarget> {
+            let cli = Cli::try_parse_from(["hotbak", "verify"].iter().chain(args))?;
+            let Command::Verify(a) = cli.command else {
+                panic!("not a verify command");
+            };
+            verify(a)
+        };
+        assert!(matches!(
+            plan(&["--target-dir", "d"]).unwrap(),
+            VerifyTarget::Dir(_)
+        ));
+        match plan(&["--stream", "--parallel", "3"]).unwrap() {
+            VerifyTarget::Stream(p) => {
+                assert_eq!(p.parallel, 3);
+                assert!(p.decode.decrypt.is_none());
+            }
+            VerifyTarget::Dir(_) => panic!("the stream mode"),
+        }
+        for bad in [
+            &[][..],
+            &["--stream", "--target-dir", "d"],
+            &["--target-dir", "d", "--decrypt-key-env", "K"],
+            &["--stream", "--parallel", "0"],
+            &["--stream", "--decrypt-key-file", "/nonexistent/key"],
+        ] {
+            let e = plan(bad).map(|_| ()).unwrap_err();
+            // clap's own refusals exit 2 in main_with.
+            let code = e.downcast_ref::<clap::Error>().map_or_else(
+                || crate::app::exit::exit_code(&e),
+                |c| 2 * i32::from(c.use_stderr()),
+            );
+            assert_eq!(code, 2, "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod worker;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -256,27 +257,118 @@ pub async fn extract<R: AsyncRead + Unpin>(
     } else {
         Some(dirwriter::create_staging(plan)?)
     };
-    let pool = worker::Pool::start(plan, plan.parallel.max(1), staging);
+    let pool = worker::Pool::start(plan, plan.parallel.max(1), staging, None);
     let shared = pool.shared();
-    let result = read_loop(plan, &mut input, input_name, &pool).await;
+    run_pool(plan, &mut input, input_name, pool)
+        .await
+        .and_then(|(state, done)| {
+            finalize(plan, state, done, &shared).and_then(|s| shared.finish().map(|()| s))
+        })
+        .inspect_err(|_| shared.cleanup())
+}
+
+/// Read the stream into the workers, then stop them: the reader's state
+/// and the finished files, or the first error.
+async fn run_pool<R: AsyncRead + Unpin>(
+    plan: &Plan,
+    input: &mut R,
+    input_name: &str,
+    pool: worker::Pool,
+) -> Result<(ReadState, Vec<Finished>)> {
+    let result = read_loop(plan, input, input_name, &pool).await;
     let finished = tokio::task::spawn_blocking(move || pool.join())
         .await
         .unwrap_or_else(|e| Err(Error::Worker(e.to_string())));
     match (result, finished) {
-        (Ok(state), Ok(done)) => {
-            finalize(plan, state, done, &shared).and_then(|s| shared.finish().map(|()| s))
-        }
+        (Ok(state), Ok(done)) => Ok((state, done)),
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
-        (Err(e), Err(w)) => {
-            // The reader's error is a consequence when a worker failed first.
-            if matches!(e, Error::Worker(_)) {
-                Err(w)
-            } else {
-                Err(e)
-            }
-        }
+        // The reader's error is a consequence when a worker failed first.
+        (Err(e), Err(w)) => Err(if matches!(e, Error::Worker(_)) { w } else { e }),
     }
-    .inspect_err(|_| shared.cleanup())
+}
+
+/// Receives every file's decoded content instead of the directory writer
+/// (see [`visit`]). Called on the extract worker that owns the file, so
+/// its CPU work runs off the async reader, files in parallel.
+pub trait Visitor: Send + Sync {
+    /// A file starts: `stored` as named in the stream, `logical` the path
+    /// its decoded content has (the one a manifest names).
+    fn open(&self, stored: &RelPath, logical: &RelPath) -> Box<dyn FileVisitor>;
+}
+
+/// One file's decoded content, in order.
+pub trait FileVisitor: Send {
+    /// The next bytes (decrypted and decompressed).
+    fn data(&mut self, bytes: &[u8]);
+    /// The file's `E` chunk: every byte was given.
+    fn close(self: Box<Self>);
+}
+
+/// One file a [`visit`] decoded to its end.
+#[derive(Clone, Debug)]
+pub struct VisitedFile {
+    /// The path in the stream.
+    pub stored: String,
+    /// The decoded content's path (the one a manifest names).
+    pub logical: String,
+    /// Decoded size.
+    pub size: u64,
+    /// BLAKE3 of the decoded content, hex.
+    pub blake3: String,
+    /// Content, kept only for the manifest and stream-info files.
+    pub content: Option<Vec<u8>>,
+}
+
+/// What a [`visit`] read.
+#[derive(Clone, Debug, Default)]
+pub struct Visited {
+    /// Stream bytes read.
+    pub bytes_in: u64,
+    /// The stream starts with hotbak's stream info.
+    pub hotbak: bool,
+    /// Files decoded to their end, in the order they ended.
+    pub files: Vec<VisitedFile>,
+    /// Remarks (ignorable chunk types skipped).
+    pub warnings: Vec<String>,
+}
+
+/// Read one stream with every container check of [`extract`] (magic,
+/// CRC-32, contiguous offsets, paths, duplicates, authenticated decryption,
+/// stream info first, truncation), decoding each file in the same pass and
+/// handing its content to `visitor`; nothing is written. Completeness
+/// against the manifest is left to the caller, which gets every file's size
+/// and BLAKE3 and the manifest's content.
+///
+/// # Errors
+/// The first container, decoding or I/O error, as [`extract`].
+pub async fn visit<R: AsyncRead + Unpin>(
+    plan: &Plan,
+    mut input: R,
+    input_name: &str,
+    visitor: Arc<dyn Visitor>,
+) -> Result<Visited> {
+    let plan = Plan {
+        list: true,
+        sync: false,
+        ..plan.clone()
+    };
+    let pool = worker::Pool::start(&plan, plan.parallel.max(1), None, Some(visitor));
+    let (state, done) = run_pool(&plan, &mut input, input_name, pool).await?;
+    Ok(Visited {
+        bytes_in: state.bytes_in,
+        hotbak: state.hotbak,
+        warnings: state.warnings,
+        files: done
+            .into_iter()
+            .map(|f| VisitedFile {
+                stored: f.stored,
+                logical: f.logical.to_string(),
+                size: f.size,
+                blake3: f.blake3,
+                content: f.content,
+            })
+            .collect(),
+    })
 }
 
 struct ReadState {

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{decode, dirwriter, Error, Finished, Plan, Result};
+use super::{decode, dirwriter, Error, FileVisitor, Finished, Plan, Result, Visitor};
 use crate::format::manifest::{MANIFEST_NAME, MAX_MANIFEST_LEN, STREAM_INFO_NAME};
 use crate::format::path::RelPath;
 use crate::sink::safe_dir;
@@ -47,6 +47,8 @@ pub(crate) struct SharedState {
     error: Mutex<Option<Error>>,
     /// Finished files.
     finished: Mutex<Vec<Finished>>,
+    /// Receives each file's decoded content (the verifier), if any.
+    visitor: Option<Arc<dyn Visitor>>,
 }
 
 pub(crate) struct OpenFile {
@@ -63,6 +65,8 @@ pub(crate) struct OpenFile {
     /// the run syncs: see [`WRITEBACK_STEP`]).
     written: u64,
     writeback: Option<u64>,
+    /// The visitor's handle on this file.
+    visit: Option<Box<dyn FileVisitor>>,
 }
 
 /// With fsync on, start the writeback of every this many bytes as they
@@ -81,9 +85,15 @@ pub(crate) struct Pool {
 const QUEUE: usize = 8;
 
 impl Pool {
-    pub(crate) fn start(plan: &Plan, n: usize, staging: Option<PathBuf>) -> Self {
+    pub(crate) fn start(
+        plan: &Plan,
+        n: usize,
+        staging: Option<PathBuf>,
+        visitor: Option<Arc<dyn Visitor>>,
+    ) -> Self {
         let shared = Arc::new(SharedState {
             staging,
+            visitor,
             ..SharedState::default()
         });
         let mut txs = Vec::new();
@@ -207,6 +217,7 @@ impl OpenFile {
             hotbak: true,
             written: 0,
             writeback: None,
+            visit: None,
         }
     }
 
@@ -307,6 +318,10 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                     (Some(f), Some(p))
                 };
                 let content = keep_content(&path).then(Vec::new);
+                let visit = shared
+                    .visitor
+                    .as_ref()
+                    .map(|v| v.open(&path, chain.logical.as_ref().unwrap_or(&out)));
                 files.insert(
                     path.clone(),
                     OpenFile {
@@ -321,6 +336,7 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                         hotbak,
                         written: 0,
                         writeback: plan.sync.then_some(0),
+                        visit,
                     },
                 );
             }
@@ -349,7 +365,9 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                         shared.commit(plan, &f.out)?;
                     }
                 }
-                if plan.verbose || plan.list {
+                if let Some(v) = f.visit.take() {
+                    v.close();
+                } else if plan.verbose || plan.list {
                     println!("{}\t{}", f.out, f.size);
                 }
                 let logical = f.chain.logical.clone().unwrap_or_else(|| f.out.clone());
@@ -450,9 +468,17 @@ fn account(f: &mut OpenFile, data: &[u8], write: bool) -> Result<()> {
     if write {
         write_out(f, data)
     } else {
-        f.hash.update(data);
-        f.size += data.len() as u64;
+        take_in(f, data);
         Ok(())
+    }
+}
+
+/// The file's (decoded) content: hashed, counted, and shown to the visitor.
+fn take_in(f: &mut OpenFile, data: &[u8]) {
+    f.hash.update(data);
+    f.size += data.len() as u64;
+    if let Some(v) = f.visit.as_mut() {
+        v.data(data);
     }
 }
 
@@ -460,8 +486,7 @@ fn write_out(f: &mut OpenFile, data: &[u8]) -> Result<()> {
     if data.is_empty() {
         return Ok(());
     }
-    f.hash.update(data);
-    f.size += data.len() as u64;
+    take_in(f, data);
     if let Some(c) = f.content.as_mut() {
         if c.len() + data.len() > MAX_MANIFEST_LEN {
             return Err(Error::Manifest(format!(

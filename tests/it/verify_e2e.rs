@@ -3,6 +3,7 @@
 //! mariabackup's, prepared) pass.
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -60,21 +61,10 @@ fn assert_finds(dir: &Path, case: &str, needles: &[&str]) {
     eprintln!("{case}: ok");
 }
 
-#[test]
-#[allow(clippy::too_many_lines)]
-fn verify_finds_each_kind_of_damage() {
-    let (Some(_), Some(_), Some(mariabackup)) = (
-        tool("mariadbd"),
-        tool("mariadb-install-db"),
-        tool("mariabackup"),
-    ) else {
-        return;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
-    let mut sb = Sandbox::create(&root.join("src"), SandboxOptions::default()).expect("sandbox");
-    let ours = root.join("ours");
-    let theirs = root.join("theirs");
+/// A throwaway server with `v.big` (InnoDB, several pages, written out)
+/// and `v.m` (MyISAM), for backups to damage.
+fn source_with_tables(root: &Path) -> Sandbox {
+    let sb = Sandbox::create(&root.join("src"), SandboxOptions::default()).expect("sandbox");
     rt().block_on(async {
         testkit::setup_schema(&sb.connect_options(), &testkit::SchemaOptions::default())
             .await
@@ -97,6 +87,49 @@ fn verify_finds_each_kind_of_damage() {
         }
         s.close().await.expect("close");
     });
+    sb
+}
+
+/// `hotbak backup ARGS` of the server at `sb`: its stdout (the stream, if any).
+fn hotbak_backup(sb: &Sandbox, args: &[&OsStr]) -> Vec<u8> {
+    let out = Command::new(bin("hotbak"))
+        .args([
+            "backup",
+            "--no-defaults",
+            "-u",
+            "root",
+            "--progress",
+            "none",
+        ])
+        .arg("--socket")
+        .arg(sb.socket())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("hotbak backup runs");
+    assert!(
+        out.status.success(),
+        "hotbak backup {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+#[allow(clippy::too_many_lines)]
+fn verify_finds_each_kind_of_damage() {
+    let (Some(_), Some(_), Some(mariabackup)) = (
+        tool("mariadbd"),
+        tool("mariadb-install-db"),
+        tool("mariabackup"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let mut sb = source_with_tables(root);
+    let ours = root.join("ours");
+    let theirs = root.join("theirs");
     let (st, out) = testkit::run_tool(
         &bin("hotbak"),
         &[
@@ -256,4 +289,328 @@ fn verify_finds_each_kind_of_damage() {
     // Not a backup at all: a usage error, not "damaged".
     let (code, err) = verify(&root.join("src"));
     assert_eq!(code, Some(2), "{err}");
+}
+
+/// `hotbak verify --stream ARGS < input`: the exit code and stderr.
+fn verify_stream(input: &[u8], args: &[&OsStr]) -> (Option<i32>, String) {
+    let mut child = Command::new(bin("hotbak"))
+        .args(["verify", "--stream"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hotbak verify --stream starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let out = std::thread::scope(|s| {
+        s.spawn(move || {
+            // It may stop reading at the damage: a broken pipe is expected.
+            let _ = stdin.write_all(input);
+        });
+        child.wait_with_output().expect("hotbak verify exits")
+    });
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Expect exit `code` and every needle in stderr.
+fn assert_stream(input: &[u8], args: &[&OsStr], case: &str, code: i32, needles: &[&str]) {
+    let (got, err) = verify_stream(input, args);
+    assert_eq!(got, Some(code), "{case}: expected exit {code}:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "{case}: no {n:?} in:\n{err}");
+    }
+    eprintln!("{case}: ok\n{err}");
+}
+
+/// `mbstream -c` of every file under `dir`: a valid container (fresh CRCs)
+/// of whatever the files hold.
+fn mbstream_of(dir: &Path) -> Vec<u8> {
+    let mbstream = tool("mbstream").expect("mbstream");
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p.strip_prefix(dir).expect("under dir").to_path_buf());
+            }
+        }
+    }
+    files.sort();
+    let out = Command::new(mbstream)
+        .arg("-c")
+        .args(&files)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("mbstream -c");
+    assert!(
+        out.status.success(),
+        "mbstream -c: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `hotbak verify --stream` (issue 14): intact streams (plain, zstd,
+/// encrypted) pass; damage that survives the container checks (a valid
+/// `mbstream -c` container of a damaged backup) is found page by page, with
+/// every finding reported; a stream cut short, a flipped byte in the
+/// stream and a wrong key are refused, each with its exit code and text.
+#[test]
+#[allow(clippy::too_many_lines)]
+fn verify_stream_finds_container_and_content_damage() {
+    let (Some(_), Some(_), Some(_)) = (
+        tool("mariadbd"),
+        tool("mariadb-install-db"),
+        tool("mbstream"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let mut sb = source_with_tables(root);
+    let keyfile = root.join("key");
+    std::fs::write(&keyfile, [7u8; 32]).expect("key");
+    let wrong = root.join("wrong-key");
+    std::fs::write(&wrong, [8u8; 32]).expect("key");
+    let plain = hotbak_backup(&sb, &[OsStr::new("--stream")]);
+    let zstd = hotbak_backup(
+        &sb,
+        &[OsStr::new("--stream"), OsStr::new("--compress=zstd")],
+    );
+    let enc = hotbak_backup(
+        &sb,
+        &[
+            OsStr::new("--stream"),
+            OsStr::new("--compress=lz4"),
+            OsStr::new("--encrypt"),
+            OsStr::new("--encrypt-key-file"),
+            keyfile.as_os_str(),
+        ],
+    );
+    let ours = root.join("ours");
+    hotbak_backup(&sb, &[OsStr::new("--target-dir"), ours.as_os_str()]);
+    // mariabackup's own stream with its `.qp` compression, when it is installed.
+    let theirs = tool("mariabackup").map(|mb| {
+        let out = Command::new(mb)
+            .arg("--no-defaults")
+            .arg("--backup")
+            .arg("--stream=xbstream")
+            .arg("--compress")
+            .arg("--user=root")
+            .arg(format!("--socket={}", sb.socket().display()))
+            .arg(format!(
+                "--target-dir={}",
+                root.join("mb-scratch").display()
+            ))
+            .stdin(Stdio::null())
+            .output()
+            .expect("mariabackup runs");
+        assert!(
+            out.status.success(),
+            "mariabackup --stream --compress: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    });
+    sb.stop().expect("stops");
+    let key = [OsStr::new("--decrypt-key-file"), keyfile.as_os_str()];
+
+    // Intact: plain, zstd, lz4 + encrypted; one worker and several.
+    for (stream, what, args) in [
+        (&plain, "plain", &[][..]),
+        (
+            &zstd,
+            "zstd",
+            &[OsStr::new("--parallel"), OsStr::new("1")][..],
+        ),
+        (&enc, "lz4 encrypted", &key[..]),
+    ] {
+        let (code, err) = verify_stream(stream, args);
+        assert_eq!(code, Some(0), "{what} stream must verify:\n{err}");
+        assert!(err.contains("completed OK"), "{what}: {err}");
+        assert!(err.contains("manifest checked"), "{what}: {err}");
+        assert!(!err.contains(" 0 InnoDB pages"), "{what}: {err}");
+        assert!(!err.contains(" 0 redo bytes"), "{what}: {err}");
+        eprintln!("intact {what}: ok\n{err}");
+    }
+    if let Some(theirs) = &theirs {
+        let (code, err) = verify_stream(theirs, &[]);
+        assert_eq!(
+            code,
+            Some(0),
+            "mariabackup's qpress stream must verify:\n{err}"
+        );
+        assert!(err.contains("no hotbak manifest"), "{err}");
+        assert!(!err.contains(" 0 InnoDB pages"), "{err}");
+        eprintln!("intact mariabackup --compress stream: ok\n{err}");
+    }
+    // The directory mode agrees with the stream mode on the same backup.
+    let dir_mode = assert_whole(&ours, "our backup");
+    let (code, err) = verify_stream(&mbstream_of(&ours), &[]);
+    assert_eq!(code, Some(0), "mbstream -c of an intact backup:\n{err}");
+    // The same files, pages and redo bytes counted by both modes.
+    let summary = |e: &str| {
+        e.lines()
+            .find(|l| l.starts_with("hotbak: verify: "))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert_eq!(summary(&dir_mode), summary(&err), "{dir_mode}\n{err}");
+
+    // Damage no container check can see (mbstream -c recomputes every CRC):
+    // a flipped byte in a page of v/big.ibd, a flipped byte in the redo, a
+    // flipped byte in a .frm; every one of them reported.
+    let work = root.join("work");
+    copy_dir(&ours, &work);
+    flip(&work.join("v/big.ibd"), 3 * 16384 + 1000);
+    let log = work.join("ib_logfile0");
+    let loglen = log.metadata().expect("log").len();
+    flip(&log, 12288 + (loglen - 12288) / 2);
+    flip(&work.join("v/big.frm"), 40);
+    assert_stream(
+        &mbstream_of(&work),
+        &[],
+        "damaged backup in a valid container",
+        3,
+        &[
+            "[page] v/big.ibd: page 3 (byte 49152)",
+            "checksum",
+            "[redo] ib_logfile0",
+            "last_lsn",
+            "[content] v/big.frm: BLAKE3",
+            "[content] v/big.ibd: BLAKE3",
+        ],
+    );
+    // The same damage only in the page: found by the page check alone in a
+    // stream whose manifest xbextract -c computed from the damaged files.
+    copy_dir(&ours, &work);
+    flip(&work.join("v/big.ibd"), 3 * 16384 + 1000);
+    std::fs::remove_file(work.join("hotbak_manifest")).expect("rm");
+    std::fs::remove_file(work.join("hotbak_stream_info")).expect("rm");
+    let mut files: Vec<String> = Vec::new();
+    let mut stack = vec![work.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p.strip_prefix(&work).expect("under").display().to_string());
+            }
+        }
+    }
+    files.sort();
+    let out = Command::new(bin("xbextract"))
+        .arg("-c")
+        .arg("-C")
+        .arg(&work)
+        .args(&files)
+        .stdin(Stdio::null())
+        .output()
+        .expect("xbextract -c");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, err) = verify_stream(&out.stdout, &[]);
+    assert_eq!(code, Some(3), "page damage under a fresh manifest:\n{err}");
+    assert!(
+        err.contains("[page] v/big.ibd: page 3 (byte 49152)"),
+        "{err}"
+    );
+    assert!(err.contains("1 findings (1 page)"), "{err}");
+
+    // Cut short: in the middle of a chunk, and between whole files (no manifest).
+    let half = &plain[..plain.len() / 2];
+    assert_stream(
+        half,
+        &[],
+        "stream cut in half",
+        3,
+        &["[stream] stdin: truncated stream", "input ended at offset"],
+    );
+    let chunk_at = {
+        let mut dec = hotbak::format::xbstream::Decoder::new();
+        let mut buf = bytes::BytesMut::from(&plain[..]);
+        let mut at = None;
+        while let Some(c) = dec.decode(&mut buf).expect("an intact stream") {
+            if c.path == b"hotbak_manifest".as_slice() {
+                at = Some(c.stream_offset);
+                break;
+            }
+        }
+        usize::try_from(at.expect("the manifest's first chunk")).expect("offset")
+    };
+    assert_stream(
+        &plain[..chunk_at],
+        &[],
+        "stream cut before the manifest",
+        3,
+        &[&format!(
+            "[stream] stdin: truncated stream: input ended at offset {chunk_at} without the hotbak manifest"
+        )],
+    );
+    // A flipped byte in a page of v/big.ibd inside its chunk: the chunk's
+    // CRC names the file and the offset.
+    let (start, end) = {
+        let mut dec = hotbak::format::xbstream::Decoder::new();
+        let mut buf = bytes::BytesMut::from(&plain[..]);
+        let mut big = None;
+        loop {
+            let c = dec
+                .decode(&mut buf)
+                .expect("an intact stream")
+                .expect("a chunk after v/big.ibd's");
+            if let Some(s) = big {
+                break (s, usize::try_from(c.stream_offset).expect("offset"));
+            }
+            if c.path == b"v/big.ibd".as_slice() && c.payload.len() >= 4 * 16384 {
+                big = Some(usize::try_from(c.stream_offset).expect("offset"));
+            }
+        }
+    };
+    let mut flipped = plain.clone();
+    flipped[end - 16384 + 1000] ^= 0x5a;
+    assert_stream(
+        &flipped,
+        &[],
+        "flipped byte in a page of v/big.ibd in the stream",
+        3,
+        &[
+            "[stream] stdin: corrupt stream at offset",
+            "(path \"v/big.ibd\"): payload CRC-32 mismatch",
+        ],
+    );
+    assert!(start < end);
+    // Nothing at all.
+    assert_stream(
+        &[],
+        &[],
+        "empty input",
+        3,
+        &["[stream] stdin: empty stream"],
+    );
+    // Keys: none, and the wrong one.
+    assert_stream(
+        &enc,
+        &[],
+        "encrypted stream without a key",
+        2,
+        &["is encrypted: pass --decrypt-key-file"],
+    );
+    assert_stream(
+        &enc,
+        &[OsStr::new("--decrypt-key-file"), wrong.as_os_str()],
+        "wrong key",
+        2,
+        &["wrong key (key id"],
+    );
 }

@@ -22,6 +22,12 @@
 //!
 //! A prepared backup's InnoDB files and log were rewritten by recovery: for
 //! those only the page checks apply.
+//!
+//! Two modes over the same checks: [`verify_dir`] (an extracted backup) and
+//! [`verify_stream`] (an xbstream read once, nothing written; see
+//! `verify::stream`). Both feed the incremental cores of `verify::pages` (a page
+//! checker per data file, a redo walker) and share the metadata,
+//! completeness and redo comparisons below.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -30,8 +36,13 @@ use std::path::{Path, PathBuf};
 use crate::error::{Classify, ErrorClass};
 use crate::format::manifest::{Manifest, MANIFEST_NAME, STREAM_INFO_NAME};
 use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints, XtrabackupInfo};
-use crate::innodb::page::{self, PageFormat, PageVerdict, FIL_PAGE_SPACE_ID};
-use crate::innodb::{redo, Lsn, PageNo};
+use crate::innodb::page::{self, PageFormat};
+
+mod pages;
+mod stream;
+
+use pages::{FileCheck, PageChecker, RedoWalk, RedoWalker};
+pub use stream::{run_stream, verify_stream, StreamPlan};
 
 /// Errors that stop verification (the backup's own damage is a finding, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +63,10 @@ pub enum Error {
     /// The backup is damaged or incomplete.
     #[error("the backup is damaged or incomplete: {0} finding(s)")]
     Damaged(usize),
+    /// The stream could not be read at all (I/O, a missing or wrong key);
+    /// container damage is a finding instead.
+    #[error(transparent)]
+    Stream(#[from] crate::extract::Error),
 }
 
 impl Classify for Error {
@@ -60,6 +75,7 @@ impl Classify for Error {
             Error::Io { .. } => ErrorClass::Io,
             Error::NotABackup(_) => ErrorClass::Usage,
             Error::Damaged(_) => ErrorClass::Corrupt,
+            Error::Stream(e) => e.class(),
         }
     }
 }
@@ -74,6 +90,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// What kind of damage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
+    /// The container: a bad chunk, a cut, failed authentication.
+    Stream,
     /// A file the backup must have is absent.
     Missing,
     /// A file the manifest does not list.
@@ -91,6 +109,7 @@ pub enum Class {
 impl std::fmt::Display for Class {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Class::Stream => "stream",
             Class::Missing => "missing",
             Class::Extra => "extra",
             Class::Content => "content",
@@ -149,9 +168,6 @@ const CREATED_BY_PREPARE: &[&str] = &[
     "multi-master.info",
 ];
 
-/// Findings per file beyond which only a count is reported.
-const MAX_PAGE_FINDINGS_PER_FILE: usize = 20;
-
 fn is_innodb_file(rel: &str, sys_files: &BTreeSet<String>) -> bool {
     rel.ends_with(".ibd")
         || sys_files.contains(rel)
@@ -200,146 +216,45 @@ fn blake3_file(p: &Path) -> std::io::Result<(u64, String)> {
     Ok((n, h.finalize().to_hex().to_string()))
 }
 
-/// What the page check of one data file found.
-#[derive(Debug, Default)]
-struct FileCheck {
-    pages: u64,
-    space: Option<u32>,
-    /// Page 0 is all zero: a tablespace created after the checkpoint, whose
-    /// first page only the redo log holds yet.
-    page0_zero: bool,
-    findings: Vec<Finding>,
-}
-
-/// Check every page of one InnoDB data file. `fmt` is given for system
-/// tablespace files after the first (no page 0 of their own; page
-/// numbers continue from the previous file, so they are not checked).
+/// Check every page of one InnoDB data file on disk: the file fed to a
+/// [`PageChecker`]. `follow_on` is given for system tablespace files after
+/// the first.
 fn check_data_file(
     path: &Path,
     rel: &str,
     follow_on: Option<PageFormat>,
     system: bool,
 ) -> FileCheck {
-    let mut out = FileCheck::default();
-    let finding = |detail: String| Finding {
-        class: Class::Page,
-        file: rel.to_owned(),
-        detail,
-    };
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            out.findings.push(Finding {
-                class: Class::Missing,
-                file: rel.to_owned(),
-                detail: format!("cannot open: {e}"),
-            });
-            return out;
+            return FileCheck {
+                findings: vec![Finding {
+                    class: Class::Missing,
+                    file: rel.to_owned(),
+                    detail: format!("cannot open: {e}"),
+                }],
+                ..FileCheck::default()
+            }
         }
     };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut head = vec![0u8; page::MAX_PAGE_SIZE as usize];
-    let (fmt, declared, space) = match follow_on {
-        Some(fmt) => (fmt, None, None),
-        None => {
-            let n = read_full(&mut f, &mut head).unwrap_or(0);
-            if n >= page::PAGE0_MIN_LEN && head[..n.min(4096)].iter().all(|&b| b == 0) {
-                out.page0_zero = true;
-                return out;
-            }
-            match page::parse_page0(&head[..n]) {
-                Ok(info) => (info.format, Some(info.size_pages), Some(info.space_id.0)),
-                Err(e) => {
-                    out.findings.push(finding(format!(
-                        "page 0 unreadable ({e}); the rest of the file cannot be checked"
-                    )));
-                    return out;
+    let mut c = PageChecker::new(rel, follow_on, system);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match read_full(&mut f, &mut buf) {
+            Ok(n) => {
+                c.feed(&buf[..n]);
+                if n < buf.len() {
+                    break;
                 }
             }
-        }
-    };
-    out.space = space;
-    let psize = u64::from(fmt.physical_size());
-    if len % psize != 0 {
-        out.findings.push(finding(format!(
-            "length {len} is not a multiple of the page size {psize} ({} bytes of a last page)",
-            len % psize
-        )));
-    }
-    if let Some(d) = declared {
-        if len / psize < u64::from(d) {
-            out.findings.push(finding(format!(
-                "{} pages, page 0 declares FSP_SIZE {d}: the file is truncated",
-                len / psize
-            )));
-        }
-    }
-    if std::io::Seek::rewind(&mut f).is_err() {
-        return out;
-    }
-    let per = (1usize << 20) / psize as usize;
-    let mut buf = vec![0u8; per * psize as usize];
-    let mut page_no: u64 = 0;
-    let mut reported = 0usize;
-    loop {
-        let n = match read_full(&mut f, &mut buf) {
-            Ok(n) => n,
             Err(e) => {
-                out.findings.push(finding(format!(
-                    "read error at byte {}: {e}",
-                    page_no * psize
-                )));
+                c.read_error(&e);
                 break;
             }
-        };
-        let whole = n / psize as usize;
-        for i in 0..whole {
-            let p = &buf[i * psize as usize..(i + 1) * psize as usize];
-            let pn = page_no + i as u64;
-            // The doublewrite buffer of the system tablespace is scratch space:
-            // copies of other pages in flight, partly stale or never written
-            // (recovery uses only those whose checksum holds). Not checked.
-            let dblwr = system
-                && u32::try_from(pn)
-                    .is_ok_and(|p| page::doublewrite_range(fmt.logical_size()).contains(&p));
-            let expected = (follow_on.is_none() && !dblwr)
-                .then(|| PageNo(u32::try_from(pn).unwrap_or(u32::MAX)));
-            if dblwr {
-                continue;
-            }
-            let mut bad = match page::check_page(&fmt, expected, p) {
-                PageVerdict::Corrupt(c) => Some(c.to_string()),
-                PageVerdict::AllZero => None,
-                PageVerdict::Valid(_) => None,
-            };
-            if bad.is_none() && follow_on.is_none() && !dblwr {
-                if let (Some(sp), Some(id)) = (space, crate::innodb::be32(p, FIL_PAGE_SPACE_ID)) {
-                    if id != sp && !p.iter().all(|&b| b == 0) {
-                        bad = Some(format!("space id field is {id}, the file's is {sp}"));
-                    }
-                }
-            }
-            if let Some(b) = bad {
-                reported += 1;
-                if reported <= MAX_PAGE_FINDINGS_PER_FILE {
-                    out.findings
-                        .push(finding(format!("page {pn} (byte {}): {b}", pn * psize)));
-                }
-            }
-        }
-        out.pages += whole as u64;
-        page_no += whole as u64;
-        if n < buf.len() {
-            break;
         }
     }
-    if reported > MAX_PAGE_FINDINGS_PER_FILE {
-        out.findings.push(finding(format!(
-            "and {} more damaged pages",
-            reported - MAX_PAGE_FINDINGS_PER_FILE
-        )));
-    }
-    out
+    c.finish()
 }
 
 fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -354,129 +269,66 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// What the redo walk found.
-struct RedoWalk {
-    bytes: u64,
-    checkpoint: u64,
-    end: Lsn,
-    why: String,
-    /// Tablespaces the log creates or modifies (backup-relative).
-    named: BTreeSet<String>,
-}
-
-/// Walk the backup's linear redo log.
+/// Walk the backup's linear redo log on disk: the file fed to a [`RedoWalker`].
 fn walk_redo(path: &Path) -> Result<RedoWalk, String> {
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut prefix = vec![0u8; usize::try_from(redo::START_OFFSET).unwrap_or(12288)];
-    let n = read_full(&mut f, &mut prefix).map_err(|e| e.to_string())?;
-    let info = redo::parse_log_prefix(&prefix[..n]).map_err(|e| format!("header: {e}"))?;
-    let first = info.header.first_lsn;
-    let geo = redo::LogGeometry::new(first, len.max(redo::START_OFFSET + 1))
-        .map_err(|e| e.to_string())?;
-    let mut lsn = first;
-    let mut named = BTreeSet::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(8 << 20);
+    let mut w = RedoWalker::new(Some(len));
     let mut chunk = vec![0u8; 4 << 20];
-    let mut eof = false;
-    loop {
-        if !eof {
-            let k = read_full(&mut f, &mut chunk).map_err(|e| e.to_string())?;
-            buf.extend_from_slice(&chunk[..k]);
-            eof = k < chunk.len();
-        }
-        let scan = redo::scan_mtrs(&geo, lsn, &buf).map_err(|e| e.to_string())?;
-        let mut at = 0;
-        for &l in &scan.mtr_lens {
-            for op in redo::file_records(&buf[at..at + l]).flatten() {
-                match op {
-                    redo::FileOp::Create { path, .. } | redo::FileOp::Modify { path, .. } => {
-                        named.extend(crate::innodb::relocate::backup_name(
-                            &String::from_utf8_lossy(path),
-                        ));
-                    }
-                    redo::FileOp::Rename { to, .. } => {
-                        named.extend(crate::innodb::relocate::backup_name(
-                            &String::from_utf8_lossy(to),
-                        ));
-                    }
-                    _ => {}
-                }
-            }
-            at += l;
-        }
-        lsn = scan.end_lsn;
-        buf.drain(..scan.consumed);
-        match scan.stop {
-            redo::ScanStop::NeedMore if !eof => continue,
-            redo::ScanStop::NeedMore => {
-                let why = if buf.is_empty() {
-                    "end of file".to_owned()
-                } else {
-                    format!(
-                        "the file ends inside a mini-transaction ({} bytes)",
-                        buf.len()
-                    )
-                };
-                return Ok(RedoWalk {
-                    bytes: lsn.0 - first.0,
-                    checkpoint: info.newest.checkpoint_lsn.0,
-                    end: lsn,
-                    why,
-                    named,
-                });
-            }
-            redo::ScanStop::EndOfLog(e) => {
-                return Ok(RedoWalk {
-                    bytes: lsn.0 - first.0,
-                    checkpoint: info.newest.checkpoint_lsn.0,
-                    end: lsn,
-                    why: e.to_string(),
-                    named,
-                })
-            }
+    while !w.stopped() {
+        let k = read_full(&mut f, &mut chunk).map_err(|e| e.to_string())?;
+        w.feed(&chunk[..k]);
+        if k < chunk.len() {
+            break;
         }
     }
+    w.finish()
 }
 
-/// Verify the extracted backup in `dir`, with up to `parallel` files
-/// checked at once.
-///
-/// # Errors
-/// [`Error::NotABackup`] when `dir` has no `xtrabackup_checkpoints`,
-/// [`Error::Io`] when the directory cannot be listed. Damage is reported
-/// in [`Report::findings`].
-#[allow(clippy::too_many_lines)]
-pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
-    let mut r = Report::default();
-    let files = list(dir)?;
-    let ck_text = match std::fs::read_to_string(dir.join(Checkpoints::FILE)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotABackup(format!(
-                "{}: no {} here: not an extracted backup (a stream? use `hotbak verify --stream`)",
-                dir.display(),
-                Checkpoints::FILE
-            )))
-        }
-        Err(e) => return Err(io(&dir.join(Checkpoints::FILE))(e)),
-    };
+/// What the metadata files say, once parsed.
+struct Meta {
+    ck: Option<Checkpoints>,
+    /// The system tablespace's files (`innodb_data_file_path`), and its first.
+    sys_files: BTreeSet<String>,
+    sys_first: String,
+    /// Made by hotbak (so a manifest is due).
+    hotbak_made: bool,
+}
+
+/// Step 4, metadata: `xtrabackup_checkpoints` (`None`: absent, a stream's
+/// finding), `backup-my.cnf` (`Err`: why it is unreadable) and
+/// `xtrabackup_info` (`None`: absent) parse and agree. Sets `r.prepared`.
+fn check_metadata(
+    files: &BTreeSet<String>,
+    ck_text: Option<&str>,
+    cnf_text: Result<String, String>,
+    info_text: Option<String>,
+    r: &mut Report,
+) -> Meta {
     let meta = |file: &str, detail: String| Finding {
         class: Class::Metadata,
         file: file.to_owned(),
         detail,
     };
-    let ck = match Checkpoints::parse(&ck_text) {
-        Ok(c) => Some(c),
-        Err(e) => {
+    let ck = match ck_text.map(Checkpoints::parse) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
             r.findings.push(meta(Checkpoints::FILE, e.to_string()));
+            None
+        }
+        None => {
+            r.findings.push(Finding {
+                class: Class::Missing,
+                file: Checkpoints::FILE.into(),
+                detail: "not in the stream: not a backup, or one cut short".into(),
+            });
             None
         }
     };
     r.prepared = ck.as_ref().is_some_and(|c| {
         c.backup_type != BackupType::FullBackuped && c.backup_type != BackupType::Incremental
     });
-    let cnf = match std::fs::read_to_string(dir.join(BackupMyCnf::FILE)) {
+    let cnf = match cnf_text {
         Ok(t) => match BackupMyCnf::parse(&t) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -490,15 +342,15 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
             None
         }
     };
-    let info = match std::fs::read_to_string(dir.join(XtrabackupInfo::FILE)) {
-        Ok(t) => match XtrabackupInfo::parse(&t) {
+    let info = match info_text {
+        Some(t) => match XtrabackupInfo::parse(&t) {
             Ok(i) => Some(i),
             Err(e) => {
                 r.findings.push(meta(XtrabackupInfo::FILE, e.to_string()));
                 None
             }
         },
-        Err(_) => {
+        None => {
             r.findings
                 .push(meta(XtrabackupInfo::FILE, "missing".into()));
             None
@@ -547,12 +399,32 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
                 .collect()
         })
         .unwrap_or_else(|| ["ibdata1".to_owned()].into());
-
-    // 1. Completeness against the manifest.
+    let sys_first = cnf
+        .as_ref()
+        .and_then(|c| c.innodb_data_file_path.split(':').next().map(str::to_owned))
+        .unwrap_or_else(|| "ibdata1".into());
     let hotbak_made =
         info.as_ref().is_some_and(|i| i.tool_name == "hotbak") || files.contains(STREAM_INFO_NAME);
-    let manifest = match std::fs::read(dir.join(MANIFEST_NAME)) {
-        Ok(b) => match Manifest::from_bytes(&b) {
+    Meta {
+        ck,
+        sys_files,
+        sys_first,
+        hotbak_made,
+    }
+}
+
+/// Step 1, completeness against the manifest (`None`: there is none): every
+/// listed file present, none unlisted. Returns the listed files whose
+/// content is to be compared (path, size, BLAKE3): those prepare did not
+/// rewrite.
+fn check_manifest(
+    m: &Meta,
+    manifest: Option<&[u8]>,
+    files: &BTreeSet<String>,
+    r: &mut Report,
+) -> Vec<(String, u64, String)> {
+    let manifest = match manifest {
+        Some(b) => match Manifest::from_bytes(b) {
             Ok(m) => Some(m),
             Err(e) => {
                 r.findings.push(Finding {
@@ -563,8 +435,8 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
                 None
             }
         },
-        Err(_) => {
-            if hotbak_made {
+        None => {
+            if m.hotbak_made {
                 r.findings.push(Finding {
                     class: Class::Missing,
                     file: MANIFEST_NAME.into(),
@@ -581,107 +453,202 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
     };
     let changed_by_prepare = |rel: &str| {
         r.prepared
-            && (is_innodb_file(rel, &sys_files)
+            && (is_innodb_file(rel, &m.sys_files)
                 || rel == "ib_logfile0"
                 || rel == Checkpoints::FILE
                 || rel.starts_with("aria_log"))
     };
     let mut jobs: Vec<(String, u64, String)> = Vec::new();
-    if let Some(m) = &manifest {
-        r.manifest = true;
-        let mut listed = BTreeSet::new();
-        for e in &m.files {
-            if !listed.insert(e.path.clone()) {
-                r.findings.push(Finding {
-                    class: Class::Metadata,
-                    file: e.path.clone(),
-                    detail: "listed twice in the manifest".into(),
-                });
-            }
-            if !files.contains(&e.path) {
-                r.findings.push(Finding {
-                    class: Class::Missing,
-                    file: e.path.clone(),
-                    detail: format!(
-                        "listed in the manifest ({} bytes), not in the backup",
-                        e.size
-                    ),
-                });
-            } else if !changed_by_prepare(&e.path) {
-                jobs.push((e.path.clone(), e.size, e.blake3.clone()));
-            }
-        }
-        for f in &files {
-            if listed.contains(f) || NOT_IN_MANIFEST.contains(&f.as_str()) {
-                continue;
-            }
-            if r.prepared && CREATED_BY_PREPARE.contains(&f.as_str()) {
-                continue;
-            }
-            r.findings.push(Finding {
-                class: Class::Extra,
-                file: f.clone(),
-                detail: "not listed in the manifest".into(),
+    let Some(manifest) = manifest else {
+        return jobs;
+    };
+    let mut found = Vec::new();
+    let mut listed = BTreeSet::new();
+    for e in &manifest.files {
+        if !listed.insert(e.path.clone()) {
+            found.push(Finding {
+                class: Class::Metadata,
+                file: e.path.clone(),
+                detail: "listed twice in the manifest".into(),
             });
         }
+        if !files.contains(&e.path) {
+            found.push(Finding {
+                class: Class::Missing,
+                file: e.path.clone(),
+                detail: format!(
+                    "listed in the manifest ({} bytes), not in the backup",
+                    e.size
+                ),
+            });
+        } else if !changed_by_prepare(&e.path) {
+            jobs.push((e.path.clone(), e.size, e.blake3.clone()));
+        }
     }
+    for f in files {
+        if listed.contains(f) || NOT_IN_MANIFEST.contains(&f.as_str()) {
+            continue;
+        }
+        if r.prepared && CREATED_BY_PREPARE.contains(&f.as_str()) {
+            continue;
+        }
+        found.push(Finding {
+            class: Class::Extra,
+            file: f.clone(),
+            detail: "not listed in the manifest".into(),
+        });
+    }
+    r.manifest = true;
+    r.findings.extend(found);
+    jobs
+}
 
-    // 2. Redo (first: it names the tablespaces whose page 0 only the log holds).
-    let mut logged: BTreeSet<String> = BTreeSet::new();
-    if !r.prepared {
-        let log = dir.join("ib_logfile0");
-        match walk_redo(&log) {
-            Err(e) => r.findings.push(Finding {
-                class: Class::Redo,
-                file: "ib_logfile0".into(),
-                detail: e,
-            }),
-            Ok(RedoWalk {
-                bytes,
-                checkpoint,
-                end,
-                why,
-                named,
-            }) => {
-                r.redo_bytes = bytes;
-                logged = named;
-                if let Some(ck) = &ck {
-                    if end.0 < ck.last_lsn {
-                        r.findings.push(Finding {
-                            class: Class::Redo,
-                            file: "ib_logfile0".into(),
-                            detail: format!(
-                                "the log ends at LSN {end} ({why}), {} needs it up to last_lsn {}",
-                                Checkpoints::FILE,
-                                ck.last_lsn
-                            ),
-                        });
-                    }
-                    if checkpoint > ck.to_lsn {
-                        r.findings.push(Finding {
-                            class: Class::Redo,
-                            file: "ib_logfile0".into(),
-                            detail: format!(
-                                "checkpoint LSN {checkpoint} is past the backup's to_lsn {}",
-                                ck.to_lsn
-                            ),
-                        });
-                    }
+/// A file's size and BLAKE3 against the manifest's.
+fn content_finding(rel: &str, got: (u64, &str), want: (u64, &str)) -> Option<Finding> {
+    let detail = if got.0 != want.0 {
+        format!("{} bytes, the manifest says {}", got.0, want.0)
+    } else if got.1 != want.1 {
+        format!("BLAKE3 {}, the manifest says {}", got.1, want.1)
+    } else {
+        return None;
+    };
+    Some(Finding {
+        class: Class::Content,
+        file: rel.to_owned(),
+        detail,
+    })
+}
+
+/// Step 2, the redo walk against `xtrabackup_checkpoints`. Returns the
+/// tablespaces the log creates or modifies.
+fn check_redo(walk: Result<RedoWalk, String>, ck: Option<&Checkpoints>, r: &mut Report) -> Logged {
+    let redo = |detail| Finding {
+        class: Class::Redo,
+        file: "ib_logfile0".into(),
+        detail,
+    };
+    match walk {
+        Err(e) => {
+            r.findings.push(redo(e));
+            Logged::default()
+        }
+        Ok(RedoWalk {
+            bytes,
+            checkpoint,
+            end,
+            why,
+            named,
+        }) => {
+            r.redo_bytes = bytes;
+            let mut whole = true;
+            if let Some(ck) = ck {
+                if end.0 < ck.last_lsn {
+                    whole = false;
+                    r.findings.push(redo(format!(
+                        "the log ends at LSN {end} ({why}), {} needs it up to last_lsn {}",
+                        Checkpoints::FILE,
+                        ck.last_lsn
+                    )));
                 }
+                if checkpoint > ck.to_lsn {
+                    r.findings.push(redo(format!(
+                        "checkpoint LSN {checkpoint} is past the backup's to_lsn {}",
+                        ck.to_lsn
+                    )));
+                }
+            }
+            Logged {
+                names: named,
+                whole,
             }
         }
     }
+}
+
+/// A data file whose page 0 is all zero: damage, unless the backup is
+/// unprepared and its redo creates or modifies the tablespace.
+fn page0_finding(rel: &str, c: &FileCheck, prepared: bool, logged: &Logged) -> Option<Finding> {
+    (c.page0_zero && (prepared || !logged.names.contains(rel))).then(|| Finding {
+        class: Class::Page,
+        file: rel.to_owned(),
+        detail: if prepared {
+            "page 0 is all zero in a prepared backup".into()
+        } else if logged.whole {
+            "page 0 is all zero and the redo log does not create or modify this tablespace".into()
+        } else {
+            "page 0 is all zero and the redo log, as far as it could be read, does not create or modify this tablespace".into()
+        },
+    })
+}
+
+/// The tablespaces the redo log creates or modifies, and whether the log
+/// was read to `last_lsn` (otherwise the list may be short).
+#[derive(Default)]
+struct Logged {
+    names: BTreeSet<String>,
+    whole: bool,
+}
+
+/// No space id in two files.
+fn space_findings(spaces: &BTreeMap<u32, Vec<String>>, r: &mut Report) {
+    for (sp, rels) in spaces.iter().filter(|(_, v)| v.len() > 1) {
+        r.findings.push(Finding {
+            class: Class::Page,
+            file: rels.join(", "),
+            detail: format!("space id {sp} is used by {} files", rels.len()),
+        });
+    }
+}
+
+/// Verify the extracted backup in `dir`, with up to `parallel` files
+/// checked at once.
+///
+/// # Errors
+/// [`Error::NotABackup`] when `dir` has no `xtrabackup_checkpoints`,
+/// [`Error::Io`] when the directory cannot be listed. Damage is reported
+/// in [`Report::findings`].
+pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
+    let mut r = Report::default();
+    let files = list(dir)?;
+    let ck_text = match std::fs::read_to_string(dir.join(Checkpoints::FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotABackup(format!(
+                "{}: no {} here: not an extracted backup (a stream? use `hotbak verify --stream`)",
+                dir.display(),
+                Checkpoints::FILE
+            )))
+        }
+        Err(e) => return Err(io(&dir.join(Checkpoints::FILE))(e)),
+    };
+    let m = check_metadata(
+        &files,
+        Some(&ck_text),
+        std::fs::read_to_string(dir.join(BackupMyCnf::FILE)).map_err(|e| e.to_string()),
+        std::fs::read_to_string(dir.join(XtrabackupInfo::FILE)).ok(),
+        &mut r,
+    );
+    // 1. Completeness against the manifest.
+    let jobs = check_manifest(
+        &m,
+        std::fs::read(dir.join(MANIFEST_NAME)).ok().as_deref(),
+        &files,
+        &mut r,
+    );
+    // 2. Redo (first: it names the tablespaces whose page 0 only the log holds).
+    let logged = if r.prepared {
+        Logged::default()
+    } else {
+        check_redo(walk_redo(&dir.join("ib_logfile0")), m.ck.as_ref(), &mut r)
+    };
     // 3. Hashes and pages, in parallel.
+    let (sys_files, sys_first) = (&m.sys_files, &m.sys_first);
     let data_files: Vec<String> = files
         .iter()
-        .filter(|f| is_innodb_file(f, &sys_files))
+        .filter(|f| is_innodb_file(f, sys_files))
         .cloned()
         .collect();
-    let sys_first = cnf
-        .as_ref()
-        .and_then(|c| c.innodb_data_file_path.split(':').next().map(str::to_owned))
-        .unwrap_or_else(|| "ibdata1".into());
-    let sys_format = std::fs::File::open(dir.join(&sys_first))
+    let sys_format = std::fs::File::open(dir.join(sys_first))
         .ok()
         .and_then(|mut f| {
             let mut b = vec![0u8; page::MAX_PAGE_SIZE as usize];
@@ -705,6 +672,7 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
         0u64,
         0u64,
     ));
+    let prepared = r.prepared;
     std::thread::scope(|s| {
         for _ in 0..parallel.max(1) {
             s.spawn(|| loop {
@@ -722,19 +690,7 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
                         nfiles = 1;
                         match blake3_file(&dir.join(&rel)) {
                             Ok((n, h)) => {
-                                if n != size {
-                                    found.push(Finding {
-                                        class: Class::Content,
-                                        file: rel,
-                                        detail: format!("{n} bytes, the manifest says {size}"),
-                                    });
-                                } else if h != hash {
-                                    found.push(Finding {
-                                        class: Class::Content,
-                                        file: rel,
-                                        detail: format!("BLAKE3 {h}, the manifest says {hash}"),
-                                    });
-                                }
+                                found.extend(content_finding(&rel, (n, &h), (size, &hash)));
                             }
                             Err(e) => found.push(Finding {
                                 class: Class::Missing,
@@ -744,33 +700,23 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
                         }
                     }
                     Job::Pages(rel) => {
-                        let follow = (sys_files.contains(&rel) && rel != sys_first)
-                            .then_some(sys_format)
-                            .flatten();
-                        if sys_files.contains(&rel) && rel != sys_first && follow.is_none() {
+                        let follow_on = sys_files.contains(&rel) && rel != *sys_first;
+                        if follow_on && sys_format.is_none() {
                             found.push(Finding {
                                 class: Class::Page,
                                 file: rel,
-                                detail: format!("cannot be checked: {sys_first}'s page 0 is unreadable"),
+                                detail: format!(
+                                    "cannot be checked: {sys_first}'s page 0 is unreadable"
+                                ),
                             });
                         } else {
                             let c = check_data_file(
                                 &dir.join(&rel),
                                 &rel,
-                                follow,
+                                sys_format.filter(|_| follow_on),
                                 sys_files.contains(&rel),
                             );
-                            if c.page0_zero && (r.prepared || !logged.contains(&rel)) {
-                                found.push(Finding {
-                                    class: Class::Page,
-                                    file: rel.clone(),
-                                    detail: if r.prepared {
-                                        "page 0 is all zero in a prepared backup".into()
-                                    } else {
-                                        "page 0 is all zero and the redo log does not create or modify this tablespace".into()
-                                    },
-                                });
-                            }
+                            found.extend(page0_finding(&rel, &c, prepared, &logged));
                             pages = c.pages;
                             space = c.space.map(|sp| (sp, rel.clone()));
                             found.extend(c.findings);
@@ -795,14 +741,7 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
     r.findings.extend(found);
     r.pages = pages;
     r.files = hashed.max(files.len() as u64);
-    for (sp, rels) in spaces.iter().filter(|(_, v)| v.len() > 1) {
-        r.findings.push(Finding {
-            class: Class::Page,
-            file: rels.join(", "),
-            detail: format!("space id {sp} is used by {} files", rels.len()),
-        });
-    }
-
+    space_findings(&spaces, &mut r);
     r.findings
         .sort_by(|a, b| (a.class, &a.file).cmp(&(b.class, &b.file)));
     Ok(r)
@@ -860,7 +799,11 @@ pub struct VerifyPlan {
 /// # Errors
 /// [`Error::Damaged`] (exit 3) when there are findings; others as [`verify_dir`].
 pub fn run(plan: &VerifyPlan) -> Result<Report, Error> {
-    let r = verify_dir(&plan.target_dir, plan.parallel)?;
+    conclude(verify_dir(&plan.target_dir, plan.parallel)?)
+}
+
+/// Print the report; [`Error::Damaged`] when anything was found.
+fn conclude(r: Report) -> Result<Report, Error> {
     eprintln!("{r}");
     if r.findings.is_empty() {
         eprintln!("hotbak: verify completed OK!");
