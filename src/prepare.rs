@@ -92,6 +92,9 @@ pub struct PrepareReport {
     pub link_files: usize,
     /// Redo `FILE_*` names outside the backup rewritten to names inside it.
     pub relocated_names: usize,
+    /// The backup was prepared already (`backup_type` full-prepared or
+    /// log-applied): nothing was done. DBAs prepare twice out of habit.
+    pub already_prepared: Option<String>,
 }
 
 fn read_text(p: &Path) -> Result<String> {
@@ -116,6 +119,24 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
     })?;
     match ck.backup_type {
         BackupType::FullBackuped => {}
+        BackupType::FullPrepared | BackupType::LogApplied => {
+            return Ok(PrepareReport {
+                already_prepared: Some(ck.backup_type.as_str().to_owned()),
+                ..PrepareReport::default()
+            });
+        }
+        BackupType::Incremental => {
+            return Err(Error::NotABackup {
+                dir: dir.display().to_string(),
+                reason: format!(
+                    "this is an incremental backup (from_lsn {}, to_lsn {}): prepare its base, then apply it onto the base \
+                     with `mariabackup --prepare --target-dir=BASE --incremental-dir={}` (hotbak's own --incremental-dir is not there yet)",
+                    ck.from_lsn,
+                    ck.to_lsn,
+                    dir.display()
+                ),
+            })
+        }
         ref other => {
             return Err(Error::NotABackup {
                 dir: dir.display().to_string(),
@@ -204,6 +225,7 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
         recovery_secs,
         link_files: aside,
         relocated_names: relocated,
+        already_prepared: None,
     })
 }
 

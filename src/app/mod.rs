@@ -59,6 +59,12 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
     })
     .await
     .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
+    if let Some(t) = &r.already_prepared {
+        eprintln!(
+            "hotbak: the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"
+        );
+        return Ok(());
+    }
     eprintln!(
         "hotbak: prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
         r.markers,

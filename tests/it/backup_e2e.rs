@@ -214,6 +214,16 @@ fn end_to_end_under_writes() {
         assert!(backup.join("hb_app/seq.ibd").is_file());
         sb.stop().expect("source stops");
         hotbak_prepare(&backup);
+        // A second prepare (out of habit) is a no-op that succeeds.
+        let again = run_ok(
+            &bin("hotbak"),
+            &[
+                OsStr::new("prepare"),
+                OsStr::new("--target-dir"),
+                backup.as_os_str(),
+            ],
+        );
+        assert!(again.contains("already prepared"), "{again}");
         let mut restored = restore_and_start(&backup, dir.path(), "restored");
         let r = check(&restored, &t.expect()).await;
         assert!(r.seq_rows >= t.before.seq && r.tables.len() >= 12, "{r}");
@@ -1253,6 +1263,20 @@ fn incremental_chain_prepared_by_mariabackup() {
             "the incremental is not smaller than the base"
         );
         sb.stop().expect("source stops");
+        // hotbak's own prepare refuses the incremental alone, saying what to do.
+        let (st, out) = testkit::run_tool(
+            &bin("hotbak"),
+            &[
+                OsStr::new("prepare"),
+                OsStr::new("--target-dir"),
+                inc.as_os_str(),
+            ],
+        )
+        .expect("hotbak prepare runs");
+        assert!(
+            !st.success() && out.contains("incremental backup"),
+            "{st}: {out}"
+        );
         for args in [
             vec![format!("--target-dir={}", base.display())],
             vec![
