@@ -245,17 +245,17 @@ fn check_empty(dir: &Path, what: &str, others: &[&Path]) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io(dir)(e)),
     };
+    if std::fs::symlink_metadata(dir.join(MARKER)).is_ok() {
+        return Err(Error::Refused(format!(
+            "{} holds an interrupted restore ({MARKER} is there: its files are incomplete and were never synced); empty it and the other target directories and run the restore again",
+            dir.display()
+        )));
+    }
     for e in rd {
         let e = e.map_err(io(dir))?;
         let p = e.path();
         if others.iter().any(|o| o.starts_with(&p)) {
             continue;
-        }
-        if e.file_name() == MARKER {
-            return Err(Error::Refused(format!(
-                "{} holds an interrupted restore ({MARKER} is there: its files are incomplete and were never synced); empty it and the other target directories and run the restore again",
-                dir.display()
-            )));
         }
         return Err(Error::Refused(format!(
             "{what} {} is not empty ({} is there); refusing to overwrite",
