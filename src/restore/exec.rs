@@ -179,12 +179,21 @@ impl Exec<'_> {
         }
         for (dst, src, text) in &ops.texts {
             if dst == src {
-                std::fs::remove_file(dst).map_err(io(dst))?;
-            } else if self.move_files {
-                done.remove_after_sync.push(src.clone());
+                // Rewritten in place: a new file renamed over the old one,
+                // so an interruption leaves one or the other.
+                let mut tmp = dst.clone().into_os_string();
+                tmp.push(".hotbak-new");
+                let tmp = PathBuf::from(tmp);
+                std::fs::write(&tmp, text).map_err(io(&tmp))?;
+                set_owner_mode(&tmp, self.ids, false)?;
+                std::fs::rename(&tmp, dst).map_err(io(dst))?;
+            } else {
+                if self.move_files {
+                    done.remove_after_sync.push(src.clone());
+                }
+                std::fs::write(dst, text).map_err(io(dst))?;
+                set_owner_mode(dst, self.ids, false)?;
             }
-            std::fs::write(dst, text).map_err(io(dst))?;
-            set_owner_mode(dst, self.ids, false)?;
             if let Some(p) = dst.parent() {
                 done.touched.insert(p.to_path_buf());
             }

@@ -390,3 +390,89 @@ fn restore_e2e_interrupted_and_rerun() {
     assert!(!data.join(hotbak::restore::MARKER).exists());
     assert!(data.join("r/i.ibd").is_file() && data.join("undo002").is_file());
 }
+
+/// `--in-place` with files outside the datadir: an InnoDB `DATA DIRECTORY`
+/// table, a MyISAM table with `DATA DIRECTORY`/`INDEX DIRECTORY`
+/// (symlinks) and a database directory that is a symlink. The source's
+/// remote directory is moved away (as on another host); the in-place
+/// restore moves those files back to their recorded places and makes the
+/// symlinks again, and a server on the directory holds the data.
+#[test]
+fn restore_e2e_in_place_with_files_outside_the_datadir() {
+    if tool("mariadbd").is_none() || tool("mariadb-install-db").is_none() {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path();
+    let remote = root.join("remote");
+    for d in ["inno", "myd", "myi", "dbs/sdb"] {
+        std::fs::create_dir_all(remote.join(d)).expect("remote dir");
+    }
+    let mut sb = Sandbox::create(&root.join("src"), SandboxOptions::default()).expect("sandbox");
+    std::os::unix::fs::symlink(remote.join("dbs/sdb"), sb.datadir().join("sdb"))
+        .expect("symlink the database directory");
+    let sums = rt().block_on(async {
+        let mut s = Session::connect(&sb.connect_options()).await.expect("connect");
+        let r = |d: &str| remote.join(d).display().to_string();
+        for q in [
+            "CREATE DATABASE rdb".to_owned(),
+            format!("CREATE TABLE rdb.t (id INT PRIMARY KEY, v VARCHAR(100)) ENGINE=InnoDB DATA DIRECTORY='{}'", r("inno")),
+            format!(
+                "CREATE TABLE rdb.m (id INT PRIMARY KEY, v VARCHAR(100)) ENGINE=MyISAM DATA DIRECTORY='{}' INDEX DIRECTORY='{}'",
+                r("myd"),
+                r("myi")
+            ),
+            "CREATE TABLE sdb.s (id INT PRIMARY KEY, v VARCHAR(100)) ENGINE=InnoDB".to_owned(),
+            "INSERT INTO rdb.t SELECT seq, REPEAT('t', 90) FROM mysql.seq_1_to_3000".to_owned(),
+            "INSERT INTO rdb.m SELECT seq, REPEAT('m', 90) FROM mysql.seq_1_to_3000".to_owned(),
+            "INSERT INTO sdb.s SELECT seq, REPEAT('s', 90) FROM mysql.seq_1_to_3000".to_owned(),
+        ] {
+            s.execute(&q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+        s.close().await.expect("close");
+        checksums(&sb.connect_options()).await
+    });
+    let dir = root.join("db");
+    let bins = Binaries {
+        hotbak: bin("hotbak"),
+        xbextract: bin("xbextract"),
+    };
+    let o = testkit::run_stream_backup(&bins, sb.socket(), &dir, &root.join("logs"), &[])
+        .expect("backup runs");
+    assert!(o.success(), "backup failed: {o}");
+    sb.stop().expect("source stops");
+    std::fs::rename(&remote, root.join("remote-of-the-source"))
+        .expect("move the source's files away");
+    run_ok(&[
+        OsStr::new("prepare"),
+        OsStr::new("--target-dir"),
+        dir.as_os_str(),
+    ]);
+    let out = run_ok(&[
+        OsStr::new("restore"),
+        OsStr::new("--in-place"),
+        OsStr::new("--target-dir"),
+        dir.as_os_str(),
+    ]);
+    eprintln!("{out}");
+    assert!(out.contains("outside the datadir"), "{out}");
+    assert!(remote.join("inno/rdb/t.ibd").is_file());
+    assert!(remote.join("myd/m.MYD").is_file() && remote.join("myi/m.MYI").is_file());
+    assert!(remote.join("dbs/sdb/s.ibd").is_file());
+    assert!(
+        !dir.join("rdb/t.ibd").exists(),
+        "the remote tablespace stayed in the datadir"
+    );
+    for (link, target) in [
+        ("rdb/m.MYD", remote.join("myd/m.MYD")),
+        ("sdb", remote.join("dbs/sdb")),
+    ] {
+        assert_eq!(std::fs::read_link(dir.join(link)).expect(link), target);
+    }
+    assert_owner_modes(&remote.join("inno"), user_ids("mysql"));
+    let mut srv = Sandbox::start_on(&dir, &root.join("run"), SandboxOptions::default())
+        .expect("server starts in place");
+    let got = rt().block_on(checksums(&srv.connect_options()));
+    srv.stop().expect("stops");
+    assert_eq!(got, sums, "the in-place server's data differs");
+}
