@@ -58,7 +58,7 @@ step() {
 }
 
 start_server() { # DATADIR: time until ready, then shut down
-  local d=$1 run=$WORK/run
+  local d=$1 run=$WORK/run; shift
   rm -rf "$run"; mkdir -p "$run/tmp"
   mariadbd --no-defaults --user=root --datadir="$d" --socket="$run/s.sock" --pid-file="$run/pid" \
     --log-error="$run/err.log" --skip-networking --tmpdir="$run/tmp" --innodb-use-native-aio=0 \
