@@ -254,11 +254,9 @@ impl Exec<'_> {
             }
             finished.store(true, Ordering::Relaxed);
         });
-        let results = results
-            .into_inner()
-            .map_err(|_| Error::Refused("a restore worker panicked".into()))?;
+        let results = results.into_inner().map_err(|_| panicked())?;
         if results.len() != ops.jobs.len() && !shared.failed.load(Ordering::Relaxed) {
-            return Err(Error::Refused("a restore worker panicked".into()));
+            return Err(panicked());
         }
         for r in results {
             let j = r?;
@@ -381,6 +379,13 @@ impl Exec<'_> {
             dirs += 1;
         }
         Ok((fs, dirs))
+    }
+}
+
+fn panicked() -> Error {
+    Error::Io {
+        path: "restore".into(),
+        source: std::io::Error::other("a copy worker panicked"),
     }
 }
 

@@ -321,7 +321,7 @@ pub fn restore(
             )));
         }
     }
-    let place = plan::plan_placement(backup, &dirs.datadir, o.into_datadir)?;
+    let place = plan::plan_placement(backup, &dirs.datadir, o.into_datadir, false)?;
     let system = system_files(backup)?;
     let ops = plan::copy_ops(backup, &dirs, &system, &place)?;
     let ex = Exec {
@@ -409,7 +409,7 @@ pub fn restore_in_place(dir: &Path, o: &Options, syncer: &dyn Syncer) -> Result<
     check_prepared(dir)?;
     let ids = owner(o)?;
     let dir = plan::absolute(&cwd()?, dir);
-    let place = plan::plan_placement(&dir, &dir, o.into_datadir)?;
+    let place = plan::plan_placement(&dir, &dir, o.into_datadir, true)?;
     let (ops, dir_links) = plan::in_place_ops(&dir, &place)?;
     let ex = Exec {
         ids,
@@ -420,11 +420,9 @@ pub fn restore_in_place(dir: &Path, o: &Options, syncer: &dyn Syncer) -> Result<
         syncer,
     };
     let mut done = ex.run(&ops, true)?;
-    // The backup's metadata, all but the checkpoints file.
+    // The backup's metadata, all but the links and the checkpoints file.
     let mut removed = 0;
-    let (checkpoints, others) = plan::METADATA
-        .split_last()
-        .map_or((None, &[][..]), |(l, r)| (Some(*l), r));
+    let (last, others) = plan::METADATA.split_at(plan::METADATA.len().saturating_sub(2));
     for name in others {
         let p = dir.join(name);
         match std::fs::remove_file(&p) {
@@ -435,6 +433,12 @@ pub fn restore_in_place(dir: &Path, o: &Options, syncer: &dyn Syncer) -> Result<
     }
     let mut files = 0usize;
     owner_mode_tree(&dir, ids, &mut files)?;
+    // Not counting the two metadata files still there.
+    files -= last
+        .iter()
+        .filter(|n| dir.join(n).is_file())
+        .count()
+        .min(files);
     done.touched.insert(dir.clone());
     let mut roots = vec![dir.clone()];
     roots.extend(
@@ -460,10 +464,13 @@ pub fn restore_in_place(dir: &Path, o: &Options, syncer: &dyn Syncer) -> Result<
     let mut d2 = exec::Done::default();
     ex.symlinks(&links, &mut d2)?;
     after.extend(d2.touched);
-    if let Some(ck) = checkpoints {
-        let p = dir.join(ck);
-        std::fs::remove_file(&p).map_err(io(&p))?;
-        removed += 1;
+    for name in last {
+        let p = dir.join(name);
+        match std::fs::remove_file(&p) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
         after.insert(dir.clone());
     }
     for d in &after {
@@ -474,8 +481,7 @@ pub fn restore_in_place(dir: &Path, o: &Options, syncer: &dyn Syncer) -> Result<
         dirs_synced += 1;
     }
     Ok(Restored {
-        // Not counting xtrabackup_checkpoints, which was still there.
-        files: files.saturating_sub(1) + done.outside,
+        files: files + done.outside,
         outside: done.outside,
         bytes: done.bytes,
         renamed: done.renamed,
@@ -518,4 +524,129 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counting {
+        fs: AtomicUsize,
+        dirs: AtomicUsize,
+    }
+
+    impl Syncer for Counting {
+        fn sync_filesystem(&self, dir: &Path) -> std::io::Result<()> {
+            self.fs.fetch_add(1, Ordering::Relaxed);
+            SystemSyncer.sync_filesystem(dir)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.dirs.fetch_add(1, Ordering::Relaxed);
+            SystemSyncer.sync_dir(dir)
+        }
+    }
+
+    /// A prepared backup `b` with a remote tablespace `db/t.ibd` whose
+    /// `.isl` names `remote/db/t.ibd`.
+    fn backup(root: &Path, backup_type: &str) -> (PathBuf, PathBuf) {
+        let b = root.join("b");
+        let remote = root.join("remote/db/t.ibd");
+        std::fs::create_dir_all(b.join("db")).unwrap();
+        std::fs::write(
+            b.join(Checkpoints::FILE),
+            format!("backup_type = {backup_type}\nfrom_lsn = 0\nto_lsn = 9\nlast_lsn = 9\n"),
+        )
+        .unwrap();
+        std::fs::write(b.join("ibdata1"), vec![1u8; 4096]).unwrap();
+        std::fs::write(b.join("undo001"), vec![2u8; 4096]).unwrap();
+        std::fs::write(b.join("ibtmp1"), b"tmp").unwrap();
+        std::fs::write(
+            b.join("backup-my.cnf"),
+            "[mysqld]\ninnodb_data_file_path=ibdata1:12M:autoextend\ninnodb_page_size=16384\n",
+        )
+        .unwrap();
+        std::fs::write(b.join("db/t.ibd"), vec![3u8; 8192]).unwrap();
+        std::fs::write(b.join("db/t.isl"), remote.display().to_string()).unwrap();
+        (b, remote)
+    }
+
+    fn opts() -> Options {
+        Options {
+            owner: Some("root".into()),
+            parallel: 2,
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn copy_restore_syncs_each_filesystem_once_and_the_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let (b, remote) = backup(t.path(), "full-prepared");
+        let layout = Layout {
+            datadir: t.path().join("data"),
+            undo_dir: Some(PathBuf::from("../undo")),
+            ..Layout::default()
+        };
+        let c = Counting::default();
+        let r = restore(&b, &layout, &opts(), &c).unwrap();
+        // ibdata1, undo001, db/t.ibd (outside), db/t.isl; ibtmp1 and the metadata stay.
+        let isl = remote.display().to_string().len() as u64;
+        assert_eq!(
+            (r.files, r.outside, r.bytes),
+            (4, 1, 4096 + 4096 + 8192 + isl)
+        );
+        assert_eq!(r.filesystems_synced, 1);
+        assert_eq!(c.fs.load(Ordering::Relaxed), 1);
+        assert_eq!(c.dirs.load(Ordering::Relaxed), r.dirs_synced);
+        assert!(r.dirs_synced >= 4, "{r:?}");
+        assert!(t.path().join("undo/undo001").is_file());
+        assert!(t.path().join("data/ibdata1").is_file());
+        assert!(!t.path().join("data/ibtmp1").exists());
+        assert!(!t.path().join("data").join(MARKER).exists());
+        assert_eq!(std::fs::read(&remote).unwrap(), vec![3u8; 8192]);
+        // Again: refused, naming the file in the way.
+        std::fs::remove_file(&remote).unwrap();
+        let e = restore(&b, &layout, &opts(), &c).unwrap_err();
+        assert!(matches!(e, Error::Refused(_)), "{e}");
+        assert!(e.to_string().contains("is not empty ("), "{e}");
+    }
+
+    #[test]
+    fn unprepared_and_unreadable_backups_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let (b, _) = backup(t.path(), "full-backuped");
+        let e = restore_in_place(&b, &opts(), &SystemSyncer).unwrap_err();
+        assert!(
+            matches!(e, Error::Refused(_)) && e.to_string().contains("hotbak prepare"),
+            "{e}"
+        );
+        std::fs::write(b.join(Checkpoints::FILE), "garbage").unwrap();
+        let e = restore_in_place(&b, &opts(), &SystemSyncer).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Corrupt, "{e}");
+    }
+
+    #[test]
+    fn in_place_rerun_after_an_interruption_finishes_the_job() {
+        let t = tempfile::tempdir().unwrap();
+        let (b, remote) = backup(t.path(), "full-prepared");
+        // As if an earlier run was killed after moving the remote tablespace.
+        std::fs::create_dir_all(remote.parent().unwrap()).unwrap();
+        std::fs::rename(b.join("db/t.ibd"), &remote).unwrap();
+        std::fs::remove_file(b.join("backup-my.cnf")).unwrap();
+        let c = Counting::default();
+        let r = restore_in_place(&b, &opts(), &c).unwrap();
+        assert_eq!(r.filesystems_synced, 1);
+        assert_eq!(c.fs.load(Ordering::Relaxed), 1);
+        assert!(c.dirs.load(Ordering::Relaxed) >= 1);
+        assert!(!b.join(Checkpoints::FILE).exists());
+        assert!(b.join("db/t.isl").is_file() && b.join("ibdata1").is_file());
+        assert_eq!(std::fs::read(&remote).unwrap(), vec![3u8; 8192]);
+        // Done: a third run says so.
+        let e = restore_in_place(&b, &opts(), &c).unwrap_err();
+        assert!(e.to_string().contains("already finished"), "{e}");
+    }
 }

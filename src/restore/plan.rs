@@ -168,8 +168,9 @@ pub(super) const METADATA: &[&str] = &[
     "xtrabackup_binlog_pos_innodb",
     MANIFEST_NAME,
     STREAM_INFO_NAME,
+    // The last two go last in place: a rerun needs the links, and while
+    // the checkpoints file is there the directory is still a backup.
     LINKS_NAME,
-    // Last: while it is there the directory is still a backup.
     crate::format::metadata::Checkpoints::FILE,
 ];
 
@@ -192,14 +193,19 @@ pub(super) struct Placement {
     pub dirs: BTreeMap<String, PathBuf>,
     /// `.isl` files to write with new content (`--into-datadir`).
     pub isl: BTreeMap<String, String>,
+    /// In place: files an interrupted earlier run already moved to their
+    /// destination (it exists, the backup's file is gone).
+    pub moved: BTreeSet<String>,
 }
 
 /// Work out where the remote files go, and refuse (before anything is
-/// written) when a destination already exists.
+/// written) when a destination already exists (in place: unless the
+/// backup's file is gone, moved there by an interrupted earlier run).
 pub(super) fn plan_placement(
     backup: &Path,
     datadir: &Path,
     into_datadir: bool,
+    in_place: bool,
 ) -> Result<Placement> {
     let mut p = Placement::default();
     let links_path = backup.join(LINKS_NAME);
@@ -273,6 +279,11 @@ pub(super) fn plan_placement(
             )));
         }
         if std::fs::symlink_metadata(dest).is_ok() {
+            let src = std::fs::symlink_metadata(backup.join(rel));
+            if in_place && !src.is_ok_and(|m| m.is_file()) {
+                p.moved.insert(rel.clone());
+                continue;
+            }
             return Err(Error::Refused(format!(
                 "{} exists (the backup's {rel} lived there); refusing to overwrite it: restore on another host, move it away, or use --into-datadir",
                 dest.display()
@@ -449,6 +460,13 @@ pub(super) fn in_place_ops(
     }
     for (rel, dest) in &place.files {
         let src = dir.join(rel);
+        if place.moved.contains(rel) {
+            // Moved by an interrupted run: only its symlink may be missing.
+            if place.symlinks.contains(rel) && std::fs::symlink_metadata(&src).is_err() {
+                ops.symlinks.push((src, dest.clone()));
+            }
+            continue;
+        }
         let len = match std::fs::symlink_metadata(&src) {
             Ok(m) if m.is_file() => m.len(),
             Ok(_) => continue,
