@@ -263,6 +263,23 @@ pub struct RestoreArgs {
     /// copy; the backup's metadata files are removed.
     #[arg(long, conflicts_with_all = ["datadir", "defaults_file", "move_back", "copy_back"])]
     pub in_place: bool,
+    /// With --in-place: read an xbstream on stdin into --target-dir
+    /// (absent or empty), prepare it and restore it in place, in one
+    /// command with one sync at the end.
+    #[arg(long)]
+    pub from_stream: bool,
+    /// Key file for an encrypted stream (--from-stream).
+    #[arg(long, value_name = "FILE")]
+    pub decrypt_key_file: Option<PathBuf>,
+    /// Environment variable holding the key as 64 hex characters (--from-stream).
+    #[arg(long, value_name = "VAR")]
+    pub decrypt_key_env: Option<String>,
+    /// Buffer pool of the recovery run (--from-stream).
+    #[arg(long, default_value = "256M")]
+    pub use_memory: String,
+    /// The mariadbd binary for the recovery run (--from-stream).
+    #[arg(long)]
+    pub mariadbd: Option<PathBuf>,
     /// Move files instead of copying them (rename on one filesystem).
     #[arg(long)]
     pub move_back: bool,

@@ -66,11 +66,27 @@ pub fn layout(
     })
 }
 
+/// Combinations clap cannot express (a flag's default counts as present).
+fn check(a: &RestoreArgs) -> Result<(), UsageError> {
+    if a.from_stream && !a.in_place {
+        return Err(UsageError("--from-stream needs --in-place".into()));
+    }
+    if !a.from_stream
+        && (a.decrypt_key_file.is_some() || a.decrypt_key_env.is_some() || a.mariadbd.is_some())
+    {
+        return Err(UsageError(
+            "--decrypt-key-file, --decrypt-key-env and --mariadbd go with --from-stream".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Check the arguments and build the plan.
 ///
 /// # Errors
 /// [`UsageError`] naming the option; option-file errors.
 pub fn plan(a: RestoreArgs) -> anyhow::Result<RestorePlan> {
+    check(&a)?;
     if a.parallel == 0 {
         return Err(UsageError("--parallel must be at least 1".into()).into());
     }
@@ -96,11 +112,70 @@ pub fn plan(a: RestoreArgs) -> anyhow::Result<RestorePlan> {
     })
 }
 
+/// `--from-stream`: extract stdin into `dir` (absent or empty) without
+/// syncing (the in-place restore syncs everything at the end), then prepare.
+async fn from_stream(a: &RestoreArgs, parallel: usize) -> anyhow::Result<()> {
+    let dir = a.target_dir.clone();
+    if let Ok(mut rd) = std::fs::read_dir(&dir) {
+        if let Some(e) = rd.next() {
+            let name = e
+                .map(|e| e.path().display().to_string())
+                .unwrap_or_default();
+            return Err(UsageError(format!(
+                "--from-stream: --target-dir {} is not empty ({name} is there)",
+                dir.display()
+            ))
+            .into());
+        }
+    }
+    let mut decode = crate::extract::DecodeOptions::default();
+    crate::extract::install_decoders(
+        &mut decode,
+        a.decrypt_key_file.as_deref(),
+        a.decrypt_key_env.as_deref(),
+    )?;
+    let xplan = crate::extract::Plan {
+        dir: dir.clone(),
+        parallel,
+        force: false,
+        sync: false,
+        verbose: false,
+        list: false,
+        decode,
+    };
+    let s = crate::extract::extract(&xplan, tokio::io::stdin(), "stdin").await?;
+    for w in &s.warnings {
+        eprintln!("hotbak: warning: {w}");
+    }
+    eprintln!(
+        "hotbak: extracted {} files, {} bytes{}",
+        s.files,
+        s.bytes_out,
+        if s.verified {
+            ", every file checked against the manifest"
+        } else {
+            ""
+        }
+    );
+    let (mariadbd, mem) = (a.mariadbd.clone(), a.use_memory.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        crate::prepare::prepare(&dir, mariadbd.as_deref(), &mem)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
+    eprintln!("hotbak: prepared (recovery {:.1}s)", r.recovery_secs);
+    Ok(())
+}
+
 /// Run the blocking engine on a blocking thread, then print the summary.
 ///
 /// # Errors
 /// Usage errors, the engine's failure.
 pub async fn run(a: RestoreArgs) -> anyhow::Result<()> {
+    check(&a)?;
+    if a.from_stream {
+        from_stream(&a, a.parallel.max(1)).await?;
+    }
     let p = plan(a)?;
     let in_place = p.target == Target::InPlace;
     let shown = p.backup.display().to_string();
@@ -212,6 +287,8 @@ mod tests {
             &["--target-dir", "/b"][..],
             &["--target-dir", "/b", "--in-place", "--datadir", "/d"],
             &["--target-dir", "/b", "--in-place", "--move-back"],
+            &["--target-dir", "/b", "--datadir", "/d", "--from-stream"],
+            &["--target-dir", "/b", "--in-place", "--mariadbd", "/x"],
             &["--target-dir", "/b", "--datadir", "/d", "--parallel", "0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");

@@ -20,6 +20,7 @@ use crate::support::{bin, copy_dir, rt, tool, user_ids, walk_tree, DefaultsFileS
 
 /// The backup shared by the tests: prepared, and a copy before prepare.
 struct Fixture {
+    stream: PathBuf,
     prepared: PathBuf,
     unprepared: PathBuf,
     sums: BTreeMap<String, u64>,
@@ -94,14 +95,24 @@ fn build_fixture() -> Option<Fixture> {
         checksums(&sb.connect_options()).await
     });
     let raw = root.join("backup");
-    let bins = Binaries {
-        hotbak: bin("hotbak"),
-        xbextract: bin("xbextract"),
-    };
-    let o = testkit::run_stream_backup(&bins, sb.socket(), &raw, &root.join("logs"), &[])
-        .expect("backup runs");
-    assert!(o.success(), "backup failed: {o}");
+    // The stream is kept for --from-stream.
+    let stream = root.join("backup.xbs");
+    let st = testkit::backup_command(&bin("hotbak"), sb.socket(), &[])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stream).expect("stream file"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("hotbak backup");
+    assert!(st.success(), "backup failed: {st}");
     sb.stop().expect("source stops");
+    let st = Command::new(bin("xbextract"))
+        .arg("-x")
+        .arg("-C")
+        .arg(&raw)
+        .stdin(std::fs::File::open(&stream).expect("stream"))
+        .status()
+        .expect("xbextract");
+    assert!(st.success(), "xbextract failed: {st}");
     assert!(raw.join("undo001").exists() && raw.join("undo002").exists());
     let prepared = root.join("prepared");
     copy_dir(&raw, &prepared);
@@ -111,6 +122,7 @@ fn build_fixture() -> Option<Fixture> {
         prepared.as_os_str(),
     ]);
     Some(Fixture {
+        stream,
         prepared,
         unprepared: raw,
         sums,
@@ -475,4 +487,56 @@ fn restore_e2e_in_place_with_files_outside_the_datadir() {
     let got = rt().block_on(checksums(&srv.connect_options()));
     srv.stop().expect("stops");
     assert_eq!(got, sums, "the in-place server's data differs");
+}
+
+/// `--in-place --from-stream`: the kept stream on stdin becomes a datadir
+/// (extracted, prepared, restored in place) in one command; a second run
+/// into the same directory is refused; a server on it holds the data.
+#[test]
+fn restore_e2e_from_stream_in_place() {
+    let Some(f) = fixture() else { return };
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("db");
+    let run = || {
+        Command::new(bin("hotbak"))
+            .arg("restore")
+            .arg("--in-place")
+            .arg("--from-stream")
+            .arg("--target-dir")
+            .arg(&dir)
+            .arg("--owner")
+            .arg("nobody")
+            .stdin(std::fs::File::open(&f.stream).expect("stream"))
+            .output()
+            .expect("hotbak restore --from-stream")
+    };
+    let out = run();
+    let text = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("extracted") && text.contains("is now a datadir"),
+        "{text}"
+    );
+    assert!(!dir.join("xtrabackup_checkpoints").exists());
+    assert_owner_modes(&dir, user_ids("nobody"));
+    let out = run();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut sb = Sandbox::start_on(
+        &dir,
+        &t.path().join("run"),
+        SandboxOptions {
+            server_args: vec![UNDO.to_owned()],
+            ..Default::default()
+        },
+    )
+    .expect("server starts on the recovered datadir");
+    let sums = rt().block_on(checksums(&sb.connect_options()));
+    sb.stop().expect("stops");
+    assert_eq!(sums, f.sums, "the recovered server's data differs");
 }
