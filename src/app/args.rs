@@ -290,15 +290,49 @@ pub struct RestoreArgs {
     /// The prepared backup.
     #[arg(long, value_name = "DIR")]
     pub target_dir: PathBuf,
-    /// The datadir to fill (must be empty or absent).
-    #[arg(long, value_name = "DIR")]
-    pub datadir: PathBuf,
-    /// Move files instead of copying them.
+    /// The datadir to fill (must be empty or absent; default: the
+    /// `datadir` of `--defaults-file`).
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["in_place", "defaults_file"])]
+    pub datadir: Option<PathBuf>,
+    /// The option file of the server to restore: its `[mysqld]`/`[server]`/
+    /// `[mariadb]`/`[mariadbd]` `datadir`, `innodb_data_home_dir`,
+    /// `innodb_undo_directory` and `innodb_log_group_home_dir` say where the
+    /// files go (each must be empty or absent).
+    #[arg(long, value_name = "FILE")]
+    pub defaults_file: Option<PathBuf>,
+    /// Make the prepared backup directory itself the datadir: no second
+    /// copy; the backup's metadata files are removed.
+    #[arg(long, conflicts_with_all = ["datadir", "defaults_file", "move_back", "copy_back"])]
+    pub in_place: bool,
+    /// With --in-place: read an xbstream on stdin into --target-dir
+    /// (absent or empty), prepare it and restore it in place, in one
+    /// command with one sync at the end.
+    #[arg(long)]
+    pub from_stream: bool,
+    /// Key file for an encrypted stream (--from-stream).
+    #[arg(long, value_name = "FILE")]
+    pub decrypt_key_file: Option<PathBuf>,
+    /// Environment variable holding the key as 64 hex characters (--from-stream).
+    #[arg(long, value_name = "VAR")]
+    pub decrypt_key_env: Option<String>,
+    /// Buffer pool of the recovery run (--from-stream).
+    #[arg(long, default_value = "256M")]
+    pub use_memory: String,
+    /// The mariadbd binary for the recovery run (--from-stream).
+    #[arg(long)]
+    pub mariadbd: Option<PathBuf>,
+    /// Move files instead of copying them (rename on one filesystem).
     #[arg(long)]
     pub move_back: bool,
     /// Copy files (the default).
     #[arg(long, conflicts_with = "move_back")]
     pub copy_back: bool,
+    /// Files copied at the same time.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub parallel: usize,
+    /// Cap on the copy rate in MB/s (all files together).
+    #[arg(long, value_name = "MB/s")]
+    pub max_rate: Option<u64>,
     /// Owner as USER[:GROUP] (default mysql:mysql when run as root).
     #[arg(long)]
     pub owner: Option<String>,
@@ -308,4 +342,7 @@ pub struct RestoreArgs {
     /// places; `.isl` link files are rewritten to name the copies.
     #[arg(long)]
     pub into_datadir: bool,
+    /// Progress display: a line a second (auto, lines) or none.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
 }

@@ -435,6 +435,17 @@ mod tests {
                 FAILED,
             ),
             (
+                anyhow::Error::new(crate::restore::Error::Corrupt("bad checkpoints".into())),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::restore::Error::Sync {
+                    path: "d".into(),
+                    source: io(),
+                }),
+                FAILED,
+            ),
+            (
                 anyhow::Error::new(crate::verify::Error::Damaged(2)),
                 CORRUPT,
             ),

@@ -3,6 +3,8 @@
 //! - [`args`]: `hotbak`'s command line (clap types, plain data).
 //! - [`plan`]: arguments checked and converted into the engines' plans
 //!   (library types only; no engine sees a clap type).
+//! - [`restore`]: `hotbak restore`'s arguments to the engine's layout and
+//!   options (the target server's option file), and its summary.
 //! - [`exit`]: error classes to the one exit-code table, and the one-line
 //!   rendering of an error chain.
 //! - [`main_with`]: the binaries' common edge; [`run`]: `hotbak`'s dispatch.
@@ -14,6 +16,7 @@ pub mod args;
 pub mod exit;
 mod layers;
 pub mod plan;
+pub mod restore;
 
 use args::{Cli, Command};
 
@@ -29,7 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Prepare(a) => prepare(a).await,
-        Command::Restore(a) => restore(a).await,
+        Command::Restore(a) => restore::run(a).await,
         Command::Verify(a) => verify(a).await,
     }
 }
@@ -73,32 +76,6 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
         r.recovery_secs,
         started.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-/// `hotbak restore`: the blocking engine on a blocking thread, then the summary.
-async fn restore(args: args::RestoreArgs) -> anyhow::Result<()> {
-    let n = tokio::task::spawn_blocking(move || {
-        crate::restore::restore(
-            &args.target_dir,
-            &args.datadir,
-            &crate::restore::Options {
-                move_back: args.move_back,
-                owner: args.owner,
-                into_datadir: args.into_datadir,
-            },
-        )
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("restore task failed: {e}"))??;
-    if n.outside > 0 {
-        eprintln!(
-            "hotbak: restore done: {} files in place, {} of them outside the datadir (their recorded places)",
-            n.files, n.outside
-        );
-    } else {
-        eprintln!("hotbak: restore done: {} files in place", n.files);
-    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! - `backup_e2e`: hot backup under writes, prepare, restore.
 //! - `remote_e2e`: tables outside the datadir (DATA DIRECTORY, symlinks).
 //! - `native_prepare`: the native redo applier against `mariabackup --prepare`, page by page.
+//! - `restore_e2e`: restore into an option file's directories, in place, interrupted and rerun.
 //! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
 //! - `lock_stalls`: the lock-stall probe of `bench/lock_stalls.sh` (ignored: a benchmark driver).
 
@@ -16,6 +17,7 @@ mod lock_stalls;
 mod mysql_session;
 mod native_prepare;
 mod remote_e2e;
+mod restore_e2e;
 mod support;
 mod transforms;
 mod verify_e2e;

@@ -132,3 +132,119 @@ pub async fn source_state(
         .collect();
     (sums, files)
 }
+
+/// A `mariadbd` started with `--defaults-file` only, as a server whose
+/// option file names its datadir and InnoDB directories is started.
+/// Stopped (SIGTERM, then waited for) on drop.
+pub struct DefaultsFileServer {
+    child: std::process::Child,
+    /// Its socket (from the option file).
+    pub socket: PathBuf,
+    /// Its error log.
+    pub log: PathBuf,
+}
+
+impl DefaultsFileServer {
+    /// Start `mariadbd --defaults-file=cnf` (adding `--user=root` when
+    /// root) and wait up to 120 s for "ready for connections" in `log`.
+    pub fn start(cnf: &std::path::Path, socket: &std::path::Path, log: &std::path::Path) -> Self {
+        let mariadbd = tool("mariadbd").expect("mariadbd");
+        let mut cmd = std::process::Command::new(mariadbd);
+        cmd.arg(format!("--defaults-file={}", cnf.display()));
+        let root = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false);
+        if root {
+            cmd.arg("--user=root");
+        }
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mariadbd starts");
+        let mut s = DefaultsFileServer {
+            child,
+            socket: socket.to_owned(),
+            log: log.to_owned(),
+        };
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(Some(st)) = s.child.try_wait() {
+                panic!(
+                    "mariadbd --defaults-file={} exited ({st}):\n{}",
+                    cnf.display(),
+                    hotbak::sandbox::tail_lines(log, 30)
+                );
+            }
+            let ready =
+                std::fs::read_to_string(log).is_ok_and(|t| t.contains("ready for connections"));
+            if ready && socket.exists() {
+                return s;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "mariadbd not ready after 120 s:\n{}",
+                hotbak::sandbox::tail_lines(log, 30)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Root over the socket.
+    pub fn connect_options(&self) -> hotbak::mysql::ConnectOptions {
+        hotbak::mysql::ConnectOptions::socket(&self.socket, "root")
+    }
+}
+
+impl Drop for DefaultsFileServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file and directory under `dir` (not following symlinks), with
+/// its metadata, `dir` itself first.
+pub fn walk_tree(dir: &std::path::Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut out = vec![(
+        dir.to_path_buf(),
+        std::fs::symlink_metadata(dir).expect("metadata"),
+    )];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].1.is_dir() {
+            let d = out[i].0.clone();
+            let mut more: Vec<_> = std::fs::read_dir(&d)
+                .expect("read_dir")
+                .map(|e| {
+                    let p = e.expect("entry").path();
+                    let m = std::fs::symlink_metadata(&p).expect("metadata");
+                    (p, m)
+                })
+                .collect();
+            more.sort_by(|a, b| a.0.cmp(&b.0));
+            out.extend(more);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// uid and gid of a user in /etc/passwd.
+pub fn user_ids(name: &str) -> (u32, u32) {
+    let text = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    text.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() > 3 && f[0] == name {
+                Some((f[2].parse().ok()?, f[3].parse().ok()?))
+            } else {
+                None
+            }
+        })
+        .unwrap_or_else(|| panic!("no user {name}"))
+}
