@@ -99,7 +99,7 @@ async fn demo(root: &Path) -> anyhow::Result<bool> {
     for l in outcome
         .hotbak_stderr
         .lines()
-        .skip_while(|l| !l.contains("completed OK"))
+        .skip_while(|l| !l.contains("hotbak: backup summary"))
     {
         println!("    {l}");
     }

@@ -66,6 +66,7 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
         eprintln!(
             "hotbak: the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"
         );
+        eprintln!("hotbak: prepare completed OK!");
         return Ok(());
     }
     eprintln!(
@@ -76,6 +77,7 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
         r.recovery_secs,
         started.elapsed().as_secs_f64()
     );
+    eprintln!("hotbak: prepare completed OK!");
     Ok(())
 }
 

@@ -215,6 +215,7 @@ pub async fn run(a: RestoreArgs) -> anyhow::Result<()> {
         r.filesystems_synced,
         r.dirs_synced,
     );
+    eprintln!("hotbak: restore completed OK!");
     Ok(())
 }
 

@@ -38,7 +38,7 @@ pub struct BackupReport {
 impl std::fmt::Display for BackupReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.elapsed.as_secs_f64().max(0.001);
-        writeln!(f, "hotbak: backup completed OK")?;
+        writeln!(f, "hotbak: backup summary")?;
         writeln!(f, "  destination      {}", self.dest)?;
         writeln!(f, "  files            {}", self.files)?;
         writeln!(
@@ -67,10 +67,12 @@ impl std::fmt::Display for BackupReport {
             self.ddl_lock.as_secs_f64(),
             self.commit_lock.as_secs_f64()
         )?;
-        write!(
+        writeln!(
             f,
             "  binlog position  {}",
             self.binlog.as_deref().unwrap_or("(binlog off)")
-        )
+        )?;
+        // The words scripts grep for, last, as mariabackup prints them.
+        write!(f, "hotbak: backup completed OK!")
     }
 }

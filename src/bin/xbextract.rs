@@ -162,6 +162,7 @@ async fn run(args: Args) -> Result<()> {
                 ""
             }
         );
+        eprintln!("xbextract: completed OK!");
     }
     Ok(())
 }
