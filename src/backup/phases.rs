@@ -339,7 +339,7 @@ async fn fix_ddl(
     let fx = ddl::plan(&copied_files, &now);
     if fx.is_empty() {
         progress.line(&format!(
-            "DDL tracking: no InnoDB tablespace created, renamed or dropped during the copy ({} file records in the redo)",
+            "DDL tracking: no InnoDB tablespace to mark or copy again ({} create/rename/delete records in the copied redo)",
             tracker.ddl().len()
         ));
         return Ok(in_backup);
