@@ -194,27 +194,10 @@ fn is_aria_log(name: &str) -> bool {
             && name[9..].bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// `p` made absolute against `base` (relative symlink targets and relative
-/// server paths), with `.` and `..` resolved lexically (the recorded
-/// target must be a plain absolute path; symlinks on the way are kept).
+/// `p` made absolute against `base` (the recorded target must be a plain
+/// absolute path; symlinks on the way are kept).
 fn absolute(base: &Path, p: &Path) -> PathBuf {
-    use std::path::Component;
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    };
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
+    crate::format::path::lexical_absolute(base, p)
 }
 
 /// The tablespace path inside a `.isl` link file.

@@ -174,6 +174,30 @@ impl AsRef<str> for RelPath {
     }
 }
 
+/// `p` made absolute against `base` (relative symlink targets, relative
+/// server paths), with `.` and `..` resolved lexically: symlinks on the way
+/// are kept, nothing is read from disk.
+#[must_use]
+pub fn lexical_absolute(base: &std::path::Path, p: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    let mut out = std::path::PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

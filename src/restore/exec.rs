@@ -81,22 +81,7 @@ pub(super) struct Done {
     pub touched: BTreeSet<PathBuf>,
 }
 
-/// Human-readable bytes.
-#[must_use]
-pub(super) fn human(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
+pub(super) use crate::backup::progress::human;
 
 /// Set mode and owner of a path (not following a final symlink for the owner).
 pub(super) fn set_owner_mode(p: &Path, ids: Option<(u32, u32)>, dir: bool) -> Result<()> {

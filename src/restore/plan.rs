@@ -4,7 +4,7 @@
 //! are pure functions; [`plan_placement`] and the walks read the backup.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::{io, Error, Result};
 use crate::format::links::{LinkKind, Links, LINKS_NAME};
@@ -58,26 +58,7 @@ impl Dirs {
     }
 }
 
-/// `p` made absolute against `base`, `.` and `..` resolved lexically.
-#[must_use]
-pub(super) fn absolute(base: &Path, p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    };
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
+pub(super) use crate::format::path::lexical_absolute as absolute;
 
 impl Layout {
     /// Everything in one datadir.
