@@ -280,9 +280,7 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
             }))
         }
         (None, true) => {
-            let mut decode = crate::extract::DecodeOptions::default();
-            crate::extract::install_decoders(
-                &mut decode,
+            let decode = crate::extract::decoders(
                 a.decrypt_key_file.as_deref(),
                 a.decrypt_key_env.as_deref(),
             )?;

@@ -128,12 +128,8 @@ async fn from_stream(a: &RestoreArgs, parallel: usize) -> anyhow::Result<()> {
             .into());
         }
     }
-    let mut decode = crate::extract::DecodeOptions::default();
-    crate::extract::install_decoders(
-        &mut decode,
-        a.decrypt_key_file.as_deref(),
-        a.decrypt_key_env.as_deref(),
-    )?;
+    let decode =
+        crate::extract::decoders(a.decrypt_key_file.as_deref(), a.decrypt_key_env.as_deref())?;
     let xplan = crate::extract::Plan {
         dir: dir.clone(),
         parallel,

@@ -470,8 +470,9 @@ impl RateLimit {
 
     /// Set the pacing cap, bytes/s (`None`: none).
     pub fn set_paced(&self, cap: Option<u64>) {
+        // 0 means no cap, so a cap of 0 is stored as 1 byte/s.
         self.paced.store(
-            cap.unwrap_or(0).max(u64::from(cap.is_some())),
+            cap.map_or(0, |c| c.max(1)),
             std::sync::atomic::Ordering::Relaxed,
         );
     }

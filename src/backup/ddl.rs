@@ -193,6 +193,16 @@ impl Tracker {
         }
     }
 
+    /// A file's tablespace id: its page 0's if that reached the disk, else
+    /// the one the redo put at `rel` ([`Tracker::id_for_name`], then
+    /// [`Tracker::sole_id_ever_at`] for a file renamed away since).
+    #[must_use]
+    pub fn resolve(&self, rel: &str, page0: Option<SpaceId>) -> Option<SpaceId> {
+        page0
+            .or_else(|| self.id_for_name(rel))
+            .or_else(|| self.sole_id_ever_at(rel))
+    }
+
     /// Every tablespace a file record names, with the last name it had.
     #[must_use]
     pub fn named(&self) -> BTreeMap<SpaceId, String> {

@@ -179,15 +179,17 @@ async fn run(
             if matches!(d.reason, Reason::Busy { .. }) {
                 summary.last_busy = Some(d.describe());
             }
-            let changed = last_kind != Some(kind) && !matches!(d.reason, Reason::Hold);
-            if changed || (d.rate.is_some() && last_said.elapsed() >= Duration::from_secs(5)) {
-                if changed || matches!(d.reason, Reason::Busy { .. }) {
-                    progress.line(&d.describe());
-                    last_said = Instant::now();
-                }
-                if !matches!(d.reason, Reason::Hold) {
-                    last_kind = Some(kind);
-                }
+            // A line on every change of state, and every 5 s while busy.
+            let hold = matches!(d.reason, Reason::Hold);
+            let changed = !hold && last_kind != Some(kind);
+            let repeat = matches!(d.reason, Reason::Busy { .. })
+                && last_said.elapsed() >= Duration::from_secs(5);
+            if changed || repeat {
+                progress.line(&d.describe());
+                last_said = Instant::now();
+            }
+            if !hold {
+                last_kind = Some(kind);
             }
         }
         tokio::select! {

@@ -198,11 +198,7 @@ async fn locked_copy_inner(
         let in_backup = copied
             .files
             .iter()
-            .filter_map(|(rel, f)| {
-                f.space
-                    .or_else(|| t.id_for_name(rel))
-                    .or_else(|| t.sole_id_ever_at(rel))
-            })
+            .filter_map(|(rel, f)| t.resolve(rel, f.space))
             .collect();
         account_for_redo(&commit, &in_backup)?;
     }
@@ -311,30 +307,68 @@ async fn fix_ddl(
         .iter()
         .map(|(rel, f)| ddl::CopiedFile {
             rel: (*rel).to_owned(),
-            space: f
-                .space
-                .or_else(|| tracker.id_for_name(rel))
-                .or_else(|| tracker.sole_id_ever_at(rel)),
+            space: tracker.resolve(rel, f.space),
         })
         .collect();
-    let mut now = Vec::new();
-    let mut sources: BTreeMap<String, &datafiles::Source> = BTreeMap::new();
-    for src in present.iter().filter(|s| is_ibd(s.rel.as_str())) {
-        let rel = src.rel.as_str();
-        let abs = src.abs.clone();
-        let (space, ino) = tokio::task::spawn_blocking(move || datafiles::read_space_id(&abs))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
-        let was = copied_by_rel.get(rel);
-        let same_file_copied =
-            was.is_some_and(|c| c.ino == ino && !tracker.touched(rel, c.space.or(space)));
-        now.push(ddl::Present {
-            rel: rel.to_owned(),
-            space: space.or_else(|| tracker.id_for_name(rel)),
-            same_file_copied,
-        });
-        sources.insert(rel.to_owned(), src);
-    }
+    let copied_ids: BTreeMap<&str, Option<u32>> = copied_files
+        .iter()
+        .map(|c| (c.rel.as_str(), c.space))
+        .collect();
+    // Under the lock, so cheap: a stat per file, and page 0 read only for a
+    // file that is not the very one copied (another inode, or DDL named it).
+    let sources: BTreeMap<String, &datafiles::Source> = present
+        .iter()
+        .filter(|s| is_ibd(s.rel.as_str()))
+        .map(|s| (s.rel.as_str().to_owned(), s))
+        .collect();
+    type Probe = (
+        String,
+        std::path::PathBuf,
+        Option<(u64, Option<u32>)>,
+        Option<u32>,
+    );
+    let probe: Vec<Probe> = sources
+        .iter()
+        .map(|(rel, s)| {
+            let id = copied_ids.get(rel.as_str()).copied().flatten();
+            let copied = copied_by_rel
+                .get(rel.as_str())
+                .filter(|_| !tracker.touched(rel, id))
+                .map(|c| (c.ino, id));
+            (rel.clone(), s.abs.clone(), copied, tracker.id_for_name(rel))
+        })
+        .collect();
+    let now = tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::MetadataExt;
+        probe
+            .into_iter()
+            .map(|(rel, abs, copied, redo_id)| {
+                let ino = std::fs::metadata(&abs)
+                    .map_err(|source| Error::Io {
+                        path: abs.display().to_string(),
+                        source,
+                    })?
+                    .ino();
+                Ok(match copied {
+                    Some((c_ino, space)) if c_ino == ino => ddl::Present {
+                        rel,
+                        space,
+                        same_file_copied: true,
+                    },
+                    _ => {
+                        let (space, _) = datafiles::read_space_id(&abs)?;
+                        ddl::Present {
+                            space: space.or(redo_id),
+                            rel,
+                            same_file_copied: false,
+                        }
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
     in_backup.extend(now.iter().filter_map(|p| p.space));
     let fx = ddl::plan(&copied_files, &now);
     if fx.is_empty() {
@@ -409,10 +443,7 @@ async fn write_pending_metas(
         let Some((page_size, zip)) = f.meta_pending else {
             continue;
         };
-        let space = tracker
-            .id_for_name(rel)
-            .or_else(|| tracker.sole_id_ever_at(rel))
-            .ok_or_else(|| {
+        let space = tracker.resolve(rel, None).ok_or_else(|| {
                 Error::Incomplete(format!(
                     "{rel}: its page 0 was never written and the copied redo log names no tablespace there; \
                      the incremental's .meta cannot name the tablespace id (take the incremental again)"

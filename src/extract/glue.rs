@@ -11,6 +11,16 @@ use crate::encrypt::{Key, Open};
 use crate::error::UsageError;
 use crate::transform::{BoundedInverse, InverseTransform};
 
+/// Default decode options with [`install_decoders`] applied.
+///
+/// # Errors
+/// As [`install_decoders`].
+pub fn decoders(key_file: Option<&Path>, key_env: Option<&str>) -> anyhow::Result<DecodeOptions> {
+    let mut d = DecodeOptions::default();
+    install_decoders(&mut d, key_file, key_env)?;
+    Ok(d)
+}
+
 /// Install the decompressors, and the decryptor when a key is given
 /// (from a key file or an environment variable; never from the command line).
 ///

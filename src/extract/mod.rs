@@ -36,7 +36,7 @@ use crate::transform::TransformError;
 pub use at_rest::{decode_dir, AtRestPlan, AtRestSummary};
 pub use decode::{DecodeOptions, DecompressFactory, InverseFactory, ENCRYPTED_SUFFIX};
 pub use dirwriter::STAGING_PREFIX;
-pub use glue::install_decoders;
+pub use glue::{decoders, install_decoders};
 
 /// Errors of the extractor. Each names the path and, where it applies, the stream offset.
 #[derive(Debug, thiserror::Error)]
