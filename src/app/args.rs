@@ -227,6 +227,16 @@ pub struct BackupArgs {
     /// Warn when redo headroom falls under this percentage of the log capacity.
     #[arg(long, default_value_t = 50)]
     pub redo_warn_percent: u64,
+    /// Directory for temporary files: redo the destination cannot take
+    /// yet waits here (after --redo-spool-memory in memory), so a slow
+    /// consumer never makes the server overwrite uncopied log. Default:
+    /// $TMPDIR, else /tmp.
+    #[arg(long, value_name = "DIR")]
+    pub tmpdir: Option<PathBuf>,
+    /// Memory for redo waiting for the destination, in MiB, before it
+    /// spills to --tmpdir.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub redo_spool_memory: usize,
     /// Compress every file (zstd by default).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "zstd", value_name = "ALGO")]
     pub compress: Option<CompressArg>,

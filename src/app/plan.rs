@@ -229,6 +229,8 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
             .then(|| Duration::from_secs(a.safe_slave_backup_timeout)),
         log_copy_interval: Duration::from_millis(a.log_copy_interval.max(10)),
         redo_warn_percent: a.redo_warn_percent,
+        tmpdir: a.tmpdir.clone().unwrap_or_else(std::env::temp_dir),
+        redo_spool_memory: a.redo_spool_memory.max(1) << 20,
         compress: a.compress.map(|c| Compression {
             algorithm: algorithm(c),
             level: a.compress_level,

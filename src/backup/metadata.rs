@@ -141,5 +141,6 @@ pub(super) async fn write_all(
     report.last_lsn = c.redo.last_lsn.0;
     report.to_lsn = c.to_lsn.0;
     report.min_headroom = c.redo.min_headroom;
+    report.redo_spool = c.redo.spool;
     Ok(())
 }

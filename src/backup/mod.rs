@@ -41,6 +41,7 @@ mod plan;
 pub mod progress;
 pub mod redo;
 mod report;
+pub mod spool;
 
 use std::sync::Arc;
 

@@ -85,6 +85,8 @@ pub(super) async fn body(
             interval: plan.log_copy_interval,
             warn_percent: plan.redo_warn_percent,
             conn: plan.conn.clone(),
+            spool_dir: plan.tmpdir.clone(),
+            spool_memory: plan.redo_spool_memory,
         },
         progress.clone(),
     )

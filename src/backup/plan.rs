@@ -88,6 +88,10 @@ pub struct BackupPlan {
     pub log_copy_interval: Duration,
     /// Redo headroom warning threshold (percent of capacity).
     pub redo_warn_percent: u64,
+    /// `--tmpdir`: where the redo spool spills.
+    pub tmpdir: std::path::PathBuf,
+    /// The redo spool's memory budget in bytes.
+    pub redo_spool_memory: usize,
     /// Compression, if any.
     pub compress: Option<Compression>,
     /// Encryption key.
