@@ -106,6 +106,21 @@ fn read_text(p: &Path) -> Result<String> {
 /// # Errors
 /// [`Error`] naming the file or the server's last log lines.
 pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<PrepareReport> {
+    prepare_with(dir, mariadbd, use_memory, &[])
+}
+
+/// [`prepare`] with server options that replace `backup-my.cnf`'s keys of
+/// the same name or add to them (`file_key_management_filename` when the
+/// key file lives elsewhere on this host, `plugin_dir`, …).
+///
+/// # Errors
+/// [`Error`] naming the file or the server's last log lines.
+pub fn prepare_with(
+    dir: &Path,
+    mariadbd: Option<&Path>,
+    use_memory: &str,
+    server_options: &[(String, String)],
+) -> Result<PrepareReport> {
     let ck_path = dir.join(Checkpoints::FILE);
     if !ck_path.is_file() {
         return Err(Error::NotABackup {
@@ -171,10 +186,36 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
         }
     };
 
-    let args = vec![
-        format!("--innodb-page-size={}", cnf.innodb_page_size),
-        format!("--innodb-data-file-path={}", cnf.innodb_data_file_path),
-        format!("--innodb-undo-tablespaces={}", cnf.innodb_undo_tablespaces),
+    // The geometry and, for a server with data-at-rest encryption, the
+    // key-management plugin and its settings, as the backup recorded them
+    // (the command line's replace them key by key).
+    let mut cnf = cnf;
+    for (k, v) in server_options {
+        let k = k.replace('-', "_");
+        cnf.extra.retain(|(ek, _)| *ek != k);
+        cnf.extra.push((k, v.clone()));
+    }
+    // A key file the recovery server cannot read fails here, before the
+    // server starts: InnoDB extends tablespaces before it finds it cannot
+    // decrypt them, and a failed prepare must leave the backup as it was.
+    if let Some((_, f)) = cnf
+        .extra
+        .iter()
+        .find(|(k, _)| k == "file_key_management_filename")
+    {
+        let f = f.trim_matches('"');
+        if let Err(e) = std::fs::File::open(f) {
+            return Err(Error::NotABackup {
+                dir: f.to_owned(),
+                reason: format!(
+                    "the backup's tables are encrypted (file_key_management) and their key file cannot be read: {e}; \
+                     give its place on this host with --server-option file_key_management_filename=PATH. Nothing was changed"
+                ),
+            });
+        }
+    }
+    let mut args = cnf.server_args();
+    args.extend([
         format!("--innodb-undo-directory={}", dir.display()),
         format!("--innodb-buffer-pool-size={use_memory}"),
         "--innodb-log-file-size=48M".to_owned(),
@@ -185,7 +226,7 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
         // (mariadbd falls back to synchronous I/O where the kernel refuses it).
         // Recovery reads the pages it applies redo to ahead of the apply.
         "--innodb-use-native-aio=1".to_owned(),
-    ];
+    ]);
     if let Some(m) = mariadbd {
         if !m.is_file() {
             return Err(Error::NotABackup {

@@ -292,6 +292,20 @@ pub struct PrepareArgs {
     /// Buffer pool for the recovery run.
     #[arg(long, default_value = "256M")]
     pub use_memory: String,
+    /// A server option for the recovery run, NAME=VALUE, replacing the
+    /// `backup-my.cnf` key of that name (repeatable). For a server with
+    /// data-at-rest encryption whose key file lives elsewhere on this host:
+    /// `--server-option file_key_management_filename=/etc/mysql/keys.txt`.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = name_value)]
+    pub server_option: Vec<(String, String)>,
+}
+
+/// `NAME=VALUE`.
+fn name_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: expected NAME=VALUE")),
+    }
 }
 
 /// `hotbak restore`.

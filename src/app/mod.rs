@@ -58,7 +58,12 @@ async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
 async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let r = tokio::task::spawn_blocking(move || {
-        crate::prepare::prepare(&args.target_dir, args.mariadbd.as_deref(), &args.use_memory)
+        crate::prepare::prepare_with(
+            &args.target_dir,
+            args.mariadbd.as_deref(),
+            &args.use_memory,
+            &args.server_option,
+        )
     })
     .await
     .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
