@@ -268,6 +268,36 @@ pub struct BackupArgs {
     /// Progress display on stderr.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// Partial backup: which tables (mariabackup's options and rules).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Partial-backup filters, spelled and matched as mariabackup 10.11 does
+/// (`format-spec/partial.md`). The system and undo tablespaces, the redo
+/// log and the `mysql` schema are always kept.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Databases or `db.table` names to keep, separated by spaces.
+    #[arg(long, value_name = "LIST")]
+    pub databases: Option<String>,
+    /// A file with one database or `db.table` to keep per line.
+    #[arg(long, value_name = "FILE")]
+    pub databases_file: Option<PathBuf>,
+    /// Databases or `db.table` names to leave out, separated by spaces.
+    #[arg(long, value_name = "LIST")]
+    pub databases_exclude: Option<String>,
+    /// Regular expressions (POSIX extended, comma-separated) matched
+    /// against `db.table`: keep the tables that match.
+    #[arg(long, value_name = "REGEX")]
+    pub tables: Option<String>,
+    /// A file with one fully qualified `db.table` to keep per line.
+    #[arg(long, value_name = "FILE")]
+    pub tables_file: Option<PathBuf>,
+    /// Regular expressions (comma-separated) matched against `db.table`:
+    /// leave out the tables that match.
+    #[arg(long, value_name = "REGEX")]
+    pub tables_exclude: Option<String>,
 }
 
 /// `hotbak prepare`.

@@ -97,6 +97,7 @@ registry!(
     crate::sandbox::Error,
     crate::extract::Error,
     crate::backup::Error,
+    crate::backup::filter::Error,
     crate::prepare::Error,
     crate::native_prepare::Error,
     crate::restore::Error,
@@ -186,6 +187,13 @@ mod tests {
         vec![
             (
                 anyhow::Error::new(crate::error::UsageError("--parallel 0".into())),
+                USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::backup::filter::Error::NotQualified {
+                    option: "--tables-file list line 2".into(),
+                    name: "t".into(),
+                }),
                 USAGE,
             ),
             (
