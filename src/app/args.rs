@@ -312,6 +312,11 @@ pub struct PrepareArgs {
     /// Buffer pool for the recovery run.
     #[arg(long, default_value = "256M")]
     pub use_memory: String,
+    /// Also write each InnoDB table's `.cfg` (for `ALTER TABLE … IMPORT
+    /// TABLESPACE`) and every table's definition (`hotbak_export`, for
+    /// `hotbak restore --table`); on a prepared backup, only this.
+    #[arg(long)]
+    pub export: bool,
 }
 
 /// `hotbak restore`.

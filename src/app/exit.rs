@@ -85,8 +85,10 @@ registry!(
     crate::format::envelope::Error,
     crate::format::qpress::Error,
     crate::format::delta::Error,
+    crate::format::export::Error,
     crate::innodb::Error,
     crate::innodb::apply::Error,
+    crate::innodb::cfg::Error,
     crate::transform::TransformError,
     crate::compress::Error,
     crate::encrypt::Error,
@@ -188,6 +190,17 @@ mod tests {
             (
                 anyhow::Error::new(crate::error::UsageError("--parallel 0".into())),
                 USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::format::export::Error::Version(9)),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::innodb::cfg::Error::Corrupt {
+                    offset: 0,
+                    reason: "version 2".into(),
+                }),
+                CORRUPT,
             ),
             (
                 anyhow::Error::new(crate::backup::filter::Error::NotQualified {
