@@ -327,7 +327,7 @@ pub struct RestoreArgs {
     pub target_dir: PathBuf,
     /// The datadir to fill (must be empty or absent; default: the
     /// `datadir` of `--defaults-file`).
-    #[arg(long, value_name = "DIR", required_unless_present_any = ["in_place", "defaults_file"])]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["in_place", "defaults_file", "table"])]
     pub datadir: Option<PathBuf>,
     /// The option file of the server to restore: its `[mysqld]`/`[server]`/
     /// `[mariadb]`/`[mariadbd]` `datadir`, `innodb_data_home_dir`,
@@ -380,4 +380,29 @@ pub struct RestoreArgs {
     /// Progress display: a line a second (auto, lines) or none.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// Single-table restore.
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+/// `hotbak restore --table DB.TABLE --to-server SOCKET`: one table of a
+/// backup prepared with `--export` into a running server on this host.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TableArgs {
+    /// The table to put back (`db.table`; created from the backup's
+    /// definition if the server lacks it, refused if its definition differs).
+    #[arg(long, value_name = "DB.TABLE", requires = "to_server", conflicts_with_all = ["datadir", "in_place", "move_back"])]
+    pub table: Option<String>,
+    /// With --table: the running server's socket.
+    #[arg(long, value_name = "SOCKET", requires = "table")]
+    pub to_server: Option<PathBuf>,
+    /// With --table: user (the [client] groups of the option files otherwise).
+    #[arg(long, requires = "table")]
+    pub user: Option<String>,
+    /// With --table: password (prefer an option file).
+    #[arg(long, env = "MYSQL_PWD", hide_env_values = true, requires = "table")]
+    pub password: Option<String>,
+    /// With --table: read no option files.
+    #[arg(long, requires = "table")]
+    pub no_defaults: bool,
 }

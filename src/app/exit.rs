@@ -103,6 +103,7 @@ registry!(
     crate::prepare::Error,
     crate::native_prepare::Error,
     crate::restore::Error,
+    crate::restore::table::Error,
     crate::verify::Error,
 );
 
@@ -194,6 +195,13 @@ mod tests {
             (
                 anyhow::Error::new(crate::format::export::Error::Version(9)),
                 CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::restore::table::Error::DefinitionDiffers {
+                    table: "`d`.`t`".into(),
+                    diff: vec!["backup: `a` int".into()],
+                }),
+                FAILED,
             ),
             (
                 anyhow::Error::new(crate::innodb::cfg::Error::Corrupt {
