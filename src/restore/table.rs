@@ -169,10 +169,12 @@ fn files_of(backup: &Path, t: &Table) -> Result<Vec<String>, Error> {
         }
         "MYISAM" => &["MYD", "MYI"],
         "ARIA" => &["MAD", "MAI"],
-        other => return Err(Error::Refused(format!(
+        other => {
+            return Err(Error::Refused(format!(
             "{}.{}: engine {other} is not restored table by table (InnoDB, MyISAM and Aria are)",
             t.schema, t.name
-        ))),
+        )))
+        }
     };
     // Partitioned MyISAM/Aria: one pair per partition.
     let (db, base) = t.fs_base.split_once('/').unwrap_or(("", &t.fs_base));
