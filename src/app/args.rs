@@ -22,7 +22,7 @@ pub enum Command {
     /// Make a backup consistent (InnoDB crash recovery up to the backup's end LSN).
     Prepare(PrepareArgs),
     /// Copy (or move) a prepared backup into an empty datadir.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Prove an extracted backup whole without restoring it (exit 0 whole, 3 damaged).
     Verify(VerifyArgs),
 }

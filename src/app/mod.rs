@@ -32,7 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Prepare(a) => prepare(a).await,
-        Command::Restore(a) => restore::run(a).await,
+        Command::Restore(a) => restore::run(*a).await,
         Command::Verify(a) => verify(a).await,
     }
 }

@@ -661,7 +661,7 @@ mod tests {
             let x = f(FilterSpec { tables: Some(inc), ..FilterSpec::default() });
             let v = x.skips(&path(&[&db, "/", &t, ".ibd"]));
             for ext in ["frm", "MYD", "MYI", "cfg", "par", "TRG"] {
-                prop_assert_eq!(x.skips(&path(&[&db, "/", &t, ".", &ext])), v);
+                prop_assert_eq!(x.skips(&path(&[&db, "/", &t, ".", ext])), v);
             }
         }
     }
