@@ -223,7 +223,9 @@ pub fn prepare_with(
         // missing tablespaces with redo otherwise).
         args.push("--innodb-force-recovery=1".to_owned());
     }
-    if popts.export {
+    if popts.export || partial {
+        // A partial backup of mariabackup's has no `mysql` schema; the
+        // export connects as root. No networking either way.
         args.push("--skip-grant-tables".to_owned());
     }
     let placeholders = if partial {
