@@ -12,6 +12,8 @@
 #      the set), `--stream` to /dev/null, cold cache
 #   2. the same into a directory, then `prepare --export` of copies of one
 #      partial backup: `hotbak prepare --export` vs `mariabackup --prepare --export`
+# (`hotbak-normal`: with `--priority normal`; the default idle class yields to every
+# other process on a shared machine, which mariabackup does not.)
 # Env: RUNS (5), PAR (2), WORK (/tmp/hotbak-bench-partial), FILTER (the regex).
 set -euo pipefail
 SOCK=${1:?socket}; DBUSER=${2:-root}; DBPASS=${3:-}
@@ -33,14 +35,16 @@ echo "## 1. partial backup of one table, --stream to /dev/null, cold cache"
 python3 "$HERE/timer.py" -n "$RUNS" --drop-caches --bytes "$T" \
   --pre "rm -rf $WORK/mbtgt; mkdir -p $WORK/mbtgt" \
   "mariabackup=$MB --stream=xbstream --target-dir=$WORK/mbtgt 2>/dev/null >/dev/null" \
-  "hotbak=$HB --stream 2>/dev/null >/dev/null"
+  "hotbak=$HB --stream 2>/dev/null >/dev/null" \
+  "hotbak-normal=$HB --priority normal --stream 2>/dev/null >/dev/null"
 
 echo "## 2. prepare --export of one partial backup (copies)"
 rm -rf "$WORK/base"
-$HB --target-dir "$WORK/base" 2>/dev/null
+bash -c "$HB --target-dir $WORK/base" 2>/dev/null
 python3 "$HERE/timer.py" -n "$RUNS" \
   --pre "rm -rf $WORK/p1 $WORK/p2; cp -a $WORK/base $WORK/p1; cp -a $WORK/base $WORK/p2" \
   "mariabackup-prepare-export=mariabackup --prepare --export --target-dir=$WORK/p2 >/dev/null 2>&1" \
   "hotbak-prepare-export=$BIN/hotbak prepare --export --target-dir $WORK/p1 2>/dev/null"
-ls "$WORK/p1/sbtest/"*.cfg "$WORK/p2/sbtest/"*.cfg
+# (--pre copies both before every command: only the last hotbak run is left prepared.)
+ls "$WORK/p1/"*/*.cfg
 rm -rf "$WORK"
