@@ -59,6 +59,14 @@ pub enum Error {
     /// Recovery failed (the server did not start or stop cleanly).
     #[error("InnoDB recovery with mariadbd failed: {0}")]
     Recovery(String),
+    /// `--export`: the recovery server could not export a table.
+    #[error("--export: {table}: {reason}")]
+    Export {
+        /// The table (`db`.`t`) or step.
+        table: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Classify for Error {
@@ -67,7 +75,7 @@ impl Classify for Error {
             Error::NotABackup { .. } => ErrorClass::Usage,
             Error::Metadata { .. } => ErrorClass::Corrupt,
             Error::Io { .. } => ErrorClass::Io,
-            Error::Recovery(_) => ErrorClass::Server,
+            Error::Recovery(_) | Error::Export { .. } => ErrorClass::Server,
         }
     }
 }
@@ -95,6 +103,27 @@ pub struct PrepareReport {
     /// The backup was prepared already (`backup_type` full-prepared or
     /// log-applied): nothing was done. DBAs prepare twice out of habit.
     pub already_prepared: Option<String>,
+    /// A partial backup: recovery ran with `innodb_force_recovery=1` and
+    /// ignored the redo of this many tablespaces the backup leaves out.
+    pub partial: Option<usize>,
+    /// `--export`: the tables whose definitions were recorded and the
+    /// `.cfg` files written (`None`: not asked, or done before).
+    pub exported: Option<(usize, usize)>,
+}
+
+/// What prepare does besides recovery.
+#[derive(Clone, Debug, Default)]
+pub struct PrepareOptions {
+    /// `--export`: while the recovery server is up, `FLUSH TABLES … FOR
+    /// EXPORT` each InnoDB table and keep its `.cfg`, and record every
+    /// table's definition in [`crate::format::export::EXPORT_NAME`]. On a
+    /// backup prepared already, only this is done (and nothing when the
+    /// export is there already).
+    pub export: bool,
+    /// Server options for the recovery run, NAME=VALUE, replacing the
+    /// `backup-my.cnf` key of that name (`file_key_management_filename`
+    /// when the key file lives elsewhere on this host, `plugin_dir`, …).
+    pub server_options: Vec<(String, String)>,
 }
 
 fn read_text(p: &Path) -> Result<String> {
@@ -106,20 +135,18 @@ fn read_text(p: &Path) -> Result<String> {
 /// # Errors
 /// [`Error`] naming the file or the server's last log lines.
 pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<PrepareReport> {
-    prepare_with(dir, mariadbd, use_memory, &[])
+    prepare_with(dir, mariadbd, use_memory, &PrepareOptions::default())
 }
 
-/// [`prepare`] with server options that replace `backup-my.cnf`'s keys of
-/// the same name or add to them (`file_key_management_filename` when the
-/// key file lives elsewhere on this host, `plugin_dir`, …).
+/// [`prepare`] with [`PrepareOptions`].
 ///
 /// # Errors
-/// [`Error`] naming the file or the server's last log lines.
+/// [`Error`] naming the file, the table or the server's last log lines.
 pub fn prepare_with(
     dir: &Path,
     mariadbd: Option<&Path>,
     use_memory: &str,
-    server_options: &[(String, String)],
+    popts: &PrepareOptions,
 ) -> Result<PrepareReport> {
     let ck_path = dir.join(Checkpoints::FILE);
     if !ck_path.is_file() {
@@ -135,8 +162,14 @@ pub fn prepare_with(
     match ck.backup_type {
         BackupType::FullBackuped => {}
         BackupType::FullPrepared | BackupType::LogApplied => {
+            let exported = if popts.export {
+                export_prepared(dir, mariadbd, use_memory)?
+            } else {
+                None
+            };
             return Ok(PrepareReport {
                 already_prepared: Some(ck.backup_type.as_str().to_owned()),
+                exported,
                 ..PrepareReport::default()
             });
         }
@@ -190,7 +223,7 @@ pub fn prepare_with(
     // key-management plugin and its settings, as the backup recorded them
     // (the command line's replace them key by key).
     let mut cnf = cnf;
-    for (k, v) in server_options {
+    for (k, v) in &popts.server_options {
         let k = k.replace('-', "_");
         cnf.extra.retain(|(ek, _)| *ek != k);
         cnf.extra.push((k, v.clone()));
@@ -214,6 +247,57 @@ pub fn prepare_with(
             });
         }
     }
+    let partial = is_partial(dir)?;
+    let mut args = recovery_args(dir, &cnf, use_memory);
+    if partial {
+        // As mariabackup's prepare: the redo of the tablespaces a partial
+        // backup leaves out is ignored (mariadbd refuses to start on
+        // missing tablespaces with redo otherwise).
+        args.push("--innodb-force-recovery=1".to_owned());
+    }
+    if popts.export || partial {
+        // A partial backup of mariabackup's has no `mysql` schema; the
+        // export connects as root. No networking either way.
+        args.push("--skip-grant-tables".to_owned());
+    }
+    let placeholders = if partial {
+        created_placeholders(dir)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let ran = run_server(dir, mariadbd, args, |sb| {
+        popts
+            .export
+            .then(|| export_tables(dir, sb.socket()))
+            .transpose()
+    });
+    remove_placeholders(&placeholders.0, &placeholders.1)?;
+    let (exported, missing, recovery_secs) = match ran {
+        Ok(r) => r,
+        Err(e) => {
+            restore_link_files(dir)?;
+            return Err(e);
+        }
+    };
+    restore_link_files(dir)?;
+    let prepared = Checkpoints {
+        backup_type: BackupType::FullPrepared,
+        ..ck
+    };
+    write_atomic(&ck_path, prepared.render().as_bytes())?;
+    Ok(PrepareReport {
+        markers,
+        recovery_secs,
+        link_files: aside,
+        relocated_names: relocated,
+        already_prepared: None,
+        partial: partial.then_some(missing),
+        exported,
+    })
+}
+
+/// The recovery server's arguments (the geometry from `backup-my.cnf`).
+fn recovery_args(dir: &Path, cnf: &BackupMyCnf, use_memory: &str) -> Vec<String> {
     let mut args = cnf.server_args();
     args.extend([
         format!("--innodb-undo-directory={}", dir.display()),
@@ -227,6 +311,19 @@ pub fn prepare_with(
         // Recovery reads the pages it applies redo to ahead of the apply.
         "--innodb-use-native-aio=1".to_owned(),
     ]);
+    args
+}
+
+/// Start `mariadbd` on the backup, run `during` while it is up, stop it
+/// cleanly. Returns what `during` returned, the number of tablespaces
+/// the server reported missing (a partial backup's), and the seconds
+/// the run took. The run dir (error log) is kept after a failure.
+fn run_server<T>(
+    dir: &Path,
+    mariadbd: Option<&Path>,
+    args: Vec<String>,
+    during: impl FnOnce(&Sandbox) -> Result<T>,
+) -> Result<(T, usize, f64)> {
     if let Some(m) = mariadbd {
         if !m.is_file() {
             return Err(Error::NotABackup {
@@ -240,34 +337,37 @@ pub fn prepare_with(
     let mut opts = SandboxOptions::for_prepare(args);
     opts.buffer_pool_size = None;
     opts.mariadbd = mariadbd.map(Path::to_path_buf);
+    let mut log = None;
     let result = (|| {
         let mut sb =
             Sandbox::start_on(dir, &run_dir, opts).map_err(|e| Error::Recovery(e.to_string()))?;
-        sb.stop().map_err(|e| Error::Recovery(e.to_string()))
+        log = Some(sb.error_log().to_path_buf());
+        let out = during(&sb);
+        let stopped = sb.stop().map_err(|e| Error::Recovery(e.to_string()));
+        let out = out?;
+        stopped.map(|()| out)
     })();
-    let recovery_secs = started.elapsed().as_secs_f64();
-    restore_link_files(dir)?;
-    if let Err(e) = result {
-        // Keep the run dir (error log) for the user.
-        return Err(Error::Recovery(format!(
-            "{e} (server log kept in {})",
-            run_dir.display()
-        )));
-    }
-    let _ = std::fs::remove_dir_all(&run_dir);
-
-    let prepared = Checkpoints {
-        backup_type: BackupType::FullPrepared,
-        ..ck
+    let secs = started.elapsed().as_secs_f64();
+    let out = match result {
+        Ok(out) => out,
+        Err(e @ Error::Export { .. }) => return Err(e),
+        Err(e) => {
+            // Keep the run dir (error log) for the user.
+            return Err(Error::Recovery(format!(
+                "{e} (server log kept in {})",
+                run_dir.display()
+            )));
+        }
     };
-    write_atomic(&ck_path, prepared.render().as_bytes())?;
-    Ok(PrepareReport {
-        markers,
-        recovery_secs,
-        link_files: aside,
-        relocated_names: relocated,
-        already_prepared: None,
-    })
+    let missing = log
+        .and_then(|l| std::fs::read_to_string(l).ok())
+        .map_or(0, |t| {
+            t.lines()
+                .filter(|l| l.contains("InnoDB: Tablespace") && l.contains("was not found at"))
+                .count()
+        });
+    let _ = std::fs::remove_dir_all(&run_dir);
+    Ok((out, missing, secs))
 }
 
 /// The recovery server's directory (socket, pid file, error log): a short
@@ -471,6 +571,302 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
         } else if ft.is_file() {
             out.push(e.path());
         }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------ partial backups, --export
+
+/// Whether `xtrabackup_info` says `partial = Y` (ours and mariabackup's).
+fn is_partial(dir: &Path) -> Result<bool> {
+    use crate::format::metadata::XtrabackupInfo;
+    let p = dir.join(XtrabackupInfo::FILE);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(&p)(e)),
+    };
+    XtrabackupInfo::parse(&text)
+        .map(|i| i.partial)
+        .map_err(|e| Error::Metadata {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// `--export` on a backup prepared already: start the server on it (link
+/// files set aside, so nothing outside the backup is opened), export,
+/// stop. Nothing when the export is there already.
+fn export_prepared(
+    dir: &Path,
+    mariadbd: Option<&Path>,
+    use_memory: &str,
+) -> Result<Option<(usize, usize)>> {
+    use crate::format::export::EXPORT_NAME;
+    if dir.join(EXPORT_NAME).is_file() {
+        return Ok(None);
+    }
+    let cnf_path = dir.join(BackupMyCnf::FILE);
+    let cnf = BackupMyCnf::parse(&read_text(&cnf_path)?).map_err(|e| Error::Metadata {
+        path: cnf_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut args = recovery_args(dir, &cnf, use_memory);
+    args.push("--skip-grant-tables".to_owned());
+    restore_link_files(dir)?;
+    set_link_files_aside(dir)?;
+    let r = run_server(dir, mariadbd, args, |sb| export_tables(dir, sb.socket()));
+    restore_link_files(dir)?;
+    r.map(|(e, _, _)| Some(e))
+}
+
+/// The schemas `--export` leaves alone (the server's own).
+const SYSTEM_SCHEMAS: &str = "('mysql','information_schema','performance_schema','sys')";
+
+/// Suffix of a `.cfg` kept while the table is locked for export (the
+/// server deletes its own at `UNLOCK TABLES`).
+const CFG_KEPT: &str = "hotbak-export";
+
+/// `--export` on the running recovery server at `socket`: every table's
+/// definition, and for each InnoDB table `FLUSH TABLES … FOR EXPORT` with
+/// its `.cfg` files kept; then [`crate::format::export::EXPORT_NAME`].
+/// Returns (tables, `.cfg` files).
+fn export_tables(dir: &Path, socket: &Path) -> Result<(usize, usize)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Export {
+            table: "runtime".into(),
+            reason: e.to_string(),
+        })?;
+    rt.block_on(export_async(dir, socket))
+}
+
+async fn export_async(dir: &Path, socket: &Path) -> Result<(usize, usize)> {
+    use crate::format::export::{Export, Table, EXPORT_NAME, VERSION};
+    use crate::mysql::{ConnectOptions, Session};
+    let sql_err = |table: &str| {
+        let table = table.to_owned();
+        move |e: crate::mysql::Error| Error::Export {
+            table,
+            reason: e.to_string(),
+        }
+    };
+    let conn = ConnectOptions {
+        socket: Some(socket.to_path_buf()),
+        user: Some("root".into()),
+        ..ConnectOptions::default()
+    };
+    let mut s = Session::connect(&conn)
+        .await
+        .map_err(sql_err("connecting to the recovery server"))?;
+    let rows = s
+        .query(&format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE, \
+             CAST(CONVERT(TABLE_SCHEMA USING filename) AS BINARY), \
+             CAST(CONVERT(TABLE_NAME USING filename) AS BINARY) \
+             FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' \
+             AND TABLE_SCHEMA NOT IN {SYSTEM_SCHEMAS} ORDER BY 1, 2"
+        ))
+        .await
+        .map_err(sql_err("listing the tables"))?;
+    let mut tables = Vec::new();
+    let mut cfgs = 0;
+    for r in rows {
+        let (Some(db), Some(t), Some(fdb), Some(ft)) = (r.at(0), r.at(1), r.at(3), r.at(4)) else {
+            continue;
+        };
+        let who = format!("`{}`.`{}`", db.replace('`', "``"), t.replace('`', "``"));
+        let engine = r.at(2).unwrap_or("").to_owned();
+        let create = s
+            .query(&format!("SHOW CREATE TABLE {who}"))
+            .await
+            .map_err(sql_err(&who))?
+            .first()
+            .and_then(|r| r.at(1).map(str::to_owned))
+            .ok_or_else(|| Error::Export {
+                table: who.clone(),
+                reason: "SHOW CREATE TABLE returned nothing".into(),
+            })?;
+        let mut cfg = Vec::new();
+        if engine.eq_ignore_ascii_case("InnoDB") {
+            s.execute(&format!("FLUSH TABLES {who} FOR EXPORT"))
+                .await
+                .map_err(sql_err(&who))?;
+            let kept = keep_cfgs(dir, fdb, ft);
+            let unlocked = s.execute("UNLOCK TABLES").await.map_err(sql_err(&who));
+            let kept = kept?;
+            unlocked?;
+            if kept.is_empty() {
+                return Err(Error::Export {
+                    table: who,
+                    reason: format!("FLUSH TABLES … FOR EXPORT wrote no {fdb}/{ft}.cfg"),
+                });
+            }
+            for k in &kept {
+                let from = dir.join(format!("{k}.{CFG_KEPT}"));
+                let to = dir.join(k);
+                std::fs::rename(&from, &to).map_err(io(&from))?;
+            }
+            cfgs += kept.len();
+            cfg = kept;
+        }
+        tables.push(Table {
+            schema: db.to_owned(),
+            name: t.to_owned(),
+            fs_base: format!("{fdb}/{ft}"),
+            engine,
+            create,
+            cfg,
+        });
+    }
+    let server_version = s.version().text.clone();
+    let _ = s.close().await;
+    let n = tables.len();
+    let e = Export {
+        version: VERSION,
+        server_version,
+        tables,
+    };
+    write_atomic(&dir.join(EXPORT_NAME), e.render().as_bytes())?;
+    Ok((n, cfgs))
+}
+
+/// Copy the `.cfg` files of table `fdb/ft` (one, or one per partition)
+/// to `*.cfg.hotbak-export` while the table is locked for export; each
+/// copy is checked to be a `.cfg` of that table. Returns their names.
+fn keep_cfgs(dir: &Path, fdb: &str, ft: &str) -> Result<Vec<String>> {
+    let db_dir = dir.join(fdb);
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&db_dir).map_err(io(&db_dir))? {
+        let e = e.map_err(io(&db_dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".cfg") else {
+            continue;
+        };
+        if stem != ft && !stem.starts_with(&format!("{ft}#P#")) {
+            continue;
+        }
+        let data = std::fs::read(e.path()).map_err(io(&e.path()))?;
+        let cfg = crate::innodb::cfg::parse(&data).map_err(|err| Error::Metadata {
+            path: e.path().display().to_string(),
+            reason: err.to_string(),
+        })?;
+        let want = format!("{fdb}/{stem}");
+        if cfg.table_name != want {
+            return Err(Error::Metadata {
+                path: e.path().display().to_string(),
+                reason: format!("names table {}, expected {want}", cfg.table_name),
+            });
+        }
+        let rel = format!("{fdb}/{name}");
+        let kept = dir.join(format!("{rel}.{CFG_KEPT}"));
+        write_atomic(&kept, &data)?;
+        out.push(rel);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A partial backup: empty files in place of the tablespaces the copied
+/// redo log creates (`FILE_CREATE`) but the backup leaves out. mariadbd's
+/// recovery defers a tablespace created within the log and rebuilds it
+/// from the log; one whose file is missing fails that and stops the
+/// rebuild of the other deferred ones (mariabackup's own prepare creates
+/// such files itself). The placeholders are removed after recovery.
+/// Returns the files and the directories created.
+fn created_placeholders(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    use crate::innodb::redo::{self, FileOp, ScanStop};
+    use crate::innodb::Lsn;
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    const PIECE: usize = 8 << 20;
+    let log = dir.join("ib_logfile0");
+    let bad = |reason: String| Error::Metadata {
+        path: log.display().to_string(),
+        reason,
+    };
+    let mut f = std::fs::File::open(&log).map_err(io(&log))?;
+    let len = f.metadata().map_err(io(&log))?.len();
+    let mut prefix = vec![0u8; usize::try_from(redo::START_OFFSET).unwrap_or(12288)];
+    f.read_exact(&mut prefix).map_err(io(&log))?;
+    let info = redo::parse_log_prefix(&prefix).map_err(|e| bad(e.to_string()))?;
+    let geo = redo::LogGeometry::new(info.header.first_lsn, len).map_err(|e| bad(e.to_string()))?;
+    // space -> (created in the log, current name); None once deleted.
+    let mut spaces: BTreeMap<u32, Option<(bool, String)>> = BTreeMap::new();
+    let name = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let (mut pos, mut lsn) = (redo::START_OFFSET, info.header.first_lsn);
+    let mut buf = vec![0u8; PIECE];
+    while pos < len {
+        let want = usize::try_from((len - pos).min(PIECE as u64)).unwrap_or(PIECE);
+        f.read_exact_at(&mut buf[..want], pos).map_err(io(&log))?;
+        let scan = redo::scan_mtrs(&geo, lsn, &buf[..want])
+            .map_err(|e| bad(format!("at LSN {lsn}: {e}")))?;
+        let mut off = 0;
+        for l in &scan.mtr_lens {
+            for op in redo::file_records(&buf[off..off + l]).flatten() {
+                match op {
+                    FileOp::Create { space, path } => {
+                        spaces.insert(space.0, Some((true, name(path))));
+                    }
+                    FileOp::Rename { space, to, .. } => {
+                        if let Some(Some((_, n))) = spaces.get_mut(&space.0) {
+                            *n = name(to);
+                        }
+                    }
+                    FileOp::Delete { space, .. } => {
+                        spaces.insert(space.0, None);
+                    }
+                    FileOp::Modify { .. } | FileOp::Checkpoint { .. } => {}
+                }
+            }
+            off += l;
+        }
+        if scan.consumed == 0 || matches!(scan.stop, ScanStop::EndOfLog(_)) {
+            break;
+        }
+        pos += scan.consumed as u64;
+        lsn = Lsn(lsn.0 + scan.consumed as u64);
+    }
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    for (_, n) in spaces.into_values().flatten().filter(|(c, _)| *c) {
+        // Only names inside the backup (`./db/t.ibd`) get a placeholder.
+        let Some(rel) = n.strip_prefix("./") else {
+            continue;
+        };
+        let Ok(rel) = crate::format::path::RelPath::new(rel) else {
+            continue;
+        };
+        let p = rel.under(dir);
+        if p.exists() {
+            continue;
+        }
+        if let Some(parent) = p.parent() {
+            if !parent.exists() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+                dirs.push(parent.to_path_buf());
+            }
+        }
+        std::fs::File::create(&p).map_err(io(&p))?;
+        files.push(p);
+    }
+    Ok((files, dirs))
+}
+
+/// Remove what [`created_placeholders`] made (recovery filled the files
+/// in; they belong to tables the backup leaves out).
+fn remove_placeholders(files: &[PathBuf], dirs: &[PathBuf]) -> Result<()> {
+    for f in files {
+        match std::fs::remove_file(f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(f)(e)),
+        }
+    }
+    for d in dirs {
+        // Only if recovery left nothing else there.
+        let _ = std::fs::remove_dir(d);
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ pub enum Command {
     /// Make a backup consistent (InnoDB crash recovery up to the backup's end LSN).
     Prepare(PrepareArgs),
     /// Copy (or move) a prepared backup into an empty datadir.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Prove an extracted backup whole without restoring it (exit 0 whole, 3 damaged).
     Verify(VerifyArgs),
 }
@@ -278,6 +278,36 @@ pub struct BackupArgs {
     /// Progress display on stderr.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// Partial backup: which tables (mariabackup's options and rules).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Partial-backup filters, spelled and matched as mariabackup 10.11 does
+/// (`format-spec/partial.md`). The system and undo tablespaces, the redo
+/// log and the `mysql` schema are always kept.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Databases or `db.table` names to keep, separated by spaces.
+    #[arg(long, value_name = "LIST")]
+    pub databases: Option<String>,
+    /// A file with one database or `db.table` to keep per line.
+    #[arg(long, value_name = "FILE")]
+    pub databases_file: Option<PathBuf>,
+    /// Databases or `db.table` names to leave out, separated by spaces.
+    #[arg(long, value_name = "LIST")]
+    pub databases_exclude: Option<String>,
+    /// Regular expressions (POSIX extended, comma-separated) matched
+    /// against `db.table`: keep the tables that match.
+    #[arg(long, value_name = "REGEX")]
+    pub tables: Option<String>,
+    /// A file with one fully qualified `db.table` to keep per line.
+    #[arg(long, value_name = "FILE")]
+    pub tables_file: Option<PathBuf>,
+    /// Regular expressions (comma-separated) matched against `db.table`:
+    /// leave out the tables that match.
+    #[arg(long, value_name = "REGEX")]
+    pub tables_exclude: Option<String>,
 }
 
 /// `hotbak prepare`.
@@ -298,6 +328,11 @@ pub struct PrepareArgs {
     /// `--server-option file_key_management_filename=/etc/mysql/keys.txt`.
     #[arg(long, value_name = "NAME=VALUE", value_parser = name_value)]
     pub server_option: Vec<(String, String)>,
+    /// Also write each InnoDB table's `.cfg` (for `ALTER TABLE … IMPORT
+    /// TABLESPACE`) and every table's definition (`hotbak_export`, for
+    /// `hotbak restore --table`); on a prepared backup, only this.
+    #[arg(long)]
+    pub export: bool,
 }
 
 /// `NAME=VALUE`.
@@ -316,7 +351,7 @@ pub struct RestoreArgs {
     pub target_dir: PathBuf,
     /// The datadir to fill (must be empty or absent; default: the
     /// `datadir` of `--defaults-file`).
-    #[arg(long, value_name = "DIR", required_unless_present_any = ["in_place", "defaults_file"])]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["in_place", "defaults_file", "table"])]
     pub datadir: Option<PathBuf>,
     /// The option file of the server to restore: its `[mysqld]`/`[server]`/
     /// `[mariadb]`/`[mariadbd]` `datadir`, `innodb_data_home_dir`,
@@ -369,4 +404,29 @@ pub struct RestoreArgs {
     /// Progress display: a line a second (auto, lines) or none.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// Single-table restore.
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+/// `hotbak restore --table DB.TABLE --to-server SOCKET`: one table of a
+/// backup prepared with `--export` into a running server on this host.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TableArgs {
+    /// The table to put back (`db.table`; created from the backup's
+    /// definition if the server lacks it, refused if its definition differs).
+    #[arg(long, value_name = "DB.TABLE", requires = "to_server", conflicts_with_all = ["datadir", "in_place", "move_back"])]
+    pub table: Option<String>,
+    /// With --table: the running server's socket.
+    #[arg(long, value_name = "SOCKET", requires = "table")]
+    pub to_server: Option<PathBuf>,
+    /// With --table: user (the [client] groups of the option files otherwise).
+    #[arg(long, requires = "table")]
+    pub user: Option<String>,
+    /// With --table: password (prefer an option file).
+    #[arg(long, env = "MYSQL_PWD", hide_env_values = true, requires = "table")]
+    pub password: Option<String>,
+    /// With --table: read no option files.
+    #[arg(long, requires = "table")]
+    pub no_defaults: bool,
 }

@@ -85,8 +85,10 @@ registry!(
     crate::format::envelope::Error,
     crate::format::qpress::Error,
     crate::format::delta::Error,
+    crate::format::export::Error,
     crate::innodb::Error,
     crate::innodb::apply::Error,
+    crate::innodb::cfg::Error,
     crate::transform::TransformError,
     crate::compress::Error,
     crate::encrypt::Error,
@@ -97,9 +99,11 @@ registry!(
     crate::sandbox::Error,
     crate::extract::Error,
     crate::backup::Error,
+    crate::backup::filter::Error,
     crate::prepare::Error,
     crate::native_prepare::Error,
     crate::restore::Error,
+    crate::restore::table::Error,
     crate::verify::Error,
 );
 
@@ -186,6 +190,31 @@ mod tests {
         vec![
             (
                 anyhow::Error::new(crate::error::UsageError("--parallel 0".into())),
+                USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::format::export::Error::Version(9)),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::restore::table::Error::DefinitionDiffers {
+                    table: "`d`.`t`".into(),
+                    diff: vec!["backup: `a` int".into()],
+                }),
+                FAILED,
+            ),
+            (
+                anyhow::Error::new(crate::innodb::cfg::Error::Corrupt {
+                    offset: 0,
+                    reason: "version 2".into(),
+                }),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::backup::filter::Error::NotQualified {
+                    option: "--tables-file list line 2".into(),
+                    name: "t".into(),
+                }),
                 USAGE,
             ),
             (

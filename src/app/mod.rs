@@ -32,7 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Prepare(a) => prepare(a).await,
-        Command::Restore(a) => restore::run(a).await,
+        Command::Restore(a) => restore::run(*a).await,
         Command::Verify(a) => verify(a).await,
     }
 }
@@ -57,16 +57,37 @@ async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
 /// `hotbak prepare`: the blocking engine on a blocking thread, then the summary.
 async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let export = args.export;
+    let popts = crate::prepare::PrepareOptions {
+        export,
+        server_options: args.server_option.clone(),
+    };
     let r = tokio::task::spawn_blocking(move || {
         crate::prepare::prepare_with(
             &args.target_dir,
             args.mariadbd.as_deref(),
             &args.use_memory,
-            &args.server_option,
+            &popts,
         )
     })
     .await
     .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
+    if let Some(n) = r.partial {
+        eprintln!(
+            "hotbak: partial backup: recovery ignored the redo of {n} tablespaces the backup leaves out (innodb_force_recovery=1, as mariabackup's prepare)"
+        );
+    }
+    match r.exported {
+        Some((tables, cfgs)) => eprintln!(
+            "hotbak: --export: {tables} table definitions recorded in {}, {cfgs} .cfg files written for IMPORT TABLESPACE",
+            crate::format::export::EXPORT_NAME
+        ),
+        None if export => eprintln!(
+            "hotbak: --export: the backup holds its export already ({}); nothing to do",
+            crate::format::export::EXPORT_NAME
+        ),
+        None => {}
+    }
     if let Some(t) = &r.already_prepared {
         eprintln!(
             "hotbak: the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"

@@ -245,7 +245,38 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         command_line: crate::format::metadata::mask_command_line(
             &std::env::args().collect::<Vec<_>>(),
         ),
+        filter: filter(&a.filter)?,
     })
+}
+
+/// The partial-backup filter of `hotbak backup` (the `-file` options read
+/// here), or `None` when no filter option is given.
+///
+/// # Errors
+/// [`UsageError`] for an unreadable list file; the filter's own errors.
+pub fn filter(a: &super::args::FilterArgs) -> anyhow::Result<Option<backup::filter::Filter>> {
+    let read =
+        |opt: &str, p: &Option<std::path::PathBuf>| -> anyhow::Result<Option<(String, String)>> {
+            p.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .map(|t| (p.display().to_string(), t))
+                        .map_err(|e| UsageError(format!("--{opt} {}: {e}", p.display())).into())
+                })
+                .transpose()
+        };
+    let spec = backup::filter::FilterSpec {
+        databases: a.databases.clone(),
+        databases_file: read("databases-file", &a.databases_file)?,
+        databases_exclude: a.databases_exclude.clone(),
+        tables: a.tables.clone(),
+        tables_file: read("tables-file", &a.tables_file)?,
+        tables_exclude: a.tables_exclude.clone(),
+    };
+    if !spec.is_partial() {
+        return Ok(None);
+    }
+    Ok(Some(backup::filter::Filter::new(spec)?))
 }
 
 /// What `hotbak verify` checks.

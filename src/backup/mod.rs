@@ -33,6 +33,7 @@ pub mod catalog;
 pub mod datafiles;
 pub mod ddl;
 mod direct;
+pub mod filter;
 pub mod load;
 mod metadata;
 pub mod pacing;

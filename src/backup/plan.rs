@@ -107,4 +107,6 @@ pub struct BackupPlan {
     pub progress: ProgressMode,
     /// The command line, with secrets masked (for `xtrabackup_info`).
     pub command_line: String,
+    /// A partial backup's filter (`None`: every table).
+    pub filter: Option<super::filter::Filter>,
 }

@@ -491,6 +491,8 @@ pub struct XtrabackupInfo {
 impl XtrabackupInfo {
     /// File name.
     pub const FILE: &'static str = names::INFO;
+    /// hotbak's extra key recording a partial backup's filter options.
+    pub const PARTIAL_FILTER: &'static str = "partial_filter";
 
     /// Render with mariabackup 10.11's keys and order, then `extra`.
     #[must_use]

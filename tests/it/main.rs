@@ -7,6 +7,7 @@
 //! - `transforms`: compression and encryption through the binaries.
 //! - `backup_e2e`: hot backup under writes, prepare, restore.
 //! - `remote_e2e`: tables outside the datadir (DATA DIRECTORY, symlinks).
+//! - `partial_e2e`: partial backups, `prepare --export`, `restore --table` (issue 15).
 //! - `native_prepare`: the native redo applier against `mariabackup --prepare`, page by page.
 //! - `restore_e2e`: restore into an option file's directories, in place, interrupted and rerun.
 //! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
@@ -16,6 +17,7 @@ mod backup_e2e;
 mod lock_stalls;
 mod mysql_session;
 mod native_prepare;
+mod partial_e2e;
 mod remote_e2e;
 mod restore_e2e;
 mod support;
