@@ -66,7 +66,7 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         }
         (None, None, Some(t)) if t.starts_with("s3://") => Destination::S3 {
             location: crate::objstore::Location::parse(t)?,
-            config: a.s3.config(),
+            config: Box::new(a.s3.config()),
             upload: a.s3.upload_options(None)?,
         },
         (None, None, Some(t)) => {
@@ -380,7 +380,14 @@ mod tests {
                 assert_eq!(p.parallel, 3);
                 assert!(p.decode.decrypt.is_none());
             }
-            VerifyTarget::Dir(_) => panic!("the stream mode"),
+            VerifyTarget::Dir(_) | VerifyTarget::Store(..) => panic!("the stream mode"),
+        }
+        match plan(&["--from", "s3://bkt/p", "--s3-parallel", "2"]).unwrap() {
+            VerifyTarget::Store(_, url, s3) => {
+                assert_eq!(url, "s3://bkt/p");
+                assert_eq!(s3.s3_parallel, 2);
+            }
+            _ => panic!("the store mode"),
         }
         for bad in [
             &[][..],

@@ -202,7 +202,7 @@ pub async fn upload(a: UploadArgs) -> anyhow::Result<()> {
         .modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0));
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
     let state_path = a.state_file.clone().unwrap_or_else(|| {
         let mut p = a.file.clone().into_os_string();
         p.push(".hotbak-upload");
@@ -276,10 +276,11 @@ impl Scan {
         loop {
             match self.dec.decode(&mut self.buf) {
                 Ok(Some(c)) => match c.ty {
-                    ChunkType::Payload if &c.path[..] == b"xtrabackup_checkpoints" => {
-                        if self.checkpoints.len() + c.payload.len() <= 64 << 10 {
-                            self.checkpoints.extend_from_slice(&c.payload);
-                        }
+                    ChunkType::Payload
+                        if &c.path[..] == b"xtrabackup_checkpoints"
+                            && self.checkpoints.len() + c.payload.len() <= 64 << 10 =>
+                    {
+                        self.checkpoints.extend_from_slice(&c.payload);
                     }
                     ChunkType::Eof => self.files += 1,
                     _ => {}

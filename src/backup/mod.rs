@@ -152,7 +152,7 @@ pub async fn execute(plan: BackupPlan) -> Result<BackupReport, Error> {
         } => {
             // Checked before the server is touched: the store is reachable,
             // takes the credentials, and the prefix holds no backup yet.
-            let client = crate::objstore::Client::new(config.clone(), &location.bucket)
+            let client = crate::objstore::Client::new((**config).clone(), &location.bucket)
                 .map_err(crate::sink::Error::Store)?;
             let up =
                 crate::objstore::upload::Uploader::start(client, location.clone(), *upload, None)

@@ -23,7 +23,7 @@ pub enum Destination {
         /// `s3://bucket/prefix`.
         location: crate::objstore::Location,
         /// Endpoint, credentials, retries.
-        config: crate::objstore::Config,
+        config: Box<crate::objstore::Config>,
         /// Part size, parallelism.
         upload: crate::objstore::upload::UploadOptions,
     },

@@ -220,8 +220,9 @@ pub enum StateLine {
         file: String,
         /// Its size.
         size: u64,
-        /// Its modification time (ns since the epoch).
-        mtime_ns: i128,
+        /// Its modification time (ns since the epoch; an i64, as serde's
+        /// tagged enums cannot carry an i128).
+        mtime_ns: i64,
         /// Part size.
         part_size: u64,
         /// Parts per object.

@@ -321,7 +321,7 @@ impl Uploader {
         let need_new = self
             .objs
             .last()
-            .is_none_or(|o| o.parts.len() >= self.opts.max_parts as usize);
+            .map_or(true, |o| o.parts.len() >= self.opts.max_parts as usize);
         if need_new {
             let i = self.objs.len();
             let key = self.loc.key(&layout::data_name(i));

@@ -73,11 +73,17 @@ fn assert_code(o: &Output, code: i32, needle: &str, what: &str) {
     );
 }
 
-/// Every regular file under `dir`, relative path → bytes.
+/// Every regular file under `dir`, relative path → bytes (without the
+/// stream header and manifest xbextract writes beside a hotbak stream's files).
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     crate::support::walk_tree(dir)
         .into_iter()
-        .filter(|(_, m)| m.is_file())
+        .filter(|(p, m)| {
+            m.is_file()
+                && !p.strip_prefix(dir).is_ok_and(|r| {
+                    r == Path::new("hotbak_manifest") || r == Path::new("hotbak_stream_info")
+                })
+        })
         .map(|(p, _)| {
             let rel = p.strip_prefix(dir).expect("under").to_path_buf();
             let data = std::fs::read(&p).expect("read");
