@@ -25,6 +25,12 @@ pub enum Command {
     Restore(Box<RestoreArgs>),
     /// Prove an extracted backup whole without restoring it (exit 0 whole, 3 damaged).
     Verify(VerifyArgs),
+    // -- object storage (issue 16) --
+    /// Upload a stream on disk to s3://BUCKET/PREFIX, resumable after a crash or kill.
+    Upload(Box<super::s3::UploadArgs>),
+    /// List the backups under s3://BUCKET/PREFIX (or a local directory): complete or not,
+    /// time, size, type, LSNs.
+    Info(Box<super::s3::InfoArgs>),
 }
 
 /// `hotbak verify`.
@@ -34,8 +40,8 @@ pub struct VerifyArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "stream",
-        conflicts_with = "stream"
+        required_unless_present_any = ["stream", "from"],
+        conflicts_with_all = ["stream", "from"]
     )]
     pub target_dir: Option<PathBuf>,
     /// Verify an xbstream read on stdin (plain, compressed or encrypted), writing nothing.
@@ -50,6 +56,13 @@ pub struct VerifyArgs {
     /// Files checked at once (default: the number of cores).
     #[arg(long)]
     pub parallel: Option<usize>,
+    // -- object storage (issue 16) --
+    /// Verify the committed backup at s3://BUCKET/PREFIX as it downloads (like --stream).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with = "stream")]
+    pub from: Option<String>,
+    /// Store options (with --from).
+    #[command(flatten)]
+    pub s3: super::s3::S3Args,
 }
 
 /// Connection options, as mariabackup has them.
@@ -163,9 +176,14 @@ pub struct BackupArgs {
     /// Write an xbstream to stdout (`--stream` or `--stream=xbstream`).
     #[arg(long, num_args = 0..=1, default_missing_value = "xbstream", value_name = "FORMAT")]
     pub stream: Option<String>,
-    /// Send the xbstream to tcp://HOST:PORT (pairs with `xbextract --listen`).
-    #[arg(long, value_name = "tcp://HOST:PORT")]
+    /// Send the xbstream to tcp://HOST:PORT (pairs with `xbextract --listen`), or upload it
+    /// to s3://BUCKET/PREFIX (committed only when the backup completed).
+    #[arg(long, value_name = "tcp://HOST:PORT|s3://BUCKET/PREFIX")]
     pub stream_to: Option<String>,
+    // -- object storage (issue 16) --
+    /// Store options (with --stream-to s3://).
+    #[command(flatten)]
+    pub s3: super::s3::S3Args,
     /// Connection.
     #[command(flatten)]
     pub conn: ConnArgs,

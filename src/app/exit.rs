@@ -18,6 +18,7 @@ use crate::error::{Classify, ErrorClass};
 /// | 2 | usage: bad option, missing argument, bad key file, bad option file |
 /// | 3 | corrupt or truncated input: bad CRC or magic, failed authentication, stream cut short, manifest mismatch, refused path |
 /// | 4 | server: cannot connect, unsupported server, lock timeout, server died, redo log overrun |
+/// | 5 | object store: unreachable, credentials refused, object missing, no commit object (no complete backup under the prefix) |
 pub mod code {
     /// Success.
     pub const OK: i32 = 0;
@@ -29,6 +30,8 @@ pub mod code {
     pub const CORRUPT: i32 = 3;
     /// Server-side failure.
     pub const SERVER: i32 = 4;
+    /// Object-store failure.
+    pub const STORE: i32 = 5;
 }
 
 /// The process exit code for an error class.
@@ -38,6 +41,7 @@ pub fn code_for(class: ErrorClass) -> i32 {
         ErrorClass::Usage => code::USAGE,
         ErrorClass::Corrupt | ErrorClass::Truncated => code::CORRUPT,
         ErrorClass::Server => code::SERVER,
+        ErrorClass::Store => code::STORE,
         ErrorClass::Io | ErrorClass::Failed => code::FAILED,
     }
 }
@@ -105,6 +109,7 @@ registry!(
     crate::restore::Error,
     crate::restore::table::Error,
     crate::verify::Error,
+    crate::objstore::Error,
 );
 
 /// Classify an `anyhow` error: the class of the first classified cause in
@@ -186,7 +191,7 @@ mod tests {
     /// One sample of every class each registered type produces, with the
     /// code README.md's table promises for it.
     fn samples() -> Vec<(anyhow::Error, i32)> {
-        use code::{CORRUPT, FAILED, SERVER, USAGE};
+        use code::{CORRUPT, FAILED, SERVER, STORE, USAGE};
         vec![
             (
                 anyhow::Error::new(crate::error::UsageError("--parallel 0".into())),
@@ -503,6 +508,46 @@ mod tests {
                 anyhow::Error::new(crate::innodb::apply::Error::PageSize(1000)),
                 FAILED,
             ),
+            (
+                anyhow::Error::new(crate::objstore::Error::NotCommitted {
+                    bucket: "b".into(),
+                    prefix: "p".into(),
+                    commit: "p/hotbak-commit.json".into(),
+                    found: String::new(),
+                }),
+                STORE,
+            ),
+            (
+                anyhow::Error::new(crate::objstore::Error::Auth {
+                    op: "PutObject",
+                    key: "k".into(),
+                    status: 403,
+                    code: "SignatureDoesNotMatch".into(),
+                    message: "m".into(),
+                }),
+                STORE,
+            ),
+            (
+                anyhow::Error::new(crate::objstore::Error::Usage("s3://B".into())),
+                USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::objstore::Error::Corrupt {
+                    key: "k".into(),
+                    reason: "bad".into(),
+                }),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::objstore::Error::Aborted("s3://b/p".into())),
+                FAILED,
+            ),
+            (
+                anyhow::Error::new(crate::sink::Error::Store(crate::objstore::Error::Exists {
+                    key: "k".into(),
+                })),
+                STORE,
+            ),
         ]
     }
 
@@ -532,6 +577,7 @@ mod tests {
             ("usage", code::USAGE),
             ("corrupt or truncated input", code::CORRUPT),
             ("server", code::SERVER),
+            ("object store", code::STORE),
         ];
         let expect: Vec<(String, i32)> = expect.iter().map(|(w, c)| ((*w).into(), *c)).collect();
         assert_eq!(table, expect);

@@ -17,6 +17,7 @@ pub mod exit;
 mod layers;
 pub mod plan;
 pub mod restore;
+pub mod s3;
 
 use args::{Cli, Command};
 
@@ -34,6 +35,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prepare(a) => prepare(a).await,
         Command::Restore(a) => restore::run(*a).await,
         Command::Verify(a) => verify(a).await,
+        Command::Upload(a) => s3::upload(*a).await,
+        Command::Info(a) => s3::info(*a).await,
     }
 }
 
@@ -42,6 +45,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// workers).
 async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
     match plan::verify(args)? {
+        plan::VerifyTarget::Store(plan, url, s3) => {
+            let (_, download) = s3::open_download(&url, &s3).await?;
+            let mut download = download;
+            let res = crate::verify::run_stream(&plan, &mut download, &url).await;
+            // The download's own error is the root cause of a read error.
+            let dl = download.finish().await;
+            res?;
+            dl?;
+        }
         plan::VerifyTarget::Stream(plan) => {
             crate::verify::run_stream(&plan, tokio::io::stdin(), "stdin").await?;
         }

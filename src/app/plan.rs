@@ -64,10 +64,17 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
             }
             Destination::Stdout
         }
+        (None, None, Some(t)) if t.starts_with("s3://") => Destination::S3 {
+            location: crate::objstore::Location::parse(t)?,
+            config: Box::new(a.s3.config()),
+            upload: a.s3.upload_options(None)?,
+        },
         (None, None, Some(t)) => {
-            let addr = t
-                .strip_prefix("tcp://")
-                .ok_or_else(|| UsageError(format!("--stream-to {t}: expected tcp://HOST:PORT")))?;
+            let addr = t.strip_prefix("tcp://").ok_or_else(|| {
+                UsageError(format!(
+                    "--stream-to {t}: expected tcp://HOST:PORT or s3://BUCKET/PREFIX"
+                ))
+            })?;
             Destination::Tcp(addr.to_owned())
         }
         (None, None, None) => {
@@ -286,6 +293,8 @@ pub enum VerifyTarget {
     Dir(crate::verify::VerifyPlan),
     /// The xbstream on stdin.
     Stream(crate::verify::StreamPlan),
+    /// The committed backup at an s3:// URL, with the store options.
+    Store(crate::verify::StreamPlan, String, super::s3::S3Args),
 }
 
 /// Check `hotbak verify`'s arguments and build the plan (the key is read here).
@@ -298,6 +307,15 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
     if parallel == 0 {
         return Err(UsageError("--parallel must be at least 1".into()).into());
+    }
+    if let Some(url) = a.from {
+        let decode =
+            crate::extract::decoders(a.decrypt_key_file.as_deref(), a.decrypt_key_env.as_deref())?;
+        return Ok(VerifyTarget::Store(
+            crate::verify::StreamPlan { parallel, decode },
+            url,
+            a.s3,
+        ));
     }
     match (a.target_dir, a.stream) {
         (Some(target_dir), false) => {
@@ -395,7 +413,14 @@ mod tests {
                 assert_eq!(p.parallel, 3);
                 assert!(p.decode.decrypt.is_none());
             }
-            VerifyTarget::Dir(_) => panic!("the stream mode"),
+            VerifyTarget::Dir(_) | VerifyTarget::Store(..) => panic!("the stream mode"),
+        }
+        match plan(&["--from", "s3://bkt/p", "--s3-parallel", "2"]).unwrap() {
+            VerifyTarget::Store(_, url, s3) => {
+                assert_eq!(url, "s3://bkt/p");
+                assert_eq!(s3.s3_parallel, 2);
+            }
+            _ => panic!("the store mode"),
         }
         for bad in [
             &[][..],

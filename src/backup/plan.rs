@@ -18,6 +18,15 @@ pub enum Destination {
     Stdout,
     /// xbstream over TCP.
     Tcp(String),
+    /// xbstream uploaded to an S3-compatible store, committed at the end.
+    S3 {
+        /// `s3://bucket/prefix`.
+        location: crate::objstore::Location,
+        /// Endpoint, credentials, retries.
+        config: Box<crate::objstore::Config>,
+        /// Part size, parallelism.
+        upload: crate::objstore::upload::UploadOptions,
+    },
 }
 
 /// How the backup blocks the server's writes.

@@ -11,6 +11,7 @@
 //! - `native_prepare`: the native redo applier against `mariabackup --prepare`, page by page.
 //! - `restore_e2e`: restore into an option file's directories, in place, interrupted and rerun.
 //! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
+//! - `s3_e2e`: object storage against a real SeaweedFS (uploads, resume, cuts, live backups).
 //! - `lock_stalls`: the lock-stall probe of `bench/lock_stalls.sh` (ignored: a benchmark driver).
 
 mod backup_e2e;
@@ -20,6 +21,7 @@ mod native_prepare;
 mod partial_e2e;
 mod remote_e2e;
 mod restore_e2e;
+mod s3_e2e;
 mod support;
 mod transforms;
 mod verify_e2e;
