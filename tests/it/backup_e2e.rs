@@ -1434,9 +1434,11 @@ fn walk(d: &Path) -> Vec<std::path::PathBuf> {
 /// records them, so `hotbak prepare` loads the same plugin, and a server
 /// loading it starts on the restored backup and passes the checks. A
 /// prepare without the key file fails naming it, and leaves the backup as
-/// it was. (`mariabackup --prepare` of this backup still fails: issue 18.)
+/// it was. `mariabackup --prepare` (with backup-my.cnf as its options, as
+/// it reads its own backups) prepares a copy, and a server starts on it.
 #[test]
 fn encrypted_tables_backed_up_and_prepared() {
+    let mariabackup = tool("mariabackup");
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys.txt");
     std::fs::write(
@@ -1453,6 +1455,9 @@ fn encrypted_tables_backed_up_and_prepared() {
     ];
     let plugin_refs: Vec<&str> = plugin.iter().map(String::as_str).collect();
     let Some(mut sb) = sandbox(dir.path(), &plugin_refs) else {
+        return;
+    };
+    let Some(mariabackup) = mariabackup else {
         return;
     };
     let backup = dir.path().join("backup");
@@ -1525,6 +1530,8 @@ fn encrypted_tables_backed_up_and_prepared() {
             changed.is_empty() && gone.is_empty(),
             "the failed prepare changed the backup: now {changed:?}, before {gone:?}"
         );
+        let pristine = dir.path().join("pristine");
+        copy_dir(&backup, &pristine);
         // The key file given on the command line where it now lives.
         run_ok(
             &bin("hotbak"),
@@ -1537,6 +1544,22 @@ fn encrypted_tables_backed_up_and_prepared() {
             ],
         );
         std::fs::rename(&moved, &keys).expect("keys back");
+        // mariabackup prepares hotbak's backup of the encrypted server,
+        // reading the plugin and its settings from backup-my.cnf as it
+        // reads its own (its prepare takes backup-my.cnf as its options).
+        let peer_copy = dir.path().join("peer-src");
+        copy_dir(&pristine, &peer_copy);
+        run_ok(
+            &mariabackup,
+            &[
+                OsStr::new(&format!(
+                    "--defaults-file={}",
+                    peer_copy.join("backup-my.cnf").display()
+                )),
+                OsStr::new("--prepare"),
+                OsStr::new(&format!("--target-dir={}", peer_copy.display())),
+            ],
+        );
         let start = |data: &Path, name: &str| {
             Sandbox::start_on(
                 data,
@@ -1553,5 +1576,8 @@ fn encrypted_tables_backed_up_and_prepared() {
         let mut ours = start(&datadir, "ours");
         check(&ours, &t.expect()).await;
         ours.stop().expect("stops");
+        let mut peer = start(&peer_copy, "peer");
+        check(&peer, &t.expect()).await;
+        peer.stop().expect("stops");
     });
 }
