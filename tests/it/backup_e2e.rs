@@ -706,6 +706,34 @@ fn fails_when_stdout_closed() {
     assert!(t.elapsed() < Duration::from_secs(30));
 }
 
+/// Heavy redo on `hb_app.scratch` (bulk inserts of large rows, then
+/// deletes, `pause` between rounds) until `stop`; returns the rounds done.
+fn heavy_writer(
+    mut s: Session,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pause: Duration,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if s.execute(
+                "INSERT INTO hb_app.scratch (p) SELECT REPEAT('y', 240) FROM hb_app.seq_1_to_5000",
+            )
+            .await
+            .is_err()
+                || s.execute("DELETE FROM hb_app.scratch ORDER BY id LIMIT 5000")
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            n += 1;
+            tokio::time::sleep(pause).await;
+        }
+        n
+    })
+}
+
 #[test]
 fn fails_on_redo_overrun() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -735,21 +763,7 @@ fn fails_on_redo_overrun() {
             .expect("scratch");
         // Heavy redo: bulk inserts of large rows, then deletes, in a loop.
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let st = stop.clone();
-        let heavy = tokio::spawn(async move {
-            let mut n = 0u64;
-            while !st.load(std::sync::atomic::Ordering::SeqCst) {
-                if s.execute("INSERT INTO hb_app.scratch (p) SELECT REPEAT('y', 240) FROM hb_app.seq_1_to_5000")
-                    .await
-                    .is_err()
-                    || s.execute("DELETE FROM hb_app.scratch ORDER BY id LIMIT 5000").await.is_err()
-                {
-                    break;
-                }
-                n += 1;
-            }
-            n
-        });
+        let heavy = heavy_writer(s, stop.clone(), Duration::ZERO);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let o = stream_backup(
             sb.socket(),
@@ -803,26 +817,10 @@ fn stalled_destination_spools_redo_instead_of_overrunning() {
         let w = Writer::start(&conn, &schema, &WriterOptions::default())
             .await
             .expect("writer");
+        // Several MB/s of redo: many times the ring over the stall, well
+        // within what the follower copies.
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let st = stop.clone();
-        let heavy = tokio::spawn(async move {
-            let mut n = 0u64;
-            while !st.load(std::sync::atomic::Ordering::SeqCst) {
-                if s.execute("INSERT INTO hb_app.scratch (p) SELECT REPEAT('y', 240) FROM hb_app.seq_1_to_5000")
-                    .await
-                    .is_err()
-                    || s.execute("DELETE FROM hb_app.scratch ORDER BY id LIMIT 5000").await.is_err()
-                {
-                    break;
-                }
-                n += 1;
-                // A few MB/s of redo: many times the ring over the backup,
-                // more than the follower's share of the throttled pipe,
-                // well within what the follower copies.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            n
-        });
+        let heavy = heavy_writer(s, stop.clone(), Duration::from_millis(100));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = w.snapshot();
         let extra = strs(&[
