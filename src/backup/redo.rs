@@ -355,16 +355,6 @@ impl Out {
             .map_err(|e| Error::Task(e.to_string()))?
     }
 
-    /// The drainer's error, if it already failed (the graph closed).
-    fn check(&self) -> Result<(), Error> {
-        match self.spool.failure() {
-            Some(f) => Err(Error::Redo(format!(
-                "the redo copy could not be written to the backup: {f}"
-            ))),
-            None => Ok(()),
-        }
-    }
-
     /// Close the spool, wait until the graph has every byte, and report.
     async fn finish(mut self) -> Result<spool::Stats, Error> {
         self.spool.close()?;
@@ -410,7 +400,7 @@ async fn follow(
     let mut last_stop: Option<(Lsn, Option<redo::EndOfLog>, Vec<u8>)> = None;
     let warn_at = capacity / 100 * opts.warn_percent.min(100);
     loop {
-        out.check()?;
+        out.spool.check()?;
         // 1. Copy everything valid that the server has made durable. The
         // bound is sampled before the read: the log below the flushed LSN
         // is on disk and never changes (a rewrite of the last partial block

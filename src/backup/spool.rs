@@ -51,12 +51,31 @@ pub enum Segment {
     },
 }
 
+impl Segment {
+    /// Its length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Segment::Mem(b) => b.len(),
+            Segment::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether it holds no bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The pure queue: segments in order, bytes in memory within a budget,
 /// the next free offset of the spool file.
 #[derive(Debug)]
 pub struct Queue {
     segs: VecDeque<Segment>,
     mem: usize,
+    /// Bytes queued (memory and file).
+    waiting: u64,
     budget: usize,
     file_end: u64,
     /// File ranges placed but not yet pushed (being written).
@@ -92,6 +111,7 @@ impl Queue {
         Queue {
             segs: VecDeque::new(),
             mem: 0,
+            waiting: 0,
             budget,
             file_end: 0,
             pending: 0,
@@ -121,9 +141,9 @@ impl Queue {
             Segment::Mem(b) => self.mem += b.len(),
             Segment::File { .. } => self.pending = self.pending.saturating_sub(1),
         }
+        self.waiting += seg.len() as u64;
         self.segs.push_back(seg);
-        let backlog = self.backlog();
-        self.stats.peak_backlog = self.stats.peak_backlog.max(backlog);
+        self.stats.peak_backlog = self.stats.peak_backlog.max(self.waiting);
     }
 
     /// The oldest segment.
@@ -132,6 +152,7 @@ impl Queue {
         if let Segment::Mem(b) = &s {
             self.mem -= b.len();
         }
+        self.waiting -= s.len() as u64;
         Some(s)
     }
 
@@ -147,13 +168,7 @@ impl Queue {
     /// Bytes waiting.
     #[must_use]
     pub fn backlog(&self) -> u64 {
-        self.segs
-            .iter()
-            .map(|s| match s {
-                Segment::Mem(b) => b.len() as u64,
-                Segment::File { len, .. } => *len as u64,
-            })
-            .sum()
+        self.waiting
     }
 
     /// Bytes held in memory.
@@ -176,6 +191,12 @@ pub struct Spool {
     state: Mutex<State>,
     wake: Notify,
     dir: PathBuf,
+}
+
+fn drain_failed(why: &str) -> Error {
+    Error::Redo(format!(
+        "the redo copy could not be written to the backup: {why}"
+    ))
 }
 
 fn poisoned() -> Error {
@@ -210,9 +231,7 @@ impl Spool {
         let (place, file) = {
             let mut st = self.state.lock().map_err(|_| poisoned())?;
             if let Some(f) = &st.failed {
-                return Err(Error::Redo(format!(
-                    "the redo copy could not be written to the backup: {f}"
-                )));
+                return Err(drain_failed(f));
             }
             let place = st.queue.place(data.len());
             let file = match place {
@@ -270,10 +289,15 @@ impl Spool {
         self.state.lock().map_or(0, |s| s.queue.backlog())
     }
 
-    /// The drainer's failure, if it failed.
-    #[must_use]
-    pub fn failure(&self) -> Option<String> {
-        self.state.lock().ok().and_then(|s| s.failed.clone())
+    /// The drainer's failure, if it failed (the graph closed).
+    ///
+    /// # Errors
+    /// That failure.
+    pub fn check(&self) -> Result<(), Error> {
+        match self.state.lock().ok().and_then(|s| s.failed.clone()) {
+            Some(f) => Err(drain_failed(&f)),
+            None => Ok(()),
+        }
     }
 
     /// What the spool did so far.
@@ -393,11 +417,17 @@ mod tests {
             let mut q = Queue::new(budget);
             let mut file = vec![0u8; 0];
             let mut next_in = 0u8;
-            let mut expect_out = 0u8;
+            let mut pushed = 0usize;
+            let mut out: Vec<u8> = Vec::new();
+            let read = |seg: Segment, file: &[u8], out: &mut Vec<u8>| match seg {
+                Segment::Mem(b) => out.extend_from_slice(&b),
+                Segment::File { off, len } => out.extend_from_slice(&file[off as usize..off as usize + len]),
+            };
             for (is_push, len) in ops {
                 if is_push {
                     let data: Vec<u8> = (0..len).map(|i| next_in.wrapping_add(i as u8)).collect();
                     next_in = next_in.wrapping_add(len as u8);
+                    pushed += len;
                     match q.place(len) {
                         Placement::Mem => q.push(Segment::Mem(Bytes::from(data))),
                         Placement::File(off) => {
@@ -411,28 +441,17 @@ mod tests {
                 } else {
                     q.rewind_if_empty();
                     if let Some(seg) = q.pop() {
-                        let bytes = match seg {
-                            Segment::Mem(b) => b.to_vec(),
-                            Segment::File { off, len } => file[off as usize..off as usize + len].to_vec(),
-                        };
-                        for b in bytes {
-                            prop_assert_eq!(b, expect_out);
-                            expect_out = expect_out.wrapping_add(1);
-                        }
+                        read(seg, &file, &mut out);
                     }
                 }
             }
             while let Some(seg) = q.pop() {
-                let bytes = match seg {
-                    Segment::Mem(b) => b.to_vec(),
-                    Segment::File { off, len } => file[off as usize..off as usize + len].to_vec(),
-                };
-                for b in bytes {
-                    prop_assert_eq!(b, expect_out);
-                    expect_out = expect_out.wrapping_add(1);
-                }
+                read(seg, &file, &mut out);
             }
-            prop_assert_eq!(expect_out, next_in);
+            prop_assert_eq!(out.len(), pushed);
+            for (i, b) in out.iter().enumerate() {
+                prop_assert_eq!(*b, i as u8, "byte {} out of order", i);
+            }
         }
     }
 }
