@@ -59,6 +59,12 @@ pub enum Error {
     /// Recovery failed (the server did not start or stop cleanly).
     #[error("InnoDB recovery with mariadbd failed: {0}")]
     Recovery(String),
+    /// The native prepare failed.
+    #[error("native prepare: {0}")]
+    Native(#[from] crate::native_prepare::Error),
+    /// Applying an incremental failed.
+    #[error("incremental prepare: {0}")]
+    Incremental(#[from] crate::incremental::Error),
 }
 
 impl Classify for Error {
@@ -68,6 +74,8 @@ impl Classify for Error {
             Error::Metadata { .. } => ErrorClass::Corrupt,
             Error::Io { .. } => ErrorClass::Io,
             Error::Recovery(_) => ErrorClass::Server,
+            Error::Native(e) => e.class(),
+            Error::Incremental(e) => e.class(),
         }
     }
 }
@@ -95,6 +103,13 @@ pub struct PrepareReport {
     /// The backup was prepared already (`backup_type` full-prepared or
     /// log-applied): nothing was done. DBAs prepare twice out of habit.
     pub already_prepared: Option<String>,
+    /// The native applier's report, when it prepared the backup.
+    pub native: Option<crate::native_prepare::Report>,
+    /// Why the native applier refused, when `Method::Auto` fell back to
+    /// the mariadbd-based recovery.
+    pub fell_back: Option<String>,
+    /// The incremental applied, with `--incremental-dir`.
+    pub incremental: Option<crate::incremental::Report>,
 }
 
 fn read_text(p: &Path) -> Result<String> {
@@ -106,53 +121,11 @@ fn read_text(p: &Path) -> Result<String> {
 /// # Errors
 /// [`Error`] naming the file or the server's last log lines.
 pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<PrepareReport> {
+    let ck = match start(dir)? {
+        Start::Go(ck) => ck,
+        Start::Done(r) => return Ok(r),
+    };
     let ck_path = dir.join(Checkpoints::FILE);
-    if !ck_path.is_file() {
-        return Err(Error::NotABackup {
-            dir: dir.display().to_string(),
-            reason: format!("no {} here: not an extracted backup (is it still compressed or encrypted? run xbextract)", Checkpoints::FILE),
-        });
-    }
-    let ck = Checkpoints::parse(&read_text(&ck_path)?).map_err(|e| Error::Metadata {
-        path: ck_path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    match ck.backup_type {
-        BackupType::FullBackuped => {}
-        BackupType::FullPrepared | BackupType::LogApplied => {
-            return Ok(PrepareReport {
-                already_prepared: Some(ck.backup_type.as_str().to_owned()),
-                ..PrepareReport::default()
-            });
-        }
-        BackupType::Incremental => {
-            return Err(Error::NotABackup {
-                dir: dir.display().to_string(),
-                reason: format!(
-                    "this is an incremental backup (from_lsn {}, to_lsn {}): prepare its base, then apply it onto the base \
-                     with `mariabackup --prepare --target-dir=BASE --incremental-dir={}` (hotbak's own --incremental-dir is not there yet)",
-                    ck.from_lsn,
-                    ck.to_lsn,
-                    dir.display()
-                ),
-            })
-        }
-        ref other => {
-            return Err(Error::NotABackup {
-                dir: dir.display().to_string(),
-                reason: format!(
-                    "backup_type is {}, expected full-backuped (already prepared, or incremental)",
-                    other.as_str()
-                ),
-            })
-        }
-    }
-    if !dir.join("ib_logfile0").is_file() {
-        return Err(Error::NotABackup {
-            dir: dir.display().to_string(),
-            reason: "ib_logfile0 is missing".into(),
-        });
-    }
     let cnf_path = dir.join(BackupMyCnf::FILE);
     let cnf = BackupMyCnf::parse(&read_text(&cnf_path)?).map_err(|e| Error::Metadata {
         path: cnf_path.display().to_string(),
@@ -225,7 +198,7 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
         recovery_secs,
         link_files: aside,
         relocated_names: relocated,
-        already_prepared: None,
+        ..PrepareReport::default()
     })
 }
 
@@ -432,4 +405,182 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How `prepare` applies the backup's redo log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Method {
+    /// Native; when the native applier refuses the log (before changing
+    /// anything), the mariadbd-based recovery instead.
+    #[default]
+    Auto,
+    /// Native only (mariabackup's prepare: redo applied, nothing rolled
+    /// back, `log-applied`): the backup can take incrementals.
+    Native,
+    /// Start `mariadbd` on the backup: redo applied, then rolled back
+    /// (`full-prepared`): no incrementals after it.
+    Server,
+}
+
+/// Options of [`prepare_with`].
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// How to apply the redo.
+    pub method: Method,
+    /// The mariadbd binary for [`Method::Server`] (and the fallback).
+    pub mariadbd: Option<PathBuf>,
+    /// Memory: the buffer pool of the mariadbd run, the record budget of
+    /// the native applier (`256M`, `1G`, bytes).
+    pub use_memory: String,
+    /// Apply this incremental onto the (prepared) target.
+    pub incremental_dir: Option<PathBuf>,
+}
+
+/// `hotbak prepare`: prepare `dir` with the chosen method, or apply an
+/// incremental onto it (preparing it natively first when it is not yet
+/// prepared).
+///
+/// # Errors
+/// [`Error`] naming the file, LSN or server log.
+pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
+    let use_memory = parse_memory(&opts.use_memory)?;
+    let native_opts = crate::native_prepare::NativeOptions { use_memory };
+    if let Some(inc) = &opts.incremental_dir {
+        if opts.method == Method::Server {
+            return Err(Error::NotABackup {
+                dir: inc.display().to_string(),
+                reason: "incrementals are applied natively (mariadbd recovery rolls back, after which deltas do not apply)".into(),
+            });
+        }
+        // The chain first, so that a wrong pair changes nothing.
+        let base_link = crate::incremental::read_link(dir)?;
+        let inc_link = crate::incremental::read_link(inc)?;
+        crate::incremental::check_chain(
+            &base_link,
+            &inc_link,
+            &dir.display().to_string(),
+            &inc.display().to_string(),
+        )?;
+        let mut report = PrepareReport::default();
+        if base_link.ck.backup_type == BackupType::FullBackuped {
+            let r = prepare_native(dir, &native_opts)?;
+            report.markers = r.markers;
+            report.native = r.native;
+        }
+        report.incremental = Some(crate::incremental::apply(dir, inc, &native_opts)?);
+        return Ok(report);
+    }
+    match opts.method {
+        Method::Server => prepare(dir, opts.mariadbd.as_deref(), &opts.use_memory),
+        Method::Native => prepare_native(dir, &native_opts),
+        Method::Auto => match prepare_native(dir, &native_opts) {
+            Err(Error::Native(e @ crate::native_prepare::Error::Unsupported { .. })) => {
+                let mut r = prepare(dir, opts.mariadbd.as_deref(), &opts.use_memory)?;
+                r.fell_back = Some(e.to_string());
+                Ok(r)
+            }
+            other => other,
+        },
+    }
+}
+
+/// `--use-memory` in bytes.
+fn parse_memory(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mul) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::NotABackup {
+            dir: "--use-memory".into(),
+            reason: format!("{s:?} is not a size (like 256M or 1G)"),
+        })
+}
+
+/// The native prepare of a full backup: the same checks as [`prepare`],
+/// DDL markers, then the redo applied by [`crate::native_prepare`].
+fn prepare_native(
+    dir: &Path,
+    opts: &crate::native_prepare::NativeOptions,
+) -> Result<PrepareReport> {
+    if let Start::Done(r) = start(dir)? {
+        return Ok(r);
+    }
+    // The markers first (as for the mariadbd run); a refusal of the native
+    // applier after them leaves a valid unprepared backup.
+    let markers = apply_markers(dir)?;
+    let started = std::time::Instant::now();
+    let report = crate::native_prepare::native_prepare(dir, opts)?;
+    Ok(PrepareReport {
+        markers,
+        recovery_secs: started.elapsed().as_secs_f64(),
+        native: Some(report),
+        ..PrepareReport::default()
+    })
+}
+
+/// Where a prepare of a full backup starts.
+enum Start {
+    /// An unprepared full backup: go on.
+    Go(Checkpoints),
+    /// Already prepared: nothing to do.
+    Done(PrepareReport),
+}
+
+/// The checks every prepare of a full backup makes first.
+fn start(dir: &Path) -> Result<Start> {
+    let ck_path = dir.join(Checkpoints::FILE);
+    if !ck_path.is_file() {
+        return Err(Error::NotABackup {
+            dir: dir.display().to_string(),
+            reason: format!("no {} here: not an extracted backup (is it still compressed or encrypted? run xbextract)", Checkpoints::FILE),
+        });
+    }
+    let ck = Checkpoints::parse(&read_text(&ck_path)?).map_err(|e| Error::Metadata {
+        path: ck_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    match ck.backup_type {
+        BackupType::FullBackuped => {}
+        BackupType::FullPrepared | BackupType::LogApplied => {
+            return Ok(Start::Done(PrepareReport {
+                already_prepared: Some(ck.backup_type.as_str().to_owned()),
+                ..PrepareReport::default()
+            }));
+        }
+        BackupType::Incremental => {
+            return Err(Error::NotABackup {
+                dir: dir.display().to_string(),
+                reason: format!(
+                    "this is an incremental backup (from_lsn {}, to_lsn {}): apply it onto its prepared base \
+                     with `hotbak prepare --target-dir BASE --incremental-dir {}`",
+                    ck.from_lsn,
+                    ck.to_lsn,
+                    dir.display()
+                ),
+            })
+        }
+        ref other => {
+            return Err(Error::NotABackup {
+                dir: dir.display().to_string(),
+                reason: format!(
+                    "backup_type is {}, expected full-backuped",
+                    other.as_str()
+                ),
+            })
+        }
+    }
+    if !dir.join("ib_logfile0").is_file() {
+        return Err(Error::NotABackup {
+            dir: dir.display().to_string(),
+            reason: "ib_logfile0 is missing".into(),
+        });
+    }
+    Ok(Start::Go(ck))
 }

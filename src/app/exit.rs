@@ -99,6 +99,7 @@ registry!(
     crate::backup::Error,
     crate::prepare::Error,
     crate::native_prepare::Error,
+    crate::incremental::Error,
     crate::restore::Error,
     crate::verify::Error,
 );
@@ -473,6 +474,12 @@ mod tests {
             (
                 anyhow::Error::new(crate::innodb::apply::Error::PageSize(1000)),
                 FAILED,
+            ),
+            (
+                anyhow::Error::new(crate::incremental::Error::Chain(
+                    "from_lsn 2 but to_lsn 1".into(),
+                )),
+                USAGE,
             ),
         ]
     }
