@@ -112,6 +112,15 @@ pub struct PrepareReport {
     pub incremental: Option<crate::incremental::Report>,
 }
 
+impl PrepareReport {
+    fn already(backup_type: String) -> Self {
+        PrepareReport {
+            already_prepared: Some(backup_type),
+            ..PrepareReport::default()
+        }
+    }
+}
+
 fn read_text(p: &Path) -> Result<String> {
     std::fs::read_to_string(p).map_err(io(p))
 }
@@ -123,7 +132,7 @@ fn read_text(p: &Path) -> Result<String> {
 pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<PrepareReport> {
     let ck = match start(dir)? {
         Start::Go(ck) => ck,
-        Start::Done(r) => return Ok(r),
+        Start::Done(t) => return Ok(PrepareReport::already(t)),
     };
     let ck_path = dir.join(Checkpoints::FILE);
     let cnf_path = dir.join(BackupMyCnf::FILE);
@@ -509,8 +518,8 @@ fn prepare_native(
     dir: &Path,
     opts: &crate::native_prepare::NativeOptions,
 ) -> Result<PrepareReport> {
-    if let Start::Done(r) = start(dir)? {
-        return Ok(r);
+    if let Start::Done(t) = start(dir)? {
+        return Ok(PrepareReport::already(t));
     }
     // The markers first (as for the mariadbd run); a refusal of the native
     // applier after them leaves a valid unprepared backup.
@@ -529,8 +538,8 @@ fn prepare_native(
 enum Start {
     /// An unprepared full backup: go on.
     Go(Checkpoints),
-    /// Already prepared: nothing to do.
-    Done(PrepareReport),
+    /// Already prepared (its `backup_type`): nothing to do.
+    Done(String),
 }
 
 /// The checks every prepare of a full backup makes first.
@@ -549,10 +558,7 @@ fn start(dir: &Path) -> Result<Start> {
     match ck.backup_type {
         BackupType::FullBackuped => {}
         BackupType::FullPrepared | BackupType::LogApplied => {
-            return Ok(Start::Done(PrepareReport {
-                already_prepared: Some(ck.backup_type.as_str().to_owned()),
-                ..PrepareReport::default()
-            }));
+            return Ok(Start::Done(ck.backup_type.as_str().to_owned()));
         }
         BackupType::Incremental => {
             return Err(Error::NotABackup {

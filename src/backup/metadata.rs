@@ -116,7 +116,11 @@ pub(super) async fn write_all(
         } else {
             "N".into()
         },
-        extra: Vec::new(),
+        extra: plan
+            .parent_uuid
+            .iter()
+            .map(|u| (crate::incremental::PARENT_UUID_KEY.to_owned(), u.clone()))
+            .collect(),
     };
     write_meta(input, XtrabackupInfo::FILE, xi.render(), true).await?;
     if let Some(dir) = &plan.extra_lsndir {
