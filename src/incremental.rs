@@ -743,24 +743,33 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(&tmp, to).map_err(io(to))
 }
 
-/// Apply the incremental `inc` onto the base `base` (see the module text).
-/// The base must be prepared (`log-applied`); the caller prepares a
-/// `full-backuped` base natively first.
+/// Everything [`apply`] checks before the base changes.
+struct Inspected {
+    bl: Link,
+    il: Link,
+    bcnf: BackupMyCnf,
+    icnf: BackupMyCnf,
+    page_size: usize,
+    v: View,
+    deltas: Vec<(String, DeltaSource, Meta)>,
+}
+
+/// Check that `inc` can be applied onto `base` (a prepared or not yet
+/// prepared full backup, or one with earlier incrementals applied)
+/// without changing either: the chain, the geometry, every `.meta` and
+/// the structure of every `.delta`.
 ///
 /// # Errors
-/// [`Error::Chain`] (nothing changed) when they are not a chain; the
-/// other variants for damaged input or I/O.
-pub fn apply(base: &Path, inc: &Path, opts: &NativeOptions) -> Result<Report> {
+/// As [`apply`]'s checks.
+pub fn precheck(base: &Path, inc: &Path) -> Result<()> {
+    inspect(base, inc).map(|_| ())
+}
+
+fn inspect(base: &Path, inc: &Path) -> Result<Inspected> {
     let bl = read_link(base)?;
     let il = read_link(inc)?;
     let (bd, id) = (base.display().to_string(), inc.display().to_string());
     check_chain(&bl, &il, &bd, &id)?;
-    if bl.ck.backup_type != BackupType::LogApplied {
-        return Err(Error::Chain(format!(
-            "{bd} must be prepared before an incremental is applied (backup_type is {})",
-            bl.ck.backup_type.as_str()
-        )));
-    }
     let bcnf = native_prepare::read_backup_my_cnf(base)?;
     let icnf = native_prepare::read_backup_my_cnf(inc)?;
     if bcnf.innodb_page_size != icnf.innodb_page_size {
@@ -781,12 +790,27 @@ pub fn apply(base: &Path, inc: &Path, opts: &NativeOptions) -> Result<Report> {
         rens.insert(f.clone(), read_small(&inc.join(f))?);
     }
     let v = view(&files, &rens)?;
+    // Every incremental has a delta of the system tablespace: without one
+    // the files are still compressed or encrypted (or not an incremental),
+    // and going on would delete every base tablespace the view lacks.
+    let sys_first = system_files(&icnf, page_size.max(1) as u64)
+        .first()
+        .map(|(n, _)| n.clone())
+        .unwrap_or_else(|| "ibdata1".to_owned());
+    if !v.deltas.contains_key(&sys_first) {
+        let packed = files.iter().find(|f| {
+            [".qp", ".zst", ".lz4", ".hbenc", ".xbcrypt"]
+                .iter()
+                .any(|e| f.ends_with(e))
+        });
+        return Err(Error::Chain(format!(
+            "{id} has no {sys_first}.delta + {sys_first}.meta{}: not an extracted incremental",
+            packed.map_or_else(String::new, |p| format!(
+                " ({p} is still compressed or encrypted: extract it with xbextract first)"
+            ))
+        )));
+    }
     let mut deltas = Vec::new();
-    let mut report = Report {
-        from_lsn: bl.ck.to_lsn,
-        to_lsn: il.ck.to_lsn,
-        ..Report::default()
-    };
     for (rel, src) in &v.deltas {
         let mp = inc.join(&src.meta);
         let meta = Meta::parse(&read_small(&mp)?).map_err(|e| corrupt(&mp, e.to_string()))?;
@@ -824,6 +848,46 @@ pub fn apply(base: &Path, inc: &Path, opts: &NativeOptions) -> Result<Report> {
         RelPath::new(from).map_err(|e| corrupt(&inc.join(from), e.to_string()))?;
     }
 
+    Ok(Inspected {
+        bl,
+        il,
+        bcnf,
+        icnf,
+        page_size,
+        v,
+        deltas,
+    })
+}
+
+/// Apply the incremental `inc` onto the base `base` (see the module text).
+/// The base must be prepared (`log-applied`); the caller prepares a
+/// `full-backuped` base natively first.
+///
+/// # Errors
+/// [`Error::Chain`] (nothing changed) when they are not a chain; the
+/// other variants for damaged input or I/O.
+pub fn apply(base: &Path, inc: &Path, opts: &NativeOptions) -> Result<Report> {
+    let Inspected {
+        bl,
+        il,
+        bcnf,
+        icnf,
+        page_size,
+        v,
+        deltas,
+    } = inspect(base, inc)?;
+    let bd = base.display().to_string();
+    if bl.ck.backup_type != BackupType::LogApplied {
+        return Err(Error::Chain(format!(
+            "{bd} must be prepared before an incremental is applied (backup_type is {})",
+            bl.ck.backup_type.as_str()
+        )));
+    }
+    let mut report = Report {
+        from_lsn: bl.ck.to_lsn,
+        to_lsn: il.ck.to_lsn,
+        ..Report::default()
+    };
     // From here on the base changes.
     for (from, to) in &v.new_copies {
         copy_file(&inc.join(from), &base.join(to))?;

@@ -470,6 +470,8 @@ pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
             &dir.display().to_string(),
             &inc.display().to_string(),
         )?;
+        // Everything else that can refuse, before the base is prepared.
+        crate::incremental::precheck(dir, inc)?;
         let mut report = PrepareReport::default();
         if base_link.ck.backup_type == BackupType::FullBackuped {
             let r = prepare_native(dir, &native_opts)?;

@@ -409,6 +409,16 @@ fn hotbak_chain_prepared_natively_matches_mariabackup() {
     )
     .expect("write");
     refused_unchanged(&impostor, &chain.incs[0], &["wrong base", &uuid]);
+    // An incremental still compressed: refused before the base changes
+    // (going on would delete every tablespace the deltas do not name).
+    let packed = dir.path().join("packed");
+    copy_dir(&chain.incs[0], &packed);
+    std::fs::rename(
+        packed.join("ibdata1.delta"),
+        packed.join("ibdata1.delta.zst"),
+    )
+    .expect("rename");
+    refused_unchanged(&chain.full, &packed, &["ibdata1.delta.zst", "xbextract"]);
     oracle(dir.path(), &chain);
 }
 
