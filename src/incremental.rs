@@ -534,14 +534,7 @@ fn check_delta(path: &Path, page_size: usize) -> Result<u64> {
     let mut at = 0u64;
     let mut pages = 0u64;
     loop {
-        if read_full_at(&f, &mut head, at).map_err(io(path))? != page_size {
-            return Err(corrupt(
-                path,
-                format!("cluster header at offset {at} cut short"),
-            ));
-        }
-        let (last, numbers) =
-            cluster_header(&head).map_err(|e| corrupt(path, format!("offset {at}: {e}")))?;
+        let (last, numbers) = read_cluster_header(&f, path, &mut head, at)?;
         at += ps * (1 + numbers.len() as u64);
         pages += numbers.len() as u64;
         if !last && numbers.len() != page_size / 4 - 1 {
@@ -566,6 +559,22 @@ fn check_delta(path: &Path, page_size: usize) -> Result<u64> {
             return Ok(pages);
         }
     }
+}
+
+/// Read and parse the cluster header page at `at` of the `.delta` `path`.
+fn read_cluster_header(
+    f: &File,
+    path: &Path,
+    head: &mut [u8],
+    at: u64,
+) -> Result<(bool, Vec<u32>)> {
+    if read_full_at(f, head, at).map_err(io(path))? != head.len() {
+        return Err(corrupt(
+            path,
+            format!("cluster header at offset {at} cut short"),
+        ));
+    }
+    cluster_header(head).map_err(|e| corrupt(path, format!("offset {at}: {e}")))
 }
 
 /// Parse one cluster header page: (last, page numbers).
@@ -602,23 +611,14 @@ fn system_files(cnf: &BackupMyCnf, page_size: u64) -> Vec<(String, u64)> {
     {
         let mut parts = spec.split(':');
         let name = parts.next().unwrap_or_default().to_owned();
-        let bytes = parts.next().and_then(parse_size).unwrap_or(0);
+        let bytes = parts
+            .next()
+            .and_then(native_prepare::parse_size)
+            .unwrap_or(0);
         out.push((name, first));
         first += bytes / page_size;
     }
     out
-}
-
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mul) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mul)
 }
 
 /// Write the delta's pages into `dst`; page 0 extends the file to its
@@ -638,14 +638,7 @@ fn apply_delta(src: &Path, dst: &Path, page_size: usize, sys: Option<&SysGeometr
     let mut at = 0u64;
     let mut written = 0u64;
     loop {
-        if read_full_at(&f, &mut head, at).map_err(io(src))? != page_size {
-            return Err(corrupt(
-                src,
-                format!("cluster header at offset {at} cut short"),
-            ));
-        }
-        let (last, numbers) =
-            cluster_header(&head).map_err(|e| corrupt(src, format!("offset {at}: {e}")))?;
+        let (last, numbers) = read_cluster_header(&f, src, &mut head, at)?;
         at += ps;
         for chunk in numbers.chunks(CHUNK_PAGES) {
             let want = chunk.len() * page_size;

@@ -450,7 +450,8 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()>
 }
 
 /// Parse a size like `12M`, `1G`, `10485760` into bytes.
-fn parse_size(s: &str) -> Option<u64> {
+#[must_use]
+pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mul) = match s.chars().last()? {
         'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
@@ -686,9 +687,13 @@ fn resolve_deferred(
     pre: &PrePass,
 ) -> Result<()> {
     for p in pending {
+        // `./db/t.ibd`, or the absolute path of a DATA DIRECTORY
+        // tablespace, whose copy the backup holds as `db/t.ibd`.
         let found = pre.names.iter().find(|(_, name)| {
-            let name = name.strip_prefix(b"./").unwrap_or(name);
-            std::str::from_utf8(name).is_ok_and(|n| dir.join(n) == *p)
+            std::str::from_utf8(name)
+                .ok()
+                .and_then(crate::innodb::relocate::backup_name)
+                .is_some_and(|n| dir.join(n) == *p)
         });
         let Some((&id, _)) = found else {
             return Err(Error::Metadata {

@@ -497,16 +497,7 @@ pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
 
 /// `--use-memory` in bytes.
 fn parse_memory(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (num, mul) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
+    crate::native_prepare::parse_size(s)
         .filter(|n| *n > 0)
         .ok_or_else(|| Error::NotABackup {
             dir: "--use-memory".into(),
