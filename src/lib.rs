@@ -32,6 +32,7 @@ pub mod encrypt;
 pub mod error;
 pub mod extract;
 pub mod format;
+pub mod incremental;
 pub mod innodb;
 pub mod mysql;
 pub mod native_prepare;

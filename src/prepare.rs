@@ -67,6 +67,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The native prepare failed.
+    #[error("native prepare: {0}")]
+    Native(#[from] crate::native_prepare::Error),
+    /// Applying an incremental failed.
+    #[error("incremental prepare: {0}")]
+    Incremental(#[from] crate::incremental::Error),
 }
 
 impl Classify for Error {
@@ -76,6 +82,8 @@ impl Classify for Error {
             Error::Metadata { .. } => ErrorClass::Corrupt,
             Error::Io { .. } => ErrorClass::Io,
             Error::Recovery(_) | Error::Export { .. } => ErrorClass::Server,
+            Error::Native(e) => e.class(),
+            Error::Incremental(e) => e.class(),
         }
     }
 }
@@ -109,128 +117,112 @@ pub struct PrepareReport {
     /// `--export`: the tables whose definitions were recorded and the
     /// `.cfg` files written (`None`: not asked, or done before).
     pub exported: Option<(usize, usize)>,
+    /// The native applier's report, when it prepared the backup.
+    pub native: Option<crate::native_prepare::Report>,
+    /// Why the native applier refused, when `Method::Auto` fell back to
+    /// the mariadbd-based recovery.
+    pub fell_back: Option<String>,
+    /// The incremental applied, with `--incremental-dir`.
+    pub incremental: Option<crate::incremental::Report>,
 }
 
-/// What prepare does besides recovery.
-#[derive(Clone, Debug, Default)]
-pub struct PrepareOptions {
-    /// `--export`: while the recovery server is up, `FLUSH TABLES … FOR
-    /// EXPORT` each InnoDB table and keep its `.cfg`, and record every
-    /// table's definition in [`crate::format::export::EXPORT_NAME`]. On a
-    /// backup prepared already, only this is done (and nothing when the
-    /// export is there already).
-    pub export: bool,
-    /// Server options for the recovery run, NAME=VALUE, replacing the
-    /// `backup-my.cnf` key of that name (`file_key_management_filename`
-    /// when the key file lives elsewhere on this host, `plugin_dir`, …).
-    pub server_options: Vec<(String, String)>,
+impl PrepareReport {
+    fn already(backup_type: String) -> Self {
+        PrepareReport {
+            already_prepared: Some(backup_type),
+            ..PrepareReport::default()
+        }
+    }
 }
 
 fn read_text(p: &Path) -> Result<String> {
     std::fs::read_to_string(p).map_err(io(p))
 }
 
-/// Prepare `dir` in place (blocking).
+/// Prepare `dir` in place with the mariadbd-based recovery (blocking).
 ///
 /// # Errors
 /// [`Error`] naming the file or the server's last log lines.
 pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<PrepareReport> {
-    prepare_with(dir, mariadbd, use_memory, &PrepareOptions::default())
+    prepare_server(
+        dir,
+        &Options {
+            method: Method::Server,
+            mariadbd: mariadbd.map(Path::to_path_buf),
+            use_memory: use_memory.to_owned(),
+            ..Options::default()
+        },
+    )
 }
 
-/// [`prepare`] with [`PrepareOptions`].
-///
-/// # Errors
-/// [`Error`] naming the file, the table or the server's last log lines.
-pub fn prepare_with(
-    dir: &Path,
-    mariadbd: Option<&Path>,
-    use_memory: &str,
-    popts: &PrepareOptions,
-) -> Result<PrepareReport> {
-    let ck_path = dir.join(Checkpoints::FILE);
-    if !ck_path.is_file() {
-        return Err(Error::NotABackup {
-            dir: dir.display().to_string(),
-            reason: format!("no {} here: not an extracted backup (is it still compressed or encrypted? run xbextract)", Checkpoints::FILE),
-        });
-    }
-    let ck = Checkpoints::parse(&read_text(&ck_path)?).map_err(|e| Error::Metadata {
-        path: ck_path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    match ck.backup_type {
-        BackupType::FullBackuped => {}
-        BackupType::FullPrepared | BackupType::LogApplied => {
-            let exported = if popts.export {
-                export_prepared(dir, mariadbd, use_memory)?
-            } else {
-                None
-            };
-            return Ok(PrepareReport {
-                already_prepared: Some(ck.backup_type.as_str().to_owned()),
-                exported,
-                ..PrepareReport::default()
-            });
-        }
-        BackupType::Incremental => {
-            return Err(Error::NotABackup {
-                dir: dir.display().to_string(),
-                reason: format!(
-                    "this is an incremental backup (from_lsn {}, to_lsn {}): prepare its base, then apply it onto the base \
-                     with `mariabackup --prepare --target-dir=BASE --incremental-dir={}` (hotbak's own --incremental-dir is not there yet)",
-                    ck.from_lsn,
-                    ck.to_lsn,
-                    dir.display()
-                ),
-            })
-        }
-        ref other => {
-            return Err(Error::NotABackup {
-                dir: dir.display().to_string(),
-                reason: format!(
-                    "backup_type is {}, expected full-backuped (already prepared, or incremental)",
-                    other.as_str()
-                ),
-            })
-        }
-    }
-    if !dir.join("ib_logfile0").is_file() {
-        return Err(Error::NotABackup {
-            dir: dir.display().to_string(),
-            reason: "ib_logfile0 is missing".into(),
-        });
-    }
+/// `backup-my.cnf` with the command line's `--server-option`s in place of
+/// its keys of the same name. For a server with data-at-rest encryption it
+/// holds the key-management plugin and its settings as the backup recorded
+/// them.
+fn recovery_cnf(dir: &Path, opts: &Options) -> Result<BackupMyCnf> {
     let cnf_path = dir.join(BackupMyCnf::FILE);
-    let cnf = BackupMyCnf::parse(&read_text(&cnf_path)?).map_err(|e| Error::Metadata {
+    let mut cnf = BackupMyCnf::parse(&read_text(&cnf_path)?).map_err(|e| Error::Metadata {
         path: cnf_path.display().to_string(),
         reason: e.to_string(),
     })?;
-
-    let markers = apply_markers(dir)?;
-    // A run killed during recovery left link files aside: put them back first.
-    restore_link_files(dir)?;
-    let aside = set_link_files_aside(dir)?;
-    let relocated = match relocate_redo_paths(dir) {
-        Ok(r) => r,
-        Err(e) => {
-            restore_link_files(dir)?;
-            return Err(e);
-        }
-    };
-
-    // The geometry and, for a server with data-at-rest encryption, the
-    // key-management plugin and its settings, as the backup recorded them
-    // (the command line's replace them key by key).
-    let mut cnf = cnf;
-    for (k, v) in &popts.server_options {
+    for (k, v) in &opts.server_options {
         let k = k.replace('-', "_");
         cnf.extra.retain(|(ek, _)| *ek != k);
         cnf.extra.push((k, v.clone()));
     }
-    // A key file the recovery server cannot read fails here, before the
-    // server starts: InnoDB extends tablespaces before it finds it cannot
-    // decrypt them, and a failed prepare must leave the backup as it was.
+    Ok(cnf)
+}
+
+/// Why a backup is prepared by the mariadbd recovery and not natively,
+/// when it must be: its server loaded a key-management plugin (encrypted
+/// pages and log are the server's to decrypt), it is partial (the
+/// recovery ignores the redo of the tablespaces left out under
+/// `innodb_force_recovery=1`, and `--export` needs the server anyway), or
+/// `--export` was asked.
+fn server_needed(dir: &Path, cnf: &BackupMyCnf, opts: &Options) -> Result<Option<&'static str>> {
+    if cnf
+        .extra
+        .iter()
+        .any(|(k, _)| k.starts_with("plugin_load") || k.ends_with("key_management_filename"))
+    {
+        return Ok(Some(
+            "the server had a key-management plugin (data-at-rest encryption)",
+        ));
+    }
+    if opts.export {
+        return Ok(Some(
+            "--export runs FLUSH TABLES … FOR EXPORT on the recovered server",
+        ));
+    }
+    if is_partial(dir)? {
+        return Ok(Some("a partial backup"));
+    }
+    Ok(None)
+}
+
+/// The mariadbd-based recovery ([`Method::Server`]), with `--export`.
+fn prepare_server(dir: &Path, opts: &Options) -> Result<PrepareReport> {
+    let (mariadbd, use_memory) = (opts.mariadbd.as_deref(), opts.use_memory.as_str());
+    let ck = match start(dir)? {
+        Start::Go(ck) => ck,
+        Start::Done(t) => {
+            let exported = if opts.export {
+                export_prepared(dir, opts)?
+            } else {
+                None
+            };
+            return Ok(PrepareReport {
+                exported,
+                ..PrepareReport::already(t)
+            });
+        }
+    };
+    let ck_path = dir.join(Checkpoints::FILE);
+    let cnf = recovery_cnf(dir, opts)?;
+    // A key file the recovery server cannot read fails here, before
+    // anything changes: InnoDB extends tablespaces before it finds it
+    // cannot decrypt them, and a failed prepare must leave the backup as
+    // it was.
     if let Some((_, f)) = cnf
         .extra
         .iter()
@@ -248,6 +240,19 @@ pub fn prepare_with(
         }
     }
     let partial = is_partial(dir)?;
+
+    let markers = apply_markers(dir)?;
+    // A run killed during recovery left link files aside: put them back first.
+    restore_link_files(dir)?;
+    let aside = set_link_files_aside(dir)?;
+    let relocated = match relocate_redo_paths(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            restore_link_files(dir)?;
+            return Err(e);
+        }
+    };
+
     let mut args = recovery_args(dir, &cnf, use_memory);
     if partial {
         // As mariabackup's prepare: the redo of the tablespaces a partial
@@ -255,7 +260,7 @@ pub fn prepare_with(
         // missing tablespaces with redo otherwise).
         args.push("--innodb-force-recovery=1".to_owned());
     }
-    if popts.export || partial {
+    if opts.export || partial {
         // A partial backup of mariabackup's has no `mysql` schema; the
         // export connects as root. No networking either way.
         args.push("--skip-grant-tables".to_owned());
@@ -266,8 +271,7 @@ pub fn prepare_with(
         (Vec::new(), Vec::new())
     };
     let ran = run_server(dir, mariadbd, args, |sb| {
-        popts
-            .export
+        opts.export
             .then(|| export_tables(dir, sb.socket()))
             .transpose()
     });
@@ -290,9 +294,9 @@ pub fn prepare_with(
         recovery_secs,
         link_files: aside,
         relocated_names: relocated,
-        already_prepared: None,
         partial: partial.then_some(missing),
         exported,
+        ..PrepareReport::default()
     })
 }
 
@@ -596,28 +600,37 @@ fn is_partial(dir: &Path) -> Result<bool> {
 
 /// `--export` on a backup prepared already: start the server on it (link
 /// files set aside, so nothing outside the backup is opened), export,
-/// stop. Nothing when the export is there already.
-fn export_prepared(
-    dir: &Path,
-    mariadbd: Option<&Path>,
-    use_memory: &str,
-) -> Result<Option<(usize, usize)>> {
+/// stop. Nothing when the export is there already. A log-applied backup
+/// (the native prepare's) is rolled back by that server: it is marked
+/// full-prepared, so that no incremental is applied onto it afterwards.
+fn export_prepared(dir: &Path, opts: &Options) -> Result<Option<(usize, usize)>> {
     use crate::format::export::EXPORT_NAME;
     if dir.join(EXPORT_NAME).is_file() {
         return Ok(None);
     }
-    let cnf_path = dir.join(BackupMyCnf::FILE);
-    let cnf = BackupMyCnf::parse(&read_text(&cnf_path)?).map_err(|e| Error::Metadata {
-        path: cnf_path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let mut args = recovery_args(dir, &cnf, use_memory);
+    let cnf = recovery_cnf(dir, opts)?;
+    let mut args = recovery_args(dir, &cnf, &opts.use_memory);
     args.push("--skip-grant-tables".to_owned());
     restore_link_files(dir)?;
     set_link_files_aside(dir)?;
-    let r = run_server(dir, mariadbd, args, |sb| export_tables(dir, sb.socket()));
+    let r = run_server(dir, opts.mariadbd.as_deref(), args, |sb| {
+        export_tables(dir, sb.socket())
+    });
     restore_link_files(dir)?;
-    r.map(|(e, _, _)| Some(e))
+    let (e, _, _) = r?;
+    let ck_path = dir.join(Checkpoints::FILE);
+    let ck = Checkpoints::parse(&read_text(&ck_path)?).map_err(|e| Error::Metadata {
+        path: ck_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if ck.backup_type == BackupType::LogApplied {
+        let prepared = Checkpoints {
+            backup_type: BackupType::FullPrepared,
+            ..ck
+        };
+        write_atomic(&ck_path, prepared.render().as_bytes())?;
+    }
+    Ok(Some(e))
 }
 
 /// The schemas `--export` leaves alone (the server's own).
@@ -869,4 +882,207 @@ fn remove_placeholders(files: &[PathBuf], dirs: &[PathBuf]) -> Result<()> {
         let _ = std::fs::remove_dir(d);
     }
     Ok(())
+}
+
+/// How `prepare` applies the backup's redo log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Method {
+    /// Native; when the native applier refuses the log (before changing
+    /// anything), the mariadbd-based recovery instead.
+    #[default]
+    Auto,
+    /// Native only (mariabackup's prepare: redo applied, nothing rolled
+    /// back, `log-applied`): the backup can take incrementals.
+    Native,
+    /// Start `mariadbd` on the backup: redo applied, then rolled back
+    /// (`full-prepared`): no incrementals after it.
+    Server,
+}
+
+/// Options of [`prepare_with`].
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// How to apply the redo.
+    pub method: Method,
+    /// The mariadbd binary for [`Method::Server`] (and the fallback).
+    pub mariadbd: Option<PathBuf>,
+    /// Memory: the buffer pool of the mariadbd run, the record budget of
+    /// the native applier (`256M`, `1G`, bytes).
+    pub use_memory: String,
+    /// Apply this incremental onto the (prepared) target.
+    pub incremental_dir: Option<PathBuf>,
+    /// `--export`: while the recovery server is up, `FLUSH TABLES … FOR
+    /// EXPORT` each InnoDB table and keep its `.cfg`, and record every
+    /// table's definition in [`crate::format::export::EXPORT_NAME`]. On a
+    /// backup prepared already, only this is done (and nothing when the
+    /// export is there already). Implies the mariadbd recovery.
+    pub export: bool,
+    /// Server options for the recovery run, NAME=VALUE, replacing the
+    /// `backup-my.cnf` key of that name (`file_key_management_filename`
+    /// when the key file lives elsewhere on this host, `plugin_dir`, …).
+    pub server_options: Vec<(String, String)>,
+}
+
+/// `hotbak prepare`: prepare `dir` with the chosen method, or apply an
+/// incremental onto it (preparing it natively first when it is not yet
+/// prepared).
+///
+/// # Errors
+/// [`Error`] naming the file, LSN or server log.
+pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
+    let use_memory = parse_memory(&opts.use_memory)?;
+    let native_opts = crate::native_prepare::NativeOptions { use_memory };
+    if let Some(inc) = &opts.incremental_dir {
+        if opts.export {
+            return Err(Error::NotABackup {
+                dir: inc.display().to_string(),
+                reason: "--export with --incremental-dir: apply the incrementals first, then prepare --export the result".into(),
+            });
+        }
+        if opts.method == Method::Server {
+            return Err(Error::NotABackup {
+                dir: inc.display().to_string(),
+                reason: "incrementals are applied natively (mariadbd recovery rolls back, after which deltas do not apply)".into(),
+            });
+        }
+        // The chain first, so that a wrong pair changes nothing.
+        let base_link = crate::incremental::read_link(dir)?;
+        let inc_link = crate::incremental::read_link(inc)?;
+        crate::incremental::check_chain(
+            &base_link,
+            &inc_link,
+            &dir.display().to_string(),
+            &inc.display().to_string(),
+        )?;
+        // Everything else that can refuse, before the base is prepared.
+        crate::incremental::precheck(dir, inc)?;
+        let mut report = PrepareReport::default();
+        if base_link.ck.backup_type == BackupType::FullBackuped {
+            let r = prepare_native(dir, &native_opts)?;
+            report.markers = r.markers;
+            report.native = r.native;
+        }
+        report.incremental = Some(crate::incremental::apply(dir, inc, &native_opts)?);
+        return Ok(report);
+    }
+    // Prepared already: nothing to do, whatever the method (DBAs prepare
+    // twice out of habit); `--export` may still have work.
+    if !opts.export {
+        if let Start::Done(t) = start(dir)? {
+            return Ok(PrepareReport::already(t));
+        }
+    }
+    let server = if dir.join(BackupMyCnf::FILE).is_file() {
+        server_needed(dir, &recovery_cnf(dir, opts)?, opts)?
+    } else {
+        None
+    };
+    match (opts.method, server) {
+        (Method::Server, _) => prepare_server(dir, opts),
+        (Method::Native, Some(why)) => Err(Error::NotABackup {
+            dir: dir.display().to_string(),
+            reason: format!(
+                "--native: {why} is prepared by the mariadbd recovery (drop --native/--apply-log-only, or use --server-recovery)"
+            ),
+        }),
+        (Method::Native, None) => prepare_native(dir, &native_opts),
+        (Method::Auto, Some(_)) => prepare_server(dir, opts),
+        (Method::Auto, None) => match prepare_native(dir, &native_opts) {
+            Err(Error::Native(e @ crate::native_prepare::Error::Unsupported { .. })) => {
+                let mut r = prepare_server(dir, opts)?;
+                r.fell_back = Some(e.to_string());
+                Ok(r)
+            }
+            other => other,
+        },
+    }
+}
+
+/// `--use-memory` in bytes.
+fn parse_memory(s: &str) -> Result<u64> {
+    crate::native_prepare::parse_size(s)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::NotABackup {
+            dir: "--use-memory".into(),
+            reason: format!("{s:?} is not a size (like 256M or 1G)"),
+        })
+}
+
+/// The native prepare of a full backup: the same checks as [`prepare`],
+/// DDL markers, then the redo applied by [`crate::native_prepare`].
+fn prepare_native(
+    dir: &Path,
+    opts: &crate::native_prepare::NativeOptions,
+) -> Result<PrepareReport> {
+    if let Start::Done(t) = start(dir)? {
+        return Ok(PrepareReport::already(t));
+    }
+    // The markers first (as for the mariadbd run); a refusal of the native
+    // applier after them leaves a valid unprepared backup.
+    let markers = apply_markers(dir)?;
+    let started = std::time::Instant::now();
+    let report = crate::native_prepare::native_prepare(dir, opts)?;
+    Ok(PrepareReport {
+        markers,
+        recovery_secs: started.elapsed().as_secs_f64(),
+        native: Some(report),
+        ..PrepareReport::default()
+    })
+}
+
+/// Where a prepare of a full backup starts.
+enum Start {
+    /// An unprepared full backup: go on.
+    Go(Checkpoints),
+    /// Already prepared (its `backup_type`): nothing to do.
+    Done(String),
+}
+
+/// The checks every prepare of a full backup makes first.
+fn start(dir: &Path) -> Result<Start> {
+    let ck_path = dir.join(Checkpoints::FILE);
+    if !ck_path.is_file() {
+        return Err(Error::NotABackup {
+            dir: dir.display().to_string(),
+            reason: format!("no {} here: not an extracted backup (is it still compressed or encrypted? run xbextract)", Checkpoints::FILE),
+        });
+    }
+    let ck = Checkpoints::parse(&read_text(&ck_path)?).map_err(|e| Error::Metadata {
+        path: ck_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    match ck.backup_type {
+        BackupType::FullBackuped => {}
+        BackupType::FullPrepared | BackupType::LogApplied => {
+            return Ok(Start::Done(ck.backup_type.as_str().to_owned()));
+        }
+        BackupType::Incremental => {
+            return Err(Error::NotABackup {
+                dir: dir.display().to_string(),
+                reason: format!(
+                    "this is an incremental backup (from_lsn {}, to_lsn {}): apply it onto its prepared base \
+                     with `hotbak prepare --target-dir BASE --incremental-dir {}`",
+                    ck.from_lsn,
+                    ck.to_lsn,
+                    dir.display()
+                ),
+            })
+        }
+        ref other => {
+            return Err(Error::NotABackup {
+                dir: dir.display().to_string(),
+                reason: format!(
+                    "backup_type is {}, expected full-backuped",
+                    other.as_str()
+                ),
+            })
+        }
+    }
+    if !dir.join("ib_logfile0").is_file() {
+        return Err(Error::NotABackup {
+            dir: dir.display().to_string(),
+            reason: "ib_logfile0 is missing".into(),
+        });
+    }
+    Ok(Start::Go(ck))
 }

@@ -334,10 +334,32 @@ pub struct PrepareArgs {
     /// The extracted backup.
     #[arg(long, value_name = "DIR")]
     pub target_dir: PathBuf,
-    /// The mariadbd binary to run recovery with (default: found on PATH or /usr/sbin).
+    /// Apply this incremental backup onto --target-dir (a full backup,
+    /// prepared by `hotbak prepare`/`mariabackup --prepare` or not yet
+    /// prepared, or one with earlier incrementals applied), as
+    /// `mariabackup --prepare --incremental-dir` does.
+    #[arg(long, value_name = "DIR")]
+    pub incremental_dir: Option<PathBuf>,
+    /// Apply the redo natively only (no mariadbd): nothing is rolled back,
+    /// the backup is left `log-applied` as mariabackup's prepare leaves it
+    /// and can take incrementals. Fails (instead of falling back to
+    /// mariadbd) when the log holds records the native applier refuses.
+    #[arg(
+        long,
+        visible_alias = "apply-log-only",
+        conflicts_with = "server_recovery"
+    )]
+    pub native: bool,
+    /// Recover by starting mariadbd on the backup (the redo applied, then
+    /// open transactions rolled back): no incrementals can follow.
+    #[arg(long, conflicts_with = "incremental_dir")]
+    pub server_recovery: bool,
+    /// The mariadbd binary for --server-recovery, and for the fallback
+    /// when the native applier refuses (default: found on PATH or /usr/sbin).
     #[arg(long)]
     pub mariadbd: Option<PathBuf>,
-    /// Buffer pool for the recovery run.
+    /// Memory: the record budget of the native applier, the buffer pool of
+    /// a mariadbd run.
     #[arg(long, default_value = "256M")]
     pub use_memory: String,
     /// A server option for the recovery run, NAME=VALUE, replacing the

@@ -106,6 +106,7 @@ registry!(
     crate::backup::filter::Error,
     crate::prepare::Error,
     crate::native_prepare::Error,
+    crate::incremental::Error,
     crate::restore::Error,
     crate::restore::table::Error,
     crate::verify::Error,
@@ -547,6 +548,12 @@ mod tests {
                     key: "k".into(),
                 })),
                 STORE,
+            ),
+            (
+                anyhow::Error::new(crate::incremental::Error::Chain(
+                    "from_lsn 2 but to_lsn 1".into(),
+                )),
+                USAGE,
             ),
         ]
     }

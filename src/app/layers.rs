@@ -21,6 +21,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "backup",
             "prepare",
             "native_prepare",
+            "incremental",
             "restore",
             "extract",
             "verify",

@@ -68,22 +68,28 @@ async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
 
 /// `hotbak prepare`: the blocking engine on a blocking thread, then the summary.
 async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
+    use crate::prepare::{Method, Options};
     let started = std::time::Instant::now();
     let export = args.export;
-    let popts = crate::prepare::PrepareOptions {
-        export,
-        server_options: args.server_option.clone(),
+    let opts = Options {
+        method: if args.native {
+            Method::Native
+        } else if args.server_recovery {
+            Method::Server
+        } else {
+            Method::Auto
+        },
+        mariadbd: args.mariadbd,
+        use_memory: args.use_memory,
+        incremental_dir: args.incremental_dir,
+        export: args.export,
+        server_options: args.server_option,
     };
-    let r = tokio::task::spawn_blocking(move || {
-        crate::prepare::prepare_with(
-            &args.target_dir,
-            args.mariadbd.as_deref(),
-            &args.use_memory,
-            &popts,
-        )
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
+    let dir = args.target_dir;
+    let r = tokio::task::spawn_blocking(move || crate::prepare::prepare_with(&dir, &opts))
+        .await
+        .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
+    let total = started.elapsed().as_secs_f64();
     if let Some(n) = r.partial {
         eprintln!(
             "hotbak: partial backup: recovery ignored the redo of {n} tablespaces the backup leaves out (innodb_force_recovery=1, as mariabackup's prepare)"
@@ -100,21 +106,52 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
         ),
         None => {}
     }
-    if let Some(t) = &r.already_prepared {
+    if let Some(why) = &r.fell_back {
+        eprintln!(
+            "hotbak: the native applier refused this log ({why}); recovered with mariadbd instead \
+             (rolled back: this backup cannot take incrementals)"
+        );
+    }
+    if let Some(n) = &r.native {
+        eprintln!(
+            "hotbak: prepare (native): {} DDL markers applied; redo {}..{}: {} mini-transactions, {} page records, \
+             {} pages written in {} batches; {:.1}s",
+            r.markers, n.start_lsn, n.end_lsn, n.mtrs, n.page_records, n.pages_written, n.batches, r.recovery_secs
+        );
+    }
+    if let Some(i) = &r.incremental {
+        eprintln!(
+            "hotbak: incremental applied: to_lsn {} -> {}; {} deltas ({} pages), {} tablespaces created, {} renamed, \
+             {} deleted, {} whole copies, {} other files; redo {}..{}: {} pages written; total {:.1}s; \
+             the backup is log-applied (more incrementals can follow)",
+            i.from_lsn,
+            i.to_lsn,
+            i.deltas,
+            i.delta_pages,
+            i.created,
+            i.renamed,
+            i.deleted,
+            i.new_copies,
+            i.files_copied,
+            i.redo.start_lsn,
+            i.redo.end_lsn,
+            i.redo.pages_written,
+            total
+        );
+    } else if let Some(t) = &r.already_prepared {
         eprintln!(
             "hotbak: the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"
         );
-        eprintln!("hotbak: prepare completed OK!");
-        return Ok(());
+    } else if r.native.is_none() {
+        eprintln!(
+            "hotbak: prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
+            r.markers,
+            r.link_files,
+            r.relocated_names,
+            r.recovery_secs,
+            total
+        );
     }
-    eprintln!(
-        "hotbak: prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
-        r.markers,
-        r.link_files,
-        r.relocated_names,
-        r.recovery_secs,
-        started.elapsed().as_secs_f64()
-    );
     eprintln!("hotbak: prepare completed OK!");
     Ok(())
 }

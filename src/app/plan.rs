@@ -205,6 +205,7 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         }
         (None, l) => l,
     };
+    let parent_uuid = a.incremental_basedir.as_deref().and_then(parent_uuid);
     let lock = if a.no_lock {
         None
     } else {
@@ -216,6 +217,7 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         parallel: a.parallel,
         lock,
         incremental_lsn,
+        parent_uuid,
         extra_lsndir: a.extra_lsndir.clone(),
         ddl_lock: match a.lock_ddl {
             DdlLockArg::Short => backup::DdlLock::Short,
@@ -342,6 +344,17 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
         }
         _ => Err(UsageError("give one of --target-dir DIR or --stream".into()).into()),
     }
+}
+
+/// The `uuid` of `DIR/xtrabackup_info`, when it has one (an `--extra-lsndir`
+/// copy has it too; a base without the file has no recorded identity).
+fn parent_uuid(dir: &std::path::Path) -> Option<String> {
+    let p = dir.join(crate::format::metadata::XtrabackupInfo::FILE);
+    let text = std::fs::read_to_string(p).ok()?;
+    crate::format::metadata::XtrabackupInfo::parse(&text)
+        .ok()
+        .map(|i| i.uuid)
+        .filter(|u| !u.is_empty())
 }
 
 #[cfg(test)]

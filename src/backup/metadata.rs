@@ -125,6 +125,11 @@ pub(super) async fn write_all(
                     f.spec().describe(),
                 )
             })
+            .chain(
+                plan.parent_uuid
+                    .iter()
+                    .map(|u| (crate::incremental::PARENT_UUID_KEY.to_owned(), u.clone())),
+            )
             .collect(),
     };
     write_meta(input, XtrabackupInfo::FILE, xi.render(), true).await?;

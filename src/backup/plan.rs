@@ -82,6 +82,10 @@ pub struct BackupPlan {
     /// An incremental backup: the base's `to_lsn` (pages with a newer
     /// `FIL_PAGE_LSN` are copied, as `.delta` + `.meta`).
     pub incremental_lsn: Option<u64>,
+    /// An incremental's parent: the `uuid` of the base's `xtrabackup_info`
+    /// (`--incremental-basedir`), recorded as `hotbak_parent_uuid` so that
+    /// prepare can refuse the wrong base.
+    pub parent_uuid: Option<String>,
     /// `--extra-lsndir`: also write `xtrabackup_checkpoints` and
     /// `xtrabackup_info` here.
     pub extra_lsndir: Option<std::path::PathBuf>,

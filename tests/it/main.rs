@@ -9,12 +9,14 @@
 //! - `remote_e2e`: tables outside the datadir (DATA DIRECTORY, symlinks).
 //! - `partial_e2e`: partial backups, `prepare --export`, `restore --table` (issue 15).
 //! - `native_prepare`: the native redo applier against `mariabackup --prepare`, page by page.
+//! - `incremental_prepare`: `hotbak prepare --incremental-dir` on hotbak's and mariabackup's chains against mariabackup's incremental prepare, page by page; refusals.
 //! - `restore_e2e`: restore into an option file's directories, in place, interrupted and rerun.
 //! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
 //! - `s3_e2e`: object storage against a real SeaweedFS (uploads, resume, cuts, live backups).
 //! - `lock_stalls`: the lock-stall probe of `bench/lock_stalls.sh` (ignored: a benchmark driver).
 
 mod backup_e2e;
+mod incremental_prepare;
 mod lock_stalls;
 mod mysql_session;
 mod native_prepare;
