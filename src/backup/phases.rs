@@ -669,6 +669,12 @@ struct Copied {
     pacing: Option<String>,
 }
 
+/// Whether `rel` names a DDL statement's intermediate file (`#sql-alter-…`,
+/// `#sql-backup-…`, `#sql-ib…`): the server's, never a table it serves.
+fn is_intermediate(rel: &str) -> bool {
+    rel.rsplit('/').next().is_some_and(|n| n.starts_with("#sql"))
+}
+
 /// Step 3c: the InnoDB files (page-validated) and, under BLOCK_DDL or with
 /// no lock, the non-InnoDB files, with `--parallel` workers; the redo
 /// follower is polled so that its failure stops the copy. With
@@ -769,6 +775,20 @@ async fn bulk_copy(
                     {
                         p.line(&format!(
                             "{rel}: gone before it was copied ({}); DDL ran, the fix-up under BLOCK_DDL accounts for it",
+                            abs.display()
+                        ));
+                        p.file_done();
+                    }
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound
+                            && is_intermediate(&rel) =>
+                    {
+                        // Under the DDL lock no DDL completes, but one that
+                        // began before it and then timed out waiting for it
+                        // drops its intermediate tablespace on the way out.
+                        p.line(&format!(
+                            "{rel}: gone before it was copied ({}): the intermediate file of a DDL statement that was abandoned \
+                             (it timed out waiting for the DDL lock); no table of the server lives in it",
                             abs.display()
                         ));
                         p.file_done();
@@ -1036,4 +1056,19 @@ fn read_format(p: &std::path::Path) -> Result<crate::innodb::page::PageFormat, E
     crate::innodb::page::parse_page0(&b[..n])
         .map(|i| i.format)
         .map_err(|e| Error::Corrupt(format!("{}: {e}", p.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_intermediate;
+
+    #[test]
+    fn intermediate_files_are_the_servers_sql_names() {
+        assert!(is_intermediate("db/#sql-alter-1710-4.ibd"));
+        assert!(is_intermediate("db/#sql-backup-1f-2.ibd"));
+        assert!(is_intermediate("#sql-ib123.ibd"));
+        assert!(!is_intermediate("db/t.ibd"));
+        assert!(!is_intermediate("#sqldb/t.ibd"));
+        assert!(!is_intermediate("db/t#sql.ibd"));
+    }
 }
