@@ -13,7 +13,9 @@
 //! Nothing below this layer imports it (see `DEVELOPERS.md`).
 
 pub mod args;
+pub mod compat;
 pub mod exit;
+pub mod invocation;
 mod layers;
 pub mod plan;
 pub mod restore;
@@ -81,6 +83,36 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hotbak`'s `main`: the option files' tool groups and mariabackup's
+/// invocation style ([`invocation`]), then [`main_with_args`] with [`run`].
+#[must_use]
+pub fn hotbak_main() -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let raw: Vec<String> = match std::env::args_os()
+        .map(std::ffi::OsString::into_string)
+        .collect::<Result<_, _>>()
+    {
+        Ok(r) => r,
+        Err(bad) => {
+            eprintln!("hotbak: error: argument {bad:?} is not valid UTF-8");
+            return ExitCode::from(2);
+        }
+    };
+    match invocation::resolve(raw) {
+        Ok(invocation::Resolved::Print(text)) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(invocation::Resolved::Parse { args, origins }) => {
+            main_with_args("hotbak", args, &origins, run)
+        }
+        Err(e) => {
+            eprintln!("hotbak: error: {}", exit::render(&e));
+            ExitCode::from(u8::try_from(exit::exit_code(&e)).unwrap_or(1))
+        }
+    }
+}
+
 /// The binaries' common edge: parse the arguments (exit 2 on a usage error,
 /// 0 for `--help`), run `body` on a multi-threaded runtime, and map an error
 /// to the exit-code table, printing it as `NAME: error: ...`.
@@ -90,12 +122,31 @@ where
     F: FnOnce(T) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    main_with_args(name, std::env::args().collect(), &[], body)
+}
+
+/// [`main_with`] on given arguments; `origins` names the option files
+/// options came from, for clap's refusals.
+pub fn main_with_args<T, F, Fut>(
+    name: &str,
+    argv: Vec<String>,
+    origins: &[(String, String)],
+    body: F,
+) -> std::process::ExitCode
+where
+    T: clap::Parser,
+    F: FnOnce(T) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     use std::process::ExitCode;
-    let args = match T::try_parse() {
+    let args = match T::try_parse_from(argv) {
         Ok(a) => a,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
+            if let Some(o) = invocation::origin_of(&e, origins) {
+                eprintln!("{name}: that option is set in {o}");
+            }
             return ExitCode::from(code);
         }
     };

@@ -59,7 +59,7 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
     let dest = match (&a.target_dir, &a.stream, &a.stream_to) {
         (Some(d), None, None) => Destination::Dir(d.clone()),
         (None, Some(f), None) => {
-            if f != "xbstream" && f != "mbstream" {
+            if !f.eq_ignore_ascii_case("xbstream") && !f.eq_ignore_ascii_case("mbstream") {
                 return Err(UsageError(format!("--stream={f}: only xbstream is supported")).into());
             }
             Destination::Stdout
@@ -86,10 +86,13 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         Defaults::None
     } else if let Some(f) = &a.conn.defaults_file {
         Defaults::File(f.clone())
+    } else if let Some(f) = &a.conn.defaults_extra_file {
+        Defaults::StandardWithExtra(f.clone())
     } else {
         Defaults::Standard
     };
-    let mut conn = ConnectOptions::default().with_defaults(&defaults)?;
+    let mut conn = ConnectOptions::default()
+        .with_defaults_suffixed(&defaults, a.conn.defaults_group_suffix.as_deref())?;
     if let Some(h) = &a.conn.host {
         conn.host = Some(h.clone());
     }

@@ -525,7 +525,7 @@ impl Session {
     pub async fn connect(opts: &ConnectOptions) -> Result<Session> {
         let target = opts.describe();
         let mut b = OptsBuilder::default()
-            .user(opts.user.clone())
+            .user(opts.effective_user())
             .pass(opts.password.as_ref().map(|p| p.expose().to_owned()))
             .prefer_socket(false)
             .stmt_cache_size(0);
