@@ -85,6 +85,21 @@ pub struct ConnArgs {
     /// Also read the groups with this suffix ([client_SFX], [mariabackup_SFX], …).
     #[arg(long, value_name = "SFX")]
     pub defaults_group_suffix: Option<String>,
+    /// Connect over TLS (also implied by the other --ssl-* options).
+    #[arg(long)]
+    pub ssl: bool,
+    /// CA certificates (PEM) to check the server's certificate against.
+    #[arg(long, value_name = "FILE")]
+    pub ssl_ca: Option<PathBuf>,
+    /// Client certificate (PEM), with --ssl-key.
+    #[arg(long, value_name = "FILE", requires = "ssl_key")]
+    pub ssl_cert: Option<PathBuf>,
+    /// Client private key (PEM), with --ssl-cert.
+    #[arg(long, value_name = "FILE", requires = "ssl_cert")]
+    pub ssl_key: Option<PathBuf>,
+    /// Check the server's certificate chain and host name (not checked otherwise, as the MariaDB 10.11 client).
+    #[arg(long)]
+    pub ssl_verify_server_cert: bool,
     /// Read no option files.
     #[arg(long)]
     pub no_defaults: bool,

@@ -517,6 +517,17 @@ pub struct ConnectOptions {
     /// `None` sets the maximum (31536000) so that a changed global default
     /// does not make the backup locks time out.
     pub lock_wait_timeout: Option<u64>,
+    /// `--ssl` (`Some(false)`: `--skip-ssl`).
+    pub ssl: Option<bool>,
+    /// `--ssl-ca`: the CA certificates (PEM) the server's certificate is checked against.
+    pub ssl_ca: Option<PathBuf>,
+    /// `--ssl-cert`: our client certificate (PEM).
+    pub ssl_cert: Option<PathBuf>,
+    /// `--ssl-key`: its private key (PEM).
+    pub ssl_key: Option<PathBuf>,
+    /// `--ssl-verify-server-cert`: check the server's certificate chain and
+    /// host name (as the MariaDB 10.11 client, not checked otherwise).
+    pub ssl_verify_server_cert: Option<bool>,
 }
 
 impl Default for ConnectOptions {
@@ -529,6 +540,11 @@ impl Default for ConnectOptions {
             password: None,
             connect_timeout: Duration::from_secs(30),
             lock_wait_timeout: None,
+            ssl: None,
+            ssl_ca: None,
+            ssl_cert: None,
+            ssl_key: None,
+            ssl_verify_server_cert: None,
         }
     }
 }
@@ -632,6 +648,27 @@ impl ConnectOptions {
         if self.password.is_none() {
             self.password = set.value("password").map(Password::new);
         }
+        for (slot, key) in [
+            (&mut self.ssl_ca, "ssl-ca"),
+            (&mut self.ssl_cert, "ssl-cert"),
+            (&mut self.ssl_key, "ssl-key"),
+        ] {
+            if slot.is_none() {
+                *slot = set.value(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+            }
+        }
+        for (slot, key) in [
+            (&mut self.ssl, "ssl"),
+            (&mut self.ssl_verify_server_cert, "ssl-verify-server-cert"),
+        ] {
+            if slot.is_none() {
+                *slot = match set.get(key) {
+                    None => set.get(&format!("skip-{key}")).map(|_| false),
+                    Some(None) => Some(true),
+                    Some(Some(v)) => Some(parse_bool(key, v)?),
+                };
+            }
+        }
         if self.lock_wait_timeout.is_none() {
             if let Some(v) = set.value("lock-wait-timeout") {
                 self.lock_wait_timeout = Some(v.trim().parse().map_err(|_| Error::BadOption {
@@ -673,16 +710,50 @@ impl ConnectOptions {
     #[must_use]
     pub fn describe(&self) -> String {
         format!(
-            "{}@{} (password: {})",
+            "{}@{}{} (password: {})",
             self.effective_user()
                 .unwrap_or_else(|| "(no user name)".to_owned()),
             self.transport(),
+            if self.tls_wanted() { " over TLS" } else { "" },
             if self.password.is_some() {
                 "set"
             } else {
                 "not set"
             }
         )
+    }
+}
+
+/// Parse an option file's boolean (`1`/`0`, `on`/`off`, `true`/`false`).
+///
+/// # Errors
+/// [`Error::BadOption`] for anything else.
+pub fn parse_bool(name: &str, v: &str) -> Result<bool, Error> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Ok(true),
+        "0" | "off" | "false" | "no" => Ok(false),
+        _ => Err(Error::BadOption {
+            name: name.to_owned(),
+            value: v.to_owned(),
+            reason: "not a boolean (1/0, on/off, true/false)".into(),
+        }),
+    }
+}
+
+impl ConnectOptions {
+    /// Is TLS asked for: `--ssl`, or any `--ssl-*` file or the
+    /// verification, unless `--skip-ssl`.
+    #[must_use]
+    pub fn tls_wanted(&self) -> bool {
+        match self.ssl {
+            Some(on) => on,
+            None => {
+                self.ssl_ca.is_some()
+                    || self.ssl_cert.is_some()
+                    || self.ssl_key.is_some()
+                    || self.ssl_verify_server_cert == Some(true)
+            }
+        }
     }
 }
 

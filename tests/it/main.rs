@@ -10,9 +10,11 @@
 //! - `native_prepare`: the native redo applier against `mariabackup --prepare`, page by page.
 //! - `restore_e2e`: restore into an option file's directories, in place, interrupted and rerun.
 //! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
+//! - `dropin_e2e`: hotbak as a drop-in for mariabackup scripts: its option style, option files, TLS and ed25519 logins (issue 13).
 //! - `lock_stalls`: the lock-stall probe of `bench/lock_stalls.sh` (ignored: a benchmark driver).
 
 mod backup_e2e;
+mod dropin_e2e;
 mod lock_stalls;
 mod mysql_session;
 mod native_prepare;
