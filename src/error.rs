@@ -26,6 +26,8 @@ pub enum ErrorClass {
     Server,
     /// Anything else that makes the operation fail.
     Failed,
+    /// Stopped by SIGINT, SIGTERM or SIGHUP (cleaned up, nothing reported complete).
+    Interrupted,
 }
 
 /// Implemented by every module error type.
@@ -43,6 +45,7 @@ impl fmt::Display for ErrorClass {
             ErrorClass::Io => "i/o",
             ErrorClass::Server => "server",
             ErrorClass::Failed => "failed",
+            ErrorClass::Interrupted => "interrupted",
         })
     }
 }

@@ -33,6 +33,7 @@ pub mod error;
 pub mod extract;
 pub mod format;
 pub mod innodb;
+pub mod interrupt;
 pub mod mysql;
 pub mod native_prepare;
 pub mod prepare;

@@ -1,4 +1,4 @@
-//! The crate's only unsafe code: six libc calls that neither std nor our
+//! The crate's only unsafe code: seven libc calls that neither std nor our
 //! dependencies wrap. Each wrapper is safe to call with any argument; on
 //! other platforms they do nothing and report so.
 
@@ -143,4 +143,16 @@ pub fn login_name() -> Option<String> {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}
+
+/// Send SIGTERM to process `pid` (a child we started). Errors (the
+/// process is gone) are ignored.
+#[allow(unsafe_code)]
+pub fn terminate(pid: u32) {
+    if let Ok(p) = libc::pid_t::try_from(pid) {
+        if p > 0 {
+            // SAFETY: kill(2) takes plain integers; a positive pid names one process.
+            let _ = unsafe { libc::kill(p, libc::SIGTERM) };
+        }
+    }
 }

@@ -958,6 +958,58 @@ mod tests {
         .is_ok());
     }
 
+    /// README's comparison table, one line per row.
+    fn readme_table() -> String {
+        let mut out = String::from("| mariabackup 10.11 | hotbak |\n|---|---|\n");
+        for r in ROWS {
+            let opt = match (r.short, r.takes) {
+                (Some(c), Takes::Value) => format!("`-{c}`, `--{}=…`", r.name),
+                (Some(c), _) => format!("`-{c}`, `--{}`", r.name),
+                (None, Takes::Value) => format!("`--{}=…`", r.name),
+                (None, Takes::Optional) => format!("`--{}[=…]`", r.name),
+                (None, Takes::Nothing) => format!("`--{}`", r.name),
+            };
+            let what = match r.action {
+                Action::Mode(cmd, extra) if extra.is_empty() => format!("`hotbak {cmd}`"),
+                Action::Mode(cmd, extra) => format!("`hotbak {cmd} {}`", extra.join(" ")),
+                Action::Pass(to) if to == r.name => "same".to_owned(),
+                Action::Pass(to) => format!("as `--{to}`"),
+                Action::NoOp(why) => format!("accepted, no effect: {why}"),
+                Action::NoOpWith(vals, why) => format!(
+                    "accepted with {}, no effect: {why}; other values refused",
+                    vals.join(", ")
+                ),
+                Action::Unsupported(hint) => format!("**not supported by hotbak**: {hint}"),
+                Action::Defaults => "same (option files)".to_owned(),
+                Action::Info(_) => "same".to_owned(),
+            };
+            out.push_str(&format!("| {opt} | {what} |\n"));
+        }
+        out
+    }
+
+    #[test]
+    fn readme_lists_every_mariabackup_option() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        )
+        .unwrap();
+        let (start, end) = (
+            "<!-- mariabackup-options:begin -->\n",
+            "<!-- mariabackup-options:end -->",
+        );
+        let from = readme
+            .find(start)
+            .expect("README has the table's begin marker")
+            + start.len();
+        let to = readme.find(end).expect("README has the table's end marker");
+        let want = readme_table();
+        assert!(
+            readme[from..to] == want,
+            "README's mariabackup option table is out of date; it should be:\n{want}"
+        );
+    }
+
     #[test]
     fn defaults_choices_anywhere() {
         let d = defaults_choice(&strs(&[

@@ -18,6 +18,7 @@ use crate::error::{Classify, ErrorClass};
 /// | 2 | usage: bad option, missing argument, bad key file, bad option file |
 /// | 3 | corrupt or truncated input: bad CRC or magic, failed authentication, stream cut short, manifest mismatch, refused path |
 /// | 4 | server: cannot connect, unsupported server, lock timeout, server died, redo log overrun |
+/// | 5 | interrupted: SIGINT, SIGTERM or SIGHUP; locks released, partial output removed or left unmarked as complete |
 pub mod code {
     /// Success.
     pub const OK: i32 = 0;
@@ -29,6 +30,8 @@ pub mod code {
     pub const CORRUPT: i32 = 3;
     /// Server-side failure.
     pub const SERVER: i32 = 4;
+    /// Stopped by a signal.
+    pub const INTERRUPTED: i32 = 5;
 }
 
 /// The process exit code for an error class.
@@ -39,6 +42,7 @@ pub fn code_for(class: ErrorClass) -> i32 {
         ErrorClass::Corrupt | ErrorClass::Truncated => code::CORRUPT,
         ErrorClass::Server => code::SERVER,
         ErrorClass::Io | ErrorClass::Failed => code::FAILED,
+        ErrorClass::Interrupted => code::INTERRUPTED,
     }
 }
 
@@ -101,6 +105,7 @@ registry!(
     crate::native_prepare::Error,
     crate::restore::Error,
     crate::verify::Error,
+    crate::interrupt::Interrupted,
 );
 
 /// Classify an `anyhow` error: the class of the first classified cause in
@@ -474,6 +479,10 @@ mod tests {
                 anyhow::Error::new(crate::innodb::apply::Error::PageSize(1000)),
                 FAILED,
             ),
+            (
+                anyhow::Error::new(crate::interrupt::Interrupted(crate::interrupt::Signal::Int)),
+                code::INTERRUPTED,
+            ),
         ]
     }
 
@@ -503,6 +512,7 @@ mod tests {
             ("usage", code::USAGE),
             ("corrupt or truncated input", code::CORRUPT),
             ("server", code::SERVER),
+            ("interrupted", code::INTERRUPTED),
         ];
         let expect: Vec<(String, i32)> = expect.iter().map(|(w, c)| ((*w).into(), *c)).collect();
         assert_eq!(table, expect);

@@ -26,7 +26,10 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "verify",
         ],
     ),
-    ("infrastructure", &["sink", "mysql", "sandbox", "sched"]),
+    (
+        "infrastructure",
+        &["sink", "mysql", "sandbox", "sched", "interrupt"],
+    ),
     ("codecs", &["compress", "encrypt"]),
     ("transform traits", &["transform"]),
     ("formats", &["format", "innodb"]),

@@ -59,11 +59,23 @@ async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
 /// `hotbak prepare`: the blocking engine on a blocking thread, then the summary.
 async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let dir = args.target_dir.clone();
     let r = tokio::task::spawn_blocking(move || {
         crate::prepare::prepare(&args.target_dir, args.mariadbd.as_deref(), &args.use_memory)
     })
     .await
-    .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
+    .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))?
+    .map_err(|e| {
+        let e = anyhow::Error::new(e);
+        match crate::interrupt::received() {
+            // The recovery server was stopped: nothing was marked prepared.
+            Some(_) => e.context(format!(
+                "the backup is not prepared; run `hotbak prepare --target-dir {}` again (recovery starts over)",
+                dir.display()
+            )),
+            None => e,
+        }
+    })?;
     if let Some(t) = &r.already_prepared {
         eprintln!(
             "hotbak: the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"
@@ -161,11 +173,60 @@ where
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(body(args)) {
+    let result = rt.block_on(run_interruptible(name, body(args)));
+    // A blocking read of stdin may still wait for a producer that lives
+    // on (an interrupted extraction): do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: error: {}", exit::render(&e));
             ExitCode::from(u8::try_from(exit::exit_code(&e)).unwrap_or(1))
         }
+    }
+}
+
+/// How long a command may take to clean up after a signal (the backup
+/// ends its session and restarts a replica's SQL thread, xbextract removes
+/// its staging directory, prepare stops its `mariadbd`).
+const CLEANUP_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Run `body` with SIGINT, SIGTERM and SIGHUP caught ([`crate::interrupt`]):
+/// on a signal, `mariadbd` children get SIGTERM and the engines see the
+/// signal and clean up; the result is then an interruption (exit 5) unless
+/// the command had already finished. A second signal, or a cleanup longer
+/// than [`CLEANUP_GRACE`], ends it at once.
+async fn run_interruptible<Fut>(name: &str, body: Fut) -> anyhow::Result<()>
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use crate::interrupt;
+    if let Err(e) = interrupt::install() {
+        eprintln!("{name}: warning: cannot catch SIGINT/SIGTERM/SIGHUP ({e}); a signal kills the process without cleanup");
+        return body.await;
+    }
+    let mut body = std::pin::pin!(body);
+    let sig = tokio::select! {
+        r = &mut body => return r,
+        sig = interrupt::wait() => sig,
+    };
+    eprintln!("{name}: {sig} received: stopping and cleaning up (a second signal stops at once)");
+    interrupt::terminate_children();
+    let first = interrupt::deliveries();
+    let second = async {
+        while interrupt::deliveries() <= first {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let r = tokio::select! {
+        r = tokio::time::timeout(CLEANUP_GRACE, &mut body) => r.ok(),
+        () = second => None,
+    };
+    interrupt::terminate_children();
+    match r {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) if exit::classify(&e) == crate::error::ErrorClass::Interrupted => Err(e),
+        Some(Err(e)) => Err(e.context(interrupt::Interrupted(sig))),
+        None => Err(interrupt::Interrupted(sig).into()),
     }
 }

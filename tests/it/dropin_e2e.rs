@@ -456,3 +456,204 @@ fn ed25519_login() {
         assert!(e.to_string().contains("Access denied"), "{e}");
     });
 }
+
+/// Send `sig` (`INT`, `TERM`, `HUP`) to `pid`.
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+/// Read `child`'s stderr on a thread until a line contains `needle`
+/// (returns the text so far), then keep collecting the rest.
+fn stderr_until(
+    child: &mut std::process::Child,
+    needle: &'static str,
+) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    let err = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let h = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut sent = false;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            if !sent && line.contains(needle) {
+                let _ = tx.send(all.clone());
+                sent = true;
+            }
+        }
+        all
+    });
+    let seen = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("never printed {needle:?}"));
+    (seen, h)
+}
+
+/// SIGINT mid-backup of a replica with `--safe-slave-backup`: exit 5, no
+/// success line, no manifest; the backup's session is gone (DDL runs right
+/// after) and the replica's SQL thread runs again.
+#[test]
+fn sigint_mid_backup_cleans_up() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(primary) = sandbox(
+        &root.path().join("p"),
+        &["--log-bin=mysql-bin", "--server-id=1"],
+    ) else {
+        return;
+    };
+    let Some(replica) = sandbox(&root.path().join("r"), &["--server-id=2"]) else {
+        return;
+    };
+    let port = primary.port().expect("tcp");
+    sql(
+        &primary,
+        &[
+            "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'",
+            "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'",
+            "CREATE DATABASE rp",
+            "CREATE TABLE rp.t (id INT PRIMARY KEY) ENGINE=InnoDB",
+        ],
+    );
+    sql(
+        &replica,
+        &[
+            &format!(
+                "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, MASTER_USER='repl', \
+                 MASTER_PASSWORD='repl-pw', MASTER_USE_GTID=slave_pos"
+            ),
+            "START SLAVE",
+        ],
+    );
+    let sql_running = |sb: &Sandbox| -> String {
+        let conn = sb.connect_options();
+        rt().block_on(async {
+            let mut s = Session::connect(&conn).await.expect("replica");
+            s.query("SHOW SLAVE STATUS")
+                .await
+                .expect("slave status")
+                .first()
+                .and_then(|row| row.get("Slave_SQL_Running").map(str::to_owned))
+                .unwrap_or_default()
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while sql_running(&replica) != "Yes" {
+        assert!(t0.elapsed().as_secs() < 60, "replication did not start");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let target = root.path().join("bk");
+    let mut child = Command::new(bin("hotbak"))
+        .args([
+            "backup",
+            "--no-defaults",
+            "-u",
+            "root",
+            "--progress",
+            "lines",
+        ])
+        .arg(format!("--socket={}", replica.socket().display()))
+        .args(["--safe-slave-backup", "--max-rate=1", "--target-dir"])
+        .arg(&target)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hotbak starts");
+    let (_, rest) = stderr_until(&mut child, "replica SQL thread stopped");
+    assert_eq!(
+        sql_running(&replica),
+        "No",
+        "the SQL thread is stopped during the copy"
+    );
+    signal(child.id(), "INT");
+    let status = child.wait().expect("wait");
+    let err = rest.join().expect("stderr thread");
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert!(!err.contains("completed OK"), "{err}");
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    assert!(err.contains("replica SQL thread started again"), "{err}");
+    assert!(!target.join("hotbak_manifest").exists(), "no manifest");
+    assert_eq!(sql_running(&replica), "Yes");
+    // No lock is left: DDL on the replica goes through at once.
+    let conn = replica.connect_options();
+    rt().block_on(async {
+        let mut s = Session::connect(&conn).await.expect("replica");
+        s.execute("SET SESSION lock_wait_timeout=5")
+            .await
+            .expect("set");
+        s.execute("CREATE TABLE rp.after_sigint (id INT) ENGINE=InnoDB")
+            .await
+            .expect("DDL right after the interrupted backup");
+        s.execute("DROP TABLE rp.after_sigint").await.expect("drop");
+    });
+}
+
+/// SIGTERM while xbextract waits for more of a stream: exit 5, the
+/// staging directory and every partial file removed.
+#[test]
+fn sigterm_mid_extraction_removes_staging() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("a.bin"), vec![7u8; 3 << 20]).expect("write");
+    let stream = Command::new(bin("xbextract"))
+        .args(["-c", "a.bin", "-C"])
+        .arg(&src)
+        .output()
+        .expect("xbextract -c");
+    assert!(stream.status.success());
+    let out = tmp.path().join("out");
+    let mut child = Command::new(bin("xbextract"))
+        .args(["-x", "-C"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("xbextract -x");
+    // Half the stream, then nothing: xbextract waits for the rest.
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut stdin, &stream.stdout[..stream.stdout.len() / 2])
+        .expect("write half");
+    let t0 = std::time::Instant::now();
+    let staged = || {
+        std::fs::read_dir(&out)
+            .map(|rd| {
+                rd.filter_map(Result::ok).any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(".xbextract-partial-")
+                })
+            })
+            .unwrap_or(false)
+    };
+    while !staged() {
+        assert!(t0.elapsed().as_secs() < 30, "no staging directory appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    signal(child.id(), "TERM");
+    // The producer stays alive (stdin open): xbextract must exit anyway.
+    let t0 = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if t0.elapsed().as_secs() > 30 {
+            let _ = child.kill();
+            panic!("xbextract did not exit within 30 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().expect("wait");
+    drop(stdin);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(!err.contains("completed OK"), "{err}");
+    assert!(!staged(), "the staging directory is gone");
+    assert!(!out.join("a.bin").exists());
+}
