@@ -15,7 +15,7 @@
 //!
 //! binaries → [`app`] → engines ([`backup`], [`prepare`], [`restore`],
 //! [`extract`], [`verify`]) → infrastructure ([`sink`], [`mysql`], [`sandbox`] (the
-//! `mariadbd` runner), [`sched`]) → codecs ([`compress`], [`encrypt`]) →
+//! `mariadbd` runner), [`sched`], [`interrupt`]) → codecs ([`compress`], [`encrypt`]) →
 //! [`transform`] traits → formats ([`format`], [`innodb`]) → [`error`],
 //! [`sys`].
 //!

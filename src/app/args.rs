@@ -29,6 +29,16 @@ pub enum Command {
     /// Prove an extracted backup whole without restoring it (exit 0 whole, 3 damaged).
     #[command(args_override_self = true)]
     Verify(VerifyArgs),
+    /// Make a new random encryption key file (mode 0600; never overwrites).
+    Keygen(KeygenArgs),
+}
+
+/// `hotbak keygen`.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// The key file to create (64 hex digits; it must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_key_file: std::path::PathBuf,
 }
 
 /// `hotbak verify`.

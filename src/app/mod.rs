@@ -36,6 +36,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prepare(a) => prepare(a).await,
         Command::Restore(a) => restore::run(a).await,
         Command::Verify(a) => verify(a).await,
+        Command::Keygen(a) => {
+            let id = crate::encrypt::Key::write_new_file(&a.encrypt_key_file)?;
+            eprintln!(
+                "hotbak: wrote a new AES-256 key to {} (mode 0600, key id {id}); keep a copy apart from the backups: they cannot be read without it",
+                a.encrypt_key_file.display()
+            );
+            eprintln!("hotbak: keygen completed OK!");
+            Ok(())
+        }
     }
 }
 
