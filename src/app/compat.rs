@@ -970,7 +970,7 @@ mod tests {
                 (None, Takes::Nothing) => format!("`--{}`", r.name),
             };
             let what = match r.action {
-                Action::Mode(cmd, extra) if extra.is_empty() => format!("`hotbak {cmd}`"),
+                Action::Mode(cmd, []) => format!("`hotbak {cmd}`"),
                 Action::Mode(cmd, extra) => format!("`hotbak {cmd} {}`", extra.join(" ")),
                 Action::Pass(to) if to == r.name => "same".to_owned(),
                 Action::Pass(to) => format!("as `--{to}`"),
