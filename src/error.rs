@@ -24,6 +24,9 @@ pub enum ErrorClass {
     Io,
     /// The database server refused, died, or could not be reached.
     Server,
+    /// The object store is unreachable, refused the credentials, lacks an
+    /// object, or the prefix holds no committed backup.
+    Store,
     /// Anything else that makes the operation fail.
     Failed,
     /// Stopped by SIGINT, SIGTERM or SIGHUP (cleaned up, nothing reported complete).
@@ -44,6 +47,7 @@ impl fmt::Display for ErrorClass {
             ErrorClass::Truncated => "truncated",
             ErrorClass::Io => "i/o",
             ErrorClass::Server => "server",
+            ErrorClass::Store => "object store",
             ErrorClass::Failed => "failed",
             ErrorClass::Interrupted => "interrupted",
         })

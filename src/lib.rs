@@ -4,7 +4,7 @@
 //! ```text
 //!  sources (tokio tasks)           datasink graph (bounded channels)                    terminal sink
 //!  redo follower ─┐
-//!  InnoDB copiers ├─ Frame{Open,Data,Close} ─> [manifest] ─> [compress] ─> [encrypt] ─> xbstream writer ─> stdout / TCP / file
+//!  InnoDB copiers ├─ Frame{Open,Data,Close} ─> [manifest] ─> [compress] ─> [encrypt] ─> xbstream writer ─> stdout / TCP / file / s3://
 //!  non-tx copier  │   (plaintext hashed first; stream info      (each stage optional)  └> directory writer (sink::safe_dir)
 //!  metadata ──────┘    opens the stream, manifest ends it)                              └> null
 //! ```
@@ -15,7 +15,7 @@
 //!
 //! binaries → [`app`] → engines ([`backup`], [`prepare`], [`restore`],
 //! [`extract`], [`verify`]) → infrastructure ([`sink`], [`mysql`], [`sandbox`] (the
-//! `mariadbd` runner), [`sched`], [`interrupt`]) → codecs ([`compress`], [`encrypt`]) →
+//! `mariadbd` runner), [`sched`], [`interrupt`], [`objstore`] (S3-compatible stores)) → codecs ([`compress`], [`encrypt`]) →
 //! [`transform`] traits → formats ([`format`], [`innodb`]) → [`error`],
 //! [`sys`].
 //!
@@ -32,10 +32,12 @@ pub mod encrypt;
 pub mod error;
 pub mod extract;
 pub mod format;
+pub mod incremental;
 pub mod innodb;
 pub mod interrupt;
 pub mod mysql;
 pub mod native_prepare;
+pub mod objstore;
 pub mod prepare;
 pub mod restore;
 pub mod sandbox;

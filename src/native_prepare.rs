@@ -223,21 +223,86 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
         reason,
     };
     let ck_path = dir.join(Checkpoints::FILE);
-    let ck = Checkpoints::parse(&read_text(&ck_path)?).map_err(|e| Error::Metadata {
-        path: ck_path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let ck = read_checkpoints(&ck_path)?;
     if ck.backup_type != BackupType::FullBackuped {
         return Err(not(format!(
             "backup_type is {}, not full-backuped",
             ck.backup_type.as_str()
         )));
     }
+    let cnf = read_backup_my_cnf(dir)?;
+    let log_path = dir.join("ib_logfile0");
+    let report = apply_log(
+        &LogJob {
+            data_dir: dir,
+            log_path: &log_path,
+            end: Lsn(ck.last_lsn),
+            cnf: &cnf,
+        },
+        opts,
+    )?;
+    // The log mariabackup leaves, and the new state.
+    write_empty_log(&log_path, Lsn(ck.last_lsn))?;
+    let done = Checkpoints {
+        backup_type: BackupType::LogApplied,
+        ..ck
+    };
+    write_atomic(&ck_path, done.render().as_bytes())?;
+    Ok(report)
+}
+
+/// Read and parse an `xtrabackup_checkpoints`.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::Metadata`].
+pub fn read_checkpoints(path: &Path) -> Result<Checkpoints> {
+    Checkpoints::parse(&read_text(path)?).map_err(|e| Error::Metadata {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Read and parse `dir/backup-my.cnf`.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::Metadata`].
+pub fn read_backup_my_cnf(dir: &Path) -> Result<BackupMyCnf> {
     let cnf_path = dir.join(BackupMyCnf::FILE);
-    let cnf = BackupMyCnf::parse(&read_text(&cnf_path)?).map_err(|e| Error::Metadata {
+    BackupMyCnf::parse(&read_text(&cnf_path)?).map_err(|e| Error::Metadata {
         path: cnf_path.display().to_string(),
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// One application of a redo log to a directory of tablespaces.
+#[derive(Clone, Copy, Debug)]
+pub struct LogJob<'a> {
+    /// The directory holding the tablespaces (the backup, or the base of a
+    /// chain).
+    pub data_dir: &'a Path,
+    /// The log to apply (the backup's `ib_logfile0`, or an incremental's).
+    pub log_path: &'a Path,
+    /// Apply up to this LSN (the backup's `last_lsn`).
+    pub end: Lsn,
+    /// The geometry (`backup-my.cnf` of the backup whose log this is).
+    pub cnf: &'a BackupMyCnf,
+}
+
+/// Apply `job.log_path` from its checkpoint to `job.end` to the tablespaces
+/// under `job.data_dir`, and make the pages durable. The log and the
+/// metadata files are left as they are (the caller replaces them).
+///
+/// # Errors
+/// See [`Error`]; on [`Error::Unsupported`] and on any error before the
+/// apply pass, no file was changed.
+pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
+    let dir = job.data_dir;
+    let cnf = job.cnf;
+    let not = |reason: String| Error::NotABackup {
+        dir: dir.display().to_string(),
+        reason,
+    };
+    let cnf_path = dir.join(BackupMyCnf::FILE);
     let page_size = u32::try_from(cnf.innodb_page_size)
         .ok()
         .filter(|p| p.is_power_of_two() && (4096..=65536).contains(p))
@@ -257,19 +322,19 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
             m.display()
         )));
     }
-    let (mut spaces, pending) = map_spaces(dir, &cnf, page_size, &files)?;
+    let (mut spaces, pending) = map_spaces(dir, cnf, page_size, &files)?;
 
     // The log.
-    let log_path = dir.join("ib_logfile0");
-    let mut log = File::open(&log_path).map_err(io(&log_path))?;
-    let log_len = log.metadata().map_err(io(&log_path))?.len();
+    let log_path = job.log_path;
+    let mut log = File::open(log_path).map_err(io(log_path))?;
+    let log_len = log.metadata().map_err(io(log_path))?.len();
     let mut prefix = vec![0u8; START_OFFSET as usize];
-    log.read_exact(&mut prefix).map_err(io(&log_path))?;
+    log.read_exact(&mut prefix).map_err(io(log_path))?;
     let info = parse_log_prefix(&prefix).map_err(|e| Error::Log(e.to_string()))?;
     let geo = LogGeometry::new(info.header.first_lsn, log_len.max(START_OFFSET + 16))
         .map_err(|e| Error::Log(e.to_string()))?;
     let start = info.newest.checkpoint_lsn;
-    let end = Lsn(ck.last_lsn);
+    let end = job.end;
     if end < start {
         return Err(Error::Log(format!(
             "last_lsn {end} in xtrabackup_checkpoints is before the checkpoint {start}"
@@ -286,7 +351,7 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
     let mut pre = PrePass::default();
     let mut src = LogSource {
         file: log,
-        path: &log_path,
+        path: log_path,
         geo,
         range: (start, end),
         page_size,
@@ -356,14 +421,6 @@ pub fn native_prepare(dir: &Path, opts: &NativeOptions) -> Result<Report> {
             .and_then(|h| h.sync_data())
             .map_err(io(path))?;
     }
-
-    // The log mariabackup leaves, and the new state.
-    write_empty_log(&log_path, end)?;
-    let done = Checkpoints {
-        backup_type: BackupType::LogApplied,
-        ..ck
-    };
-    write_atomic(&ck_path, done.render().as_bytes())?;
     Ok(report)
 }
 
@@ -393,7 +450,8 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()>
 }
 
 /// Parse a size like `12M`, `1G`, `10485760` into bytes.
-fn parse_size(s: &str) -> Option<u64> {
+#[must_use]
+pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mul) = match s.chars().last()? {
         'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
@@ -629,9 +687,13 @@ fn resolve_deferred(
     pre: &PrePass,
 ) -> Result<()> {
     for p in pending {
+        // `./db/t.ibd`, or the absolute path of a DATA DIRECTORY
+        // tablespace, whose copy the backup holds as `db/t.ibd`.
         let found = pre.names.iter().find(|(_, name)| {
-            let name = name.strip_prefix(b"./").unwrap_or(name);
-            std::str::from_utf8(name).is_ok_and(|n| dir.join(n) == *p)
+            std::str::from_utf8(name)
+                .ok()
+                .and_then(crate::innodb::relocate::backup_name)
+                .is_some_and(|n| dir.join(n) == *p)
         });
         let Some((&id, _)) = found else {
             return Err(Error::Metadata {
@@ -902,7 +964,12 @@ fn checkpoint_mtr(lsn: Lsn) -> Vec<u8> {
     m
 }
 
-fn write_empty_log(path: &Path, end: Lsn) -> Result<()> {
+/// Replace `path` with the empty log mariabackup's prepare leaves: a
+/// checkpoint at `end - 16` and one FILE_CHECKPOINT mini-transaction.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::Log`].
+pub fn write_empty_log(path: &Path, end: Lsn) -> Result<()> {
     let at = Lsn(end.0.saturating_sub(16).max(START_OFFSET));
     let ck = Checkpoint {
         checkpoint_lsn: at,
@@ -914,7 +981,11 @@ fn write_empty_log(path: &Path, end: Lsn) -> Result<()> {
     write_atomic(path, &out)
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+/// Write `path` through a temporary file, synced, then renamed.
+///
+/// # Errors
+/// [`Error::Io`].
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("hotbak-tmp");
     {
         let mut f = File::create(&tmp).map_err(io(&tmp))?;

@@ -59,6 +59,20 @@ pub enum Error {
     /// Recovery failed (the server did not start or stop cleanly).
     #[error("InnoDB recovery with mariadbd failed: {0}")]
     Recovery(String),
+    /// `--export`: the recovery server could not export a table.
+    #[error("--export: {table}: {reason}")]
+    Export {
+        /// The table (`db`.`t`) or step.
+        table: String,
+        /// Why.
+        reason: String,
+    },
+    /// The native prepare failed.
+    #[error("native prepare: {0}")]
+    Native(#[from] crate::native_prepare::Error),
+    /// Applying an incremental failed.
+    #[error("incremental prepare: {0}")]
+    Incremental(#[from] crate::incremental::Error),
 }
 
 impl Classify for Error {
@@ -67,7 +81,9 @@ impl Classify for Error {
             Error::NotABackup { .. } => ErrorClass::Usage,
             Error::Metadata { .. } => ErrorClass::Corrupt,
             Error::Io { .. } => ErrorClass::Io,
-            Error::Recovery(_) => ErrorClass::Server,
+            Error::Recovery(_) | Error::Export { .. } => ErrorClass::Server,
+            Error::Native(e) => e.class(),
+            Error::Incremental(e) => e.class(),
         }
     }
 }
@@ -95,69 +111,135 @@ pub struct PrepareReport {
     /// The backup was prepared already (`backup_type` full-prepared or
     /// log-applied): nothing was done. DBAs prepare twice out of habit.
     pub already_prepared: Option<String>,
+    /// A partial backup: recovery ran with `innodb_force_recovery=1` and
+    /// ignored the redo of this many tablespaces the backup leaves out.
+    pub partial: Option<usize>,
+    /// `--export`: the tables whose definitions were recorded and the
+    /// `.cfg` files written (`None`: not asked, or done before).
+    pub exported: Option<(usize, usize)>,
+    /// The native applier's report, when it prepared the backup.
+    pub native: Option<crate::native_prepare::Report>,
+    /// Why the native applier refused, when `Method::Auto` fell back to
+    /// the mariadbd-based recovery.
+    pub fell_back: Option<String>,
+    /// The incremental applied, with `--incremental-dir`.
+    pub incremental: Option<crate::incremental::Report>,
+}
+
+impl PrepareReport {
+    fn already(backup_type: String) -> Self {
+        PrepareReport {
+            already_prepared: Some(backup_type),
+            ..PrepareReport::default()
+        }
+    }
 }
 
 fn read_text(p: &Path) -> Result<String> {
     std::fs::read_to_string(p).map_err(io(p))
 }
 
-/// Prepare `dir` in place (blocking).
+/// Prepare `dir` in place with the mariadbd-based recovery (blocking).
 ///
 /// # Errors
 /// [`Error`] naming the file or the server's last log lines.
 pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<PrepareReport> {
-    let ck_path = dir.join(Checkpoints::FILE);
-    if !ck_path.is_file() {
-        return Err(Error::NotABackup {
-            dir: dir.display().to_string(),
-            reason: format!("no {} here: not an extracted backup (is it still compressed or encrypted? run xbextract)", Checkpoints::FILE),
-        });
-    }
-    let ck = Checkpoints::parse(&read_text(&ck_path)?).map_err(|e| Error::Metadata {
-        path: ck_path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    match ck.backup_type {
-        BackupType::FullBackuped => {}
-        BackupType::FullPrepared | BackupType::LogApplied => {
-            return Ok(PrepareReport {
-                already_prepared: Some(ck.backup_type.as_str().to_owned()),
-                ..PrepareReport::default()
-            });
-        }
-        BackupType::Incremental => {
-            return Err(Error::NotABackup {
-                dir: dir.display().to_string(),
-                reason: format!(
-                    "this is an incremental backup (from_lsn {}, to_lsn {}): prepare its base, then apply it onto the base \
-                     with `mariabackup --prepare --target-dir=BASE --incremental-dir={}` (hotbak's own --incremental-dir is not there yet)",
-                    ck.from_lsn,
-                    ck.to_lsn,
-                    dir.display()
-                ),
-            })
-        }
-        ref other => {
-            return Err(Error::NotABackup {
-                dir: dir.display().to_string(),
-                reason: format!(
-                    "backup_type is {}, expected full-backuped (already prepared, or incremental)",
-                    other.as_str()
-                ),
-            })
-        }
-    }
-    if !dir.join("ib_logfile0").is_file() {
-        return Err(Error::NotABackup {
-            dir: dir.display().to_string(),
-            reason: "ib_logfile0 is missing".into(),
-        });
-    }
+    prepare_server(
+        dir,
+        &Options {
+            method: Method::Server,
+            mariadbd: mariadbd.map(Path::to_path_buf),
+            use_memory: use_memory.to_owned(),
+            ..Options::default()
+        },
+    )
+}
+
+/// `backup-my.cnf` with the command line's `--server-option`s in place of
+/// its keys of the same name. For a server with data-at-rest encryption it
+/// holds the key-management plugin and its settings as the backup recorded
+/// them.
+fn recovery_cnf(dir: &Path, opts: &Options) -> Result<BackupMyCnf> {
     let cnf_path = dir.join(BackupMyCnf::FILE);
-    let cnf = BackupMyCnf::parse(&read_text(&cnf_path)?).map_err(|e| Error::Metadata {
+    let mut cnf = BackupMyCnf::parse(&read_text(&cnf_path)?).map_err(|e| Error::Metadata {
         path: cnf_path.display().to_string(),
         reason: e.to_string(),
     })?;
+    for (k, v) in &opts.server_options {
+        let k = k.replace('-', "_");
+        cnf.extra.retain(|(ek, _)| *ek != k);
+        cnf.extra.push((k, v.clone()));
+    }
+    Ok(cnf)
+}
+
+/// Why a backup is prepared by the mariadbd recovery and not natively,
+/// when it must be: its server loaded a key-management plugin (encrypted
+/// pages and log are the server's to decrypt), it is partial (the
+/// recovery ignores the redo of the tablespaces left out under
+/// `innodb_force_recovery=1`, and `--export` needs the server anyway), or
+/// `--export` was asked.
+fn server_needed(dir: &Path, cnf: &BackupMyCnf, opts: &Options) -> Result<Option<&'static str>> {
+    if cnf
+        .extra
+        .iter()
+        .any(|(k, _)| k.starts_with("plugin_load") || k.ends_with("key_management_filename"))
+    {
+        return Ok(Some(
+            "the server had a key-management plugin (data-at-rest encryption)",
+        ));
+    }
+    if opts.export {
+        return Ok(Some(
+            "--export runs FLUSH TABLES … FOR EXPORT on the recovered server",
+        ));
+    }
+    if is_partial(dir)? {
+        return Ok(Some("a partial backup"));
+    }
+    Ok(None)
+}
+
+/// The mariadbd-based recovery ([`Method::Server`]), with `--export`.
+fn prepare_server(dir: &Path, opts: &Options) -> Result<PrepareReport> {
+    let (mariadbd, use_memory) = (opts.mariadbd.as_deref(), opts.use_memory.as_str());
+    let ck = match start(dir)? {
+        Start::Go(ck) => ck,
+        Start::Done(t) => {
+            let exported = if opts.export {
+                export_prepared(dir, opts)?
+            } else {
+                None
+            };
+            return Ok(PrepareReport {
+                exported,
+                ..PrepareReport::already(t)
+            });
+        }
+    };
+    let ck_path = dir.join(Checkpoints::FILE);
+    let cnf = recovery_cnf(dir, opts)?;
+    // A key file the recovery server cannot read fails here, before
+    // anything changes: InnoDB extends tablespaces before it finds it
+    // cannot decrypt them, and a failed prepare must leave the backup as
+    // it was.
+    if let Some((_, f)) = cnf
+        .extra
+        .iter()
+        .find(|(k, _)| k == "file_key_management_filename")
+    {
+        let f = f.trim_matches('"');
+        if let Err(e) = std::fs::File::open(f) {
+            return Err(Error::NotABackup {
+                dir: f.to_owned(),
+                reason: format!(
+                    "the backup's tables are encrypted (file_key_management) and their key file cannot be read: {e}; \
+                     give its place on this host with --server-option file_key_management_filename=PATH. Nothing was changed"
+                ),
+            });
+        }
+    }
+    let partial = is_partial(dir)?;
 
     let markers = apply_markers(dir)?;
     // A run killed during recovery left link files aside: put them back first.
@@ -171,10 +253,57 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
         }
     };
 
-    let args = vec![
-        format!("--innodb-page-size={}", cnf.innodb_page_size),
-        format!("--innodb-data-file-path={}", cnf.innodb_data_file_path),
-        format!("--innodb-undo-tablespaces={}", cnf.innodb_undo_tablespaces),
+    let mut args = recovery_args(dir, &cnf, use_memory);
+    if partial {
+        // As mariabackup's prepare: the redo of the tablespaces a partial
+        // backup leaves out is ignored (mariadbd refuses to start on
+        // missing tablespaces with redo otherwise).
+        args.push("--innodb-force-recovery=1".to_owned());
+    }
+    if opts.export || partial {
+        // A partial backup of mariabackup's has no `mysql` schema; the
+        // export connects as root. No networking either way.
+        args.push("--skip-grant-tables".to_owned());
+    }
+    let placeholders = if partial {
+        created_placeholders(dir)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let ran = run_server(dir, mariadbd, args, |sb| {
+        opts.export
+            .then(|| export_tables(dir, sb.socket()))
+            .transpose()
+    });
+    remove_placeholders(&placeholders.0, &placeholders.1)?;
+    let (exported, missing, recovery_secs) = match ran {
+        Ok(r) => r,
+        Err(e) => {
+            restore_link_files(dir)?;
+            return Err(e);
+        }
+    };
+    restore_link_files(dir)?;
+    let prepared = Checkpoints {
+        backup_type: BackupType::FullPrepared,
+        ..ck
+    };
+    write_atomic(&ck_path, prepared.render().as_bytes())?;
+    Ok(PrepareReport {
+        markers,
+        recovery_secs,
+        link_files: aside,
+        relocated_names: relocated,
+        partial: partial.then_some(missing),
+        exported,
+        ..PrepareReport::default()
+    })
+}
+
+/// The recovery server's arguments (the geometry from `backup-my.cnf`).
+fn recovery_args(dir: &Path, cnf: &BackupMyCnf, use_memory: &str) -> Vec<String> {
+    let mut args = cnf.server_args();
+    args.extend([
         format!("--innodb-undo-directory={}", dir.display()),
         format!("--innodb-buffer-pool-size={use_memory}"),
         "--innodb-log-file-size=48M".to_owned(),
@@ -185,7 +314,20 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
         // (mariadbd falls back to synchronous I/O where the kernel refuses it).
         // Recovery reads the pages it applies redo to ahead of the apply.
         "--innodb-use-native-aio=1".to_owned(),
-    ];
+    ]);
+    args
+}
+
+/// Start `mariadbd` on the backup, run `during` while it is up, stop it
+/// cleanly. Returns what `during` returned, the number of tablespaces
+/// the server reported missing (a partial backup's), and the seconds
+/// the run took. The run dir (error log) is kept after a failure.
+fn run_server<T>(
+    dir: &Path,
+    mariadbd: Option<&Path>,
+    args: Vec<String>,
+    during: impl FnOnce(&Sandbox) -> Result<T>,
+) -> Result<(T, usize, f64)> {
     if let Some(m) = mariadbd {
         if !m.is_file() {
             return Err(Error::NotABackup {
@@ -199,34 +341,37 @@ pub fn prepare(dir: &Path, mariadbd: Option<&Path>, use_memory: &str) -> Result<
     let mut opts = SandboxOptions::for_prepare(args);
     opts.buffer_pool_size = None;
     opts.mariadbd = mariadbd.map(Path::to_path_buf);
+    let mut log = None;
     let result = (|| {
         let mut sb =
             Sandbox::start_on(dir, &run_dir, opts).map_err(|e| Error::Recovery(e.to_string()))?;
-        sb.stop().map_err(|e| Error::Recovery(e.to_string()))
+        log = Some(sb.error_log().to_path_buf());
+        let out = during(&sb);
+        let stopped = sb.stop().map_err(|e| Error::Recovery(e.to_string()));
+        let out = out?;
+        stopped.map(|()| out)
     })();
-    let recovery_secs = started.elapsed().as_secs_f64();
-    restore_link_files(dir)?;
-    if let Err(e) = result {
-        // Keep the run dir (error log) for the user.
-        return Err(Error::Recovery(format!(
-            "{e} (server log kept in {})",
-            run_dir.display()
-        )));
-    }
-    let _ = std::fs::remove_dir_all(&run_dir);
-
-    let prepared = Checkpoints {
-        backup_type: BackupType::FullPrepared,
-        ..ck
+    let secs = started.elapsed().as_secs_f64();
+    let out = match result {
+        Ok(out) => out,
+        Err(e @ Error::Export { .. }) => return Err(e),
+        Err(e) => {
+            // Keep the run dir (error log) for the user.
+            return Err(Error::Recovery(format!(
+                "{e} (server log kept in {})",
+                run_dir.display()
+            )));
+        }
     };
-    write_atomic(&ck_path, prepared.render().as_bytes())?;
-    Ok(PrepareReport {
-        markers,
-        recovery_secs,
-        link_files: aside,
-        relocated_names: relocated,
-        already_prepared: None,
-    })
+    let missing = log
+        .and_then(|l| std::fs::read_to_string(l).ok())
+        .map_or(0, |t| {
+            t.lines()
+                .filter(|l| l.contains("InnoDB: Tablespace") && l.contains("was not found at"))
+                .count()
+        });
+    let _ = std::fs::remove_dir_all(&run_dir);
+    Ok((out, missing, secs))
 }
 
 /// The recovery server's directory (socket, pid file, error log): a short
@@ -432,4 +577,512 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+// ------------------------------------------------ partial backups, --export
+
+/// Whether `xtrabackup_info` says `partial = Y` (ours and mariabackup's).
+fn is_partial(dir: &Path) -> Result<bool> {
+    use crate::format::metadata::XtrabackupInfo;
+    let p = dir.join(XtrabackupInfo::FILE);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(&p)(e)),
+    };
+    XtrabackupInfo::parse(&text)
+        .map(|i| i.partial)
+        .map_err(|e| Error::Metadata {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// `--export` on a backup prepared already: start the server on it (link
+/// files set aside, so nothing outside the backup is opened), export,
+/// stop. Nothing when the export is there already. A log-applied backup
+/// (the native prepare's) is rolled back by that server: it is marked
+/// full-prepared, so that no incremental is applied onto it afterwards.
+fn export_prepared(dir: &Path, opts: &Options) -> Result<Option<(usize, usize)>> {
+    use crate::format::export::EXPORT_NAME;
+    if dir.join(EXPORT_NAME).is_file() {
+        return Ok(None);
+    }
+    let cnf = recovery_cnf(dir, opts)?;
+    let mut args = recovery_args(dir, &cnf, &opts.use_memory);
+    args.push("--skip-grant-tables".to_owned());
+    restore_link_files(dir)?;
+    set_link_files_aside(dir)?;
+    let r = run_server(dir, opts.mariadbd.as_deref(), args, |sb| {
+        export_tables(dir, sb.socket())
+    });
+    restore_link_files(dir)?;
+    let (e, _, _) = r?;
+    let ck_path = dir.join(Checkpoints::FILE);
+    let ck = Checkpoints::parse(&read_text(&ck_path)?).map_err(|e| Error::Metadata {
+        path: ck_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if ck.backup_type == BackupType::LogApplied {
+        let prepared = Checkpoints {
+            backup_type: BackupType::FullPrepared,
+            ..ck
+        };
+        write_atomic(&ck_path, prepared.render().as_bytes())?;
+    }
+    Ok(Some(e))
+}
+
+/// The schemas `--export` leaves alone (the server's own).
+const SYSTEM_SCHEMAS: &str = "('mysql','information_schema','performance_schema','sys')";
+
+/// Suffix of a `.cfg` kept while the table is locked for export (the
+/// server deletes its own at `UNLOCK TABLES`).
+const CFG_KEPT: &str = "hotbak-export";
+
+/// `--export` on the running recovery server at `socket`: every table's
+/// definition, and for each InnoDB table `FLUSH TABLES … FOR EXPORT` with
+/// its `.cfg` files kept; then [`crate::format::export::EXPORT_NAME`].
+/// Returns (tables, `.cfg` files).
+fn export_tables(dir: &Path, socket: &Path) -> Result<(usize, usize)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Export {
+            table: "runtime".into(),
+            reason: e.to_string(),
+        })?;
+    rt.block_on(export_async(dir, socket))
+}
+
+async fn export_async(dir: &Path, socket: &Path) -> Result<(usize, usize)> {
+    use crate::format::export::{Export, Table, EXPORT_NAME, VERSION};
+    use crate::mysql::{ConnectOptions, Session};
+    let sql_err = |table: &str| {
+        let table = table.to_owned();
+        move |e: crate::mysql::Error| Error::Export {
+            table,
+            reason: e.to_string(),
+        }
+    };
+    let conn = ConnectOptions {
+        socket: Some(socket.to_path_buf()),
+        user: Some("root".into()),
+        ..ConnectOptions::default()
+    };
+    let mut s = Session::connect(&conn)
+        .await
+        .map_err(sql_err("connecting to the recovery server"))?;
+    let rows = s
+        .query(&format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE, \
+             CAST(CONVERT(TABLE_SCHEMA USING filename) AS BINARY), \
+             CAST(CONVERT(TABLE_NAME USING filename) AS BINARY) \
+             FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' \
+             AND TABLE_SCHEMA NOT IN {SYSTEM_SCHEMAS} ORDER BY 1, 2"
+        ))
+        .await
+        .map_err(sql_err("listing the tables"))?;
+    let mut tables = Vec::new();
+    let mut cfgs = 0;
+    for r in rows {
+        let (Some(db), Some(t), Some(fdb), Some(ft)) = (r.at(0), r.at(1), r.at(3), r.at(4)) else {
+            continue;
+        };
+        let who = format!("`{}`.`{}`", db.replace('`', "``"), t.replace('`', "``"));
+        let engine = r.at(2).unwrap_or("").to_owned();
+        let create = s
+            .query(&format!("SHOW CREATE TABLE {who}"))
+            .await
+            .map_err(sql_err(&who))?
+            .first()
+            .and_then(|r| r.at(1).map(str::to_owned))
+            .ok_or_else(|| Error::Export {
+                table: who.clone(),
+                reason: "SHOW CREATE TABLE returned nothing".into(),
+            })?;
+        let mut cfg = Vec::new();
+        if engine.eq_ignore_ascii_case("InnoDB") {
+            s.execute(&format!("FLUSH TABLES {who} FOR EXPORT"))
+                .await
+                .map_err(sql_err(&who))?;
+            let kept = keep_cfgs(dir, fdb, ft);
+            let unlocked = s.execute("UNLOCK TABLES").await.map_err(sql_err(&who));
+            let kept = kept?;
+            unlocked?;
+            if kept.is_empty() {
+                return Err(Error::Export {
+                    table: who,
+                    reason: format!("FLUSH TABLES … FOR EXPORT wrote no {fdb}/{ft}.cfg"),
+                });
+            }
+            for k in &kept {
+                let from = dir.join(format!("{k}.{CFG_KEPT}"));
+                let to = dir.join(k);
+                std::fs::rename(&from, &to).map_err(io(&from))?;
+            }
+            cfgs += kept.len();
+            cfg = kept;
+        }
+        tables.push(Table {
+            schema: db.to_owned(),
+            name: t.to_owned(),
+            fs_base: format!("{fdb}/{ft}"),
+            engine,
+            create,
+            cfg,
+        });
+    }
+    let server_version = s.version().text.clone();
+    let _ = s.close().await;
+    let n = tables.len();
+    let e = Export {
+        version: VERSION,
+        server_version,
+        tables,
+    };
+    write_atomic(&dir.join(EXPORT_NAME), e.render().as_bytes())?;
+    Ok((n, cfgs))
+}
+
+/// Copy the `.cfg` files of table `fdb/ft` (one, or one per partition)
+/// to `*.cfg.hotbak-export` while the table is locked for export; each
+/// copy is checked to be a `.cfg` of that table. Returns their names.
+fn keep_cfgs(dir: &Path, fdb: &str, ft: &str) -> Result<Vec<String>> {
+    let db_dir = dir.join(fdb);
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&db_dir).map_err(io(&db_dir))? {
+        let e = e.map_err(io(&db_dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".cfg") else {
+            continue;
+        };
+        if stem != ft && !stem.starts_with(&format!("{ft}#P#")) {
+            continue;
+        }
+        let data = std::fs::read(e.path()).map_err(io(&e.path()))?;
+        let cfg = crate::innodb::cfg::parse(&data).map_err(|err| Error::Metadata {
+            path: e.path().display().to_string(),
+            reason: err.to_string(),
+        })?;
+        let want = format!("{fdb}/{stem}");
+        if cfg.table_name != want {
+            return Err(Error::Metadata {
+                path: e.path().display().to_string(),
+                reason: format!("names table {}, expected {want}", cfg.table_name),
+            });
+        }
+        let rel = format!("{fdb}/{name}");
+        let kept = dir.join(format!("{rel}.{CFG_KEPT}"));
+        write_atomic(&kept, &data)?;
+        out.push(rel);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A partial backup: empty files in place of the tablespaces the copied
+/// redo log creates (`FILE_CREATE`) but the backup leaves out. mariadbd's
+/// recovery defers a tablespace created within the log and rebuilds it
+/// from the log; one whose file is missing fails that and stops the
+/// rebuild of the other deferred ones (mariabackup's own prepare creates
+/// such files itself). The placeholders are removed after recovery.
+/// Returns the files and the directories created.
+fn created_placeholders(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    use crate::innodb::redo::{self, FileOp, ScanStop};
+    use crate::innodb::Lsn;
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    const PIECE: usize = 8 << 20;
+    let log = dir.join("ib_logfile0");
+    let bad = |reason: String| Error::Metadata {
+        path: log.display().to_string(),
+        reason,
+    };
+    let mut f = std::fs::File::open(&log).map_err(io(&log))?;
+    let len = f.metadata().map_err(io(&log))?.len();
+    let mut prefix = vec![0u8; usize::try_from(redo::START_OFFSET).unwrap_or(12288)];
+    f.read_exact(&mut prefix).map_err(io(&log))?;
+    let info = redo::parse_log_prefix(&prefix).map_err(|e| bad(e.to_string()))?;
+    let geo = redo::LogGeometry::new(info.header.first_lsn, len).map_err(|e| bad(e.to_string()))?;
+    // space -> (created in the log, current name); None once deleted.
+    let mut spaces: BTreeMap<u32, Option<(bool, String)>> = BTreeMap::new();
+    let name = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let (mut pos, mut lsn) = (redo::START_OFFSET, info.header.first_lsn);
+    let mut buf = vec![0u8; PIECE];
+    while pos < len {
+        let want = usize::try_from((len - pos).min(PIECE as u64)).unwrap_or(PIECE);
+        f.read_exact_at(&mut buf[..want], pos).map_err(io(&log))?;
+        let scan = redo::scan_mtrs(&geo, lsn, &buf[..want])
+            .map_err(|e| bad(format!("at LSN {lsn}: {e}")))?;
+        let mut off = 0;
+        for l in &scan.mtr_lens {
+            for op in redo::file_records(&buf[off..off + l]).flatten() {
+                match op {
+                    FileOp::Create { space, path } => {
+                        spaces.insert(space.0, Some((true, name(path))));
+                    }
+                    FileOp::Rename { space, to, .. } => {
+                        if let Some(Some((_, n))) = spaces.get_mut(&space.0) {
+                            *n = name(to);
+                        }
+                    }
+                    FileOp::Delete { space, .. } => {
+                        spaces.insert(space.0, None);
+                    }
+                    FileOp::Modify { .. } | FileOp::Checkpoint { .. } => {}
+                }
+            }
+            off += l;
+        }
+        if scan.consumed == 0 || matches!(scan.stop, ScanStop::EndOfLog(_)) {
+            break;
+        }
+        pos += scan.consumed as u64;
+        lsn = Lsn(lsn.0 + scan.consumed as u64);
+    }
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    for (_, n) in spaces.into_values().flatten().filter(|(c, _)| *c) {
+        // Only names inside the backup (`./db/t.ibd`) get a placeholder.
+        let Some(rel) = n.strip_prefix("./") else {
+            continue;
+        };
+        let Ok(rel) = crate::format::path::RelPath::new(rel) else {
+            continue;
+        };
+        let p = rel.under(dir);
+        if p.exists() {
+            continue;
+        }
+        if let Some(parent) = p.parent() {
+            if !parent.exists() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+                dirs.push(parent.to_path_buf());
+            }
+        }
+        std::fs::File::create(&p).map_err(io(&p))?;
+        files.push(p);
+    }
+    Ok((files, dirs))
+}
+
+/// Remove what [`created_placeholders`] made (recovery filled the files
+/// in; they belong to tables the backup leaves out).
+fn remove_placeholders(files: &[PathBuf], dirs: &[PathBuf]) -> Result<()> {
+    for f in files {
+        match std::fs::remove_file(f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(f)(e)),
+        }
+    }
+    for d in dirs {
+        // Only if recovery left nothing else there.
+        let _ = std::fs::remove_dir(d);
+    }
+    Ok(())
+}
+
+/// How `prepare` applies the backup's redo log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Method {
+    /// Native; when the native applier refuses the log (before changing
+    /// anything), the mariadbd-based recovery instead.
+    #[default]
+    Auto,
+    /// Native only (mariabackup's prepare: redo applied, nothing rolled
+    /// back, `log-applied`): the backup can take incrementals.
+    Native,
+    /// Start `mariadbd` on the backup: redo applied, then rolled back
+    /// (`full-prepared`): no incrementals after it.
+    Server,
+}
+
+/// Options of [`prepare_with`].
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// How to apply the redo.
+    pub method: Method,
+    /// The mariadbd binary for [`Method::Server`] (and the fallback).
+    pub mariadbd: Option<PathBuf>,
+    /// Memory: the buffer pool of the mariadbd run, the record budget of
+    /// the native applier (`256M`, `1G`, bytes).
+    pub use_memory: String,
+    /// Apply this incremental onto the (prepared) target.
+    pub incremental_dir: Option<PathBuf>,
+    /// `--export`: while the recovery server is up, `FLUSH TABLES … FOR
+    /// EXPORT` each InnoDB table and keep its `.cfg`, and record every
+    /// table's definition in [`crate::format::export::EXPORT_NAME`]. On a
+    /// backup prepared already, only this is done (and nothing when the
+    /// export is there already). Implies the mariadbd recovery.
+    pub export: bool,
+    /// Server options for the recovery run, NAME=VALUE, replacing the
+    /// `backup-my.cnf` key of that name (`file_key_management_filename`
+    /// when the key file lives elsewhere on this host, `plugin_dir`, …).
+    pub server_options: Vec<(String, String)>,
+}
+
+/// `hotbak prepare`: prepare `dir` with the chosen method, or apply an
+/// incremental onto it (preparing it natively first when it is not yet
+/// prepared).
+///
+/// # Errors
+/// [`Error`] naming the file, LSN or server log.
+pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
+    let use_memory = parse_memory(&opts.use_memory)?;
+    let native_opts = crate::native_prepare::NativeOptions { use_memory };
+    if let Some(inc) = &opts.incremental_dir {
+        if opts.export {
+            return Err(Error::NotABackup {
+                dir: inc.display().to_string(),
+                reason: "--export with --incremental-dir: apply the incrementals first, then prepare --export the result".into(),
+            });
+        }
+        if opts.method == Method::Server {
+            return Err(Error::NotABackup {
+                dir: inc.display().to_string(),
+                reason: "incrementals are applied natively (mariadbd recovery rolls back, after which deltas do not apply)".into(),
+            });
+        }
+        // The chain first, so that a wrong pair changes nothing.
+        let base_link = crate::incremental::read_link(dir)?;
+        let inc_link = crate::incremental::read_link(inc)?;
+        crate::incremental::check_chain(
+            &base_link,
+            &inc_link,
+            &dir.display().to_string(),
+            &inc.display().to_string(),
+        )?;
+        // Everything else that can refuse, before the base is prepared.
+        crate::incremental::precheck(dir, inc)?;
+        let mut report = PrepareReport::default();
+        if base_link.ck.backup_type == BackupType::FullBackuped {
+            let r = prepare_native(dir, &native_opts)?;
+            report.markers = r.markers;
+            report.native = r.native;
+        }
+        report.incremental = Some(crate::incremental::apply(dir, inc, &native_opts)?);
+        return Ok(report);
+    }
+    // Prepared already: nothing to do, whatever the method (DBAs prepare
+    // twice out of habit); `--export` may still have work.
+    if !opts.export {
+        if let Start::Done(t) = start(dir)? {
+            return Ok(PrepareReport::already(t));
+        }
+    }
+    let server = if dir.join(BackupMyCnf::FILE).is_file() {
+        server_needed(dir, &recovery_cnf(dir, opts)?, opts)?
+    } else {
+        None
+    };
+    match (opts.method, server) {
+        (Method::Server, _) => prepare_server(dir, opts),
+        (Method::Native, Some(why)) => Err(Error::NotABackup {
+            dir: dir.display().to_string(),
+            reason: format!(
+                "--native: {why} is prepared by the mariadbd recovery (drop --native/--apply-log-only, or use --server-recovery)"
+            ),
+        }),
+        (Method::Native, None) => prepare_native(dir, &native_opts),
+        (Method::Auto, Some(_)) => prepare_server(dir, opts),
+        (Method::Auto, None) => match prepare_native(dir, &native_opts) {
+            Err(Error::Native(e @ crate::native_prepare::Error::Unsupported { .. })) => {
+                let mut r = prepare_server(dir, opts)?;
+                r.fell_back = Some(e.to_string());
+                Ok(r)
+            }
+            other => other,
+        },
+    }
+}
+
+/// `--use-memory` in bytes.
+fn parse_memory(s: &str) -> Result<u64> {
+    crate::native_prepare::parse_size(s)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::NotABackup {
+            dir: "--use-memory".into(),
+            reason: format!("{s:?} is not a size (like 256M or 1G)"),
+        })
+}
+
+/// The native prepare of a full backup: the same checks as [`prepare`],
+/// DDL markers, then the redo applied by [`crate::native_prepare`].
+fn prepare_native(
+    dir: &Path,
+    opts: &crate::native_prepare::NativeOptions,
+) -> Result<PrepareReport> {
+    if let Start::Done(t) = start(dir)? {
+        return Ok(PrepareReport::already(t));
+    }
+    // The markers first (as for the mariadbd run); a refusal of the native
+    // applier after them leaves a valid unprepared backup.
+    let markers = apply_markers(dir)?;
+    let started = std::time::Instant::now();
+    let report = crate::native_prepare::native_prepare(dir, opts)?;
+    Ok(PrepareReport {
+        markers,
+        recovery_secs: started.elapsed().as_secs_f64(),
+        native: Some(report),
+        ..PrepareReport::default()
+    })
+}
+
+/// Where a prepare of a full backup starts.
+enum Start {
+    /// An unprepared full backup: go on.
+    Go(Checkpoints),
+    /// Already prepared (its `backup_type`): nothing to do.
+    Done(String),
+}
+
+/// The checks every prepare of a full backup makes first.
+fn start(dir: &Path) -> Result<Start> {
+    let ck_path = dir.join(Checkpoints::FILE);
+    if !ck_path.is_file() {
+        return Err(Error::NotABackup {
+            dir: dir.display().to_string(),
+            reason: format!("no {} here: not an extracted backup (is it still compressed or encrypted? run xbextract)", Checkpoints::FILE),
+        });
+    }
+    let ck = Checkpoints::parse(&read_text(&ck_path)?).map_err(|e| Error::Metadata {
+        path: ck_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    match ck.backup_type {
+        BackupType::FullBackuped => {}
+        BackupType::FullPrepared | BackupType::LogApplied => {
+            return Ok(Start::Done(ck.backup_type.as_str().to_owned()));
+        }
+        BackupType::Incremental => {
+            return Err(Error::NotABackup {
+                dir: dir.display().to_string(),
+                reason: format!(
+                    "this is an incremental backup (from_lsn {}, to_lsn {}): apply it onto its prepared base \
+                     with `hotbak prepare --target-dir BASE --incremental-dir {}`",
+                    ck.from_lsn,
+                    ck.to_lsn,
+                    dir.display()
+                ),
+            })
+        }
+        ref other => {
+            return Err(Error::NotABackup {
+                dir: dir.display().to_string(),
+                reason: format!(
+                    "backup_type is {}, expected full-backuped",
+                    other.as_str()
+                ),
+            })
+        }
+    }
+    if !dir.join("ib_logfile0").is_file() {
+        return Err(Error::NotABackup {
+            dir: dir.display().to_string(),
+            reason: "ib_logfile0 is missing".into(),
+        });
+    }
+    Ok(Start::Go(ck))
 }

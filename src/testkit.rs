@@ -1247,6 +1247,33 @@ pub fn run_stream_backup(
     logs: &Path,
     extra: &[String],
 ) -> Result<StreamOutcome> {
+    run_stream_backup_stalled(bins, socket, dest, logs, extra, None)
+}
+
+/// A destination that stops reading for a while: after `after` bytes the
+/// pipe takes nothing for `pause` (an `ssh` or network stall, a busy
+/// disk), then full speed again.
+#[derive(Clone, Copy, Debug)]
+pub struct Stall {
+    /// Bytes passed before the stall.
+    pub after: u64,
+    /// How long nothing is read.
+    pub pause: Duration,
+}
+
+/// [`run_stream_backup`] with a [`Stall`] in the pipe between the two, by
+/// a thread copying between two pipes.
+///
+/// # Errors
+/// A process cannot be started or waited for.
+pub fn run_stream_backup_stalled(
+    bins: &Binaries,
+    socket: &Path,
+    dest: &Path,
+    logs: &Path,
+    extra: &[String],
+    stall: Option<Stall>,
+) -> Result<StreamOutcome> {
     std::fs::create_dir_all(dest).with_context(|| dest.display().to_string())?;
     std::fs::create_dir_all(logs).with_context(|| logs.display().to_string())?;
     let hb_log = logs.join("hotbak.err");
@@ -1262,11 +1289,15 @@ pub fn run_stream_backup(
         .stdout
         .take()
         .ok_or_else(|| anyhow!("hotbak: no stdout pipe"))?;
+    let (stdin, mut stalled) = match stall {
+        None => (Stdio::from(pipe), None),
+        Some(stall) => (Stdio::piped(), Some((pipe, stall))),
+    };
     let xb = Command::new(&bins.xbextract)
         .arg("-x")
         .arg("-C")
         .arg(dest)
-        .stdin(Stdio::from(pipe))
+        .stdin(stdin)
         .stdout(Stdio::null())
         .stderr(File::create(&xb_log).with_context(|| xb_log.display().to_string())?)
         .spawn();
@@ -1280,7 +1311,33 @@ pub fn run_stream_backup(
             );
         }
     };
+    let copier = match (stalled.take(), xb.stdin.take()) {
+        (Some((mut from, stall)), Some(mut to)) => Some(std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut sent = 0u64;
+            let mut paused = false;
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                sent += n as u64;
+                if !paused && sent >= stall.after {
+                    paused = true;
+                    std::thread::sleep(stall.pause);
+                }
+            }
+        })),
+        _ => None,
+    };
     let hotbak = hb.wait().context("waiting for hotbak")?;
+    if let Some(c) = copier {
+        let _ = c.join();
+    }
     let xbextract = xb.wait().context("waiting for xbextract")?;
     let elapsed = started.elapsed();
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();

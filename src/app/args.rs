@@ -25,10 +25,16 @@ pub enum Command {
     Prepare(PrepareArgs),
     /// Copy (or move) a prepared backup into an empty datadir.
     #[command(args_override_self = true)]
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Prove an extracted backup whole without restoring it (exit 0 whole, 3 damaged).
     #[command(args_override_self = true)]
     Verify(VerifyArgs),
+    // -- object storage (issue 16) --
+    /// Upload a stream on disk to s3://BUCKET/PREFIX, resumable after a crash or kill.
+    Upload(Box<super::s3::UploadArgs>),
+    /// List the backups under s3://BUCKET/PREFIX (or a local directory): complete or not,
+    /// time, size, type, LSNs.
+    Info(Box<super::s3::InfoArgs>),
     /// Make a new random encryption key file (mode 0600; never overwrites).
     Keygen(KeygenArgs),
 }
@@ -48,8 +54,8 @@ pub struct VerifyArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "stream",
-        conflicts_with = "stream"
+        required_unless_present_any = ["stream", "from"],
+        conflicts_with_all = ["stream", "from"]
     )]
     pub target_dir: Option<PathBuf>,
     /// Verify an xbstream read on stdin (plain, compressed or encrypted), writing nothing.
@@ -64,6 +70,13 @@ pub struct VerifyArgs {
     /// Files checked at once (default: the number of cores).
     #[arg(long)]
     pub parallel: Option<usize>,
+    // -- object storage (issue 16) --
+    /// Verify the committed backup at s3://BUCKET/PREFIX as it downloads (like --stream).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with = "stream")]
+    pub from: Option<String>,
+    /// Store options (with --from).
+    #[command(flatten)]
+    pub s3: super::s3::S3Args,
 }
 
 /// Connection options, as mariabackup has them.
@@ -203,9 +216,14 @@ pub struct BackupArgs {
     /// Write an xbstream to stdout (`--stream` or `--stream=xbstream`).
     #[arg(long, num_args = 0..=1, default_missing_value = "xbstream", value_name = "FORMAT")]
     pub stream: Option<String>,
-    /// Send the xbstream to tcp://HOST:PORT (pairs with `xbextract --listen`).
-    #[arg(long, value_name = "tcp://HOST:PORT")]
+    /// Send the xbstream to tcp://HOST:PORT (pairs with `xbextract --listen`), or upload it
+    /// to s3://BUCKET/PREFIX (committed only when the backup completed).
+    #[arg(long, value_name = "tcp://HOST:PORT|s3://BUCKET/PREFIX")]
     pub stream_to: Option<String>,
+    // -- object storage (issue 16) --
+    /// Store options (with --stream-to s3://).
+    #[command(flatten)]
+    pub s3: super::s3::S3Args,
     /// Connection.
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -267,6 +285,16 @@ pub struct BackupArgs {
     /// Warn when redo headroom falls under this percentage of the log capacity.
     #[arg(long, default_value_t = 50)]
     pub redo_warn_percent: u64,
+    /// Directory for temporary files: redo the destination cannot take
+    /// yet waits here (after --redo-spool-memory in memory), so a slow
+    /// consumer never makes the server overwrite uncopied log. Default:
+    /// $TMPDIR, else /tmp.
+    #[arg(long, value_name = "DIR")]
+    pub tmpdir: Option<PathBuf>,
+    /// Memory for redo waiting for the destination, in MiB, before it
+    /// spills to --tmpdir.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub redo_spool_memory: usize,
     /// Compress every file (zstd by default).
     #[arg(long, value_enum, ignore_case = true, num_args = 0..=1, default_missing_value = "zstd", value_name = "ALGO")]
     pub compress: Option<CompressArg>,
@@ -308,6 +336,36 @@ pub struct BackupArgs {
     /// Progress display on stderr.
     #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// Partial backup: which tables (mariabackup's options and rules).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Partial-backup filters, spelled and matched as mariabackup 10.11 does
+/// (`format-spec/partial.md`). The system and undo tablespaces, the redo
+/// log and the `mysql` schema are always kept.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Databases or `db.table` names to keep, separated by spaces.
+    #[arg(long, value_name = "LIST")]
+    pub databases: Option<String>,
+    /// A file with one database or `db.table` to keep per line.
+    #[arg(long, value_name = "FILE")]
+    pub databases_file: Option<PathBuf>,
+    /// Databases or `db.table` names to leave out, separated by spaces.
+    #[arg(long, value_name = "LIST")]
+    pub databases_exclude: Option<String>,
+    /// Regular expressions (POSIX extended, comma-separated) matched
+    /// against `db.table`: keep the tables that match.
+    #[arg(long, value_name = "REGEX")]
+    pub tables: Option<String>,
+    /// A file with one fully qualified `db.table` to keep per line.
+    #[arg(long, value_name = "FILE")]
+    pub tables_file: Option<PathBuf>,
+    /// Regular expressions (comma-separated) matched against `db.table`:
+    /// leave out the tables that match.
+    #[arg(long, value_name = "REGEX")]
+    pub tables_exclude: Option<String>,
 }
 
 /// `hotbak prepare`.
@@ -316,12 +374,53 @@ pub struct PrepareArgs {
     /// The extracted backup.
     #[arg(long, value_name = "DIR")]
     pub target_dir: PathBuf,
-    /// The mariadbd binary to run recovery with (default: found on PATH or /usr/sbin).
+    /// Apply this incremental backup onto --target-dir (a full backup,
+    /// prepared by `hotbak prepare`/`mariabackup --prepare` or not yet
+    /// prepared, or one with earlier incrementals applied), as
+    /// `mariabackup --prepare --incremental-dir` does.
+    #[arg(long, value_name = "DIR")]
+    pub incremental_dir: Option<PathBuf>,
+    /// Apply the redo natively only (no mariadbd): nothing is rolled back,
+    /// the backup is left `log-applied` as mariabackup's prepare leaves it
+    /// and can take incrementals. Fails (instead of falling back to
+    /// mariadbd) when the log holds records the native applier refuses.
+    #[arg(
+        long,
+        visible_alias = "apply-log-only",
+        conflicts_with = "server_recovery"
+    )]
+    pub native: bool,
+    /// Recover by starting mariadbd on the backup (the redo applied, then
+    /// open transactions rolled back): no incrementals can follow.
+    #[arg(long, conflicts_with = "incremental_dir")]
+    pub server_recovery: bool,
+    /// The mariadbd binary for --server-recovery, and for the fallback
+    /// when the native applier refuses (default: found on PATH or /usr/sbin).
     #[arg(long)]
     pub mariadbd: Option<PathBuf>,
-    /// Buffer pool for the recovery run.
+    /// Memory: the record budget of the native applier, the buffer pool of
+    /// a mariadbd run.
     #[arg(long, default_value = "256M")]
     pub use_memory: String,
+    /// A server option for the recovery run, NAME=VALUE, replacing the
+    /// `backup-my.cnf` key of that name (repeatable). For a server with
+    /// data-at-rest encryption whose key file lives elsewhere on this host:
+    /// `--server-option file_key_management_filename=/etc/mysql/keys.txt`.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = name_value)]
+    pub server_option: Vec<(String, String)>,
+    /// Also write each InnoDB table's `.cfg` (for `ALTER TABLE … IMPORT
+    /// TABLESPACE`) and every table's definition (`hotbak_export`, for
+    /// `hotbak restore --table`); on a prepared backup, only this.
+    #[arg(long)]
+    pub export: bool,
+}
+
+/// `NAME=VALUE`.
+fn name_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: expected NAME=VALUE")),
+    }
 }
 
 /// `hotbak restore`.
@@ -332,7 +431,7 @@ pub struct RestoreArgs {
     pub target_dir: PathBuf,
     /// The datadir to fill (must be empty or absent; default: the
     /// `datadir` of `--defaults-file`).
-    #[arg(long, value_name = "DIR", required_unless_present_any = ["in_place", "defaults_file"])]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["in_place", "defaults_file", "table"])]
     pub datadir: Option<PathBuf>,
     /// The option file of the server to restore: its `[mysqld]`/`[server]`/
     /// `[mariadb]`/`[mariadbd]` `datadir`, `innodb_data_home_dir`,
@@ -395,4 +494,29 @@ pub struct RestoreArgs {
     /// Progress display: a line a second (auto, lines) or none.
     #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// Single-table restore.
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+/// `hotbak restore --table DB.TABLE --to-server SOCKET`: one table of a
+/// backup prepared with `--export` into a running server on this host.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TableArgs {
+    /// The table to put back (`db.table`; created from the backup's
+    /// definition if the server lacks it, refused if its definition differs).
+    #[arg(long, value_name = "DB.TABLE", requires = "to_server", conflicts_with_all = ["datadir", "in_place", "move_back"])]
+    pub table: Option<String>,
+    /// With --table: the running server's socket.
+    #[arg(long, value_name = "SOCKET", requires = "table")]
+    pub to_server: Option<PathBuf>,
+    /// With --table: user (the [client] groups of the option files otherwise).
+    #[arg(long, requires = "table")]
+    pub user: Option<String>,
+    /// With --table: password (prefer an option file).
+    #[arg(long, env = "MYSQL_PWD", hide_env_values = true, requires = "table")]
+    pub password: Option<String>,
+    /// With --table: read no option files.
+    #[arg(long, requires = "table")]
+    pub no_defaults: bool,
 }

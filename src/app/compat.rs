@@ -92,7 +92,6 @@ use Takes::{Nothing, Optional, Value};
 
 const GEOMETRY: &str = "a server setting: hotbak reads it from the server when backing up and from backup-my.cnf when preparing";
 const DISABLED: &str = "disabled in mariabackup 10.11 (no effect with BACKUP STAGE locks)";
-const NOT_YET: &str = "partial backups are not implemented yet";
 
 /// mariabackup 10.11's options (`mariabackup --help`), one row each.
 pub const ROWS: &[Row] = &[
@@ -101,7 +100,7 @@ pub const ROWS: &[Row] = &[
     row("prepare", Nothing, Mode("prepare", &[])),
     row("copy-back", Nothing, Mode("restore", &["--copy-back"])),
     row("move-back", Nothing, Mode("restore", &["--move-back"])),
-    row("export", Nothing, Unsupported("--prepare --export is not implemented yet")),
+    row("export", Nothing, Pass("export")),
     row("decompress", Nothing, Unsupported("xbextract decompresses while extracting; for files at rest: xbextract --target-dir DIR --decompress")),
     row("remove-original", Nothing, Unsupported("use xbextract --target-dir DIR --decompress --remove-original")),
     row("apply-log", Nothing, Unsupported("use --prepare")),
@@ -139,25 +138,25 @@ pub const ROWS: &[Row] = &[
     // Where.
     row("target-dir", Value, Pass("target-dir")),
     short("datadir", 'h', Value, Pass("datadir")),
-    short("tmpdir", 't', Value, NoOp("hotbak writes no temporary files")),
+    short("tmpdir", 't', Value, Pass("tmpdir")),
     row("extra-lsndir", Value, Pass("extra-lsndir")),
     row("stream", Value, Pass("stream")),
     row("force-non-empty-directories", Nothing, Unsupported("restore only into empty directories")),
     // Incremental.
     row("incremental-lsn", Value, Pass("incremental-lsn")),
     row("incremental-basedir", Value, Pass("incremental-basedir")),
-    row("incremental-dir", Value, Unsupported("--prepare --incremental-dir is not implemented yet")),
+    row("incremental-dir", Value, Pass("incremental-dir")),
     row("incremental-force-scan", Nothing, NoOp("hotbak always reads every page")),
     row("incremental-history-name", Value, Unsupported("the backup history table is not read")),
     row("incremental-history-uuid", Value, Unsupported("the backup history table is not read")),
     row("history", Optional, Unsupported("the backup history table is not written yet")),
     // Partial backups.
-    row("tables", Value, Unsupported(NOT_YET)),
-    row("tables-file", Value, Unsupported(NOT_YET)),
-    row("tables-exclude", Value, Unsupported(NOT_YET)),
-    row("databases", Value, Unsupported(NOT_YET)),
-    row("databases-file", Value, Unsupported(NOT_YET)),
-    row("databases-exclude", Value, Unsupported(NOT_YET)),
+    row("tables", Value, Pass("tables")),
+    row("tables-file", Value, Pass("tables-file")),
+    row("tables-exclude", Value, Pass("tables-exclude")),
+    row("databases", Value, Pass("databases")),
+    row("databases-file", Value, Pass("databases-file")),
+    row("databases-exclude", Value, Pass("databases-exclude")),
     // Compression.
     row("compress", Optional, Pass("compress")),
     row("compress-threads", Value, Pass("compress-threads")),
@@ -870,10 +869,6 @@ mod tests {
                 "not supported by hotbak: --throttle",
             ),
             (
-                &["--backup", "--databases=a"],
-                "not supported by hotbak: --databases",
-            ),
-            (
                 &["--backup", "--binlog-info=LOCKLESS"],
                 "binlog-info=lockless",
             ),
@@ -890,6 +885,29 @@ mod tests {
         }
         // Accepted: binlog-info=AUTO, hotbak's own options, help.
         assert!(mb(&["--backup", "--stream", "--binlog-info=AUTO", "--max-rate=5"]).is_ok());
+        // Partial backups, export and incrementals pass on under their names.
+        assert_eq!(
+            mb(&[
+                "--backup",
+                "--target-dir=/b",
+                "--databases=a b",
+                "--tables-exclude=^a[.]x$"
+            ])
+            .unwrap()
+            .args,
+            strs(&[
+                "backup",
+                "--target-dir=/b",
+                "--databases=a b",
+                "--tables-exclude=^a[.]x$"
+            ])
+        );
+        assert_eq!(
+            mb(&["--prepare", "--export", "--target-dir=/b"])
+                .unwrap()
+                .args,
+            strs(&["prepare", "--export", "--target-dir=/b"])
+        );
         assert_eq!(mb(&["--backup", "--help"]).unwrap().info, Some("--help"));
     }
 

@@ -18,7 +18,8 @@ use crate::error::{Classify, ErrorClass};
 /// | 2 | usage: bad option, missing argument, bad key file, bad option file |
 /// | 3 | corrupt or truncated input: bad CRC or magic, failed authentication, stream cut short, manifest mismatch, refused path |
 /// | 4 | server: cannot connect, unsupported server, lock timeout, server died, redo log overrun |
-/// | 5 | interrupted: SIGINT, SIGTERM or SIGHUP; locks released, partial output removed or left unmarked as complete |
+/// | 5 | object store: unreachable, credentials refused, object missing, no commit object (no complete backup under the prefix) |
+/// | 6 | interrupted: SIGINT, SIGTERM or SIGHUP; locks released, partial output removed or left unmarked as complete |
 pub mod code {
     /// Success.
     pub const OK: i32 = 0;
@@ -30,8 +31,10 @@ pub mod code {
     pub const CORRUPT: i32 = 3;
     /// Server-side failure.
     pub const SERVER: i32 = 4;
+    /// Object-store failure.
+    pub const STORE: i32 = 5;
     /// Stopped by a signal.
-    pub const INTERRUPTED: i32 = 5;
+    pub const INTERRUPTED: i32 = 6;
 }
 
 /// The process exit code for an error class.
@@ -41,6 +44,7 @@ pub fn code_for(class: ErrorClass) -> i32 {
         ErrorClass::Usage => code::USAGE,
         ErrorClass::Corrupt | ErrorClass::Truncated => code::CORRUPT,
         ErrorClass::Server => code::SERVER,
+        ErrorClass::Store => code::STORE,
         ErrorClass::Io | ErrorClass::Failed => code::FAILED,
         ErrorClass::Interrupted => code::INTERRUPTED,
     }
@@ -89,8 +93,10 @@ registry!(
     crate::format::envelope::Error,
     crate::format::qpress::Error,
     crate::format::delta::Error,
+    crate::format::export::Error,
     crate::innodb::Error,
     crate::innodb::apply::Error,
+    crate::innodb::cfg::Error,
     crate::transform::TransformError,
     crate::compress::Error,
     crate::encrypt::Error,
@@ -101,10 +107,14 @@ registry!(
     crate::sandbox::Error,
     crate::extract::Error,
     crate::backup::Error,
+    crate::backup::filter::Error,
     crate::prepare::Error,
     crate::native_prepare::Error,
+    crate::incremental::Error,
     crate::restore::Error,
+    crate::restore::table::Error,
     crate::verify::Error,
+    crate::objstore::Error,
     crate::interrupt::Interrupted,
 );
 
@@ -187,10 +197,35 @@ mod tests {
     /// One sample of every class each registered type produces, with the
     /// code README.md's table promises for it.
     fn samples() -> Vec<(anyhow::Error, i32)> {
-        use code::{CORRUPT, FAILED, SERVER, USAGE};
+        use code::{CORRUPT, FAILED, SERVER, STORE, USAGE};
         vec![
             (
                 anyhow::Error::new(crate::error::UsageError("--parallel 0".into())),
+                USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::format::export::Error::Version(9)),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::restore::table::Error::DefinitionDiffers {
+                    table: "`d`.`t`".into(),
+                    diff: vec!["backup: `a` int".into()],
+                }),
+                FAILED,
+            ),
+            (
+                anyhow::Error::new(crate::innodb::cfg::Error::Corrupt {
+                    offset: 0,
+                    reason: "version 2".into(),
+                }),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::backup::filter::Error::NotQualified {
+                    option: "--tables-file list line 2".into(),
+                    name: "t".into(),
+                }),
                 USAGE,
             ),
             (
@@ -480,6 +515,52 @@ mod tests {
                 FAILED,
             ),
             (
+                anyhow::Error::new(crate::objstore::Error::NotCommitted {
+                    bucket: "b".into(),
+                    prefix: "p".into(),
+                    commit: "p/hotbak-commit.json".into(),
+                    found: String::new(),
+                }),
+                STORE,
+            ),
+            (
+                anyhow::Error::new(crate::objstore::Error::Auth {
+                    op: "PutObject",
+                    key: "k".into(),
+                    status: 403,
+                    code: "SignatureDoesNotMatch".into(),
+                    message: "m".into(),
+                }),
+                STORE,
+            ),
+            (
+                anyhow::Error::new(crate::objstore::Error::Usage("s3://B".into())),
+                USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::objstore::Error::Corrupt {
+                    key: "k".into(),
+                    reason: "bad".into(),
+                }),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::objstore::Error::Aborted("s3://b/p".into())),
+                FAILED,
+            ),
+            (
+                anyhow::Error::new(crate::sink::Error::Store(crate::objstore::Error::Exists {
+                    key: "k".into(),
+                })),
+                STORE,
+            ),
+            (
+                anyhow::Error::new(crate::incremental::Error::Chain(
+                    "from_lsn 2 but to_lsn 1".into(),
+                )),
+                USAGE,
+            ),
+            (
                 anyhow::Error::new(crate::interrupt::Interrupted(crate::interrupt::Signal::Int)),
                 code::INTERRUPTED,
             ),
@@ -512,6 +593,7 @@ mod tests {
             ("usage", code::USAGE),
             ("corrupt or truncated input", code::CORRUPT),
             ("server", code::SERVER),
+            ("object store", code::STORE),
             ("interrupted", code::INTERRUPTED),
         ];
         let expect: Vec<(String, i32)> = expect.iter().map(|(w, c)| ((*w).into(), *c)).collect();

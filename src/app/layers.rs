@@ -21,6 +21,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "backup",
             "prepare",
             "native_prepare",
+            "incremental",
             "restore",
             "extract",
             "verify",
@@ -28,7 +29,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "infrastructure",
-        &["sink", "mysql", "sandbox", "sched", "interrupt"],
+        &["sink", "mysql", "sandbox", "sched", "interrupt", "objstore"],
     ),
     ("codecs", &["compress", "encrypt"]),
     ("transform traits", &["transform"]),

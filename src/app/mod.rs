@@ -19,6 +19,7 @@ pub mod invocation;
 mod layers;
 pub mod plan;
 pub mod restore;
+pub mod s3;
 
 use args::{Cli, Command};
 
@@ -34,7 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Prepare(a) => prepare(a).await,
-        Command::Restore(a) => restore::run(a).await,
+        Command::Restore(a) => restore::run(*a).await,
         Command::Verify(a) => verify(a).await,
         Command::Keygen(a) => {
             let id = crate::encrypt::Key::write_new_file(&a.encrypt_key_file)?;
@@ -45,6 +46,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("hotbak: keygen completed OK!");
             Ok(())
         }
+        Command::Upload(a) => s3::upload(*a).await,
+        Command::Info(a) => s3::info(*a).await,
     }
 }
 
@@ -53,6 +56,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// workers).
 async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
     match plan::verify(args)? {
+        plan::VerifyTarget::Store(plan, url, s3) => {
+            let (_, download) = s3::open_download(&url, &s3).await?;
+            let mut download = download;
+            let res = crate::verify::run_stream(&plan, &mut download, &url).await;
+            // The download's own error is the root cause of a read error.
+            let dl = download.finish().await;
+            res?;
+            dl?;
+        }
         plan::VerifyTarget::Stream(plan) => {
             crate::verify::run_stream(&plan, tokio::io::stdin(), "stdin").await?;
         }
@@ -67,39 +79,102 @@ async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
 
 /// `hotbak prepare`: the blocking engine on a blocking thread, then the summary.
 async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
+    use crate::prepare::{Method, Options};
     let started = std::time::Instant::now();
-    let dir = args.target_dir.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        crate::prepare::prepare(&args.target_dir, args.mariadbd.as_deref(), &args.use_memory)
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))?
-    .map_err(|e| {
-        let e = anyhow::Error::new(e);
-        match crate::interrupt::received() {
-            // The recovery server was stopped: nothing was marked prepared.
-            Some(_) => e.context(format!(
-                "the backup is not prepared; run `hotbak prepare --target-dir {}` again (recovery starts over)",
-                dir.display()
-            )),
-            None => e,
-        }
-    })?;
-    if let Some(t) = &r.already_prepared {
+    let export = args.export;
+    let opts = Options {
+        method: if args.native {
+            Method::Native
+        } else if args.server_recovery {
+            Method::Server
+        } else {
+            Method::Auto
+        },
+        mariadbd: args.mariadbd,
+        use_memory: args.use_memory,
+        incremental_dir: args.incremental_dir,
+        export: args.export,
+        server_options: args.server_option,
+    };
+    let dir = args.target_dir;
+    let shown = dir.clone();
+    let r = tokio::task::spawn_blocking(move || crate::prepare::prepare_with(&dir, &opts))
+        .await
+        .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))?
+        .map_err(|e| {
+            let e = anyhow::Error::new(e);
+            match crate::interrupt::received() {
+                // The recovery server was stopped: nothing was marked prepared.
+                Some(_) => e.context(format!(
+                    "the backup is not prepared; run `hotbak prepare --target-dir {}` again (recovery starts over)",
+                    shown.display()
+                )),
+                None => e,
+            }
+        })?;
+    let total = started.elapsed().as_secs_f64();
+    if let Some(n) = r.partial {
+        eprintln!(
+            "hotbak: partial backup: recovery ignored the redo of {n} tablespaces the backup leaves out (innodb_force_recovery=1, as mariabackup's prepare)"
+        );
+    }
+    match r.exported {
+        Some((tables, cfgs)) => eprintln!(
+            "hotbak: --export: {tables} table definitions recorded in {}, {cfgs} .cfg files written for IMPORT TABLESPACE",
+            crate::format::export::EXPORT_NAME
+        ),
+        None if export => eprintln!(
+            "hotbak: --export: the backup holds its export already ({}); nothing to do",
+            crate::format::export::EXPORT_NAME
+        ),
+        None => {}
+    }
+    if let Some(why) = &r.fell_back {
+        eprintln!(
+            "hotbak: the native applier refused this log ({why}); recovered with mariadbd instead \
+             (rolled back: this backup cannot take incrementals)"
+        );
+    }
+    if let Some(n) = &r.native {
+        eprintln!(
+            "hotbak: prepare (native): {} DDL markers applied; redo {}..{}: {} mini-transactions, {} page records, \
+             {} pages written in {} batches; {:.1}s",
+            r.markers, n.start_lsn, n.end_lsn, n.mtrs, n.page_records, n.pages_written, n.batches, r.recovery_secs
+        );
+    }
+    if let Some(i) = &r.incremental {
+        eprintln!(
+            "hotbak: incremental applied: to_lsn {} -> {}; {} deltas ({} pages), {} tablespaces created, {} renamed, \
+             {} deleted, {} whole copies, {} other files; redo {}..{}: {} pages written; total {:.1}s; \
+             the backup is log-applied (more incrementals can follow)",
+            i.from_lsn,
+            i.to_lsn,
+            i.deltas,
+            i.delta_pages,
+            i.created,
+            i.renamed,
+            i.deleted,
+            i.new_copies,
+            i.files_copied,
+            i.redo.start_lsn,
+            i.redo.end_lsn,
+            i.redo.pages_written,
+            total
+        );
+    } else if let Some(t) = &r.already_prepared {
         eprintln!(
             "hotbak: the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"
         );
-        eprintln!("hotbak: prepare completed OK!");
-        return Ok(());
+    } else if r.native.is_none() {
+        eprintln!(
+            "hotbak: prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
+            r.markers,
+            r.link_files,
+            r.relocated_names,
+            r.recovery_secs,
+            total
+        );
     }
-    eprintln!(
-        "hotbak: prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
-        r.markers,
-        r.link_files,
-        r.relocated_names,
-        r.recovery_secs,
-        started.elapsed().as_secs_f64()
-    );
     eprintln!("hotbak: prepare completed OK!");
     Ok(())
 }
@@ -202,7 +277,7 @@ const CLEANUP_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Run `body` with SIGINT, SIGTERM and SIGHUP caught ([`crate::interrupt`]):
 /// on a signal, `mariadbd` children get SIGTERM and the engines see the
-/// signal and clean up; the result is then an interruption (exit 5) unless
+/// signal and clean up; the result is then an interruption (exit 6) unless
 /// the command had already finished. A second signal, or a cleanup longer
 /// than [`CLEANUP_GRACE`], ends it at once.
 async fn run_interruptible<Fut>(name: &str, body: Fut) -> anyhow::Result<()>

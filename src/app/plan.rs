@@ -64,10 +64,17 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
             }
             Destination::Stdout
         }
+        (None, None, Some(t)) if t.starts_with("s3://") => Destination::S3 {
+            location: crate::objstore::Location::parse(t)?,
+            config: Box::new(a.s3.config()),
+            upload: a.s3.upload_options(None)?,
+        },
         (None, None, Some(t)) => {
-            let addr = t
-                .strip_prefix("tcp://")
-                .ok_or_else(|| UsageError(format!("--stream-to {t}: expected tcp://HOST:PORT")))?;
+            let addr = t.strip_prefix("tcp://").ok_or_else(|| {
+                UsageError(format!(
+                    "--stream-to {t}: expected tcp://HOST:PORT or s3://BUCKET/PREFIX"
+                ))
+            })?;
             Destination::Tcp(addr.to_owned())
         }
         (None, None, None) => {
@@ -222,6 +229,7 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         }
         (None, l) => l,
     };
+    let parent_uuid = a.incremental_basedir.as_deref().and_then(parent_uuid);
     let lock = if a.no_lock {
         None
     } else {
@@ -233,6 +241,7 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         parallel: a.parallel,
         lock,
         incremental_lsn,
+        parent_uuid,
         extra_lsndir: a.extra_lsndir.clone(),
         ddl_lock: match a.lock_ddl {
             DdlLockArg::Short => backup::DdlLock::Short,
@@ -253,6 +262,8 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
             .then(|| Duration::from_secs(a.safe_slave_backup_timeout)),
         log_copy_interval: Duration::from_millis(a.log_copy_interval.max(10)),
         redo_warn_percent: a.redo_warn_percent,
+        tmpdir: a.tmpdir.clone().unwrap_or_else(std::env::temp_dir),
+        redo_spool_memory: a.redo_spool_memory.max(1) << 20,
         compress: a.compress.map(|c| Compression {
             algorithm: algorithm(c),
             level: a.compress_level,
@@ -267,7 +278,38 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         command_line: crate::format::metadata::mask_command_line(
             &std::env::args().collect::<Vec<_>>(),
         ),
+        filter: filter(&a.filter)?,
     })
+}
+
+/// The partial-backup filter of `hotbak backup` (the `-file` options read
+/// here), or `None` when no filter option is given.
+///
+/// # Errors
+/// [`UsageError`] for an unreadable list file; the filter's own errors.
+pub fn filter(a: &super::args::FilterArgs) -> anyhow::Result<Option<backup::filter::Filter>> {
+    let read =
+        |opt: &str, p: &Option<std::path::PathBuf>| -> anyhow::Result<Option<(String, String)>> {
+            p.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .map(|t| (p.display().to_string(), t))
+                        .map_err(|e| UsageError(format!("--{opt} {}: {e}", p.display())).into())
+                })
+                .transpose()
+        };
+    let spec = backup::filter::FilterSpec {
+        databases: a.databases.clone(),
+        databases_file: read("databases-file", &a.databases_file)?,
+        databases_exclude: a.databases_exclude.clone(),
+        tables: a.tables.clone(),
+        tables_file: read("tables-file", &a.tables_file)?,
+        tables_exclude: a.tables_exclude.clone(),
+    };
+    if !spec.is_partial() {
+        return Ok(None);
+    }
+    Ok(Some(backup::filter::Filter::new(spec)?))
 }
 
 /// What `hotbak verify` checks.
@@ -277,6 +319,8 @@ pub enum VerifyTarget {
     Dir(crate::verify::VerifyPlan),
     /// The xbstream on stdin.
     Stream(crate::verify::StreamPlan),
+    /// The committed backup at an s3:// URL, with the store options.
+    Store(crate::verify::StreamPlan, String, super::s3::S3Args),
 }
 
 /// Check `hotbak verify`'s arguments and build the plan (the key is read here).
@@ -289,6 +333,15 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
     if parallel == 0 {
         return Err(UsageError("--parallel must be at least 1".into()).into());
+    }
+    if let Some(url) = a.from {
+        let decode =
+            crate::extract::decoders(a.decrypt_key_file.as_deref(), a.decrypt_key_env.as_deref())?;
+        return Ok(VerifyTarget::Store(
+            crate::verify::StreamPlan { parallel, decode },
+            url,
+            a.s3,
+        ));
     }
     match (a.target_dir, a.stream) {
         (Some(target_dir), false) => {
@@ -315,6 +368,17 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
         }
         _ => Err(UsageError("give one of --target-dir DIR or --stream".into()).into()),
     }
+}
+
+/// The `uuid` of `DIR/xtrabackup_info`, when it has one (an `--extra-lsndir`
+/// copy has it too; a base without the file has no recorded identity).
+fn parent_uuid(dir: &std::path::Path) -> Option<String> {
+    let p = dir.join(crate::format::metadata::XtrabackupInfo::FILE);
+    let text = std::fs::read_to_string(p).ok()?;
+    crate::format::metadata::XtrabackupInfo::parse(&text)
+        .ok()
+        .map(|i| i.uuid)
+        .filter(|u| !u.is_empty())
 }
 
 #[cfg(test)]
@@ -386,7 +450,14 @@ mod tests {
                 assert_eq!(p.parallel, 3);
                 assert!(p.decode.decrypt.is_none());
             }
-            VerifyTarget::Dir(_) => panic!("the stream mode"),
+            VerifyTarget::Dir(_) | VerifyTarget::Store(..) => panic!("the stream mode"),
+        }
+        match plan(&["--from", "s3://bkt/p", "--s3-parallel", "2"]).unwrap() {
+            VerifyTarget::Store(_, url, s3) => {
+                assert_eq!(url, "s3://bkt/p");
+                assert_eq!(s3.s3_parallel, 2);
+            }
+            _ => panic!("the store mode"),
         }
         for bad in [
             &[][..],

@@ -353,10 +353,21 @@ pub fn plan(copied: &[CopiedFile], present: &[Present]) -> Fixup {
 /// recovery would stop at each. One line per tablespace, with its id and name.
 #[must_use]
 pub fn unaccounted(tracker: &Tracker, in_backup: &BTreeSet<SpaceId>) -> Vec<String> {
+    unaccounted_where(tracker, in_backup, |_| false)
+}
+
+/// [`unaccounted`], where `left_out` tablespaces (a partial backup's
+/// excluded ones) count as accounted for.
+#[must_use]
+pub fn unaccounted_where(
+    tracker: &Tracker,
+    in_backup: &BTreeSet<SpaceId>,
+    left_out: impl Fn(SpaceId) -> bool,
+) -> Vec<String> {
     tracker
         .named()
         .into_iter()
-        .filter(|(id, _)| !in_backup.contains(id) && !tracker.dropped(*id))
+        .filter(|(id, _)| !in_backup.contains(id) && !tracker.dropped(*id) && !left_out(*id))
         .map(|(id, name)| {
             format!("tablespace {id} ({name}) is written by the copied redo log but is not in the backup")
         })

@@ -104,7 +104,7 @@ pub(super) async fn write_all(
             .unwrap_or_default(),
         innodb_from_lsn: from_lsn,
         innodb_to_lsn: c.to_lsn.0,
-        partial: false,
+        partial: plan.filter.is_some(),
         incremental: plan.incremental_lsn.is_some(),
         format: if matches!(plan.dest, Destination::Dir(_)) {
             "file".into()
@@ -116,7 +116,21 @@ pub(super) async fn write_all(
         } else {
             "N".into()
         },
-        extra: Vec::new(),
+        extra: plan
+            .filter
+            .iter()
+            .map(|f| {
+                (
+                    XtrabackupInfo::PARTIAL_FILTER.to_owned(),
+                    f.spec().describe(),
+                )
+            })
+            .chain(
+                plan.parent_uuid
+                    .iter()
+                    .map(|u| (crate::incremental::PARENT_UUID_KEY.to_owned(), u.clone())),
+            )
+            .collect(),
     };
     write_meta(input, XtrabackupInfo::FILE, xi.render(), true).await?;
     if let Some(dir) = &plan.extra_lsndir {
@@ -141,5 +155,6 @@ pub(super) async fn write_all(
     report.last_lsn = c.redo.last_lsn.0;
     report.to_lsn = c.to_lsn.0;
     report.min_headroom = c.redo.min_headroom;
+    report.redo_spool = c.redo.spool;
     Ok(())
 }

@@ -33,6 +33,7 @@ pub mod catalog;
 pub mod datafiles;
 pub mod ddl;
 mod direct;
+pub mod filter;
 pub mod load;
 mod metadata;
 pub mod pacing;
@@ -41,6 +42,7 @@ mod plan;
 pub mod progress;
 pub mod redo;
 mod report;
+pub mod spool;
 
 use std::sync::Arc;
 
@@ -150,6 +152,21 @@ pub async fn execute(plan: BackupPlan) -> Result<BackupReport, Error> {
                 dest: format!("tcp://{a}"),
             }
         }
+        Destination::S3 {
+            location,
+            config,
+            upload,
+        } => {
+            // Checked before the server is touched: the store is reachable,
+            // takes the credentials, and the prefix holds no backup yet.
+            let client = crate::objstore::Client::new((**config).clone(), &location.bucket)
+                .map_err(crate::sink::Error::Store)?;
+            let up =
+                crate::objstore::upload::Uploader::start(client, location.clone(), *upload, None)
+                    .await
+                    .map_err(crate::sink::Error::Store)?;
+            Output::Object(Box::new(up))
+        }
     };
     run(plan, output).await
 }
@@ -188,6 +205,7 @@ pub async fn run(plan: BackupPlan, output: Output) -> Result<BackupReport, Error
         Destination::Dir(d) => d.display().to_string(),
         Destination::Stdout => "stdout (xbstream)".into(),
         Destination::Tcp(a) => format!("tcp://{a} (xbstream)"),
+        Destination::S3 { location, .. } => format!("{location} (xbstream objects, committed)"),
     };
     let progress = Arc::new(Progress::new(plan.progress));
     let threads = plan.parallel.max(plan.compress.map_or(1, |c| c.threads));

@@ -85,6 +85,8 @@ pub(super) async fn body(
             interval: plan.log_copy_interval,
             warn_percent: plan.redo_warn_percent,
             conn: plan.conn.clone(),
+            spool_dir: plan.tmpdir.clone(),
+            spool_memory: plan.redo_spool_memory,
         },
         progress.clone(),
     )
@@ -249,7 +251,7 @@ async fn locked_copy_inner(
             .iter()
             .filter_map(|(rel, f)| t.resolve(rel, f.space))
             .collect();
-        account_for_redo(&commit, &in_backup)?;
+        account_for_redo(ctx, &commit, &in_backup)?;
     }
     release_locks(ctx, &mut lk, &commit).await?;
     // 5. Metadata.
@@ -273,6 +275,7 @@ async fn short_lock_copy(
     let mut inv = datafiles::inventory(&layout(info))?;
     let cat = catalog::read(lk.s).await?;
     add_remote_tablespaces(&mut inv, &cat, &info.datadir);
+    exclude(ctx, &mut inv);
     add_totals(progress, [&inv.innodb]);
     let bulk = bulk_copy(ctx, lk.mode, inv.innodb, Vec::new(), follower, true).await?;
     let Copied {
@@ -318,7 +321,7 @@ async fn short_lock_copy(
         ..BackupReport::default()
     };
     write_pending_metas(ctx, &copied, &commit.redo.tracker).await?;
-    account_for_redo(&commit, &fixed)?;
+    account_for_redo(ctx, &commit, &fixed)?;
     release_locks(ctx, lk, &commit).await?;
     // 5. Metadata.
     metadata::write_all(ctx, &commit, links, &mut report).await?;
@@ -518,10 +521,19 @@ async fn write_small(input: &GraphInput, rel: RelPath, data: Vec<u8>) -> Result<
 /// of the copied redo names is in the backup or dropped by that redo, or
 /// recovery would stop at it; the backup fails naming each one.
 fn account_for_redo(
+    ctx: &CopyCtx<'_>,
     c: &CommitPoint,
     in_backup: &std::collections::BTreeSet<u32>,
 ) -> Result<(), Error> {
-    let missing = ddl::unaccounted(&c.redo.tracker, in_backup);
+    // A tablespace a partial backup's filter leaves out is accounted for:
+    // prepare ignores the redo of tablespaces the backup does not hold.
+    let named = c.redo.tracker.named();
+    let missing = ddl::unaccounted_where(&c.redo.tracker, in_backup, |id| {
+        ctx.plan
+            .filter
+            .as_ref()
+            .is_some_and(|f| named.get(&id).is_some_and(|name| f.skips(name)))
+    });
     if missing.is_empty() {
         return Ok(());
     }
@@ -573,8 +585,9 @@ async fn list_files(
     let mut inv = datafiles::inventory(&layout(info)).map_err(|e| unprotected(e, lk.mode))?;
     let cat = catalog::read(lk.s).await?;
     add_remote_tablespaces(&mut inv, &cat, &info.datadir);
+    exclude(ctx, &mut inv);
     if lk.mode != Some(LockMode::Ftwrl) {
-        ensure_complete(&inv, &cat, &info.datadir, progress)?;
+        ensure_complete(ctx, &inv, &cat)?;
     }
     let links = std::mem::take(&mut inv.links);
     if !links.is_empty() {
@@ -585,6 +598,21 @@ async fn list_files(
         ));
     }
     Ok((inv, links))
+}
+
+/// A partial backup: take the files its filter leaves out of `inv`,
+/// before any of them is opened.
+fn exclude(ctx: &CopyCtx<'_>, inv: &mut datafiles::Inventory) {
+    let Some(f) = &ctx.plan.filter else {
+        return;
+    };
+    let ex = f.retain(inv);
+    ctx.progress.line(&format!(
+        "partial backup ({}): {} files ({}) left out, not read",
+        f.spec().describe(),
+        ex.files,
+        human(ex.bytes)
+    ));
 }
 
 /// Add files to the progress totals.
@@ -624,12 +652,16 @@ fn add_remote_tablespaces(
 /// Fail the backup when a table the server serves has a file the backup
 /// would not hold; warn about unreadable entries no table needs.
 fn ensure_complete(
+    ctx: &CopyCtx<'_>,
     inv: &datafiles::Inventory,
     cat: &catalog::Catalog,
-    datadir: &std::path::Path,
-    progress: &Progress,
 ) -> Result<(), Error> {
-    let expected = catalog::expected_files(cat, datadir);
+    let (datadir, progress) = (&ctx.info.datadir, ctx.progress);
+    let mut expected = catalog::expected_files(cat, datadir);
+    if let Some(f) = &ctx.plan.filter {
+        // A partial backup holds only what its filter keeps.
+        expected.retain(|e| !f.skips(&e.rel));
+    }
     let unreadable: std::collections::BTreeMap<String, (String, String)> = inv
         .unreadable
         .iter()
@@ -659,11 +691,19 @@ fn ensure_complete(
             u.reason
         ));
     }
-    progress.line(&format!(
-        "catalog check: {} InnoDB tablespaces and {} tables of the server, every file in the backup",
-        cat.tablespaces.len(),
-        cat.tables.len()
-    ));
+    match &ctx.plan.filter {
+        None => progress.line(&format!(
+            "catalog check: {} InnoDB tablespaces and {} tables of the server, every file in the backup",
+            cat.tablespaces.len(),
+            cat.tables.len()
+        )),
+        Some(f) => progress.line(&format!(
+            "catalog check: of {} InnoDB tablespaces and {} tables of the server, every file the filter keeps is in the backup ({})",
+            cat.tablespaces.len(),
+            cat.tables.len(),
+            f.spec().describe()
+        )),
+    }
     Ok(())
 }
 
@@ -882,7 +922,8 @@ async fn copy_under_ftwrl(
     let mut again = datafiles::inventory(&layout(info))?;
     let cat = catalog::read(lk.s).await?;
     add_remote_tablespaces(&mut again, &cat, &info.datadir);
-    ensure_complete(&again, &cat, &info.datadir, progress)?;
+    exclude(ctx, &mut again);
+    ensure_complete(ctx, &again, &cat)?;
     let nontx = again.nontx_ddl;
     progress.phase(&format!("copying {} non-InnoDB files", nontx.len()));
     copy_all(

@@ -18,6 +18,15 @@ pub enum Destination {
     Stdout,
     /// xbstream over TCP.
     Tcp(String),
+    /// xbstream uploaded to an S3-compatible store, committed at the end.
+    S3 {
+        /// `s3://bucket/prefix`.
+        location: crate::objstore::Location,
+        /// Endpoint, credentials, retries.
+        config: Box<crate::objstore::Config>,
+        /// Part size, parallelism.
+        upload: crate::objstore::upload::UploadOptions,
+    },
 }
 
 /// How the backup blocks the server's writes.
@@ -73,6 +82,10 @@ pub struct BackupPlan {
     /// An incremental backup: the base's `to_lsn` (pages with a newer
     /// `FIL_PAGE_LSN` are copied, as `.delta` + `.meta`).
     pub incremental_lsn: Option<u64>,
+    /// An incremental's parent: the `uuid` of the base's `xtrabackup_info`
+    /// (`--incremental-basedir`), recorded as `hotbak_parent_uuid` so that
+    /// prepare can refuse the wrong base.
+    pub parent_uuid: Option<String>,
     /// `--extra-lsndir`: also write `xtrabackup_checkpoints` and
     /// `xtrabackup_info` here.
     pub extra_lsndir: Option<std::path::PathBuf>,
@@ -88,6 +101,10 @@ pub struct BackupPlan {
     pub log_copy_interval: Duration,
     /// Redo headroom warning threshold (percent of capacity).
     pub redo_warn_percent: u64,
+    /// `--tmpdir`: where the redo spool spills.
+    pub tmpdir: std::path::PathBuf,
+    /// The redo spool's memory budget in bytes.
+    pub redo_spool_memory: usize,
     /// Compression, if any.
     pub compress: Option<Compression>,
     /// Encryption key.
@@ -103,4 +120,6 @@ pub struct BackupPlan {
     pub progress: ProgressMode,
     /// The command line, with secrets masked (for `xtrabackup_info`).
     pub command_line: String,
+    /// A partial backup's filter (`None`: every table).
+    pub filter: Option<super::filter::Filter>,
 }

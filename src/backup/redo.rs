@@ -22,6 +22,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::ddl::Tracker;
 use super::progress::Progress;
+use super::spool::{self, Spool};
 use super::Error;
 use crate::format::path::RelPath;
 use crate::innodb::redo::{self, FollowerSafety, LogGeometry, MtrParse};
@@ -72,6 +73,8 @@ pub struct FollowerReport {
     pub tracker: Tracker,
     /// The smallest headroom seen, in bytes.
     pub min_headroom: u64,
+    /// What the spool between the follower and the graph held.
+    pub spool: spool::Stats,
 }
 
 struct Ring {
@@ -159,6 +162,11 @@ pub struct FollowerOptions {
     pub warn_percent: u64,
     /// A connection for sampling the server LSN.
     pub conn: ConnectOptions,
+    /// Where copied redo waits when the graph is slower than the log:
+    /// memory up to `spool_memory` bytes, then a file in `spool_dir`.
+    pub spool_dir: PathBuf,
+    /// The spool's memory budget.
+    pub spool_memory: usize,
 }
 
 impl Follower {
@@ -201,6 +209,10 @@ impl Follower {
             ))
             .await?;
         out.write(Bytes::from(prefix)).await?;
+        // The follower never waits for the graph: what the graph cannot
+        // take yet waits in the spool (memory, then a file in --tmpdir).
+        let spool = Spool::new(opts.spool_memory, &opts.spool_dir);
+        let drainer = tokio::spawn(spool.clone().drain(out));
         let capacity = ring.geo.capacity();
         let (stop_tx, stop_rx) = oneshot::channel();
         let lsn_session = Session::connect(&opts.conn).await?;
@@ -210,7 +222,10 @@ impl Follower {
         let task = tokio::spawn(follow(
             ring,
             ck.checkpoint_lsn,
-            out,
+            Out {
+                spool,
+                drainer: Some(drainer),
+            },
             stop_rx,
             opts,
             lsn_session,
@@ -315,6 +330,42 @@ impl Follower {
     }
 }
 
+/// Where the follower's copy goes: the spool, and the task draining it
+/// into the graph.
+struct Out {
+    spool: Arc<Spool>,
+    drainer: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+}
+
+impl Drop for Out {
+    /// A follower that stops early (aborted, failed) takes its drainer
+    /// with it, so the graph sees the log's writer go away.
+    fn drop(&mut self) {
+        if let Some(d) = self.drainer.take() {
+            d.abort();
+        }
+    }
+}
+
+impl Out {
+    async fn write(&self, chunk: Bytes) -> Result<(), Error> {
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || spool.push(chunk))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// Close the spool, wait until the graph has every byte, and report.
+    async fn finish(mut self) -> Result<spool::Stats, Error> {
+        self.spool.close()?;
+        if let Some(d) = self.drainer.take() {
+            d.await
+                .map_err(|e| Error::Task(format!("redo spool task failed: {e}")))??;
+        }
+        Ok(self.spool.stats())
+    }
+}
+
 /// The follower task's side of [`Shared`].
 struct Live {
     copied: watch::Sender<Lsn>,
@@ -326,7 +377,7 @@ struct Live {
 async fn follow(
     ring: Ring,
     start: Lsn,
-    mut out: crate::sink::FileWriter,
+    out: Out,
     mut stop_rx: oneshot::Receiver<Lsn>,
     opts: FollowerOptions,
     mut session: Session,
@@ -349,6 +400,7 @@ async fn follow(
     let mut last_stop: Option<(Lsn, Option<redo::EndOfLog>, Vec<u8>)> = None;
     let warn_at = capacity / 100 * opts.warn_percent.min(100);
     loop {
+        out.spool.check()?;
         // 1. Copy everything valid that the server has made durable. The
         // bound is sampled before the read: the log below the flushed LSN
         // is on disk and never changes (a rewrite of the last partial block
@@ -496,7 +548,7 @@ async fn follow(
         // 4. Done?
         if let Some(t) = target {
             if copied >= t {
-                out.close().await?;
+                let spool = out.finish().await?;
                 // A clean goodbye: the server logs dropped connections as aborted.
                 let _ = session.close().await;
                 return Ok(FollowerReport {
@@ -514,6 +566,7 @@ async fn follow(
                     } else {
                         min_headroom
                     },
+                    spool,
                 });
             }
             stalled_since.get_or_insert_with(Instant::now);

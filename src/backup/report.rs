@@ -29,6 +29,8 @@ pub struct BackupReport {
     pub commit_lock: Duration,
     /// Smallest redo headroom seen.
     pub min_headroom: u64,
+    /// The redo spool's largest backlog and what it spilled to disk.
+    pub redo_spool: super::spool::Stats,
     /// What the pacing controller did (None: pacing off).
     pub pacing: Option<String>,
     /// Destination.
@@ -58,6 +60,14 @@ impl std::fmt::Display for BackupReport {
             self.to_lsn
         )?;
         writeln!(f, "  min redo headroom {}", human(self.min_headroom))?;
+        if self.redo_spool.peak_backlog > 0 {
+            writeln!(
+                f,
+                "  redo waiting     at most {} for the destination ({} spilled to --tmpdir)",
+                human(self.redo_spool.peak_backlog),
+                human(self.redo_spool.spilled)
+            )?;
+        }
         if let Some(p) = &self.pacing {
             writeln!(f, "  pacing           {p}")?;
         }

@@ -75,6 +75,13 @@ struct Args {
     /// With -c: do not append the hotbak stream header and manifest.
     #[arg(long = "no-manifest")]
     no_manifest: bool,
+    /// Extract the committed backup at s3://BUCKET/PREFIX (parallel ranged GETs);
+    /// refused when the prefix has no commit object.
+    #[arg(long = "from", value_name = "s3://BUCKET/PREFIX", conflicts_with_all = ["create", "listen", "target_dir"])]
+    from: Option<String>,
+    /// Object-store options (with --from; each defaults to its AWS_* variable).
+    #[command(flatten)]
+    s3: hotbak::app::s3::S3Args,
     /// Files to archive (with -c).
     files: Vec<PathBuf>,
 }
@@ -148,7 +155,22 @@ async fn run(args: Args) -> Result<()> {
         list: args.list,
         decode,
     };
-    let summary = if let Some(addr) = &args.listen {
+    let summary = if let Some(url) = &args.from {
+        let (commit, mut download) = hotbak::app::s3::open_download(url, &args.s3).await?;
+        eprintln!(
+            "xbextract: {url}: committed {} by {}, {} bytes in {} objects",
+            commit.created,
+            commit.tool,
+            commit.stream_bytes,
+            commit.objects.len()
+        );
+        let res = extract::extract(&plan, &mut download, url).await;
+        // The download's own error is the root cause of a read error.
+        let dl = download.finish().await;
+        let summary = res?;
+        dl?;
+        summary
+    } else if let Some(addr) = &args.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("--listen {addr}: cannot bind"))?;

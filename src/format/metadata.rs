@@ -491,6 +491,8 @@ pub struct XtrabackupInfo {
 impl XtrabackupInfo {
     /// File name.
     pub const FILE: &'static str = names::INFO;
+    /// hotbak's extra key recording a partial backup's filter options.
+    pub const PARTIAL_FILTER: &'static str = "partial_filter";
 
     /// Render with mariabackup 10.11's keys and order, then `extra`.
     #[must_use]
@@ -761,11 +763,14 @@ impl BackupMyCnf {
         ];
         for (k, val) in &self.extra {
             let k = k.replace('_', "-");
-            if val.is_empty() {
-                v.push(format!("--{k}"));
-            } else {
-                v.push(format!("--{k}={val}"));
-            }
+            // mariabackup quotes plugin_dir.
+            let val = val
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(val);
+            // An empty value stays one (`file_key_management_filekey=`:
+            // no key file key), never a bare flag.
+            v.push(format!("--{k}={val}"));
         }
         v
     }

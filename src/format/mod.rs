@@ -2,6 +2,7 @@
 
 pub mod delta;
 pub mod envelope;
+pub mod export;
 pub mod links;
 pub mod manifest;
 pub mod metadata;

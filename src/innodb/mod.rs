@@ -16,6 +16,7 @@
 use crate::error::{Classify, ErrorClass};
 
 pub mod apply;
+pub mod cfg;
 pub mod page;
 pub mod redo;
 pub mod relocate;

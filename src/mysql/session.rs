@@ -127,6 +127,9 @@ pub struct ServerInfo {
     pub innodb_buffer_pool_filename: Option<String>,
     /// `innodb_encrypt_log`.
     pub innodb_encrypt_log: bool,
+    /// The active encryption plugin (name, library, `plugin_dir`), when
+    /// the server has one: its settings travel in `backup-my.cnf`.
+    pub encryption_plugin: Option<EncryptionPlugin>,
     /// `log_bin`.
     pub log_bin: bool,
     /// `log_bin_basename` (path prefix of the binlog files).
@@ -207,6 +210,7 @@ impl ServerInfo {
                 .filter(|v| !v.is_empty())
                 .cloned(),
             innodb_encrypt_log: on("innodb_encrypt_log"),
+            encryption_plugin: None,
             log_bin: on("log_bin"),
             log_bin_basename: vars
                 .get("log_bin_basename")
@@ -240,6 +244,42 @@ impl ServerInfo {
         }
     }
 
+    /// The encryption plugin's lines of `backup-my.cnf`, as mariabackup
+    /// 10.11 writes them (`plugin_load`, `plugin_dir`, every variable of
+    /// the plugin, `innodb_encrypt_log`), so that a prepare (ours or
+    /// mariabackup's) loads the same plugin with the same settings. Never
+    /// key material: a `file_key_management_filekey` given literally
+    /// (rather than as `FILE:path`) is left out, and prepare then needs it
+    /// on its command line; mariabackup would write it in clear.
+    #[must_use]
+    pub fn encryption_config(&self) -> String {
+        let Some(p) = &self.encryption_plugin else {
+            return String::new();
+        };
+        let mut s = format!("plugin_load={}", p.name);
+        if let Some(lib) = &p.library {
+            s.push('=');
+            s.push_str(lib);
+        }
+        s.push('\n');
+        s.push_str(&format!("plugin_dir=\"{}\"\n", p.dir));
+        let prefix = format!("{}_", p.name.to_ascii_lowercase());
+        for (k, v) in &self.vars {
+            if !k.starts_with(&prefix) {
+                continue;
+            }
+            if k.ends_with("_filekey") && !v.is_empty() && !v.starts_with("FILE:") {
+                continue;
+            }
+            s.push_str(&format!("{k}={v}\n"));
+        }
+        s.push_str(&format!(
+            "innodb_encrypt_log={}\n",
+            u8::from(self.innodb_encrypt_log)
+        ));
+        s
+    }
+
     /// `backup-my.cnf` for a backup of this server. Differences from
     /// mariabackup: the server's own `innodb_checksum_algorithm` is written
     /// (mariabackup writes its built-in `crc32`); the undo directory is `./`
@@ -262,10 +302,21 @@ impl ServerInfo {
             innodb_compression_level: self.innodb_compression_level,
             // mariabackup writes this only when given on its own command line.
             innodb_buffer_pool_filename: None,
-            encryption_config: String::new(),
+            encryption_config: self.encryption_config(),
             extra: Vec::new(),
         }
     }
+}
+
+/// An active encryption plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptionPlugin {
+    /// `plugin_name` (e.g. `file_key_management`).
+    pub name: String,
+    /// `plugin_library` (e.g. `file_key_management.so`); `None` when built in.
+    pub library: Option<String>,
+    /// The server's `plugin_dir`.
+    pub dir: String,
 }
 
 /// The `BACKUP STAGE`s, in order.
@@ -676,7 +727,21 @@ impl Session {
                 ))
             })
             .collect();
-        ServerInfo::from_vars(vars)
+        let mut info = ServerInfo::from_vars(vars)?;
+        let rows = self
+            .query(
+                "SELECT plugin_name, plugin_library, @@plugin_dir FROM information_schema.plugins \
+                 WHERE plugin_type='ENCRYPTION' AND plugin_status='ACTIVE'",
+            )
+            .await?;
+        info.encryption_plugin = rows.first().and_then(|r| {
+            Some(EncryptionPlugin {
+                name: r.at(0)?.to_owned(),
+                library: r.at(1).filter(|l| !l.is_empty()).map(str::to_owned),
+                dir: r.at(2).unwrap_or("").to_owned(),
+            })
+        });
+        Ok(info)
     }
 
     /// `SHOW FULL PROCESSLIST`, without this connection.

@@ -30,6 +30,7 @@
 
 mod exec;
 mod plan;
+pub mod table;
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};

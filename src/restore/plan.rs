@@ -149,6 +149,7 @@ pub(super) const METADATA: &[&str] = &[
     "xtrabackup_binlog_pos_innodb",
     MANIFEST_NAME,
     STREAM_INFO_NAME,
+    crate::format::export::EXPORT_NAME,
     // The last two go last in place: a rerun needs the links, and while
     // the checkpoints file is there the directory is still a backup.
     LINKS_NAME,

@@ -142,6 +142,9 @@ pub enum Error {
     /// The directory writer refused or failed (`--target-dir`).
     #[error(transparent)]
     Dir(#[from] safe_dir::Error),
+    /// The object-store writer failed (`--stream-to s3://`).
+    #[error(transparent)]
+    Store(#[from] crate::objstore::Error),
 }
 
 impl Classify for Error {
@@ -150,6 +153,7 @@ impl Classify for Error {
             Error::Io { .. } => ErrorClass::Io,
             Error::Transform { source, .. } => source.class(),
             Error::Dir(e) => e.class(),
+            Error::Store(e) => e.class(),
             _ => ErrorClass::Failed,
         }
     }

@@ -43,6 +43,9 @@ pub enum Output {
         /// fsync every file and directory before reporting success.
         sync: bool,
     },
+    /// An xbstream written as multipart objects to an S3-compatible store,
+    /// committed only after `End` (see [`crate::objstore::upload`]).
+    Object(Box<crate::objstore::upload::Uploader>),
     /// Discard everything (benchmarks, dry runs).
     Null,
 }
@@ -81,9 +84,25 @@ pub(crate) async fn run(output: Output, mut rx: mpsc::Receiver<Frame>) -> Result
             dest,
             files: HashMap::new(),
         }),
+        Output::Object(up) => Sink::Xb(XbSink {
+            dest: up.location().to_string(),
+            w: XbOut::Object {
+                up: Some(up),
+                capture: Capture::default(),
+            },
+            files: HashMap::new(),
+        }),
         Output::Dir { root, sync } => Sink::Dir(DirSink::new(root, sync)?),
         Output::Null => Sink::Null(HashMap::new()),
     };
+    let res = drive(&mut sink, &mut rx).await;
+    if res.is_err() {
+        sink.abort().await;
+    }
+    res
+}
+
+async fn drive(sink: &mut Sink, rx: &mut mpsc::Receiver<Frame>) -> Result<StageDone> {
     let mut report = Report::default();
     while let Some(frame) = rx.recv().await {
         match frame {
@@ -96,7 +115,12 @@ pub(crate) async fn run(output: Output, mut rx: mpsc::Receiver<Frame>) -> Result
                     report: Some(report),
                 });
             }
-            Frame::Open { id, meta } => sink.open(id, meta.path).await?,
+            Frame::Open { id, meta } => {
+                if let Sink::Xb(s) = sink {
+                    s.w.note_open(id, &meta.path);
+                }
+                sink.open(id, meta.path).await?;
+            }
             Frame::Data { id, bytes } => {
                 report.bytes_out += bytes.len() as u64;
                 sink.data(id, bytes).await?;
@@ -155,13 +179,24 @@ impl Sink {
         }
     }
 
+    /// Stop after a failure: an object upload is aborted (no commit object).
+    async fn abort(&mut self) {
+        if let Sink::Xb(XbSink {
+            w: XbOut::Object { up, .. },
+            ..
+        }) = self
+        {
+            if let Some(u) = up.take() {
+                u.abort().await;
+            }
+        }
+    }
+
     async fn finish(&mut self) -> Result<()> {
         match self {
             Sink::Xb(s) => {
                 let dest = s.dest.clone();
-                s.w.finish()
-                    .await
-                    .map_err(|source| Error::Io { dest, source })
+                s.w.finish(&dest).await
             }
             Sink::Dir(s) => s.finish().await,
             Sink::Null(_) => Ok(()),
@@ -180,7 +215,23 @@ enum XbOut {
         tx: Option<mpsc::Sender<(Vec<u8>, Bytes)>>,
         handle: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     },
+    Object {
+        up: Option<Box<crate::objstore::upload::Uploader>>,
+        capture: Capture,
+    },
 }
+
+/// What the object sink keeps for the commit object: the plain
+/// `xtrabackup_checkpoints` (LSNs, backup type) and the file count.
+#[derive(Default)]
+struct Capture {
+    checkpoints: Option<FileId>,
+    text: Vec<u8>,
+    files: u64,
+}
+
+/// Largest `xtrabackup_checkpoints` kept for the commit object.
+const MAX_CAPTURE: usize = 64 << 10;
 
 /// `write_all` over two buffers with vectored writes.
 fn write_all_2(w: &mut dyn std::io::Write, a: &[u8], b: &[u8]) -> std::io::Result<()> {
@@ -238,8 +289,41 @@ impl XbOut {
         }
     }
 
-    async fn write(&mut self, head: Vec<u8>, payload: Bytes) -> std::io::Result<()> {
+    fn note_open(&mut self, id: FileId, path: &RelPath) {
+        if let XbOut::Object { capture, .. } = self {
+            capture.files += 1;
+            if path.to_string() == "xtrabackup_checkpoints" {
+                capture.checkpoints = Some(id);
+            }
+        }
+    }
+
+    fn note_data(&mut self, id: FileId, bytes: &[u8]) {
+        if let XbOut::Object { capture, .. } = self {
+            if capture.checkpoints == Some(id) && capture.text.len() + bytes.len() <= MAX_CAPTURE {
+                capture.text.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    async fn write(&mut self, head: Vec<u8>, payload: Bytes, dest: &str) -> Result<()> {
+        if let XbOut::Object { up, .. } = self {
+            let u = up.as_mut().ok_or(Error::Closed)?;
+            u.write(&head).await?;
+            u.write(&payload).await?;
+            return Ok(());
+        }
+        self.write_io(head, payload)
+            .await
+            .map_err(|source| Error::Io {
+                dest: dest.to_owned(),
+                source,
+            })
+    }
+
+    async fn write_io(&mut self, head: Vec<u8>, payload: Bytes) -> std::io::Result<()> {
         match self {
+            XbOut::Object { .. } => Ok(()),
             XbOut::Async(w) => {
                 w.write_all(&head).await?;
                 w.write_all(&payload).await
@@ -259,8 +343,22 @@ impl XbOut {
         }
     }
 
-    async fn finish(&mut self) -> std::io::Result<()> {
+    async fn finish(&mut self, dest: &str) -> Result<()> {
+        if let XbOut::Object { up, capture } = self {
+            let u = up.take().ok_or(Error::Closed)?;
+            let cp = crate::objstore::layout::key_values(&String::from_utf8_lossy(&capture.text));
+            u.finish("backup", cp, Some(capture.files)).await?;
+            return Ok(());
+        }
+        self.finish_io().await.map_err(|source| Error::Io {
+            dest: dest.to_owned(),
+            source,
+        })
+    }
+
+    async fn finish_io(&mut self) -> std::io::Result<()> {
         match self {
+            XbOut::Object { .. } => Ok(()),
             XbOut::Async(w) => {
                 w.flush().await?;
                 w.shutdown().await
@@ -289,6 +387,7 @@ struct XbSink {
 impl XbSink {
     async fn data(&mut self, id: FileId, bytes: Bytes) -> Result<()> {
         let (path, off) = self.files.get_mut(&id).ok_or_else(|| unknown(id))?;
+        self.w.note_data(id, &bytes);
         let mut rest = bytes;
         // Split frames larger than the stock writers' chunk size.
         while !rest.is_empty() {
@@ -296,14 +395,7 @@ impl XbSink {
             let mut head = Vec::with_capacity(64 + path.as_bytes().len());
             xbstream::put_payload_header(&mut head, path.as_bytes(), *off, &piece);
             *off += piece.len() as u64;
-            let dest = &self.dest;
-            self.w
-                .write(head, piece)
-                .await
-                .map_err(|source| Error::Io {
-                    dest: dest.clone(),
-                    source,
-                })?;
+            self.w.write(head, piece, &self.dest).await?;
         }
         Ok(())
     }
@@ -312,13 +404,7 @@ impl XbSink {
         let (path, _) = self.files.remove(&id).ok_or_else(|| unknown(id))?;
         let mut e = Vec::with_capacity(14 + path.as_bytes().len());
         xbstream::put_eof(&mut e, path.as_bytes());
-        self.w
-            .write(e, Bytes::new())
-            .await
-            .map_err(|source| Error::Io {
-                dest: self.dest.clone(),
-                source,
-            })
+        self.w.write(e, Bytes::new(), &self.dest).await
     }
 }
 

@@ -495,7 +495,7 @@ fn stderr_until(
     (seen, h)
 }
 
-/// SIGINT mid-backup of a replica with `--safe-slave-backup`: exit 5, no
+/// SIGINT mid-backup of a replica with `--safe-slave-backup`: exit 6, no
 /// success line, no manifest; the backup's session is gone (DDL runs right
 /// after) and the replica's SQL thread runs again.
 #[test]
@@ -574,7 +574,7 @@ fn sigint_mid_backup_cleans_up() {
     signal(child.id(), "INT");
     let status = child.wait().expect("wait");
     let err = rest.join().expect("stderr thread");
-    assert_eq!(status.code(), Some(5), "{err}");
+    assert_eq!(status.code(), Some(6), "{err}");
     assert!(!err.contains("completed OK"), "{err}");
     assert!(err.contains("interrupted by SIGINT"), "{err}");
     assert!(err.contains("replica SQL thread started again"), "{err}");
@@ -594,7 +594,7 @@ fn sigint_mid_backup_cleans_up() {
     });
 }
 
-/// SIGTERM while xbextract waits for more of a stream: exit 5, the
+/// SIGTERM while xbextract waits for more of a stream: exit 6, the
 /// staging directory and every partial file removed.
 #[test]
 fn sigterm_mid_extraction_removes_staging() {
@@ -651,7 +651,7 @@ fn sigterm_mid_extraction_removes_staging() {
     let o = child.wait_with_output().expect("wait");
     drop(stdin);
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert_eq!(o.status.code(), Some(6), "{err}");
     assert!(err.contains("interrupted by SIGTERM"), "{err}");
     assert!(!err.contains("completed OK"), "{err}");
     assert!(!staged(), "the staging directory is gone");

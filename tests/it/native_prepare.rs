@@ -19,13 +19,13 @@ use hotbak::testkit::{self, DdlLoop, Expect, SchemaOptions, Writer, WriterOption
 use crate::support::{copy_dir, rt, tool};
 
 /// Run a program; panic with its output unless it succeeds.
-fn run_ok(program: &Path, args: &[&OsStr]) {
+pub(crate) fn run_ok(program: &Path, args: &[&OsStr]) {
     let (st, out) = testkit::run_tool(program, args).expect("tool runs");
     assert!(st.success(), "{}: {st}: {out}", program.display());
 }
 
 /// Every file below `root` (any depth).
-fn files_under(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -42,7 +42,7 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Every tablespace file of a backup, relative to its root.
-fn tablespaces(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn tablespaces(root: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = files_under(root)
         .into_iter()
         .filter(|p| {
@@ -72,7 +72,12 @@ fn field_at(off: usize, size: usize) -> &'static str {
 
 /// Compare every tablespace page by page; the differences as text (empty
 /// when identical), at most `limit` lines.
-fn compare(oracle: &Path, ours: &Path, page_size: usize, limit: usize) -> (Vec<String>, u64) {
+pub(crate) fn compare(
+    oracle: &Path,
+    ours: &Path,
+    page_size: usize,
+    limit: usize,
+) -> (Vec<String>, u64) {
     let mut diffs = Vec::new();
     let mut pages = 0u64;
     let a_files = tablespaces(oracle);

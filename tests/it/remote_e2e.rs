@@ -334,6 +334,9 @@ fn remote_tables_backup_prepare_restore() {
             &bin("hotbak"),
             &[
                 OsStr::new("prepare"),
+                // The mariadbd recovery's relocation of the redo's remote
+                // names is what this checks (the native default needs none).
+                OsStr::new("--server-recovery"),
                 OsStr::new("--target-dir"),
                 backup.as_os_str(),
             ],

@@ -1,0 +1,247 @@
+//! A committed backup read back: the commit object first (no commit object,
+//! no download), then the data objects by ranged GETs, `parallel` ranges in
+//! flight, delivered in order through an `AsyncRead`.
+//!
+//! Ranges are the upload's parts, so each range's SHA-256 is one part
+//! digest; an object's composite digest is checked against the commit
+//! object when its last range arrived. A body cut mid-range is resumed from
+//! the byte reached (a new ranged GET), up to the client's attempts.
+//! Memory: (parallel + 2) ranges of at most one part each.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::layout::{self, Commit};
+use super::{Client, Error, Location, Result};
+
+/// Read and check the commit object of `loc`.
+///
+/// # Errors
+/// [`Error::NotCommitted`] when there is none (naming what the prefix holds);
+/// [`Error::Corrupt`] for a bad one; store errors.
+pub async fn commit(client: &Client, loc: &Location) -> Result<Commit> {
+    let key = loc.key(layout::COMMIT);
+    match client.get_small(&key).await {
+        Ok(b) => Commit::parse(&b).map_err(|reason| Error::Corrupt { key, reason }),
+        Err(Error::NotFound { .. }) => {
+            let listed = client.list(&loc.key("")).await.unwrap_or_default();
+            let found = if listed.is_empty() {
+                "; the prefix is empty".to_owned()
+            } else {
+                let bytes: u64 = listed.iter().map(|l| l.size).sum();
+                format!(
+                    "; the prefix holds {} objects ({bytes} bytes) without one: an upload that did not finish",
+                    listed.len()
+                )
+            };
+            Err(Error::NotCommitted {
+                bucket: client.bucket().to_owned(),
+                prefix: loc.prefix.clone(),
+                commit: key,
+                found,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The stream of a committed backup as an `AsyncRead`; a failure of the
+/// download surfaces as a read error, and [`Download::finish`] returns it
+/// with its class intact.
+pub struct Download {
+    rx: mpsc::Receiver<Result<Bytes>>,
+    cur: Bytes,
+    task: Option<tokio::task::JoinHandle<Result<u64>>>,
+    failed: bool,
+}
+
+impl Download {
+    /// Start downloading `commit`'s objects under `loc`.
+    #[must_use]
+    pub fn start(client: Client, loc: Location, commit: Commit, parallel: usize) -> Self {
+        let (tx, rx) = mpsc::channel(2);
+        let task = tokio::spawn(run(client, loc, commit, parallel.max(1), tx));
+        Download {
+            rx,
+            cur: Bytes::new(),
+            task: Some(task),
+            failed: false,
+        }
+    }
+
+    /// Wait for the download task; its error, if it failed (the root cause
+    /// of a read error the consumer saw), else the bytes delivered.
+    ///
+    /// # Errors
+    /// The download's error.
+    pub async fn finish(mut self) -> Result<u64> {
+        self.rx.close();
+        match self.task.take() {
+            Some(t) => t.await.map_err(|e| Error::Task(e.to_string()))?,
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Download {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.cur.is_empty() {
+                let n = self.cur.len().min(buf.remaining());
+                let piece = self.cur.split_to(n);
+                buf.put_slice(&piece);
+                return Poll::Ready(Ok(()));
+            }
+            if self.failed {
+                return Poll::Ready(Err(std::io::Error::other("the download failed")));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Ok(b))) => self.cur = b,
+                Poll::Ready(Some(Err(e))) => {
+                    self.failed = true;
+                    return Poll::Ready(Err(std::io::Error::other(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn run(
+    client: Client,
+    loc: Location,
+    commit: Commit,
+    parallel: usize,
+    tx: mpsc::Sender<Result<Bytes>>,
+) -> Result<u64> {
+    match run_inner(&client, &loc, &commit, parallel, &tx).await {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            // The consumer sees a read error; the root cause is returned here.
+            let _ = tx.send(Err(Error::Task(e.to_string()))).await;
+            Err(e)
+        }
+    }
+}
+
+async fn run_inner(
+    client: &Client,
+    loc: &Location,
+    commit: &Commit,
+    parallel: usize,
+    tx: &mpsc::Sender<Result<Bytes>>,
+) -> Result<u64> {
+    let mut ranges = Vec::new();
+    for (i, o) in commit.objects.iter().enumerate() {
+        let mut start = 0;
+        while start < o.size {
+            let end = (start + commit.part_size).min(o.size);
+            ranges.push((i, start, end));
+            start = end;
+        }
+    }
+    let mut fetched = futures::stream::iter(ranges)
+        .map(|(i, start, end)| {
+            let key = loc.key(&commit.objects[i].name);
+            let client = client.clone();
+            async move {
+                let data = fetch(&client, &key, start, end).await?;
+                let hashed = data.clone();
+                let sha = tokio::task::spawn_blocking(move || layout::sha256(&hashed))
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))?;
+                Ok::<_, Error>((i, end, data, sha))
+            }
+        })
+        .buffered(parallel);
+    let mut digests: Vec<[u8; 32]> = Vec::new();
+    let mut total = 0u64;
+    while let Some(r) = fetched.next().await {
+        let (i, end, data, sha) = r?;
+        digests.push(sha);
+        total += data.len() as u64;
+        let o = &commit.objects[i];
+        if end == o.size {
+            let got = hex::encode(layout::composite(&digests));
+            if got != o.sha256_of_parts {
+                return Err(Error::Corrupt {
+                    key: loc.key(&o.name),
+                    reason: format!(
+                        "composite SHA-256 {got} differs from the commit object's {}",
+                        o.sha256_of_parts
+                    ),
+                });
+            }
+            digests.clear();
+        }
+        if tx.send(Ok(data)).await.is_err() {
+            // The consumer stopped reading (it failed or finished early).
+            return Ok(total);
+        }
+    }
+    Ok(total)
+}
+
+/// One range, resumed from the byte reached when the body is cut.
+async fn fetch(client: &Client, key: &str, start: u64, end: u64) -> Result<Bytes> {
+    let want = usize::try_from(end - start).unwrap_or(usize::MAX);
+    let mut out = BytesMut::with_capacity(want);
+    let mut cuts = 0u32;
+    loop {
+        let from = start + out.len() as u64;
+        let r = client.get_range(key, from, end).await?;
+        let mut resp = r.resp;
+        let cut = loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if out.len() + c.len() > want {
+                        return Err(Error::Corrupt {
+                            key: key.into(),
+                            reason: format!("range {start}-{end} returned more bytes than asked"),
+                        });
+                    }
+                    out.extend_from_slice(&c);
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        if out.len() == want {
+            return Ok(out.freeze());
+        }
+        cuts += 1;
+        if cuts >= client.cfg.attempts.max(1) {
+            return Err(match cut {
+                Some(why) => Error::Unreachable {
+                    endpoint: client.endpoint.clone(),
+                    op: "GetObject",
+                    key: key.into(),
+                    attempts: cuts,
+                    reason: why,
+                },
+                None => Error::Truncated {
+                    key: key.into(),
+                    at: start + out.len() as u64,
+                    expected: end,
+                },
+            });
+        }
+    }
+}
