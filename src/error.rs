@@ -29,6 +29,8 @@ pub enum ErrorClass {
     Store,
     /// Anything else that makes the operation fail.
     Failed,
+    /// Stopped by SIGINT, SIGTERM or SIGHUP (cleaned up, nothing reported complete).
+    Interrupted,
 }
 
 /// Implemented by every module error type.
@@ -47,6 +49,7 @@ impl fmt::Display for ErrorClass {
             ErrorClass::Server => "server",
             ErrorClass::Store => "object store",
             ErrorClass::Failed => "failed",
+            ErrorClass::Interrupted => "interrupted",
         })
     }
 }

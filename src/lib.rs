@@ -15,7 +15,7 @@
 //!
 //! binaries → [`app`] → engines ([`backup`], [`prepare`], [`restore`],
 //! [`extract`], [`verify`]) → infrastructure ([`sink`], [`mysql`], [`sandbox`] (the
-//! `mariadbd` runner), [`sched`], [`objstore`] (S3-compatible stores)) → codecs ([`compress`], [`encrypt`]) →
+//! `mariadbd` runner), [`sched`], [`interrupt`], [`objstore`] (S3-compatible stores)) → codecs ([`compress`], [`encrypt`]) →
 //! [`transform`] traits → formats ([`format`], [`innodb`]) → [`error`],
 //! [`sys`].
 //!
@@ -34,6 +34,7 @@ pub mod extract;
 pub mod format;
 pub mod incremental;
 pub mod innodb;
+pub mod interrupt;
 pub mod mysql;
 pub mod native_prepare;
 pub mod objstore;

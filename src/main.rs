@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    hotbak::app::main_with("hotbak", hotbak::app::run)
+    hotbak::app::hotbak_main()
 }

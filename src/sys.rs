@@ -1,4 +1,4 @@
-//! The crate's only unsafe code: five Linux calls that neither std nor our
+//! The crate's only unsafe code: seven libc calls that neither std nor our
 //! dependencies wrap. Each wrapper is safe to call with any argument; on
 //! other platforms they do nothing and report so.
 
@@ -102,4 +102,57 @@ pub fn syncfs(file: &File) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 pub fn syncfs(file: &File) -> std::io::Result<()> {
     file.sync_all()
+}
+
+/// The operating-system login name of the effective user, as the MariaDB
+/// client takes it when no user is given: `root` for uid 0, else the
+/// password database's name for the effective uid, else `$USER` or
+/// `$LOGNAME`. `None` when none of these is known.
+#[allow(unsafe_code)]
+#[must_use]
+pub fn login_name() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and touches no memory of ours.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        return Some("root".to_owned());
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: a zeroed passwd is a valid value of the plain C struct.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to live memory of the stated length; on
+    // success `result` points at `pwd`, whose strings point into `buf`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: pw_name is a NUL-terminated string inside `buf`, alive here.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        if let Ok(n) = name.to_str() {
+            if !n.is_empty() {
+                return Some(n.to_owned());
+            }
+        }
+    }
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}
+
+/// Send SIGTERM to process `pid` (a child we started). Errors (the
+/// process is gone) are ignored.
+#[allow(unsafe_code)]
+pub fn terminate(pid: u32) {
+    if let Ok(p) = libc::pid_t::try_from(pid) {
+        if p > 0 {
+            // SAFETY: kill(2) takes plain integers; a positive pid names one process.
+            let _ = unsafe { libc::kill(p, libc::SIGTERM) };
+        }
+    }
 }

@@ -18,12 +18,16 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Copy a running server without downtime.
+    #[command(args_override_self = true)]
     Backup(Box<BackupArgs>),
     /// Make a backup consistent (InnoDB crash recovery up to the backup's end LSN).
+    #[command(args_override_self = true)]
     Prepare(PrepareArgs),
     /// Copy (or move) a prepared backup into an empty datadir.
+    #[command(args_override_self = true)]
     Restore(Box<RestoreArgs>),
     /// Prove an extracted backup whole without restoring it (exit 0 whole, 3 damaged).
+    #[command(args_override_self = true)]
     Verify(VerifyArgs),
     // -- object storage (issue 16) --
     /// Upload a stream on disk to s3://BUCKET/PREFIX, resumable after a crash or kill.
@@ -31,6 +35,16 @@ pub enum Command {
     /// List the backups under s3://BUCKET/PREFIX (or a local directory): complete or not,
     /// time, size, type, LSNs.
     Info(Box<super::s3::InfoArgs>),
+    /// Make a new random encryption key file (mode 0600; never overwrites).
+    Keygen(KeygenArgs),
+}
+
+/// `hotbak keygen`.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// The key file to create (64 hex digits; it must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_key_file: std::path::PathBuf,
 }
 
 /// `hotbak verify`.
@@ -80,15 +94,41 @@ pub struct ConnArgs {
     /// User.
     #[arg(short = 'u', long)]
     pub user: Option<String>,
-    /// Password (prefer an option file: it would show in the process list).
-    #[arg(short = 'p', long, env = "MYSQL_PWD", hide_env_values = true)]
+    /// Password (prefer an option file: it would show in the process list;
+    /// `MYSQL_PWD` is used when neither gives one).
+    #[arg(short = 'p', long)]
     pub password: Option<String>,
-    /// Read options from this file only ([client], [mariabackup], [hotbak] groups).
+    /// Read options from this file only ([client], [mariabackup],
+    /// [mariadb-backup], [xtrabackup], [hotbak] groups).
     #[arg(long)]
     pub defaults_file: Option<PathBuf>,
+    /// Read this option file after the global ones (before ~/.my.cnf).
+    #[arg(long, value_name = "FILE")]
+    pub defaults_extra_file: Option<PathBuf>,
+    /// Also read the groups with this suffix ([client_SFX], [mariabackup_SFX], …).
+    #[arg(long, value_name = "SFX")]
+    pub defaults_group_suffix: Option<String>,
+    /// Connect over TLS (also implied by the other --ssl-* options).
+    #[arg(long)]
+    pub ssl: bool,
+    /// CA certificates (PEM) to check the server's certificate against.
+    #[arg(long, value_name = "FILE")]
+    pub ssl_ca: Option<PathBuf>,
+    /// Client certificate (PEM), with --ssl-key.
+    #[arg(long, value_name = "FILE", requires = "ssl_key")]
+    pub ssl_cert: Option<PathBuf>,
+    /// Client private key (PEM), with --ssl-cert.
+    #[arg(long, value_name = "FILE", requires = "ssl_cert")]
+    pub ssl_key: Option<PathBuf>,
+    /// Check the server's certificate chain and host name (not checked otherwise, as the MariaDB 10.11 client).
+    #[arg(long)]
+    pub ssl_verify_server_cert: bool,
     /// Read no option files.
     #[arg(long)]
     pub no_defaults: bool,
+    /// Print the options the option files give, and exit.
+    #[arg(long)]
+    pub print_defaults: bool,
 }
 
 /// Lock modes.
@@ -194,7 +234,7 @@ pub struct BackupArgs {
     #[arg(long, default_value_t = 31_536_000)]
     pub lock_wait_timeout: u64,
     /// Lock mode.
-    #[arg(long, value_enum, default_value_t = LockMode::BackupStage)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = LockMode::BackupStage)]
     pub lock: LockMode,
     /// An incremental backup on top of the backup in DIR (its
     /// `xtrabackup_checkpoints` gives the base LSN): only InnoDB pages newer
@@ -210,7 +250,7 @@ pub struct BackupArgs {
     pub extra_lsndir: Option<PathBuf>,
     /// With `--lock=backup-stage`: hold BLOCK_DDL only for the final phase
     /// (`short`, DDL tracked through the redo log) or across the whole copy (`full`).
-    #[arg(long, value_enum, default_value_t = DdlLockArg::Short)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DdlLockArg::Short)]
     pub lock_ddl: DdlLockArg,
     /// Take no lock at all (only safe when every table is InnoDB and no DDL runs; no binlog position).
     #[arg(long)]
@@ -222,13 +262,13 @@ pub struct BackupArgs {
     #[arg(long, default_value_t = 60)]
     pub ftwrl_wait_threshold: u64,
     /// Which long queries to wait for.
-    #[arg(long, value_enum, default_value_t = QueryTypeArg::All)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = QueryTypeArg::All)]
     pub ftwrl_wait_query_type: QueryTypeArg,
     /// Kill the queries that block the lock after it has waited this many seconds (0 = never).
     #[arg(long, default_value_t = 0)]
     pub kill_long_queries_timeout: u64,
     /// Which blocking queries to kill.
-    #[arg(long, value_enum, default_value_t = QueryTypeArg::Select)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = QueryTypeArg::Select)]
     pub kill_long_query_type: QueryTypeArg,
     /// Record the replication source position (xtrabackup_slave_info).
     #[arg(long)]
@@ -256,7 +296,7 @@ pub struct BackupArgs {
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub redo_spool_memory: usize,
     /// Compress every file (zstd by default).
-    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "zstd", value_name = "ALGO")]
+    #[arg(long, value_enum, ignore_case = true, num_args = 0..=1, default_missing_value = "zstd", value_name = "ALGO")]
     pub compress: Option<CompressArg>,
     /// Compression level (zstd 1..19, lz4 1..12).
     #[arg(long, default_value_t = 1)]
@@ -281,7 +321,7 @@ pub struct BackupArgs {
     pub max_rate: u64,
     /// Pace the data-file reads by measured contention: slow down only
     /// while our reads wait behind the server's own I/O (see README "Pacing").
-    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = OnOff::On)]
     pub pace: OnOff,
     /// The pacing controller's floor (MB/s): it never caps reads lower.
     #[arg(long, default_value_t = 20)]
@@ -291,10 +331,10 @@ pub struct BackupArgs {
     #[arg(long, hide = true)]
     pub max_rate_busy: Option<u64>,
     /// CPU and I/O priority of the bulk copy work.
-    #[arg(long, value_enum, default_value_t = PriorityArg::Idle)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = PriorityArg::Idle)]
     pub priority: PriorityArg,
     /// Progress display on stderr.
-    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     /// Partial backup: which tables (mariabackup's options and rules).
     #[command(flatten)]
@@ -420,6 +460,16 @@ pub struct RestoreArgs {
     /// The mariadbd binary for the recovery run (--from-stream).
     #[arg(long)]
     pub mariadbd: Option<PathBuf>,
+    /// Where the system tablespace files go (default: the option file's
+    /// `innodb_data_home_dir`, else the datadir).
+    #[arg(long, value_name = "DIR")]
+    pub innodb_data_home_dir: Option<PathBuf>,
+    /// Where the undo tablespaces go (default: the option file's, else the datadir).
+    #[arg(long, value_name = "DIR")]
+    pub innodb_undo_directory: Option<PathBuf>,
+    /// Where `ib_logfile0` goes (default: the option file's, else the datadir).
+    #[arg(long, value_name = "DIR")]
+    pub innodb_log_group_home_dir: Option<PathBuf>,
     /// Move files instead of copying them (rename on one filesystem).
     #[arg(long)]
     pub move_back: bool,
@@ -442,7 +492,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub into_datadir: bool,
     /// Progress display: a line a second (auto, lines) or none.
-    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     /// Single-table restore.
     #[command(flatten)]

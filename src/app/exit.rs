@@ -19,6 +19,7 @@ use crate::error::{Classify, ErrorClass};
 /// | 3 | corrupt or truncated input: bad CRC or magic, failed authentication, stream cut short, manifest mismatch, refused path |
 /// | 4 | server: cannot connect, unsupported server, lock timeout, server died, redo log overrun |
 /// | 5 | object store: unreachable, credentials refused, object missing, no commit object (no complete backup under the prefix) |
+/// | 6 | interrupted: SIGINT, SIGTERM or SIGHUP; locks released, partial output removed or left unmarked as complete |
 pub mod code {
     /// Success.
     pub const OK: i32 = 0;
@@ -32,6 +33,8 @@ pub mod code {
     pub const SERVER: i32 = 4;
     /// Object-store failure.
     pub const STORE: i32 = 5;
+    /// Stopped by a signal.
+    pub const INTERRUPTED: i32 = 6;
 }
 
 /// The process exit code for an error class.
@@ -43,6 +46,7 @@ pub fn code_for(class: ErrorClass) -> i32 {
         ErrorClass::Server => code::SERVER,
         ErrorClass::Store => code::STORE,
         ErrorClass::Io | ErrorClass::Failed => code::FAILED,
+        ErrorClass::Interrupted => code::INTERRUPTED,
     }
 }
 
@@ -111,6 +115,7 @@ registry!(
     crate::restore::table::Error,
     crate::verify::Error,
     crate::objstore::Error,
+    crate::interrupt::Interrupted,
 );
 
 /// Classify an `anyhow` error: the class of the first classified cause in
@@ -555,6 +560,10 @@ mod tests {
                 )),
                 USAGE,
             ),
+            (
+                anyhow::Error::new(crate::interrupt::Interrupted(crate::interrupt::Signal::Int)),
+                code::INTERRUPTED,
+            ),
         ]
     }
 
@@ -585,6 +594,7 @@ mod tests {
             ("corrupt or truncated input", code::CORRUPT),
             ("server", code::SERVER),
             ("object store", code::STORE),
+            ("interrupted", code::INTERRUPTED),
         ];
         let expect: Vec<(String, i32)> = expect.iter().map(|(w, c)| ((*w).into(), *c)).collect();
         assert_eq!(table, expect);

@@ -29,7 +29,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "infrastructure",
-        &["sink", "mysql", "sandbox", "sched", "objstore"],
+        &["sink", "mysql", "sandbox", "sched", "interrupt", "objstore"],
     ),
     ("codecs", &["compress", "encrypt"]),
     ("transform traits", &["transform"]),

@@ -59,7 +59,7 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
     let dest = match (&a.target_dir, &a.stream, &a.stream_to) {
         (Some(d), None, None) => Destination::Dir(d.clone()),
         (None, Some(f), None) => {
-            if f != "xbstream" && f != "mbstream" {
+            if !f.eq_ignore_ascii_case("xbstream") && !f.eq_ignore_ascii_case("mbstream") {
                 return Err(UsageError(format!("--stream={f}: only xbstream is supported")).into());
             }
             Destination::Stdout
@@ -93,10 +93,13 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         Defaults::None
     } else if let Some(f) = &a.conn.defaults_file {
         Defaults::File(f.clone())
+    } else if let Some(f) = &a.conn.defaults_extra_file {
+        Defaults::StandardWithExtra(f.clone())
     } else {
         Defaults::Standard
     };
-    let mut conn = ConnectOptions::default().with_defaults(&defaults)?;
+    let mut conn = ConnectOptions::default()
+        .with_defaults_suffixed(&defaults, a.conn.defaults_group_suffix.as_deref())?;
     if let Some(h) = &a.conn.host {
         conn.host = Some(h.clone());
     }
@@ -111,6 +114,27 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
     }
     if let Some(p) = &a.conn.password {
         conn.password = Some(Password::new(p.clone()));
+    }
+    if a.conn.ssl {
+        conn.ssl = Some(true);
+    }
+    if a.conn.ssl_verify_server_cert {
+        conn.ssl_verify_server_cert = Some(true);
+    }
+    for (slot, given) in [
+        (&mut conn.ssl_ca, &a.conn.ssl_ca),
+        (&mut conn.ssl_cert, &a.conn.ssl_cert),
+        (&mut conn.ssl_key, &a.conn.ssl_key),
+    ] {
+        if given.is_some() {
+            slot.clone_from(given);
+        }
+    }
+    if conn.ssl_cert.is_some() != conn.ssl_key.is_some() {
+        return Err(UsageError(
+            "--ssl-cert and --ssl-key go together (the client certificate and its key)".into(),
+        )
+        .into());
     }
     if a.parallel == 0 {
         return Err(UsageError("--parallel must be at least 1".into()).into());
@@ -450,6 +474,29 @@ mod tests {
             );
             assert_eq!(code, 2, "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn enum_values_ignore_case() {
+        let p = plan(&[
+            "--stream=XBSTREAM",
+            "--kill-long-query-type=ALL",
+            "--ftwrl-wait-query-type=UPDATE",
+            "--lock=FTWRL",
+            "--compress=ZSTD",
+            "--priority=Normal",
+            "--progress=LINES",
+            "--lock-ddl=FULL",
+        ])
+        .unwrap();
+        assert!(matches!(p.dest, Destination::Stdout));
+        assert_eq!(p.policy.kill_long_query_type, QueryType::All);
+        assert_eq!(p.policy.ftwrl_wait_query_type, QueryType::Update);
+        assert_eq!(p.lock, Some(backup::LockMode::Ftwrl));
+        assert_eq!(p.compress.map(|c| c.algorithm), Some(Algorithm::Zstd));
+        assert_eq!(p.priority, Priority::Normal);
+        assert_eq!(p.progress, ProgressMode::Lines);
+        assert_eq!(p.ddl_lock, backup::DdlLock::Full);
     }
 
     #[test]

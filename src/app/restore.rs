@@ -66,6 +66,22 @@ pub fn layout(
     })
 }
 
+/// [`layout`] with the command line's InnoDB directories winning over the
+/// option file's.
+fn layout_of(a: &RestoreArgs) -> anyhow::Result<Layout> {
+    let mut l = layout(a.datadir.clone(), a.defaults_file.as_deref())?;
+    for (slot, given) in [
+        (&mut l.data_home, &a.innodb_data_home_dir),
+        (&mut l.undo_dir, &a.innodb_undo_directory),
+        (&mut l.log_dir, &a.innodb_log_group_home_dir),
+    ] {
+        if given.is_some() {
+            slot.clone_from(given);
+        }
+    }
+    Ok(l)
+}
+
 /// Combinations clap cannot express (a flag's default counts as present).
 fn check(a: &RestoreArgs) -> Result<(), UsageError> {
     if a.from_stream && !a.in_place {
@@ -96,7 +112,7 @@ pub fn plan(a: RestoreArgs) -> anyhow::Result<RestorePlan> {
     let target = if a.in_place {
         Target::InPlace
     } else {
-        Target::Layout(layout(a.datadir, a.defaults_file.as_deref())?)
+        Target::Layout(layout_of(&a)?)
     };
     Ok(RestorePlan {
         backup: a.target_dir,

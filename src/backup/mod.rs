@@ -62,6 +62,10 @@ pub enum Error {
     /// Server errors (connection, version, locks).
     #[error(transparent)]
     Server(#[from] crate::mysql::Error),
+    /// Stopped by a signal; the locks were released (and a stopped
+    /// replica SQL thread started again).
+    #[error("{0}: the backup was stopped and is incomplete (no manifest)")]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// The server went away during the backup.
     #[error("server connection lost: {0}")]
     ServerGone(String),
@@ -113,6 +117,7 @@ impl Classify for Error {
             Error::Corrupt(_) => ErrorClass::Corrupt,
             Error::Sink(e) => e.class(),
             Error::Io { .. } => ErrorClass::Io,
+            Error::Interrupted(e) => e.class(),
         }
     }
 }

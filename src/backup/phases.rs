@@ -31,7 +31,7 @@ use crate::format::links::Link;
 use crate::format::metadata::SlaveInfo;
 use crate::format::path::RelPath;
 use crate::innodb::Lsn;
-use crate::mysql::{BinlogPosition, LockPolicy, ServerInfo, Session};
+use crate::mysql::{BinlogPosition, LockPolicy, ReplicaState, ServerInfo, Session};
 use crate::sched::Bulk;
 use crate::sink::GraphInput;
 
@@ -106,6 +106,11 @@ pub(super) async fn body(
         exec,
     };
     let r = locked_copy(&ctx, &mut s, follower).await;
+    // An interrupted session was ended from another connection (its
+    // locks went with it): nothing more to say on it.
+    if matches!(r, Err(Error::Interrupted(_))) {
+        return r;
+    }
     if r.is_err() {
         // Release whatever we hold; ignore errors (the server may be gone).
         let _ = s.execute("UNLOCK TABLES").await;
@@ -140,7 +145,14 @@ pub(super) async fn locked_copy(
         }
         None => None,
     };
-    let result = locked_copy_inner(ctx, s, follower).await;
+    let result = tokio::select! {
+        r = locked_copy_inner(ctx, s, follower) => r,
+        sig = crate::interrupt::wait() => Err(crate::interrupt::Interrupted(sig).into()),
+    };
+    if matches!(result, Err(Error::Interrupted(_))) {
+        after_interrupt(ctx, s.connection_id(), replica.as_ref()).await;
+        return result;
+    }
     if let Some(r) = replica.filter(|r| !r.stopped_sql_threads.is_empty()) {
         match s.restart_replica_sql(&r).await {
             Ok(()) => progress.line("replica SQL thread started again"),
@@ -151,6 +163,43 @@ pub(super) async fn locked_copy(
         }
     }
     result
+}
+
+/// After a signal: the backup's session may be in the middle of a
+/// statement (waiting for a lock, say), so it is ended from a fresh
+/// connection with `KILL CONNECTION`, which releases its locks at once; a
+/// replica SQL thread we stopped is started again from there.
+async fn after_interrupt(ctx: &CopyCtx<'_>, id: u64, replica: Option<&ReplicaState>) {
+    let progress = ctx.progress;
+    let mut fresh = match Session::connect(&ctx.plan.conn).await {
+        Ok(f) => f,
+        Err(e) => {
+            progress.warn(&format!(
+                "interrupted: cannot connect to end the backup's session {id} ({e}); its locks go when the process exits{}",
+                if replica.is_some_and(|r| !r.stopped_sql_threads.is_empty()) {
+                    "; run START SLAVE SQL_THREAD"
+                } else {
+                    ""
+                }
+            ));
+            return;
+        }
+    };
+    match fresh.execute(&format!("KILL CONNECTION {id}")).await {
+        Ok(()) => progress.line(&format!(
+            "interrupted: the backup's session {id} was ended, its locks released"
+        )),
+        Err(e) => progress.warn(&format!("interrupted: KILL CONNECTION {id} failed: {e}")),
+    }
+    if let Some(r) = replica.filter(|r| !r.stopped_sql_threads.is_empty()) {
+        match fresh.restart_replica_sql(r).await {
+            Ok(()) => progress.line("replica SQL thread started again"),
+            Err(e) => progress.warn(&format!(
+                "could not start the replica SQL thread again after the interruption ({e}); run START SLAVE SQL_THREAD"
+            )),
+        }
+    }
+    let _ = fresh.close().await;
 }
 
 /// Steps 3 to 5 under the plan's locks.

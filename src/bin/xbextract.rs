@@ -51,7 +51,11 @@ struct Args {
     #[arg(long = "no-decompress")]
     no_decompress: bool,
     /// Key file for encrypted streams: 32 raw bytes or 64 hex characters.
-    #[arg(long = "decrypt-key-file", value_name = "FILE")]
+    #[arg(
+        long = "decrypt-key-file",
+        visible_alias = "encrypt-key-file",
+        value_name = "FILE"
+    )]
     key_file: Option<PathBuf>,
     /// Name of an environment variable holding the key as 64 hex characters.
     #[arg(long = "decrypt-key-env", value_name = "VAR")]
@@ -60,9 +64,11 @@ struct Args {
     /// (with --decrypt and/or --decompress), like `xtrabackup --decompress`.
     #[arg(long = "target-dir", value_name = "DIR", conflicts_with_all = ["create", "listen", "list"])]
     target_dir: Option<PathBuf>,
-    /// With --target-dir: decrypt `.hbenc` files.
-    #[arg(long = "decrypt")]
-    decrypt: bool,
+    /// Decrypt (`.hbenc` files; XtraBackup's spelling `--decrypt=AES256
+    /// --encrypt-key-file=F` is accepted). A stream is decrypted whenever a
+    /// key is given; with --target-dir this selects the decryption.
+    #[arg(long = "decrypt", value_name = "ALGO", num_args = 0..=1, default_missing_value = "AES256")]
+    decrypt: Option<String>,
     /// With --target-dir: remove each original after its decoded file is in place.
     #[arg(long = "remove-original")]
     remove_original: bool,
@@ -98,9 +104,24 @@ async fn run(args: Args) -> Result<()> {
         ))
         .into());
     }
+    if let Some(alg) = &args.decrypt {
+        let norm = alg.to_ascii_uppercase().replace(['-', '_'], "");
+        if norm != "AES256" && norm != "AES256GCM" {
+            return Err(UsageError(format!(
+                "--decrypt={alg}: hotbak streams are encrypted with AES256 (AES-256-GCM); XtraBackup's AES128/AES192 are not supported"
+            ))
+            .into());
+        }
+        if args.target_dir.is_none() && args.key_file.is_none() && args.key_env.is_none() {
+            return Err(UsageError(
+                "--decrypt needs the key: --encrypt-key-file F (or --decrypt-key-file F, --decrypt-key-env VAR)".into(),
+            )
+            .into());
+        }
+    }
     let decode = decode_options(&args)?;
     if let Some(dir) = &args.target_dir {
-        if !args.decrypt && !args.decompress {
+        if args.decrypt.is_none() && !args.decompress {
             return Err(
                 UsageError("--target-dir needs --decrypt and/or --decompress".into()).into(),
             );
@@ -108,7 +129,7 @@ async fn run(args: Args) -> Result<()> {
         let plan = hotbak::extract::AtRestPlan {
             dir: dir.clone(),
             parallel: workers(args.parallel),
-            decrypt: args.decrypt,
+            decrypt: args.decrypt.is_some(),
             decompress: args.decompress,
             remove_original: args.remove_original,
             force: args.force,

@@ -85,6 +85,46 @@ impl Key {
         Ok(Self::from_bytes(*b))
     }
 
+    /// Write a fresh random key into a new file `path` (64 hex digits and a
+    /// newline, mode 0600, synced) and return its id. An existing file is
+    /// never overwritten.
+    ///
+    /// # Errors
+    /// [`Error::KeyFile`] (usage) if the file exists or cannot be written;
+    /// [`Error::Rng`].
+    pub fn write_new_file(path: &Path) -> Result<KeyId, Error> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let err = |reason: String| Error::KeyFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let key = Self::generate()?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    err("exists; a key file is never overwritten (remove it first, if no backup needs it)".into())
+                }
+                _ => err(e.to_string()),
+            })?;
+        let mut text = key.to_hex();
+        text.push('\n');
+        let written = f
+            .write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| err(e.to_string()));
+        if let Err(e) = written {
+            drop(f);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(key.id())
+    }
+
     /// Parse key material by the key-file rule (module docs).
     ///
     /// # Errors
@@ -186,6 +226,29 @@ mod tests {
     use std::io::Write;
 
     const HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    #[test]
+    fn keygen_writes_a_new_private_file_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("k");
+        let id = Key::write_new_file(&p).unwrap();
+        assert_eq!(Key::from_file(&p).unwrap().id(), id);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let before = std::fs::read(&p).unwrap();
+        let e = Key::write_new_file(&p).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Usage);
+        assert!(e.to_string().contains("never overwritten"), "{e}");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "the old key is untouched"
+        );
+        assert_ne!(Key::write_new_file(&d.path().join("k2")).unwrap(), id);
+    }
 
     #[test]
     fn parse_forms() {

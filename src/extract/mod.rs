@@ -42,6 +42,9 @@ pub use glue::{decoders, install_decoders};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// Stopped by a signal (the partial files were removed).
+    #[error("{0}: the extraction was stopped; its partial files were removed")]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// The container is corrupt or truncated.
     #[error("{input}: {source}")]
     Stream {
@@ -176,6 +179,7 @@ impl Classify for Error {
             Error::Dir(e) => e.class(),
             Error::Io { .. } | Error::Worker(_) => ErrorClass::Io,
             Error::Usage(_) => ErrorClass::Usage,
+            Error::Interrupted(e) => e.class(),
         }
     }
 }
@@ -275,7 +279,10 @@ async fn run_pool<R: AsyncRead + Unpin>(
     input_name: &str,
     pool: worker::Pool,
 ) -> Result<(ReadState, Vec<Finished>)> {
-    let result = read_loop(plan, input, input_name, &pool).await;
+    let result = tokio::select! {
+        r = read_loop(plan, input, input_name, &pool) => r,
+        sig = crate::interrupt::wait() => Err(crate::interrupt::Interrupted(sig).into()),
+    };
     let finished = tokio::task::spawn_blocking(move || pool.join())
         .await
         .unwrap_or_else(|e| Err(Error::Worker(e.to_string())));
@@ -283,6 +290,7 @@ async fn run_pool<R: AsyncRead + Unpin>(
         (Ok(state), Ok(done)) => Ok((state, done)),
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
         // The reader's error is a consequence when a worker failed first.
+        (Err(e @ Error::Interrupted(_)), Err(_)) => Err(e),
         (Err(e), Err(w)) => Err(if matches!(e, Error::Worker(_)) { w } else { e }),
     }
 }

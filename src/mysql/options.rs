@@ -137,7 +137,37 @@ fn unquote(v: &str) -> String {
 /// [`Error::OptionFile`] for an unterminated `[group`, an option with an
 /// empty name, or an unknown `!directive`.
 pub fn parse_option_text(text: &str, origin: &Path) -> Result<Vec<OptionLine>, Error> {
+    Ok(parse_option_lines(text, origin)?
+        .into_iter()
+        .map(|l| l.line)
+        .collect())
+}
+
+/// One parsed line with where it was: its number (1-based) and whether the
+/// option had a `loose-` prefix (an unknown loose option is ignored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumberedLine {
+    /// 1-based line number.
+    pub number: usize,
+    /// The option was written `loose-NAME`.
+    pub loose: bool,
+    /// The line.
+    pub line: OptionLine,
+}
+
+/// [`parse_option_text`] keeping each line's number and `loose-` prefix.
+///
+/// # Errors
+/// As [`parse_option_text`].
+pub fn parse_option_lines(text: &str, origin: &Path) -> Result<Vec<NumberedLine>, Error> {
     let mut out = Vec::new();
+    let mut push = |number: usize, line: OptionLine, loose: bool| {
+        out.push(NumberedLine {
+            number,
+            loose,
+            line,
+        });
+    };
     for (n, raw) in text.lines().enumerate() {
         let line_no = n + 1;
         let bad = |message: &str| Error::OptionFile {
@@ -153,8 +183,10 @@ pub fn parse_option_text(text: &str, origin: &Path) -> Result<Vec<OptionLine>, E
             let (directive, arg) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
             let arg = arg.trim().to_owned();
             match directive {
-                "include" if !arg.is_empty() => out.push(OptionLine::Include(arg)),
-                "includedir" if !arg.is_empty() => out.push(OptionLine::IncludeDir(arg)),
+                "include" if !arg.is_empty() => push(line_no, OptionLine::Include(arg), false),
+                "includedir" if !arg.is_empty() => {
+                    push(line_no, OptionLine::IncludeDir(arg), false);
+                }
                 _ => {
                     return Err(bad(&format!(
                         "unknown or incomplete directive !{directive}"
@@ -168,7 +200,11 @@ pub fn parse_option_text(text: &str, origin: &Path) -> Result<Vec<OptionLine>, E
             let Some(name) = rest.strip_suffix(']') else {
                 return Err(bad("group header without closing ']'"));
             };
-            out.push(OptionLine::Group(name.trim().to_ascii_lowercase()));
+            push(
+                line_no,
+                OptionLine::Group(name.trim().to_ascii_lowercase()),
+                false,
+            );
             continue;
         }
         let line = remove_end_comment(line);
@@ -176,13 +212,78 @@ pub fn parse_option_text(text: &str, origin: &Path) -> Result<Vec<OptionLine>, E
             Some((k, v)) => (k, Some(unquote(v))),
             None => (line, None),
         };
+        let loose = key
+            .trim()
+            .to_ascii_lowercase()
+            .replace('_', "-")
+            .starts_with("loose-");
         let key = normalize_key(key);
         if key.is_empty() {
             return Err(bad("option without a name"));
         }
-        out.push(OptionLine::Option { key, value });
+        push(line_no, OptionLine::Option { key, value }, loose);
     }
     Ok(out)
+}
+
+/// One option read from a file, with where it was found.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OptionEntry {
+    /// The group it was in (lower-case).
+    pub group: String,
+    /// Normalised name.
+    pub key: String,
+    /// The value; `None` for a bare key.
+    pub value: Option<String>,
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    /// Written with a `loose-` prefix.
+    pub loose: bool,
+}
+
+impl OptionEntry {
+    /// `FILE line N, [group]` for messages.
+    #[must_use]
+    pub fn origin(&self) -> String {
+        format!(
+            "{} line {} [{}]",
+            self.path.display(),
+            self.line,
+            self.group
+        )
+    }
+}
+
+impl fmt::Debug for OptionEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = if self.key == "password" {
+            self.value.as_ref().map(|_| "***")
+        } else {
+            self.value.as_deref()
+        };
+        f.debug_struct("OptionEntry")
+            .field("key", &self.key)
+            .field("value", &value)
+            .field("origin", &self.origin())
+            .finish()
+    }
+}
+
+/// `groups` and, with a `--defaults-group-suffix`, each also with the suffix
+/// appended (`mariabackup` → `mariabackup` and `mariabackup_suffix`).
+#[must_use]
+pub fn groups_with_suffix(groups: &[&str], suffix: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+    if let Some(sfx) = suffix.filter(|s| !s.is_empty()) {
+        out.extend(
+            groups
+                .iter()
+                .map(|g| format!("{g}{sfx}").to_ascii_lowercase()),
+        );
+    }
+    out
 }
 
 /// Values collected from option files for a set of groups.
@@ -191,6 +292,9 @@ pub struct OptionSet {
     values: BTreeMap<String, Option<String>>,
     /// Files actually read, in order.
     pub files: Vec<PathBuf>,
+    /// Every option of the selected groups, in the order read (with
+    /// [`OptionSet::read_file`]; not printed by `Debug`).
+    pub entries: Vec<OptionEntry>,
 }
 
 impl fmt::Debug for OptionSet {
@@ -276,14 +380,14 @@ impl OptionSet {
             source,
         })?;
         let text = String::from_utf8_lossy(&bytes);
-        let lines = parse_option_text(&text, path)?;
+        let lines = parse_option_lines(&text, path)?;
         self.files.push(path.to_owned());
         let base = path.parent().unwrap_or_else(|| Path::new("/"));
         // Apply in order, following includes where they appear; an included
         // file starts outside any group and does not change ours.
-        let mut active = false;
-        for l in &lines {
-            match l {
+        let mut active: Option<&str> = None;
+        for numbered in &lines {
+            match &numbered.line {
                 OptionLine::Include(p) => self.read_file_depth(&base.join(p), groups, depth + 1)?,
                 OptionLine::IncludeDir(d) => {
                     let dir = base.join(d);
@@ -299,10 +403,23 @@ impl OptionSet {
                         self.read_file_depth(&f, groups, depth + 1)?;
                     }
                 }
-                OptionLine::Group(g) => active = groups.iter().any(|w| w.eq_ignore_ascii_case(g)),
+                OptionLine::Group(g) => {
+                    active = groups
+                        .iter()
+                        .any(|w| w.eq_ignore_ascii_case(g))
+                        .then_some(g.as_str());
+                }
                 OptionLine::Option { key, value } => {
-                    if active {
+                    if let Some(group) = active {
                         self.values.insert(key.clone(), value.clone());
+                        self.entries.push(OptionEntry {
+                            group: group.to_owned(),
+                            key: key.clone(),
+                            value: value.clone(),
+                            path: path.to_owned(),
+                            line: numbered.number,
+                            loose: numbered.loose,
+                        });
                     }
                 }
             }
@@ -400,6 +517,17 @@ pub struct ConnectOptions {
     /// `None` sets the maximum (31536000) so that a changed global default
     /// does not make the backup locks time out.
     pub lock_wait_timeout: Option<u64>,
+    /// `--ssl` (`Some(false)`: `--skip-ssl`).
+    pub ssl: Option<bool>,
+    /// `--ssl-ca`: the CA certificates (PEM) the server's certificate is checked against.
+    pub ssl_ca: Option<PathBuf>,
+    /// `--ssl-cert`: our client certificate (PEM).
+    pub ssl_cert: Option<PathBuf>,
+    /// `--ssl-key`: its private key (PEM).
+    pub ssl_key: Option<PathBuf>,
+    /// `--ssl-verify-server-cert`: check the server's certificate chain and
+    /// host name (as the MariaDB 10.11 client, not checked otherwise).
+    pub ssl_verify_server_cert: Option<bool>,
 }
 
 impl Default for ConnectOptions {
@@ -412,6 +540,11 @@ impl Default for ConnectOptions {
             password: None,
             connect_timeout: Duration::from_secs(30),
             lock_wait_timeout: None,
+            ssl: None,
+            ssl_ca: None,
+            ssl_cert: None,
+            ssl_key: None,
+            ssl_verify_server_cert: None,
         }
     }
 }
@@ -467,8 +600,23 @@ impl ConnectOptions {
     /// # Errors
     /// [`Error::BadOption`] for an invalid `port` in a file; errors of
     /// [`Defaults::load`].
-    pub fn with_defaults(mut self, defaults: &Defaults) -> Result<Self, Error> {
-        let set = defaults.load(CLIENT_GROUPS)?;
+    pub fn with_defaults(self, defaults: &Defaults) -> Result<Self, Error> {
+        self.with_defaults_suffixed(defaults, None)
+    }
+
+    /// [`ConnectOptions::with_defaults`] reading also the groups with
+    /// `--defaults-group-suffix` appended.
+    ///
+    /// # Errors
+    /// As [`ConnectOptions::with_defaults`].
+    pub fn with_defaults_suffixed(
+        mut self,
+        defaults: &Defaults,
+        suffix: Option<&str>,
+    ) -> Result<Self, Error> {
+        let groups = groups_with_suffix(CLIENT_GROUPS, suffix);
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        let set = defaults.load(&groups)?;
         self.merge_option_set(&set)?;
         if self.password.is_none() {
             if let Ok(pw) = std::env::var("MYSQL_PWD") {
@@ -500,6 +648,27 @@ impl ConnectOptions {
         if self.password.is_none() {
             self.password = set.value("password").map(Password::new);
         }
+        for (slot, key) in [
+            (&mut self.ssl_ca, "ssl-ca"),
+            (&mut self.ssl_cert, "ssl-cert"),
+            (&mut self.ssl_key, "ssl-key"),
+        ] {
+            if slot.is_none() {
+                *slot = set.value(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+            }
+        }
+        for (slot, key) in [
+            (&mut self.ssl, "ssl"),
+            (&mut self.ssl_verify_server_cert, "ssl-verify-server-cert"),
+        ] {
+            if slot.is_none() {
+                *slot = match set.get(key) {
+                    None => set.get(&format!("skip-{key}")).map(|_| false),
+                    Some(None) => Some(true),
+                    Some(Some(v)) => Some(parse_bool(key, v)?),
+                };
+            }
+        }
         if self.lock_wait_timeout.is_none() {
             if let Some(v) = set.value("lock-wait-timeout") {
                 self.lock_wait_timeout = Some(v.trim().parse().map_err(|_| Error::BadOption {
@@ -529,19 +698,62 @@ impl ConnectOptions {
         }
     }
 
+    /// The user to log in as: the one given, else the operating system's
+    /// login name (as the MariaDB client does: `root` over `unix_socket`
+    /// works without `--user`).
+    #[must_use]
+    pub fn effective_user(&self) -> Option<String> {
+        self.user.clone().or_else(crate::sys::login_name)
+    }
+
     /// `user@transport` for messages (never the password).
     #[must_use]
     pub fn describe(&self) -> String {
         format!(
-            "{}@{} (password: {})",
-            self.user.as_deref().unwrap_or("(current user)"),
+            "{}@{}{} (password: {})",
+            self.effective_user()
+                .unwrap_or_else(|| "(no user name)".to_owned()),
             self.transport(),
+            if self.tls_wanted() { " over TLS" } else { "" },
             if self.password.is_some() {
                 "set"
             } else {
                 "not set"
             }
         )
+    }
+}
+
+/// Parse an option file's boolean (`1`/`0`, `on`/`off`, `true`/`false`).
+///
+/// # Errors
+/// [`Error::BadOption`] for anything else.
+pub fn parse_bool(name: &str, v: &str) -> Result<bool, Error> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Ok(true),
+        "0" | "off" | "false" | "no" => Ok(false),
+        _ => Err(Error::BadOption {
+            name: name.to_owned(),
+            value: v.to_owned(),
+            reason: "not a boolean (1/0, on/off, true/false)".into(),
+        }),
+    }
+}
+
+impl ConnectOptions {
+    /// Is TLS asked for: `--ssl`, or any `--ssl-*` file or the
+    /// verification, unless `--skip-ssl`.
+    #[must_use]
+    pub fn tls_wanted(&self) -> bool {
+        match self.ssl {
+            Some(on) => on,
+            None => {
+                self.ssl_ca.is_some()
+                    || self.ssl_cert.is_some()
+                    || self.ssl_key.is_some()
+                    || self.ssl_verify_server_cert == Some(true)
+            }
+        }
     }
 }
 

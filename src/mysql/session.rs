@@ -556,6 +556,30 @@ fn sql_quote(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// rustls settings from the `--ssl*` options: the CA file replaces the
+/// built-in roots; as the MariaDB 10.11 client does, the server's
+/// certificate is checked only with `--ssl-verify-server-cert`.
+fn tls_options(opts: &ConnectOptions) -> mysql_async::SslOpts {
+    let mut ssl = mysql_async::SslOpts::default();
+    if let Some(ca) = &opts.ssl_ca {
+        ssl = ssl
+            .with_root_certs(vec![ca.clone().into()])
+            .with_disable_built_in_roots(true);
+    }
+    if let (Some(cert), Some(key)) = (&opts.ssl_cert, &opts.ssl_key) {
+        ssl = ssl.with_client_identity(Some(mysql_async::ClientIdentity::new(
+            cert.clone().into(),
+            key.clone().into(),
+        )));
+    }
+    if opts.ssl_verify_server_cert != Some(true) {
+        ssl = ssl
+            .with_danger_accept_invalid_certs(true)
+            .with_danger_skip_domain_validation(true);
+    }
+    ssl
+}
+
 /// A connection to the server being backed up.
 #[derive(Debug)]
 pub struct Session {
@@ -576,7 +600,7 @@ impl Session {
     pub async fn connect(opts: &ConnectOptions) -> Result<Session> {
         let target = opts.describe();
         let mut b = OptsBuilder::default()
-            .user(opts.user.clone())
+            .user(opts.effective_user())
             .pass(opts.password.as_ref().map(|p| p.expose().to_owned()))
             .prefer_socket(false)
             .stmt_cache_size(0);
@@ -584,6 +608,9 @@ impl Session {
             Transport::Socket(p) => b.socket(Some(p.to_string_lossy().into_owned())),
             Transport::Tcp { host, port } => b.ip_or_hostname(host).tcp_port(port),
         };
+        if opts.tls_wanted() {
+            b = b.ssl_opts(Some(tls_options(opts)));
+        }
         let conn = match tokio::time::timeout(opts.connect_timeout, Conn::new(b)).await {
             Err(_) => {
                 return Err(Error::ConnectTimeout {

@@ -440,6 +440,8 @@ impl Sandbox {
         })?;
         self.pid = child.id();
         self.child = Some(child);
+        // Stopped with SIGTERM when hotbak itself gets a signal.
+        crate::interrupt::track_child(self.pid);
         let started = Instant::now();
         loop {
             if let Some(child) = self.child.as_mut() {
@@ -492,6 +494,7 @@ impl Sandbox {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
+        crate::interrupt::untrack_child(self.pid);
         if let Ok(Some(_)) = child.try_wait() {
             return Ok(());
         }
@@ -554,6 +557,7 @@ impl Sandbox {
     /// A failure to signal or reap the process.
     pub fn kill(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
+            crate::interrupt::untrack_child(self.pid);
             if let Ok(Some(_)) = child.try_wait() {
                 return Ok(());
             }
