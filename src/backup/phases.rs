@@ -721,7 +721,9 @@ struct Copied {
 /// Whether `rel` names a DDL statement's intermediate file (`#sql-alter-…`,
 /// `#sql-backup-…`, `#sql-ib…`): the server's, never a table it serves.
 fn is_intermediate(rel: &str) -> bool {
-    rel.rsplit('/').next().is_some_and(|n| n.starts_with("#sql"))
+    rel.rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with("#sql"))
 }
 
 /// Step 3c: the InnoDB files (page-validated) and, under BLOCK_DDL or with
