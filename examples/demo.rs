@@ -172,6 +172,9 @@ async fn demo(root: &Path) -> anyhow::Result<bool> {
 }
 
 fn main() -> ExitCode {
+    // A fresh Debian 12 gets the packages the demo needs (apt-get as root
+    // or through sudo; HOTBAK_NO_INSTALL=1 turns it off).
+    testkit::provision_only(&["mariadbd", "mariadb-install-db", "mariadb"]);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

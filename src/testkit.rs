@@ -1379,3 +1379,150 @@ pub fn dir_size(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+// ------------------------------------------------------------ provisioning
+
+/// The tools the tests and the demo run, each with the Debian 12 package
+/// that provides it (`None`: SeaweedFS's `weed`, installed by
+/// `.ci/install-seaweedfs.sh`, pinned by hash).
+pub const TOOLS: &[(&str, Option<&str>)] = &[
+    ("mariadbd", Some("mariadb-server")),
+    ("mariadb-install-db", Some("mariadb-server")),
+    ("mariadb", Some("mariadb-client")),
+    ("mariadb-binlog", Some("mariadb-client")),
+    ("mariabackup", Some("mariadb-backup")),
+    ("mbstream", Some("mariadb-backup")),
+    ("zstd", Some("zstd")),
+    ("lz4", Some("lz4")),
+    ("openssl", Some("openssl")),
+    ("strace", Some("strace")),
+    ("python3", Some("python3")),
+    ("weed", None),
+];
+
+/// Where a tool is ([`crate::sandbox::find_tool`]).
+#[must_use]
+pub fn which(name: &str) -> Option<PathBuf> {
+    crate::sandbox::find_tool(name)
+}
+
+/// Install what [`TOOLS`] lists and this machine lacks, once per process:
+/// the README's two commands set a fresh Debian 12 up themselves.
+/// `apt-get update` then `apt-get install` (as root, or through a sudo that
+/// needs no password), then `.ci/install-seaweedfs.sh` for `weed`.
+/// `HOTBAK_NO_INSTALL=1` turns it off; where nothing can be installed the
+/// missing tools are named and the tests that need them skip (or fail
+/// under `HOTBAK_REQUIRE_TOOLS=1`). Returns what it could not provide.
+pub fn provision() -> Vec<String> {
+    static DONE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| provision_only(&TOOLS.iter().map(|(t, _)| *t).collect::<Vec<_>>()))
+        .clone()
+}
+
+/// [`provision`] for these of [`TOOLS`] only (the demo needs no `weed`).
+pub fn provision_only(wanted: &[&str]) -> Vec<String> {
+    {
+        let tools: Vec<(&str, Option<&str>)> = TOOLS
+            .iter()
+            .filter(|(t, _)| wanted.contains(t))
+            .copied()
+            .collect();
+        let tools = tools.as_slice();
+        let missing = |tools: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
+            tools
+                .iter()
+                .filter(|(t, _)| which(t).is_none())
+                .map(|(t, p)| ((*t).to_owned(), p.map(str::to_owned)))
+                .collect()
+        };
+        let before = missing(tools);
+        if before.is_empty() {
+            return Vec::new();
+        }
+        let names = |m: &[(String, Option<String>)]| {
+            m.iter()
+                .map(|(t, _)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if std::env::var("HOTBAK_NO_INSTALL").as_deref() == Ok("1") {
+            eprintln!(
+                "hotbak provisioning: missing {} (HOTBAK_NO_INSTALL=1: not installing)",
+                names(&before)
+            );
+            return before.into_iter().map(|(t, _)| t).collect();
+        }
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let sudo = !root
+            && Command::new("sudo")
+                .args(["-n", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        let apt = which("apt-get");
+        let run = |argv: &[&str]| -> bool {
+            let (prog, args): (&str, &[&str]) = if root {
+                (argv[0], &argv[1..])
+            } else {
+                ("sudo", argv)
+            };
+            eprintln!("hotbak provisioning: {}", argv.join(" "));
+            Command::new(prog)
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let mut pkgs: Vec<&str> = before.iter().filter_map(|(_, p)| p.as_deref()).collect();
+        if before.iter().any(|(t, _)| t == "weed") {
+            // install-seaweedfs.sh makes a virtualenv.
+            pkgs.extend(["python3", "python3-venv"]);
+        }
+        pkgs.sort_unstable();
+        pkgs.dedup();
+        if !pkgs.is_empty() {
+            if apt.is_some() && (root || sudo) {
+                eprintln!(
+                    "hotbak provisioning: {} missing; installing {}",
+                    names(&before),
+                    pkgs.join(" ")
+                );
+                let mut install =
+                    vec!["apt-get", "install", "-y", "-qq", "--no-install-recommends"];
+                install.extend(&pkgs);
+                if !(run(&["apt-get", "update", "-qq"]) && run(&install)) {
+                    eprintln!("hotbak provisioning: apt-get failed");
+                }
+            } else {
+                eprintln!(
+                    "hotbak provisioning: missing {}; cannot install them here (needs apt-get as root or sudo without a password): \
+                     apt-get install {}",
+                    names(&before),
+                    pkgs.join(" ")
+                );
+            }
+        }
+        if before.iter().any(|(t, _)| t == "weed") && which("python3").is_some() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install-seaweedfs.sh");
+            eprintln!("hotbak provisioning: {}", script.display());
+            let ok = Command::new("bash")
+                .arg(&script)
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("hotbak provisioning: {} failed", script.display());
+            }
+        }
+        let after: Vec<String> = missing(tools).into_iter().map(|(t, _)| t).collect();
+        if !after.is_empty() {
+            eprintln!("hotbak provisioning: still missing: {}", after.join(", "));
+        }
+        after
+    }
+}

@@ -14,12 +14,13 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// Find an external tool. Returns `None` (after printing why) when it is missing,
 /// unless `HOTBAK_REQUIRE_TOOLS=1`, in which case a missing tool fails the test.
+///
+/// The first call installs what this machine lacks
+/// ([`hotbak::testkit::provision`]): the README's test command sets a fresh
+/// Debian 12 up itself.
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let dirs = std::env::var_os("PATH").unwrap_or_default();
-    let mut cands: Vec<PathBuf> = std::env::split_paths(&dirs).map(|d| d.join(name)).collect();
-    cands.push(PathBuf::from("/usr/sbin").join(name));
-    cands.push(PathBuf::from("/usr/bin").join(name));
-    if let Some(p) = cands.into_iter().find(|p| p.is_file()) {
+    hotbak::testkit::provision();
+    if let Some(p) = hotbak::testkit::which(name) {
         return Some(p);
     }
     if std::env::var("HOTBAK_REQUIRE_TOOLS").as_deref() == Ok("1") {
