@@ -169,13 +169,22 @@ async fn from_stream(a: &RestoreArgs, parallel: usize) -> anyhow::Result<()> {
             ""
         }
     );
-    let (mariadbd, mem) = (a.mariadbd.clone(), a.use_memory.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        crate::prepare::prepare(&dir, mariadbd.as_deref(), &mem)
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
-    eprintln!("hotbak: prepared (recovery {:.1}s)", r.recovery_secs);
+    // As `hotbak prepare` does by default: the redo applied natively, the
+    // mariadbd recovery where the backup needs it or the applier refuses.
+    let opts = crate::prepare::Options {
+        mariadbd: a.mariadbd.clone(),
+        use_memory: a.use_memory.clone(),
+        ..crate::prepare::Options::default()
+    };
+    let r = tokio::task::spawn_blocking(move || crate::prepare::prepare_with(&dir, &opts))
+        .await
+        .map_err(|e| anyhow::anyhow!("prepare task failed: {e}"))??;
+    let how = match (&r.native, &r.fell_back) {
+        (Some(_), _) => "native redo apply".to_owned(),
+        (None, Some(why)) => format!("mariadbd recovery; the native applier refused: {why}"),
+        (None, None) => "mariadbd recovery".to_owned(),
+    };
+    eprintln!("hotbak: prepared ({how}, {:.1}s)", r.recovery_secs);
     Ok(())
 }
 
