@@ -17,6 +17,7 @@
 #                     incremental/full size for hotbak
 #   chain prepare     mariabackup/hotbak wall (> 1: hotbak faster)
 # Needs hotbak (target/release), mariabackup, the sandbox's sbtest tables (sandbox.sh up).
+# A failed run keeps WORK; KEEP=1 also keeps each hotbak chain as it was before its prepare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-2}; PCT=${2:-10}
@@ -33,14 +34,22 @@ if ! "$ADMIN" --no-defaults -uroot --socket="$SOCK" ping >/dev/null 2>&1; then
   "$SHARED/sandbox.sh" start "$SBDIR"; started_here=1
 fi
 cleanup() {
-  rm -rf "$WORK"
+  local st=$?
+  # A failed run keeps its backups (with KEEP=1 also the chain as it was
+  # before its prepare) for the post-mortem.
+  if [[ $st != 0 ]]; then echo "failed: kept $WORK" >&2; else rm -rf "$WORK"; fi
   if [[ $started_here == 1 ]]; then "$SHARED/sandbox.sh" stop "$SBDIR" || true; fi
 }
 trap cleanup EXIT
 
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
-timed() { local t0; t0=$(now); "$@" > "$WORK/last.log" 2>&1 || { tail -20 "$WORK/last.log" >&2; exit 1; }; secs "$t0" "$(now)"; }
+# Cold page cache before every timed step (as root; DROP=0 turns it off): otherwise a
+# tool that reads through the cache (mariabackup) finds the files its previous run left
+# there, and one that reads with O_DIRECT (hotbak) never does.
+DROP=${DROP:-$([[ $(id -u) == 0 ]] && echo 1 || echo 0)}
+drop() { if [[ $DROP == 1 ]]; then sync; echo 3 > /proc/sys/vm/drop_caches; fi; }
+timed() { local t0; drop; t0=$(now); "$@" > "$WORK/last.log" 2>&1 || { tail -20 "$WORK/last.log" >&2; exit 1; }; secs "$t0" "$(now)"; }
 
 hb_backup() { # DEST [BASE]
   local extra=(); [[ -n ${2:-} ]] && extra=(--incremental-basedir "$2")
@@ -51,13 +60,13 @@ mb_backup() { # DEST [BASE]
   timed mariabackup --no-defaults --backup --user=root --socket="$SOCK" --target-dir="$1" "${extra[@]}"
 }
 hb_chain() { # FULL INC
-  local t0; t0=$(now)
+  local t0; drop; t0=$(now)
   "$HOTBAK" prepare --native --target-dir "$1" > "$WORK/last.log" 2>&1 || { cat "$WORK/last.log" >&2; exit 1; }
   "$HOTBAK" prepare --target-dir "$1" --incremental-dir "$2" >> "$WORK/last.log" 2>&1 || { cat "$WORK/last.log" >&2; exit 1; }
   secs "$t0" "$(now)"
 }
 mb_chain() { # FULL INC
-  local t0; t0=$(now)
+  local t0; drop; t0=$(now)
   mariabackup --no-defaults --prepare --target-dir="$1" > "$WORK/last.log" 2>&1 || { tail -20 "$WORK/last.log" >&2; exit 1; }
   mariabackup --no-defaults --prepare --target-dir="$1" --incremental-dir="$2" >> "$WORK/last.log" 2>&1 || { tail -20 "$WORK/last.log" >&2; exit 1; }
   secs "$t0" "$(now)"
@@ -78,6 +87,7 @@ for r in $(seq 1 "$ROUNDS"); do
   done
   for t in $order; do inc[$t]=$(${t}_backup "$d/$t-inc" "$d/$t-full"); done
   fs_hb=$(dir_bytes "$d/hb-full"); is_hb=$(dir_bytes "$d/hb-inc"); is_mb=$(dir_bytes "$d/mb-inc")
+  if [[ ${KEEP:-0} == 1 ]]; then cp -a "$d/hb-full" "$d/keep-hb-full"; cp -a "$d/hb-inc" "$d/keep-hb-inc"; fi
   for t in $order; do prep[$t]=$(${t}_chain "$d/$t-full" "$d/$t-inc"); done
   echo "round $r ($order): full hotbak ${full[hb]}s mariabackup ${full[mb]}s; incremental hotbak ${inc[hb]}s $is_hb B, mariabackup ${inc[mb]}s $is_mb B (hotbak full $fs_hb B); chain prepare hotbak ${prep[hb]}s mariabackup ${prep[mb]}s"
   python3 - "$R" <<EOF

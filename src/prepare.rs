@@ -988,7 +988,16 @@ pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
         (Method::Native, None) => prepare_native(dir, &native_opts),
         (Method::Auto, Some(_)) => prepare_server(dir, opts),
         (Method::Auto, None) => match prepare_native(dir, &native_opts) {
-            Err(Error::Native(e @ crate::native_prepare::Error::Unsupported { .. })) => {
+            // Refused before anything was written, or failed part-way: the
+            // log and `xtrabackup_checkpoints` are rewritten only after a
+            // whole native run, so the mariadbd recovery starts from the
+            // backup's own checkpoint; pages the native run wrote carry
+            // their newer LSN and their records are skipped, as on any
+            // crash recovery.
+            Err(Error::Native(
+                e @ (crate::native_prepare::Error::Unsupported { .. }
+                | crate::native_prepare::Error::Apply { .. }),
+            )) => {
                 let mut r = prepare_server(dir, opts)?;
                 r.fell_back = Some(e.to_string());
                 Ok(r)

@@ -131,7 +131,7 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
     }
     if let Some(why) = &r.fell_back {
         eprintln!(
-            "hotbak: the native applier refused this log ({why}); recovered with mariadbd instead \
+            "hotbak: the native applier stopped on this log ({why}); recovered with mariadbd instead \
              (rolled back: this backup cannot take incrementals)"
         );
     }
