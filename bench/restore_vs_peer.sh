@@ -18,7 +18,7 @@
 # Prints per way and step the median wall time [min-max] and the ratio of mariabackup's
 # median to this one (> 1: faster than mariabackup), and the same for the total.
 # Env: RUNS (3), PAR (4: --parallel of copy-back and restore), WORK (/tmp/hotbak-restore-bench),
-#      START (0).
+#      START (0), LOAD_DIR (unset: the streams of an idle server).
 set -euo pipefail
 SOCK=${1:?socket}; DBUSER=${2:-bench}; DBPASS=${3:-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,12 +30,25 @@ q() { mariadb --no-defaults -u"$DBUSER" -p"$DBPASS" --socket="$SOCK" -N -e "$1";
 DATADIR=$(q 'select @@datadir')
 echo "# source datadir $DATADIR: $(du -sb "$DATADIR" | cut -f1) bytes; parallel $PAR; runs $RUNS"
 
+# LOAD_DIR=SANDBOX_DIR: both streams are taken while sysbench oltp_read_write writes to that
+# sandbox (/work/shared/bench/load.sh; it must be the server behind SOCK), so that prepare has
+# redo to apply, as in the issue's measurement.
+LOADPID=
+if [[ -n ${LOAD_DIR:-} ]]; then
+  "${SHARED:-/work/shared/bench}/load.sh" "$LOAD_DIR" 600 "$WORK/load.log" >/dev/null 2>&1 &
+  LOADPID=$!
+  sleep 5
+  echo "# sysbench oltp_read_write running on $LOAD_DIR while the streams are taken"
+fi
 echo "## streams (once per tool, not timed)"
 mkdir -p "$WORK/mbtgt"
 mariabackup --backup --stream=xbstream --user="$DBUSER" --password="$DBPASS" --socket="$SOCK" \
   --target-dir="$WORK/mbtgt" --parallel="$PAR" 2>"$WORK/mb-backup.err" > "$WORK/mb.xbs"
 "$BIN/hotbak" backup --no-defaults --socket "$SOCK" -u "$DBUSER" -p "$DBPASS" --parallel "$PAR" \
   --stream --progress none 2>"$WORK/hb-backup.err" > "$WORK/hb.xbs"
+if [[ -n $LOADPID ]]; then
+  kill "$LOADPID" 2>/dev/null || true; pkill -f "sysbench.*$SOCK" 2>/dev/null || true; wait "$LOADPID" 2>/dev/null || true
+fi
 UNDO=$(q 'select @@innodb_undo_tablespaces')
 ls -l "$WORK/mb.xbs" "$WORK/hb.xbs" | awk '{print "#", $5, $9}'
 : > "$WORK/empty.cnf"

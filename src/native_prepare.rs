@@ -865,6 +865,31 @@ fn locate(sp: &Space, page: PageNo) -> Option<(&Path, u64)> {
     ))
 }
 
+/// Ask the kernel for every page `batch` will read before the first is
+/// read, so that the scattered reads overlap on the device (the recovery
+/// server reads ahead the same way). Only a hint: a file that cannot be
+/// opened here fails, with its name, when the page is read.
+fn prefetch_batch(spaces: &HashMap<u32, Space>, batch: &BTreeMap<PageId, Vec<LoggedOp>>) {
+    let mut open: Option<(&Path, File)> = None;
+    for (id, ops) in batch {
+        if !apply::needs_read(ops) {
+            continue;
+        }
+        let Some(sp) = spaces.get(&id.space.0) else {
+            continue;
+        };
+        let Some((path, off)) = locate(sp, id.page) else {
+            continue;
+        };
+        if open.as_ref().map(|(p, _)| *p) != Some(path) {
+            open = File::open(path).ok().map(|f| (path, f));
+        }
+        if let Some((_, f)) = &open {
+            let _ = crate::sys::prefetch(f, off, u64::from(sp.format.physical_size()));
+        }
+    }
+}
+
 fn apply_batch(
     spaces: &HashMap<u32, Space>,
     batch: &mut BTreeMap<PageId, Vec<LoggedOp>>,
@@ -875,6 +900,7 @@ fn apply_batch(
         return Ok(());
     }
     report.batches += 1;
+    prefetch_batch(spaces, batch);
     let mut open: Option<(PathBuf, File)> = None;
     for (id, ops) in std::mem::take(batch) {
         let Some(sp) = spaces.get(&id.space.0) else {

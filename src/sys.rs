@@ -97,6 +97,36 @@ pub fn syncfs(file: &File) -> std::io::Result<()> {
     }
 }
 
+/// Ask the kernel to read `len` bytes at `off` of `file` into the page
+/// cache in the background (`posix_fadvise(POSIX_FADV_WILLNEED)`), so that
+/// many scattered reads that follow overlap on the device instead of
+/// waiting one by one. A hint: the data read later is the same either way.
+///
+/// # Errors
+/// The call's error (`EBADF`, `EINVAL`).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn prefetch(file: &File, off: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: the descriptor is open for the lifetime of `file`; the call
+    // reads and writes no memory of ours.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_WILLNEED) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Off Linux: no hint.
+#[cfg(not(target_os = "linux"))]
+pub fn prefetch(_file: &File, _off: u64, _len: u64) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Off Linux: `fsync` of `file` only, which is not enough; the restore
 /// engine is Linux-only in practice.
 #[cfg(not(target_os = "linux"))]
