@@ -1,4 +1,4 @@
-//! The crate's only unsafe code: seven libc calls that neither std nor our
+//! The crate's only unsafe code: eight libc calls that neither std nor our
 //! dependencies wrap. Each wrapper is safe to call with any argument; on
 //! other platforms they do nothing and report so.
 
@@ -52,6 +52,22 @@ pub fn start_writeback(file: &File, off: u64, len: u64) {
 /// See the Linux version.
 #[cfg(not(target_os = "linux"))]
 pub fn start_writeback(_file: &File, _off: u64, _len: u64) {}
+
+/// Tell the kernel that `file` will be read once from start to end
+/// (`posix_fadvise(POSIX_FADV_SEQUENTIAL)`: a larger read-ahead window).
+/// Best effort: a file system that ignores the advice reads as before.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn advise_sequential(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the lifetime of `file`; the call
+    // reads no memory of ours.
+    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+}
+
+/// See the Linux version.
+#[cfg(not(target_os = "linux"))]
+pub fn advise_sequential(_file: &File) {}
 
 /// Keep freed 1 MiB batch buffers in the allocator for reuse. By default
 /// glibc serves such blocks with fresh `mmap`s (or trims them off the heap

@@ -201,6 +201,18 @@ impl PageChecker {
         }
     }
 
+    /// The file could not be opened: nothing of it can be checked.
+    pub(crate) fn open_error(self, e: &std::io::Error) -> FileCheck {
+        FileCheck {
+            findings: vec![Finding {
+                class: Class::Missing,
+                file: self.rel,
+                detail: format!("cannot open: {e}"),
+            }],
+            ..FileCheck::default()
+        }
+    }
+
     /// A read error after `self.len` bytes: the rest cannot be checked.
     pub(crate) fn read_error(&mut self, e: &std::io::Error) {
         let f = self.finding(format!("read error at byte {}: {e}", self.len));
