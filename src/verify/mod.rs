@@ -863,3 +863,75 @@ fn conclude(r: Report) -> Result<Report, Error> {
         Err(Error::Damaged(r.findings.len()))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::innodb::{redo, Lsn};
+
+    /// An unprepared backup directory whose redo log (a valid one, walked
+    /// to its end) creates `t/a.ibd`; `t/a.ibd` and `t/b.ibd` both have an
+    /// all-zero page 0. The page 0 judgement waits for the walk, which runs
+    /// beside the page checks: only `t/b.ibd` is a finding, with the
+    /// wording of a log read to its end.
+    #[test]
+    fn zero_page0_is_judged_by_the_redo_walked_in_parallel() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let ck = Lsn(20_000);
+        let mut log = redo::build_backup_log_prefix(
+            redo::Checkpoint {
+                checkpoint_lsn: ck,
+                end_lsn: ck,
+            },
+            redo::DEFAULT_BACKUP_CREATOR,
+        )
+        .unwrap();
+        // One mini-transaction: FILE_CREATE space 5 page 0 "./t/a.ibd",
+        // its sequence byte (1: the log's first pass) and CRC-32C.
+        let name = b"./t/a.ibd";
+        let mut rec = vec![redo::FILE_CREATE | (2 + name.len() as u8), 5, 0];
+        rec.extend_from_slice(name);
+        log.extend_from_slice(&rec);
+        log.push(1);
+        log.extend_from_slice(&crc32c::crc32c(&rec).to_be_bytes());
+        let end = ck.0 + (log.len() - 12288) as u64;
+        std::fs::write(dir.join("ib_logfile0"), &log).unwrap();
+        std::fs::write(
+            dir.join(Checkpoints::FILE),
+            format!(
+                "backup_type = full-backuped\nfrom_lsn = 0\nto_lsn = {}\nlast_lsn = {end}\nrecover_binlog_info = 0\n",
+                ck.0
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(BackupMyCnf::FILE),
+            "[mysqld]\ninnodb_checksum_algorithm=full_crc32\ninnodb_data_file_path=ibdata1:12M:autoextend\ninnodb_log_file_size=268435456\ninnodb_page_size=16384\ninnodb_undo_directory=./\ninnodb_undo_tablespaces=0\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.join("t")).unwrap();
+        std::fs::write(dir.join("t/a.ibd"), vec![0u8; 4 * 16384]).unwrap();
+        std::fs::write(dir.join("t/b.ibd"), vec![0u8; 2 * 16384]).unwrap();
+
+        let r = verify_dir(dir, 2).unwrap();
+        assert!(
+            r.findings.iter().all(|f| f.class != Class::Redo),
+            "{:?}",
+            r.findings
+        );
+        assert_eq!(r.redo_bytes, end - ck.0);
+        let pages: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.class == Class::Page)
+            .collect();
+        assert_eq!(pages.len(), 1, "{:?}", r.findings);
+        assert_eq!(pages[0].file, "t/b.ibd");
+        assert_eq!(
+            pages[0].detail,
+            "page 0 is all zero and the redo log does not create or modify this tablespace"
+        );
+    }
+}
