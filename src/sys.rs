@@ -1,4 +1,4 @@
-//! The crate's only unsafe code: seven libc calls that neither std nor our
+//! The crate's only unsafe code: eight libc calls that neither std nor our
 //! dependencies wrap. Each wrapper is safe to call with any argument; on
 //! other platforms they do nothing and report so.
 
@@ -53,6 +53,36 @@ pub fn start_writeback(file: &File, off: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 pub fn start_writeback(_file: &File, _off: u64, _len: u64) {}
 
+/// `posix_fadvise(file, off, len, advice)`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn fadvise(file: &File, off: u64, len: u64, advice: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: the descriptor is open for the lifetime of `file`; the call
+    // reads and writes no memory of ours.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, advice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Tell the kernel that `file` will be read once from start to end
+/// (`posix_fadvise(POSIX_FADV_SEQUENTIAL)`: a larger read-ahead window).
+/// Best effort: a file system that ignores the advice reads as before.
+#[cfg(target_os = "linux")]
+pub fn advise_sequential(file: &File) {
+    let _ = fadvise(file, 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+}
+
+/// See the Linux version.
+#[cfg(not(target_os = "linux"))]
+pub fn advise_sequential(_file: &File) {}
+
 /// Keep freed 1 MiB batch buffers in the allocator for reuse. By default
 /// glibc serves such blocks with fresh `mmap`s (or trims them off the heap
 /// when freed), so every batch costs 256 page faults, zeroing by the kernel
@@ -105,20 +135,8 @@ pub fn syncfs(file: &File) -> std::io::Result<()> {
 /// # Errors
 /// The call's error (`EBADF`, `EINVAL`).
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub fn prefetch(file: &File, off: u64, len: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else {
-        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
-    };
-    // SAFETY: the descriptor is open for the lifetime of `file`; the call
-    // reads and writes no memory of ours.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_WILLNEED) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::from_raw_os_error(rc))
-    }
+    fadvise(file, off, len, libc::POSIX_FADV_WILLNEED)
 }
 
 /// Off Linux: no hint.

@@ -67,7 +67,8 @@ pub struct VerifyArgs {
     /// With --stream: environment variable holding the key as 64 hex characters.
     #[arg(long, value_name = "VAR")]
     pub decrypt_key_env: Option<String>,
-    /// Files checked at once (default: the number of cores).
+    /// Files checked at once (default: the number of cores; with
+    /// --target-dir at least 4, so reads overlap the checks).
     #[arg(long)]
     pub parallel: Option<usize>,
     // -- object storage (issue 16) --

@@ -328,9 +328,12 @@ pub enum VerifyTarget {
 /// # Errors
 /// [`UsageError`] naming the option; a bad or unreadable key.
 pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
-    let parallel = a
-        .parallel
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    // Reading a directory waits on the device as much as on the CPU: with
+    // at least 4 files in flight, reads overlap the checks (cold cache, 2
+    // cores: 1.35x -> 1.75x and 1.08x -> 1.47x of `cat` in two runs).
+    let dir_parallel = a.parallel.unwrap_or(cores.max(4));
+    let parallel = a.parallel.unwrap_or(cores);
     if parallel == 0 {
         return Err(UsageError("--parallel must be at least 1".into()).into());
     }
@@ -353,7 +356,7 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
             }
             Ok(VerifyTarget::Dir(crate::verify::VerifyPlan {
                 target_dir,
-                parallel,
+                parallel: dir_parallel,
             }))
         }
         (None, true) => {

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Classify, ErrorClass};
 use crate::format::manifest::{Manifest, MANIFEST_NAME, STREAM_INFO_NAME};
 use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints, XtrabackupInfo};
-use crate::innodb::page::{self, PageFormat};
+use crate::innodb::page;
 
 mod pages;
 mod stream;
@@ -200,61 +200,89 @@ fn list(dir: &Path) -> Result<BTreeSet<String>, Error> {
     Ok(out)
 }
 
-fn blake3_file(p: &Path) -> std::io::Result<(u64, String)> {
-    let mut f = std::fs::File::open(p)?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((n, h.finalize().to_hex().to_string()))
+/// Bytes per read in the directory mode, each piece fed to every check of
+/// the file. The kernel's read-ahead keeps the device busy (the file is
+/// advised sequential); a piece small enough to stay in the CPU's cache
+/// between the copy, BLAKE3 and the page checksums costs less CPU than
+/// 4 MiB (measured, warm cache: 0.63 s against 0.76 s for 2 GB).
+const READ_BYTES: usize = 1 << 20;
+
+/// What reading one file of an extracted backup gave each of its checks.
+#[derive(Default)]
+struct FileRead {
+    /// Length and BLAKE3, or why the file could not be read.
+    hash: Option<Result<(u64, String), String>>,
+    /// The page checks.
+    pages: Option<FileCheck>,
+    /// The redo walk.
+    redo: Option<Result<RedoWalk, String>>,
 }
 
-/// Check every page of one InnoDB data file on disk: the file fed to a
-/// [`PageChecker`]. `follow_on` is given for system tablespace files after
-/// the first.
-fn check_data_file(
-    path: &Path,
-    rel: &str,
-    follow_on: Option<PageFormat>,
-    system: bool,
-) -> FileCheck {
+/// Read one file once, in [`READ_BYTES`] pieces, feeding each piece to the
+/// checks asked for: a BLAKE3 hasher (`hash`), a [`PageChecker`] (`pages`)
+/// and a [`RedoWalker`] (`redo`). Stops early only when the redo walk is
+/// all that is left and it has stopped.
+fn read_file(path: &Path, hash: bool, pages: Option<PageChecker>, redo: bool) -> FileRead {
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            return FileCheck {
-                findings: vec![Finding {
-                    class: Class::Missing,
-                    file: rel.to_owned(),
-                    detail: format!("cannot open: {e}"),
-                }],
-                ..FileCheck::default()
+            return FileRead {
+                hash: hash.then(|| Err(e.to_string())),
+                pages: pages.map(|c| c.open_error(&e)),
+                redo: redo.then(|| Err(format!("cannot open: {e}"))),
             }
         }
     };
-    let mut c = PageChecker::new(rel, follow_on, system);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
+    crate::sys::advise_sequential(&f);
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut hasher = hash.then(blake3::Hasher::new);
+    let mut pages = pages;
+    let mut walker = redo.then(|| RedoWalker::new(Some(len)));
+    let mut n = 0u64;
+    let mut hash_err = None;
+    let mut redo_err = None;
+    let mut buf = vec![0u8; READ_BYTES];
+    while hasher.is_some() || pages.is_some() || walker.as_ref().is_some_and(|w| !w.stopped()) {
         match read_full(&mut f, &mut buf) {
-            Ok(n) => {
-                c.feed(&buf[..n]);
-                if n < buf.len() {
+            Ok(k) => {
+                let piece = &buf[..k];
+                n += k as u64;
+                if let Some(h) = &mut hasher {
+                    h.update(piece);
+                }
+                if let Some(c) = &mut pages {
+                    c.feed(piece);
+                }
+                if let Some(w) = &mut walker {
+                    w.feed(piece);
+                }
+                if k < buf.len() {
                     break;
                 }
             }
             Err(e) => {
-                c.read_error(&e);
+                hash_err = Some(e.to_string());
+                if let Some(c) = &mut pages {
+                    c.read_error(&e);
+                }
+                if walker.as_ref().is_some_and(|w| !w.stopped()) {
+                    redo_err = Some(e.to_string());
+                }
                 break;
             }
         }
     }
-    c.finish()
+    FileRead {
+        hash: hasher.map(|h| match hash_err {
+            Some(e) => Err(e),
+            None => Ok((n, h.finalize().to_hex().to_string())),
+        }),
+        pages: pages.map(PageChecker::finish),
+        redo: walker.map(|w| match redo_err {
+            Some(e) => Err(e),
+            None => w.finish(),
+        }),
+    }
 }
 
 fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -267,22 +295,6 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
         n += k;
     }
     Ok(n)
-}
-
-/// Walk the backup's linear redo log on disk: the file fed to a [`RedoWalker`].
-fn walk_redo(path: &Path) -> Result<RedoWalk, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut w = RedoWalker::new(Some(len));
-    let mut chunk = vec![0u8; 4 << 20];
-    while !w.stopped() {
-        let k = read_full(&mut f, &mut chunk).map_err(|e| e.to_string())?;
-        w.feed(&chunk[..k]);
-        if k < chunk.len() {
-            break;
-        }
-    }
-    w.finish()
 }
 
 /// What the metadata files say, once parsed.
@@ -635,19 +647,10 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
         &files,
         &mut r,
     );
-    // 2. Redo (first: it names the tablespaces whose page 0 only the log holds).
-    let logged = if r.prepared {
-        Logged::default()
-    } else {
-        check_redo(walk_redo(&dir.join("ib_logfile0")), m.ck.as_ref(), &mut r)
-    };
-    // 3. Hashes and pages, in parallel.
+    // 2-3. One read per file, the biggest first, in parallel: its BLAKE3
+    // (when the manifest lists it), its pages (InnoDB data files) and the
+    // redo walk (ib_logfile0, unprepared). Page 0 findings wait for the walk.
     let (sys_files, sys_first) = (&m.sys_files, &m.sys_first);
-    let data_files: Vec<String> = files
-        .iter()
-        .filter(|f| is_innodb_file(f, sys_files))
-        .cloned()
-        .collect();
     let sys_format = std::fs::File::open(dir.join(sys_first))
         .ok()
         .and_then(|mut f| {
@@ -655,24 +658,42 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
             let n = read_full(&mut f, &mut b).ok()?;
             page::parse_page0(&b[..n]).ok().map(|i| i.format)
         });
-    enum Job {
-        Hash(String, u64, String),
-        Pages(String),
+    let mut want: BTreeMap<String, (u64, String)> =
+        jobs.into_iter().map(|(p, s, h)| (p, (s, h))).collect();
+    let mut queue: Vec<FileJob> = Vec::new();
+    for rel in &files {
+        let job = FileJob {
+            want: want.remove(rel),
+            pages: is_innodb_file(rel, sys_files).then(|| {
+                let follow_on = sys_files.contains(rel) && rel != sys_first;
+                (follow_on, sys_files.contains(rel))
+            }),
+            redo: !r.prepared && rel == "ib_logfile0",
+            rel: rel.clone(),
+            size: 0,
+        };
+        if job.want.is_some() || job.pages.is_some() || job.redo {
+            queue.push(job);
+        }
     }
-    let mut queue: Vec<Job> = jobs
-        .into_iter()
-        .map(|(p, s, h)| Job::Hash(p, s, h))
-        .chain(data_files.into_iter().map(Job::Pages))
-        .collect();
-    queue.reverse();
+    // Listed but absent files were found missing by the manifest check;
+    // the redo walk says so for its own file.
+    if !r.prepared && !files.contains("ib_logfile0") {
+        queue.push(FileJob {
+            rel: "ib_logfile0".into(),
+            size: 0,
+            want: None,
+            pages: None,
+            redo: true,
+        });
+    }
+    for j in &mut queue {
+        j.size = std::fs::metadata(dir.join(&j.rel)).map_or(0, |m| m.len());
+    }
+    // Popped from the end: the biggest file first.
+    queue.sort_by(|a, b| (a.size, &b.rel).cmp(&(b.size, &a.rel)));
     let queue = std::sync::Mutex::new(queue);
-    let results = std::sync::Mutex::new((
-        Vec::<Finding>::new(),
-        BTreeMap::<u32, Vec<String>>::new(),
-        0u64,
-        0u64,
-    ));
-    let prepared = r.prepared;
+    let results = std::sync::Mutex::new(Vec::<(FileJob, FileRead)>::new());
     std::thread::scope(|s| {
         for _ in 0..parallel.max(1) {
             s.spawn(|| loop {
@@ -681,70 +702,100 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .pop();
                 let Some(job) = job else { return };
-                let mut found = Vec::new();
-                let mut space = None;
-                let mut pages = 0;
-                let mut nfiles = 0;
-                match job {
-                    Job::Hash(rel, size, hash) => {
-                        nfiles = 1;
-                        match blake3_file(&dir.join(&rel)) {
-                            Ok((n, h)) => {
-                                found.extend(content_finding(&rel, (n, &h), (size, &hash)));
-                            }
-                            Err(e) => found.push(Finding {
-                                class: Class::Missing,
-                                file: rel,
-                                detail: format!("cannot read: {e}"),
-                            }),
-                        }
-                    }
-                    Job::Pages(rel) => {
-                        let follow_on = sys_files.contains(&rel) && rel != *sys_first;
-                        if follow_on && sys_format.is_none() {
-                            found.push(Finding {
-                                class: Class::Page,
-                                file: rel,
-                                detail: format!(
-                                    "cannot be checked: {sys_first}'s page 0 is unreadable"
-                                ),
-                            });
-                        } else {
-                            let c = check_data_file(
-                                &dir.join(&rel),
-                                &rel,
-                                sys_format.filter(|_| follow_on),
-                                sys_files.contains(&rel),
-                            );
-                            found.extend(page0_finding(&rel, &c, prepared, &logged));
-                            pages = c.pages;
-                            space = c.space.map(|sp| (sp, rel.clone()));
-                            found.extend(c.findings);
-                        }
-                    }
-                }
-                let mut g = results
+                let checker = match job.pages {
+                    Some((true, _)) if sys_format.is_none() => None,
+                    Some((follow_on, system)) => Some(PageChecker::new(
+                        &job.rel,
+                        sys_format.filter(|_| follow_on),
+                        system,
+                    )),
+                    None => None,
+                };
+                let read = read_file(&dir.join(&job.rel), job.want.is_some(), checker, job.redo);
+                results
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                g.0.extend(found);
-                if let Some((sp, rel)) = space {
-                    g.1.entry(sp).or_default().push(rel);
-                }
-                g.2 += pages;
-                g.3 += nfiles;
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((job, read));
             });
         }
     });
-    let (found, spaces, pages, hashed) = results
+    let mut results = results
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    r.findings.extend(found);
-    r.pages = pages;
-    r.files = hashed.max(files.len() as u64);
-    space_findings(&spaces, &mut r);
+    results.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
+    let mut logged = Logged::default();
+    let mut checks = BTreeMap::new();
+    for (job, read) in results {
+        let rel = job.rel;
+        if let (Some((size, hash)), Some(got)) = (&job.want, read.hash) {
+            r.files += 1;
+            match got {
+                Ok((n, h)) => r
+                    .findings
+                    .extend(content_finding(&rel, (n, &h), (*size, hash))),
+                Err(e) => r.findings.push(Finding {
+                    class: Class::Missing,
+                    file: rel.clone(),
+                    detail: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        if let Some(walk) = read.redo {
+            logged = check_redo(walk, m.ck.as_ref(), &mut r);
+        }
+        match (job.pages, read.pages) {
+            (_, Some(c)) => {
+                checks.insert(rel, c);
+            }
+            (Some(_), None) => r.findings.push(Finding {
+                class: Class::Page,
+                file: rel,
+                detail: format!("cannot be checked: {sys_first}'s page 0 is unreadable"),
+            }),
+            (None, None) => {}
+        }
+    }
+    let prepared = r.prepared;
+    fold_pages(&mut r, checks, prepared, &logged);
+    r.files = r.files.max(files.len() as u64);
     r.findings
         .sort_by(|a, b| (a.class, &a.file).cmp(&(b.class, &b.file)));
     Ok(r)
+}
+
+/// One file of [`verify_dir`]'s parallel pass and what is checked of it.
+struct FileJob {
+    rel: String,
+    /// Its length on disk (the biggest files are read first).
+    size: u64,
+    /// The manifest's size and BLAKE3, when its content is compared.
+    want: Option<(u64, String)>,
+    /// An InnoDB data file: (a later file of the system tablespace, a file
+    /// of the system tablespace).
+    pages: Option<(bool, bool)>,
+    /// `ib_logfile0` of an unprepared backup: walk the redo.
+    redo: bool,
+}
+
+/// Fold the page checks of the InnoDB data files into the report: page 0
+/// judged against the redo walk, the page count, the findings, and no
+/// space id in two files.
+fn fold_pages(
+    r: &mut Report,
+    checks: BTreeMap<String, FileCheck>,
+    prepared: bool,
+    logged: &Logged,
+) {
+    let mut spaces: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (rel, c) in checks {
+        r.findings.extend(page0_finding(&rel, &c, prepared, logged));
+        r.pages += c.pages;
+        if let Some(sp) = c.space {
+            spaces.entry(sp).or_default().push(rel.clone());
+        }
+        r.findings.extend(c.findings);
+    }
+    space_findings(&spaces, r);
 }
 
 impl std::fmt::Display for Report {
@@ -810,5 +861,77 @@ fn conclude(r: Report) -> Result<Report, Error> {
         Ok(r)
     } else {
         Err(Error::Damaged(r.findings.len()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::innodb::{redo, Lsn};
+
+    /// An unprepared backup directory whose redo log (a valid one, walked
+    /// to its end) creates `t/a.ibd`; `t/a.ibd` and `t/b.ibd` both have an
+    /// all-zero page 0. The page 0 judgement waits for the walk, which runs
+    /// beside the page checks: only `t/b.ibd` is a finding, with the
+    /// wording of a log read to its end.
+    #[test]
+    fn zero_page0_is_judged_by_the_redo_walked_in_parallel() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let ck = Lsn(20_000);
+        let mut log = redo::build_backup_log_prefix(
+            redo::Checkpoint {
+                checkpoint_lsn: ck,
+                end_lsn: ck,
+            },
+            redo::DEFAULT_BACKUP_CREATOR,
+        )
+        .unwrap();
+        // One mini-transaction: FILE_CREATE space 5 page 0 "./t/a.ibd",
+        // its sequence byte (1: the log's first pass) and CRC-32C.
+        let name = b"./t/a.ibd";
+        let mut rec = vec![redo::FILE_CREATE | (2 + name.len() as u8), 5, 0];
+        rec.extend_from_slice(name);
+        log.extend_from_slice(&rec);
+        log.push(1);
+        log.extend_from_slice(&crc32c::crc32c(&rec).to_be_bytes());
+        let end = ck.0 + (log.len() - 12288) as u64;
+        std::fs::write(dir.join("ib_logfile0"), &log).unwrap();
+        std::fs::write(
+            dir.join(Checkpoints::FILE),
+            format!(
+                "backup_type = full-backuped\nfrom_lsn = 0\nto_lsn = {}\nlast_lsn = {end}\nrecover_binlog_info = 0\n",
+                ck.0
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(BackupMyCnf::FILE),
+            "[mysqld]\ninnodb_checksum_algorithm=full_crc32\ninnodb_data_file_path=ibdata1:12M:autoextend\ninnodb_log_file_size=268435456\ninnodb_page_size=16384\ninnodb_undo_directory=./\ninnodb_undo_tablespaces=0\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.join("t")).unwrap();
+        std::fs::write(dir.join("t/a.ibd"), vec![0u8; 4 * 16384]).unwrap();
+        std::fs::write(dir.join("t/b.ibd"), vec![0u8; 2 * 16384]).unwrap();
+
+        let r = verify_dir(dir, 2).unwrap();
+        assert!(
+            r.findings.iter().all(|f| f.class != Class::Redo),
+            "{:?}",
+            r.findings
+        );
+        assert_eq!(r.redo_bytes, end - ck.0);
+        let pages: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.class == Class::Page)
+            .collect();
+        assert_eq!(pages.len(), 1, "{:?}", r.findings);
+        assert_eq!(pages[0].file, "t/b.ibd");
+        assert_eq!(
+            pages[0].detail,
+            "page 0 is all zero and the redo log does not create or modify this tablespace"
+        );
     }
 }

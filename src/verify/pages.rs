@@ -180,17 +180,20 @@ impl PageChecker {
                 .follow_on
                 .is_none()
                 .then(|| PageNo(u32::try_from(pn).unwrap_or(u32::MAX)));
-            let mut bad = match page::check_page(&fmt, expected, p) {
+            let bad = match page::check_page(&fmt, expected, p) {
                 PageVerdict::Corrupt(c) => Some(c.to_string()),
-                PageVerdict::AllZero | PageVerdict::Valid(_) => None,
-            };
-            if bad.is_none() && self.follow_on.is_none() {
-                if let (Some(sp), Some(id)) = (space, crate::innodb::be32(p, FIL_PAGE_SPACE_ID)) {
-                    if id != sp && !p.iter().all(|&b| b == 0) {
-                        bad = Some(format!("space id field is {id}, the file's is {sp}"));
+                PageVerdict::AllZero => None,
+                // A written page (not all zero) names its tablespace.
+                PageVerdict::Valid(_) if self.follow_on.is_none() => {
+                    match (space, crate::innodb::be32(p, FIL_PAGE_SPACE_ID)) {
+                        (Some(sp), Some(id)) if id != sp => {
+                            Some(format!("space id field is {id}, the file's is {sp}"))
+                        }
+                        _ => None,
                     }
                 }
-            }
+                PageVerdict::Valid(_) => None,
+            };
             if let Some(b) = bad {
                 self.reported += 1;
                 if self.reported <= MAX_PAGE_FINDINGS_PER_FILE {
@@ -198,6 +201,18 @@ impl PageChecker {
                     self.out.findings.push(f);
                 }
             }
+        }
+    }
+
+    /// The file could not be opened: nothing of it can be checked.
+    pub(crate) fn open_error(self, e: &std::io::Error) -> FileCheck {
+        FileCheck {
+            findings: vec![Finding {
+                class: Class::Missing,
+                file: self.rel,
+                detail: format!("cannot open: {e}"),
+            }],
+            ..FileCheck::default()
         }
     }
 

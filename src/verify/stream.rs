@@ -30,8 +30,8 @@ use tokio::io::AsyncRead;
 
 use super::pages::{FileCheck, PageChecker, RedoWalk, RedoWalker};
 use super::{
-    check_manifest, check_metadata, check_redo, conclude, content_finding, is_innodb_file,
-    page0_finding, space_findings, Class, Error, Finding, Logged, Report,
+    check_manifest, check_metadata, check_redo, conclude, content_finding, fold_pages,
+    is_innodb_file, Class, Error, Finding, Logged, Report,
 };
 use crate::error::{Classify, ErrorClass};
 use crate::extract::{self, DecodeOptions, FileVisitor, Visitor};
@@ -352,25 +352,16 @@ fn evaluate(r: &mut Report, v: &extract::Visited, c: Collected, input: &str) {
 /// configuration now known) into the report.
 fn pages(
     r: &mut Report,
-    checks: BTreeMap<String, FileCheck>,
+    mut checks: BTreeMap<String, FileCheck>,
     m: &super::Meta,
     prepared: bool,
     logged: &Logged,
 ) {
-    let mut spaces: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for (rel, c) in checks {
-        let follow_on = m.sys_files.contains(&rel) && rel != m.sys_first;
-        if !is_innodb_file(&rel, &m.sys_files) || follow_on {
-            continue;
-        }
-        r.findings.extend(page0_finding(&rel, &c, prepared, logged));
-        r.pages += c.pages;
-        if let Some(sp) = c.space {
-            spaces.entry(sp).or_default().push(rel.clone());
-        }
-        r.findings.extend(c.findings);
-    }
-    space_findings(&spaces, r);
+    checks.retain(|rel, _| {
+        let follow_on = m.sys_files.contains(rel) && *rel != m.sys_first;
+        is_innodb_file(rel, &m.sys_files) && !follow_on
+    });
+    fold_pages(r, checks, prepared, logged);
 }
 
 /// Verify the stream and print the report; an error when anything was found.
