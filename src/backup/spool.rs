@@ -183,7 +183,9 @@ struct State {
     file: Option<Arc<File>>,
     closed: bool,
     /// The drainer's failure, for the follower to report.
-    failed: Option<String>,
+    /// The drainer's failure: its text, and whether it was the graph
+    /// closing (a consequence, whose root cause the graph reports).
+    failed: Option<(String, bool)>,
 }
 
 /// The spool shared by the follower (pushing) and the drainer task.
@@ -193,7 +195,12 @@ pub struct Spool {
     dir: PathBuf,
 }
 
-fn drain_failed(why: &str) -> Error {
+fn drain_failed((why, closed): &(String, bool)) -> Error {
+    if *closed {
+        // The graph stopped: its own error (a closed stdout, a full disk)
+        // is the one to report, not this consequence.
+        return Error::Sink(crate::sink::Error::Closed);
+    }
     Error::Redo(format!(
         "the redo copy could not be written to the backup: {why}"
     ))
@@ -317,7 +324,7 @@ impl Spool {
         let r = self.drain_into(&mut out).await;
         if let Err(e) = &r {
             if let Ok(mut st) = self.state.lock() {
-                st.failed = Some(e.to_string());
+                st.failed = Some((e.to_string(), e.is_closed()));
             }
             return r;
         }
