@@ -112,29 +112,28 @@ pub fn text(line: impl Display) {
 
 /// An informational message: `TOOL: MSG` in text mode, a `message` event.
 pub fn info(msg: impl Display) {
-    if is_json() {
-        tracing::info!(target: TARGET, event = "message", message = %msg);
-    } else {
-        eprintln!("{}: {msg}", tool());
-    }
+    say(false, format_args!("{}: {msg}", tool()), &msg);
 }
 
 /// A message already formatted for text mode as `line` (the progress
 /// display's `[  12.3s]` lines); `msg` is its JSON `message`.
 pub fn line(line: impl Display, msg: impl Display) {
-    if is_json() {
-        tracing::info!(target: TARGET, event = "message", message = %msg);
-    } else {
-        eprintln!("{line}");
-    }
+    say(false, line, msg);
 }
 
 /// A warning: `TOOL: warning: MSG`, a `warning` event.
 pub fn warn(msg: impl Display) {
-    if is_json() {
+    say(true, format_args!("{}: warning: {msg}", tool()), &msg);
+}
+
+/// `line` in text mode; a `message` or `warning` event with `msg`.
+fn say(warning: bool, line: impl Display, msg: impl Display) {
+    if !is_json() {
+        eprintln!("{line}");
+    } else if warning {
         tracing::warn!(target: TARGET, event = "warning", message = %msg);
     } else {
-        eprintln!("{}: warning: {msg}", tool());
+        tracing::info!(target: TARGET, event = "message", message = %msg);
     }
 }
 
@@ -188,49 +187,6 @@ pub fn progress(what: &str, s: &Sample) {
         eta_s = s.eta_s,
         redo_copied = s.redo_copied,
         redo_lag = s.redo_lag,
-    );
-}
-
-/// What a finished backup did (JSON only; text mode prints the report).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct BackupTotals {
-    /// Files in the backup.
-    pub files: u64,
-    /// Bytes read.
-    pub bytes_in: u64,
-    /// Bytes written.
-    pub bytes_out: u64,
-    /// First redo LSN copied.
-    pub first_lsn: u64,
-    /// Last redo LSN copied.
-    pub last_lsn: u64,
-    /// The checkpoint recorded as `to_lsn`.
-    pub to_lsn: u64,
-    /// Seconds DDL was blocked (BLOCK_DDL or FTWRL).
-    pub ddl_lock_s: f64,
-    /// Seconds commits were blocked.
-    pub commit_lock_s: f64,
-    /// Binlog position, if the binlog is on.
-    pub binlog: Option<String>,
-    /// Where the backup went.
-    pub destination: String,
-}
-
-/// The backup's totals (JSON only).
-pub fn backup_totals(t: &BackupTotals) {
-    tracing::info!(
-        target: TARGET,
-        event = "backup_summary",
-        files = t.files,
-        bytes_in = t.bytes_in,
-        bytes_out = t.bytes_out,
-        first_lsn = t.first_lsn,
-        last_lsn = t.last_lsn,
-        to_lsn = t.to_lsn,
-        ddl_lock_s = t.ddl_lock_s,
-        commit_lock_s = t.commit_lock_s,
-        binlog = t.binlog.as_deref(),
-        destination = t.destination.as_str(),
     );
 }
 

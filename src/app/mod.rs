@@ -32,18 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(a) => {
             let report = crate::backup::execute(plan::backup(*a)?).await?;
             if crate::events::is_json() {
-                crate::events::backup_totals(&crate::events::BackupTotals {
-                    files: report.files,
-                    bytes_in: report.bytes_in,
-                    bytes_out: report.bytes_out,
-                    first_lsn: report.first_lsn,
-                    last_lsn: report.last_lsn,
-                    to_lsn: report.to_lsn,
-                    ddl_lock_s: report.ddl_lock.as_secs_f64(),
-                    commit_lock_s: report.commit_lock.as_secs_f64(),
-                    binlog: report.binlog.clone(),
-                    destination: report.dest.clone(),
-                });
+                report.emit_event();
             } else {
                 eprintln!("{report}");
             }
