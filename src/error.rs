@@ -39,6 +39,25 @@ pub trait Classify {
     fn class(&self) -> ErrorClass;
 }
 
+impl ErrorClass {
+    /// One lower-case word for machine-readable output (the `status` of
+    /// `--log-format json`'s summary event): `usage`, `corrupt`,
+    /// `truncated`, `io`, `server`, `store`, `failed`, `interrupted`.
+    #[must_use]
+    pub fn word(self) -> &'static str {
+        match self {
+            ErrorClass::Usage => "usage",
+            ErrorClass::Corrupt => "corrupt",
+            ErrorClass::Truncated => "truncated",
+            ErrorClass::Io => "io",
+            ErrorClass::Server => "server",
+            ErrorClass::Store => "store",
+            ErrorClass::Failed => "failed",
+            ErrorClass::Interrupted => "interrupted",
+        }
+    }
+}
+
 impl fmt::Display for ErrorClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -15,7 +15,7 @@
 //!
 //! binaries → [`app`] → engines ([`backup`], [`prepare`], [`restore`],
 //! [`extract`], [`verify`]) → infrastructure ([`sink`], [`mysql`], [`sandbox`] (the
-//! `mariadbd` runner), [`sched`], [`interrupt`], [`objstore`] (S3-compatible stores)) → codecs ([`compress`], [`encrypt`]) →
+//! `mariadbd` runner), [`sched`], [`interrupt`], [`objstore`] (S3-compatible stores), [`events`] (the log: text or JSON lines)) → codecs ([`compress`], [`encrypt`]) →
 //! [`transform`] traits → formats ([`format`], [`innodb`]) → [`error`],
 //! [`sys`].
 //!
@@ -30,6 +30,7 @@ pub mod backup;
 pub mod compress;
 pub mod encrypt;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod format;
 pub mod incremental;

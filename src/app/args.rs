@@ -12,6 +12,11 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+    /// The log on stderr: `text` (the default) or `json`, one event object
+    /// per line (`format-spec/events.md`); also `HOTBAK_LOG_FORMAT`.
+    /// Taken out of the arguments before they are parsed, in either style.
+    #[arg(long = "log-format", global = true, value_name = "text|json")]
+    pub log_format: Option<String>,
 }
 
 /// Subcommands.

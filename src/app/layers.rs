@@ -29,7 +29,15 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "infrastructure",
-        &["sink", "mysql", "sandbox", "sched", "interrupt", "objstore"],
+        &[
+            "sink",
+            "mysql",
+            "sandbox",
+            "sched",
+            "interrupt",
+            "objstore",
+            "events",
+        ],
     ),
     ("codecs", &["compress", "encrypt"]),
     ("transform traits", &["transform"]),

@@ -31,7 +31,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Backup(a) => {
             let report = crate::backup::execute(plan::backup(*a)?).await?;
-            eprintln!("{report}");
+            if crate::events::is_json() {
+                report.emit_event();
+            } else {
+                eprintln!("{report}");
+            }
             Ok(())
         }
         Command::Prepare(a) => prepare(a).await,
@@ -39,11 +43,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => verify(a).await,
         Command::Keygen(a) => {
             let id = crate::encrypt::Key::write_new_file(&a.encrypt_key_file)?;
-            eprintln!(
-                "hotbak: wrote a new AES-256 key to {} (mode 0600, key id {id}); keep a copy apart from the backups: they cannot be read without it",
+            crate::events::info(format_args!(
+                "wrote a new AES-256 key to {} (mode 0600, key id {id}); keep a copy apart from the backups: they cannot be read without it",
                 a.encrypt_key_file.display()
-            );
-            eprintln!("hotbak: keygen completed OK!");
+            ));
+            crate::events::info(format_args!("keygen completed OK!"));
             Ok(())
         }
         Command::Upload(a) => s3::upload(*a).await,
@@ -114,37 +118,37 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
         })?;
     let total = started.elapsed().as_secs_f64();
     if let Some(n) = r.partial {
-        eprintln!(
-            "hotbak: partial backup: recovery ignored the redo of {n} tablespaces the backup leaves out (innodb_force_recovery=1, as mariabackup's prepare)"
-        );
+        crate::events::info(format_args!(
+            "partial backup: recovery ignored the redo of {n} tablespaces the backup leaves out (innodb_force_recovery=1, as mariabackup's prepare)"
+        ));
     }
     match r.exported {
-        Some((tables, cfgs)) => eprintln!(
-            "hotbak: --export: {tables} table definitions recorded in {}, {cfgs} .cfg files written for IMPORT TABLESPACE",
+        Some((tables, cfgs)) => crate::events::info(format_args!(
+            "--export: {tables} table definitions recorded in {}, {cfgs} .cfg files written for IMPORT TABLESPACE",
             crate::format::export::EXPORT_NAME
-        ),
-        None if export => eprintln!(
-            "hotbak: --export: the backup holds its export already ({}); nothing to do",
+        )),
+        None if export => crate::events::info(format_args!(
+            "--export: the backup holds its export already ({}); nothing to do",
             crate::format::export::EXPORT_NAME
-        ),
+        )),
         None => {}
     }
     if let Some(why) = &r.fell_back {
-        eprintln!(
-            "hotbak: the native applier stopped on this log ({why}); recovered with mariadbd instead \
+        crate::events::info(format_args!(
+            "the native applier stopped on this log ({why}); recovered with mariadbd instead \
              (rolled back: this backup cannot take incrementals)"
-        );
+        ));
     }
     if let Some(n) = &r.native {
-        eprintln!(
-            "hotbak: prepare (native): {} DDL markers applied; redo {}..{}: {} mini-transactions, {} page records, \
+        crate::events::info(format_args!(
+            "prepare (native): {} DDL markers applied; redo {}..{}: {} mini-transactions, {} page records, \
              {} pages written in {} batches; {:.1}s",
             r.markers, n.start_lsn, n.end_lsn, n.mtrs, n.page_records, n.pages_written, n.batches, r.recovery_secs
-        );
+        ));
     }
     if let Some(i) = &r.incremental {
-        eprintln!(
-            "hotbak: incremental applied: to_lsn {} -> {}; {} deltas ({} pages), {} tablespaces created, {} renamed, \
+        crate::events::info(format_args!(
+            "incremental applied: to_lsn {} -> {}; {} deltas ({} pages), {} tablespaces created, {} renamed, \
              {} deleted, {} whole copies, {} other files; redo {}..{}: {} pages written; total {:.1}s; \
              the backup is log-applied (more incrementals can follow)",
             i.from_lsn,
@@ -160,22 +164,22 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
             i.redo.end_lsn,
             i.redo.pages_written,
             total
-        );
+        ));
     } else if let Some(t) = &r.already_prepared {
-        eprintln!(
-            "hotbak: the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"
-        );
+        crate::events::info(format_args!(
+            "the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"
+        ));
     } else if r.native.is_none() {
-        eprintln!(
-            "hotbak: prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
+        crate::events::info(format_args!(
+            "prepare done: {} DDL markers applied, {} link files set aside and {} redo file names kept inside the backup during recovery, recovery {:.1}s, total {:.1}s; the backup is ready for `hotbak restore`",
             r.markers,
             r.link_files,
             r.relocated_names,
             r.recovery_secs,
             total
-        );
+        ));
     }
-    eprintln!("hotbak: prepare completed OK!");
+    crate::events::info(format_args!("prepare completed OK!"));
     Ok(())
 }
 
@@ -194,6 +198,10 @@ pub fn hotbak_main() -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
+    let raw = match choose_log_format("hotbak", raw) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     match invocation::resolve(raw) {
         Ok(invocation::Resolved::Print(text)) => {
             println!("{text}");
@@ -202,11 +210,88 @@ pub fn hotbak_main() -> std::process::ExitCode {
         Ok(invocation::Resolved::Parse { args, origins }) => {
             main_with_args("hotbak", args, &origins, run)
         }
+        Err(e) => finish(Err(e)),
+    }
+}
+
+/// `--log-format F` (`--log-format=F`, the last one wins; taken out of the
+/// arguments) or else `HOTBAK_LOG_FORMAT`, given to [`crate::events::init`]
+/// with the tool's name. A bad value is a usage error (exit 2), reported
+/// in text.
+fn choose_log_format(name: &str, args: Vec<String>) -> Result<Vec<String>, std::process::ExitCode> {
+    let env = std::env::var("HOTBAK_LOG_FORMAT").ok();
+    match take_log_format(args, env.as_deref()) {
+        Ok((format, rest)) => {
+            crate::events::init(name, format);
+            Ok(rest)
+        }
         Err(e) => {
-            eprintln!("hotbak: error: {}", exit::render(&e));
-            ExitCode::from(u8::try_from(exit::exit_code(&e)).unwrap_or(1))
+            crate::events::init(name, crate::events::Format::Text);
+            eprintln!("{name}: error: {e}");
+            Err(std::process::ExitCode::from(2))
         }
     }
+}
+
+/// The log format from the arguments (after the program name, before a
+/// `--`) or `env` (`HOTBAK_LOG_FORMAT`'s value), and the arguments without
+/// the option. Pure.
+///
+/// # Errors
+/// A value other than `text` or `json`, or the option without a value.
+pub fn take_log_format(
+    args: Vec<String>,
+    env: Option<&str>,
+) -> Result<(crate::events::Format, Vec<String>), crate::error::UsageError> {
+    use crate::error::UsageError;
+    use crate::events::Format;
+    let parse = |v: &str, from: &str| {
+        Format::parse(v)
+            .ok_or_else(|| UsageError(format!("{from}={v}: the log format is `text` or `json`")))
+    };
+    let mut format = match env.filter(|v| !v.is_empty()) {
+        Some(v) => parse(v, "HOTBAK_LOG_FORMAT")?,
+        None => Format::Text,
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter().enumerate();
+    while let Some((i, a)) = it.next() {
+        if i == 0 || a == "--" {
+            out.push(a);
+            if i > 0 {
+                out.extend(it.by_ref().map(|(_, a)| a));
+            }
+            continue;
+        }
+        if let Some(v) = a.strip_prefix("--log-format=") {
+            format = parse(v, "--log-format")?;
+        } else if a == "--log-format" {
+            let Some((_, v)) = it.next() else {
+                return Err(UsageError(
+                    "--log-format needs a value: text or json".into(),
+                ));
+            };
+            format = parse(&v, "--log-format")?;
+        } else {
+            out.push(a);
+        }
+    }
+    Ok((format, out))
+}
+
+/// The end of every run: the exit code, and the summary event (in text
+/// mode, `NAME: error: …` for a failure).
+fn finish(result: anyhow::Result<()>) -> std::process::ExitCode {
+    let (code, status, message) = match &result {
+        Ok(()) => (exit::code::OK, "ok", None),
+        Err(e) => (
+            exit::exit_code(e),
+            exit::classify(e).word(),
+            Some(exit::render(e)),
+        ),
+    };
+    crate::events::summary(code, status, message.as_deref());
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// The binaries' common edge: parse the arguments (exit 2 on a usage error,
@@ -235,8 +320,19 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     use std::process::ExitCode;
+    let argv = match choose_log_format(name, argv) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let args = match T::try_parse_from(argv) {
         Ok(a) => a,
+        Err(e) if e.use_stderr() && crate::events::is_json() => {
+            let mut msg = e.render().to_string().trim_end().to_owned();
+            if let Some(o) = invocation::origin_of(&e, origins) {
+                msg.push_str(&format!("; that option is set in {o}"));
+            }
+            return finish(Err(crate::error::UsageError(msg).into()));
+        }
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
@@ -253,21 +349,16 @@ where
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{name}: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            return finish(Err(
+                anyhow::Error::new(e).context("cannot start the runtime")
+            ));
         }
     };
-    let result = rt.block_on(run_interruptible(name, body(args)));
+    let result = rt.block_on(run_interruptible(body(args)));
     // A blocking read of stdin may still wait for a producer that lives
     // on (an interrupted extraction): do not wait for it.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: error: {}", exit::render(&e));
-            ExitCode::from(u8::try_from(exit::exit_code(&e)).unwrap_or(1))
-        }
-    }
+    finish(result)
 }
 
 /// How long a command may take to clean up after a signal (the backup
@@ -280,13 +371,15 @@ const CLEANUP_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 /// signal and clean up; the result is then an interruption (exit 6) unless
 /// the command had already finished. A second signal, or a cleanup longer
 /// than [`CLEANUP_GRACE`], ends it at once.
-async fn run_interruptible<Fut>(name: &str, body: Fut) -> anyhow::Result<()>
+async fn run_interruptible<Fut>(body: Fut) -> anyhow::Result<()>
 where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     use crate::interrupt;
     if let Err(e) = interrupt::install() {
-        eprintln!("{name}: warning: cannot catch SIGINT/SIGTERM/SIGHUP ({e}); a signal kills the process without cleanup");
+        crate::events::warn(format_args!(
+            "cannot catch SIGINT/SIGTERM/SIGHUP ({e}); a signal kills the process without cleanup"
+        ));
         return body.await;
     }
     let mut body = std::pin::pin!(body);
@@ -294,7 +387,9 @@ where
         r = &mut body => return r,
         sig = interrupt::wait() => sig,
     };
-    eprintln!("{name}: {sig} received: stopping and cleaning up (a second signal stops at once)");
+    crate::events::info(format_args!(
+        "{sig} received: stopping and cleaning up (a second signal stops at once)"
+    ));
     interrupt::terminate_children();
     let first = interrupt::deliveries();
     let second = async {
@@ -312,5 +407,65 @@ where
         Some(Err(e)) if exit::classify(&e) == crate::error::ErrorClass::Interrupted => Err(e),
         Some(Err(e)) => Err(e.context(interrupt::Interrupted(sig))),
         None => Err(interrupt::Interrupted(sig).into()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::take_log_format;
+    use crate::events::Format;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn log_format_from_the_arguments_or_the_variable() {
+        let (f, rest) = take_log_format(
+            v(&["hotbak", "backup", "--log-format", "JSON", "-u", "x"]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (f, rest),
+            (Format::Json, v(&["hotbak", "backup", "-u", "x"]))
+        );
+        let (f, rest) = take_log_format(
+            v(&["hotbak", "--log-format=json", "--log-format=text"]),
+            Some("json"),
+        )
+        .unwrap();
+        assert_eq!(
+            (f, rest),
+            (Format::Text, v(&["hotbak"])),
+            "the last option wins over the variable"
+        );
+        let (f, _) = take_log_format(v(&["xbextract", "-x"]), Some("json")).unwrap();
+        assert_eq!(f, Format::Json);
+        let (f, _) = take_log_format(v(&["xbextract"]), Some("")).unwrap();
+        assert_eq!(f, Format::Text);
+        // After `--` it is a file name, and the program name is never taken.
+        let (f, rest) = take_log_format(
+            v(&["--log-format=json", "-c", "--", "--log-format=json"]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (f, rest),
+            (
+                Format::Text,
+                v(&["--log-format=json", "-c", "--", "--log-format=json"])
+            )
+        );
+        for bad in [
+            &["hotbak", "--log-format"][..],
+            &["hotbak", "--log-format=yaml"],
+        ] {
+            let e = take_log_format(v(bad), None).unwrap_err();
+            assert!(e.0.contains("--log-format"), "{e}");
+        }
+        let e = take_log_format(v(&["hotbak"]), Some("xml")).unwrap_err();
+        assert!(e.0.contains("HOTBAK_LOG_FORMAT=xml"), "{e}");
     }
 }

@@ -157,10 +157,10 @@ async fn from_stream(a: &RestoreArgs, parallel: usize) -> anyhow::Result<()> {
     };
     let s = crate::extract::extract(&xplan, tokio::io::stdin(), "stdin").await?;
     for w in &s.warnings {
-        eprintln!("hotbak: warning: {w}");
+        crate::events::warn(format_args!("{w}"));
     }
-    eprintln!(
-        "hotbak: extracted {} files, {} bytes{}",
+    crate::events::info(format_args!(
+        "extracted {} files, {} bytes{}",
         s.files,
         s.bytes_out,
         if s.verified {
@@ -168,7 +168,7 @@ async fn from_stream(a: &RestoreArgs, parallel: usize) -> anyhow::Result<()> {
         } else {
             ""
         }
-    );
+    ));
     // As `hotbak prepare` does by default: the redo applied natively, the
     // mariadbd recovery where the backup needs it or the applier refuses.
     let opts = crate::prepare::Options {
@@ -184,7 +184,7 @@ async fn from_stream(a: &RestoreArgs, parallel: usize) -> anyhow::Result<()> {
         (None, Some(why)) => format!("mariadbd recovery; the native applier refused: {why}"),
         (None, None) => "mariadbd recovery".to_owned(),
     };
-    eprintln!("hotbak: prepared ({how}, {:.1}s)", r.recovery_secs);
+    crate::events::info(format_args!("prepared ({how}, {:.1}s)", r.recovery_secs));
     Ok(())
 }
 
@@ -230,16 +230,16 @@ pub async fn run(a: RestoreArgs) -> anyhow::Result<()> {
     } else {
         String::new()
     };
-    eprintln!(
-        "hotbak: restore done: {how}{} files in place{outside}, {} bytes ({:.1} MB/s, {} renamed), synced {} filesystem(s) and {} directories, {secs:.1}s",
+    crate::events::info(format_args!(
+        "restore done: {how}{} files in place{outside}, {} bytes ({:.1} MB/s, {} renamed), synced {} filesystem(s) and {} directories, {secs:.1}s",
         r.files,
         r.bytes,
         r.bytes as f64 / 1e6 / secs,
         r.renamed,
         r.filesystems_synced,
         r.dirs_synced,
-    );
-    eprintln!("hotbak: restore completed OK!");
+    ));
+    crate::events::info(format_args!("restore completed OK!"));
     Ok(())
 }
 
@@ -283,12 +283,12 @@ async fn table(a: RestoreArgs) -> anyhow::Result<()> {
     let quiet = matches!(a.progress, ProgressArg::None);
     let r = crate::restore::table::restore_table(&p, |m| {
         if !quiet {
-            eprintln!("hotbak: {m}");
+            crate::events::info(format_args!("{m}"));
         }
     })
     .await?;
-    eprintln!(
-        "hotbak: {} ({}) restored from {}: {} files, {} bytes{}",
+    crate::events::info(format_args!(
+        "{} ({}) restored from {}: {} files, {} bytes{}",
         r.table,
         r.engine,
         p.backup.display(),
@@ -299,8 +299,8 @@ async fn table(a: RestoreArgs) -> anyhow::Result<()> {
         } else {
             ""
         }
-    );
-    eprintln!("hotbak: restore completed OK!");
+    ));
+    crate::events::info(format_args!("restore completed OK!"));
     Ok(())
 }
 

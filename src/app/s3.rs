@@ -219,7 +219,7 @@ pub async fn upload(a: UploadArgs) -> anyhow::Result<()> {
     };
     let (resume, notes) = objstore::upload::Resume::open(&client, state_path, start).await?;
     for n in notes {
-        eprintln!("hotbak: {n}");
+        crate::events::info(format_args!("{n}"));
     }
     let mut up = objstore::upload::Uploader::start(client, loc.clone(), opts, Some(resume)).await?;
     let mut f = tokio::fs::File::open(&a.file).await.map_err(io)?;
@@ -246,11 +246,11 @@ pub async fn upload(a: UploadArgs) -> anyhow::Result<()> {
     }
     let (checkpoints, files) = scan.result();
     let r = up.finish("file", checkpoints, files).await?;
-    eprintln!(
-        "hotbak: uploaded {} bytes to {loc} in {} objects: {} parts sent, {} already in the store",
+    crate::events::info(format_args!(
+        "uploaded {} bytes to {loc} in {} objects: {} parts sent, {} already in the store",
         r.bytes, r.objects, r.parts_sent, r.parts_skipped
-    );
-    eprintln!("hotbak: upload completed OK!");
+    ));
+    crate::events::info(format_args!("upload completed OK!"));
     Ok(())
 }
 

@@ -70,12 +70,15 @@ pub(super) async fn body(
     if info.innodb_encrypt_log {
         return Err(Error::Layout("innodb_encrypt_log=ON is not supported yet (the backup log would need the encryption plugin)".into()));
     }
-    progress.line(&format!(
-        "connected to {} ({}), datadir {}",
-        s.version().text,
-        plan.conn.describe(),
-        info.datadir.display()
-    ));
+    progress.phase(
+        "connect",
+        &format!(
+            "connected to {} ({}), datadir {}",
+            s.version().text,
+            plan.conn.describe(),
+            info.datadir.display()
+        ),
+    );
     // Redo follower first: the log must be followed from the checkpoint before any page is read.
     let log_path = info.redo_log_dir().join("ib_logfile0");
     let follower = redo::Follower::start(
@@ -267,8 +270,11 @@ async fn short_lock_copy(
 ) -> Result<BackupReport, Error> {
     let (info, progress) = (ctx.info, ctx.progress);
     // 3a. START: DDL and writes go on.
+    let asked = Instant::now();
     lk.s.stage_start(lk.policy).await?;
-    progress.line(
+    progress.lock_taken(
+        "BACKUP STAGE START",
+        asked.elapsed(),
         "BACKUP STAGE START taken: DDL and writes go on; InnoDB DDL during the copy is tracked through the redo log",
     );
     // 3b. The InnoDB files as they are now, copied while DDL runs.
@@ -292,17 +298,21 @@ async fn short_lock_copy(
             lk.policy.ftwrl_wait_threshold
         ));
     }
+    let asked = Instant::now();
     lk.s.stage_flush(lk.policy).await?;
     lk.s.stage_block_ddl(lk.policy).await?;
     let ddl_locked_at = Instant::now();
-    progress.line("BACKUP STAGE BLOCK_DDL taken: DDL and writes to non-transactional tables wait; InnoDB DML continues");
+    progress.lock_taken("BACKUP STAGE BLOCK_DDL", asked.elapsed(), "BACKUP STAGE BLOCK_DDL taken: DDL and writes to non-transactional tables wait; InnoDB DML continues");
     let lsn = Lsn(lk.s.innodb_lsn().await?.current);
     let tracker = follower.sync_to(lsn).await?;
     // 3d. The files again, still now; checked against the catalog.
     let (inv, links) = list_files(ctx, lk).await?;
     let fixed = fix_ddl(ctx, &copied, &inv.innodb, &tracker, &limit).await?;
     add_totals(progress, [&inv.nontx_ddl, &inv.nontx_commit]);
-    progress.phase(&format!("copying {} non-InnoDB files", inv.nontx_ddl.len()));
+    progress.phase(
+        "copy_non_innodb",
+        &format!("copying {} non-InnoDB files", inv.nontx_ddl.len()),
+    );
     copy_all(
         inv.nontx_ddl,
         ctx.plan.parallel,
@@ -552,10 +562,13 @@ async fn block_ddl(ctx: &CopyCtx<'_>, lk: &mut Locker<'_>) -> Result<(), Error> 
         ));
     }
     if lk.mode == Some(LockMode::BackupStage) {
+        let asked = Instant::now();
         lk.s.stage_start(lk.policy).await?;
         lk.s.stage_flush(lk.policy).await?;
         lk.s.stage_block_ddl(lk.policy).await?;
-        progress.line(
+        progress.lock_taken(
+            "BACKUP STAGE BLOCK_DDL",
+            asked.elapsed(),
             "BACKUP STAGE BLOCK_DDL taken: DDL and writes to non-transactional tables wait; InnoDB DML continues",
         );
     }
@@ -747,18 +760,24 @@ async fn bulk_copy(
         ..
     } = ctx;
     if mode == Some(LockMode::Ftwrl) || vanish_ok {
-        progress.phase(&format!(
-            "copying {} InnoDB files with {} workers",
-            innodb.len(),
-            plan.parallel
-        ));
+        progress.phase(
+            "copy_innodb",
+            &format!(
+                "copying {} InnoDB files with {} workers",
+                innodb.len(),
+                plan.parallel
+            ),
+        );
     } else {
-        progress.phase(&format!(
-            "copying {} InnoDB and {} non-InnoDB files with {} workers",
-            innodb.len(),
-            nontx_ddl.len(),
-            plan.parallel
-        ));
+        progress.phase(
+            "copy_innodb",
+            &format!(
+                "copying {} InnoDB and {} non-InnoDB files with {} workers",
+                innodb.len(),
+                nontx_ddl.len(),
+                plan.parallel
+            ),
+        );
     }
     let sys_format = innodb
         .iter()
@@ -939,15 +958,23 @@ async fn copy_under_ftwrl(
     limit: &datafiles::RateLimit,
 ) -> Result<(), Error> {
     let (info, progress) = (ctx.info, ctx.progress);
+    let asked = Instant::now();
     lk.s.flush_tables_with_read_lock(lk.policy).await?;
-    progress.line("FLUSH TABLES WITH READ LOCK taken");
+    progress.lock_taken(
+        "FLUSH TABLES WITH READ LOCK",
+        asked.elapsed(),
+        "FLUSH TABLES WITH READ LOCK taken",
+    );
     let mut again = datafiles::inventory(&layout(info))?;
     let cat = catalog::read(lk.s).await?;
     add_remote_tablespaces(&mut again, &cat, &info.datadir);
     exclude(ctx, &mut again);
     ensure_complete(ctx, &again, &cat)?;
     let nontx = again.nontx_ddl;
-    progress.phase(&format!("copying {} non-InnoDB files", nontx.len()));
+    progress.phase(
+        "copy_non_innodb",
+        &format!("copying {} non-InnoDB files", nontx.len()),
+    );
     copy_all(
         nontx,
         ctx.plan.parallel,
@@ -995,10 +1022,14 @@ async fn block_commit(
     let locked_at = Instant::now();
     if lk.mode == Some(LockMode::BackupStage) {
         lk.s.stage_block_commit(lk.policy).await?;
-        progress.line(&format!(
-            "BACKUP STAGE BLOCK_COMMIT taken; copying {} Aria/log-table files",
-            nontx_commit.len()
-        ));
+        progress.lock_taken(
+            "BACKUP STAGE BLOCK_COMMIT",
+            locked_at.elapsed(),
+            &format!(
+                "BACKUP STAGE BLOCK_COMMIT taken; copying {} Aria/log-table files",
+                nontx_commit.len()
+            ),
+        );
     }
     copy_all(nontx_commit, plan.parallel, input, progress, limit, exec).await?;
     let binlog = if lk.mode.is_some() && info.log_bin {
@@ -1018,7 +1049,10 @@ async fn block_commit(
     let lsn = lk.s.innodb_lsn().await?;
     lk.s.flush_engine_logs().await?;
     let target = Lsn(lsn.current);
-    progress.line(&format!("waiting for the redo copy to reach LSN {target}"));
+    progress.phase(
+        "redo_catchup",
+        &format!("waiting for the redo copy to reach LSN {target}"),
+    );
     let redo = follower.finish(target).await?;
     let to_lsn = lsn
         .last_checkpoint
@@ -1047,7 +1081,7 @@ async fn release_locks(
         Some(LockMode::Ftwrl) => lk.s.unlock_tables().await?,
         None => {}
     }
-    ctx.progress.line(&format!(
+    ctx.progress.locks_released(&format!(
         "locks released; redo copied LSN {} .. {}",
         c.redo.first_lsn, c.redo.last_lsn
     ));

@@ -1,11 +1,14 @@
 //! Progress on stderr: files, bytes, rate, ETA and redo lag. A bar that
 //! redraws in place on a terminal, plain lines otherwise; warnings always
-//! go on their own line.
+//! go on their own line. With `--log-format json` ([`crate::events`]) the
+//! same become `phase`, `message`, `lock`, `progress` and `warning` events.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::events;
 
 /// Which progress display to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -33,6 +36,10 @@ pub struct Progress {
     redo_free_permille: AtomicU64,
     phase: Mutex<String>,
     drawn: AtomicBool,
+    /// JSON events instead of text ([`crate::events::is_json`]).
+    json: bool,
+    /// Locks held: name and when taken.
+    held: Mutex<Vec<(&'static str, Instant)>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,11 +70,12 @@ impl Progress {
     /// New progress for the chosen display.
     #[must_use]
     pub fn new(wanted: ProgressMode) -> Self {
+        let json = events::is_json();
         let mode = match wanted {
             ProgressMode::Quiet => Mode::Quiet,
             ProgressMode::Lines => Mode::Lines,
             ProgressMode::Auto => {
-                if std::io::stderr().is_terminal() {
+                if std::io::stderr().is_terminal() && !json {
                     Mode::Bar
                 } else {
                     Mode::Lines
@@ -86,6 +94,8 @@ impl Progress {
             redo_free_permille: AtomicU64::new(1000),
             phase: Mutex::new(String::from("starting")),
             drawn: AtomicBool::new(false),
+            json,
+            held: Mutex::new(Vec::new()),
         }
     }
 
@@ -127,30 +137,64 @@ impl Progress {
         self.redo_free_permille.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
-    /// Announce a phase (always printed as its own line, except in quiet mode).
-    pub fn phase(&self, p: &str) {
+    /// Announce a phase: `name` is its stable name in the JSON `phase`
+    /// event (`format-spec/events.md`), `p` the line shown (always its own
+    /// line, except in quiet mode).
+    pub fn phase(&self, name: &'static str, p: &str) {
         if let Ok(mut g) = self.phase.lock() {
             p.clone_into(&mut g);
         }
-        self.line(p);
+        if self.json {
+            events::phase(name, p);
+        } else {
+            self.line(p);
+        }
     }
 
     /// A warning line.
     pub fn warn(&self, w: &str) {
         self.clear_bar();
-        eprintln!("hotbak: warning: {w}");
+        events::warn(w);
     }
 
-    /// An informational line (suppressed in quiet mode).
+    /// An informational line (suppressed in quiet mode; always a JSON event).
     pub fn line(&self, s: &str) {
-        if self.mode == Mode::Quiet {
+        if self.mode == Mode::Quiet && !self.json {
             return;
         }
         self.clear_bar();
-        eprintln!(
-            "hotbak: [{:7.1}s] {s}",
-            self.started.elapsed().as_secs_f64()
+        events::line(
+            format_args!(
+                "hotbak: [{:7.1}s] {s}",
+                self.started.elapsed().as_secs_f64()
+            ),
+            s,
         );
+    }
+
+    /// A server lock was taken (`lock`: its name in the `lock` event) after
+    /// waiting `waited`; `text` is the line shown.
+    pub fn lock_taken(&self, lock: &'static str, waited: Duration, text: &str) {
+        if let Ok(mut h) = self.held.lock() {
+            h.push((lock, Instant::now()));
+        }
+        if self.json {
+            events::lock_taken(lock, waited.as_secs_f64(), text);
+        } else {
+            self.line(text);
+        }
+    }
+
+    /// Every lock taken is released (latest first, each with the time it
+    /// was held); `text` is the line shown.
+    pub fn locks_released(&self, text: &str) {
+        let held = self.held.lock().map(|mut h| std::mem::take(&mut *h));
+        if self.json {
+            for (lock, at) in held.unwrap_or_default().into_iter().rev() {
+                events::lock_released(lock, at.elapsed().as_secs_f64());
+            }
+        }
+        self.line(text);
     }
 
     fn clear_bar(&self) {
@@ -159,34 +203,52 @@ impl Progress {
         }
     }
 
-    /// One status line.
+    /// The counters now.
     #[must_use]
-    pub fn status(&self) -> String {
+    pub fn sample(&self) -> events::Sample {
         let el = self.started.elapsed().as_secs_f64().max(0.001);
         let done = self.bytes_done.load(Ordering::Relaxed);
         // Files grow while they are copied: never show more than 100%.
         let total = self.bytes_total.load(Ordering::Relaxed).max(done);
         let rate = done as f64 / el;
-        let eta = if rate > 0.0 && total > done {
-            format!("{:.0}s", (total - done) as f64 / rate)
+        events::Sample {
+            files_done: self.files_done.load(Ordering::Relaxed),
+            files_total: self.files_total.load(Ordering::Relaxed),
+            bytes_done: done,
+            bytes_total: total,
+            rate_bps: rate as u64,
+            eta_s: (rate > 0.0 && total > done).then(|| ((total - done) as f64 / rate) as u64),
+            redo_copied: self.redo_copied.load(Ordering::Relaxed),
+            redo_lag: self.redo_lag.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One status line.
+    #[must_use]
+    pub fn status(&self) -> String {
+        let el = self.started.elapsed().as_secs_f64().max(0.001);
+        let s = self.sample();
+        let rate = s.bytes_done as f64 / el;
+        let eta = if rate > 0.0 && s.bytes_total > s.bytes_done {
+            format!("{:.0}s", (s.bytes_total - s.bytes_done) as f64 / rate)
         } else {
             "-".into()
         };
         format!(
             "{}/{} files, {}/{} ({:.0}%), {}/s, ETA {}, redo copied {} lag {}",
-            self.files_done.load(Ordering::Relaxed),
-            self.files_total.load(Ordering::Relaxed),
-            human(done),
-            human(total),
-            if total > 0 {
-                done as f64 * 100.0 / total as f64
+            s.files_done,
+            s.files_total,
+            human(s.bytes_done),
+            human(s.bytes_total),
+            if s.bytes_total > 0 {
+                s.bytes_done as f64 * 100.0 / s.bytes_total as f64
             } else {
                 0.0
             },
             human(rate as u64),
             eta,
-            human(self.redo_copied.load(Ordering::Relaxed)),
-            human(self.redo_lag.load(Ordering::Relaxed)),
+            human(s.redo_copied),
+            human(s.redo_lag),
         )
     }
 
@@ -204,6 +266,12 @@ impl Progress {
 
     /// Draw once (called by the ticker).
     pub fn tick(&self) {
+        if self.json {
+            if self.mode != Mode::Quiet {
+                events::progress("backup", &self.sample());
+            }
+            return;
+        }
         match self.mode {
             Mode::Quiet => {}
             Mode::Lines => eprintln!(
@@ -233,12 +301,16 @@ impl Progress {
     pub fn interval(&self) -> Duration {
         match self.mode {
             Mode::Bar => Duration::from_millis(250),
+            _ if self.json => Duration::from_secs(2),
             _ => Duration::from_secs(5),
         }
     }
 
-    /// Stop drawing.
+    /// Stop drawing (JSON: one last progress sample).
     pub fn done(&self) {
         self.clear_bar();
+        if self.json && self.mode != Mode::Quiet {
+            events::progress("backup", &self.sample());
+        }
     }
 }

@@ -37,6 +37,27 @@ pub struct BackupReport {
     pub dest: String,
 }
 
+impl BackupReport {
+    /// The report as the `backup_summary` event (`--log-format json`,
+    /// `format-spec/events.md`).
+    pub fn emit_event(&self) {
+        tracing::info!(
+            target: crate::events::TARGET,
+            event = "backup_summary",
+            files = self.files,
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            first_lsn = self.first_lsn,
+            last_lsn = self.last_lsn,
+            to_lsn = self.to_lsn,
+            ddl_lock_s = self.ddl_lock.as_secs_f64(),
+            commit_lock_s = self.commit_lock.as_secs_f64(),
+            binlog = self.binlog.as_deref(),
+            destination = self.dest.as_str(),
+        );
+    }
+}
+
 impl std::fmt::Display for BackupReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.elapsed.as_secs_f64().max(0.001);

@@ -82,6 +82,11 @@ struct Args {
     /// Object-store options (with --from; each defaults to its AWS_* variable).
     #[command(flatten)]
     s3: hotbak::app::s3::S3Args,
+    /// The log on stderr: `text` (the default) or `json`, one event object
+    /// per line (`format-spec/events.md`); also `HOTBAK_LOG_FORMAT`.
+    #[arg(long = "log-format", value_name = "text|json")]
+    #[allow(dead_code)]
+    log_format: Option<String>,
     /// Files to archive (with -c).
     files: Vec<PathBuf>,
 }
@@ -137,13 +142,13 @@ async fn run(args: Args) -> Result<()> {
             decode,
         };
         let s = tokio::task::spawn_blocking(move || hotbak::extract::decode_dir(&plan)).await??;
-        eprintln!(
-            "xbextract: decoded {} files ({} bytes) in {}; {} verified against the manifest",
+        hotbak::events::info(format_args!(
+            "decoded {} files ({} bytes) in {}; {} verified against the manifest",
             s.files,
             s.bytes,
             dir.display(),
             s.verified
-        );
+        ));
         return Ok(());
     }
     let plan = Plan {
@@ -157,13 +162,13 @@ async fn run(args: Args) -> Result<()> {
     };
     let summary = if let Some(url) = &args.from {
         let (commit, mut download) = hotbak::app::s3::open_download(url, &args.s3).await?;
-        eprintln!(
-            "xbextract: {url}: committed {} by {}, {} bytes in {} objects",
+        hotbak::events::info(format_args!(
+            "{url}: committed {} by {}, {} bytes in {} objects",
             commit.created,
             commit.tool,
             commit.stream_bytes,
             commit.objects.len()
-        );
+        ));
         let res = extract::extract(&plan, &mut download, url).await;
         // The download's own error is the root cause of a read error.
         let dl = download.finish().await;
@@ -174,28 +179,28 @@ async fn run(args: Args) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("--listen {addr}: cannot bind"))?;
-        eprintln!(
-            "xbextract: listening on {}",
+        hotbak::events::info(format_args!(
+            "listening on {}",
             listener
                 .local_addr()
                 .map_or_else(|_| addr.clone(), |a| a.to_string())
-        );
+        ));
         let (sock, peer) = listener
             .accept()
             .await
             .with_context(|| format!("--listen {addr}: accept failed"))?;
         drop(listener);
-        eprintln!("xbextract: receiving from {peer}");
+        hotbak::events::info(format_args!("receiving from {peer}"));
         extract::extract(&plan, sock, &format!("tcp://{peer}")).await?
     } else {
         extract::extract(&plan, tokio::io::stdin(), "stdin").await?
     };
     for w in &summary.warnings {
-        eprintln!("xbextract: warning: {w}");
+        hotbak::events::warn(format_args!("{w}"));
     }
     if args.verbose || !args.list {
-        eprintln!(
-            "xbextract: {} files, {} bytes written from {} stream bytes{}",
+        hotbak::events::info(format_args!(
+            "{} files, {} bytes written from {} stream bytes{}",
             summary.files,
             summary.bytes_out,
             summary.bytes_in,
@@ -204,8 +209,8 @@ async fn run(args: Args) -> Result<()> {
             } else {
                 ""
             }
-        );
-        eprintln!("xbextract: completed OK!");
+        ));
+        hotbak::events::info(format_args!("completed OK!"));
     }
     Ok(())
 }
@@ -271,7 +276,7 @@ async fn create(args: Args) -> Result<()> {
             }
             w.close().await?;
             if args.verbose {
-                eprintln!("{rel}");
+                hotbak::events::line(rel, format_args!("file {rel}"));
             }
         }
         anyhow::Ok(())

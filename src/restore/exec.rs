@@ -390,12 +390,28 @@ fn progress_line(s: &Shared, total: u64, files: usize, started: Instant) {
     } else {
         done as f64 * 100.0 / total as f64
     };
+    let files_done = s.files.load(Ordering::Relaxed);
+    let rate = done as f64 / el;
+    if crate::events::is_json() {
+        crate::events::progress(
+            "restore",
+            &crate::events::Sample {
+                files_done: files_done as u64,
+                files_total: files as u64,
+                bytes_done: done,
+                bytes_total: total,
+                rate_bps: rate as u64,
+                eta_s: (rate > 0.0 && total > done).then(|| ((total - done) as f64 / rate) as u64),
+                ..crate::events::Sample::default()
+            },
+        );
+        return;
+    }
     eprintln!(
-        "hotbak: [{el:7.1}s] restore: {} of {} ({pct:.0}%), {} of {files} files, {}/s",
+        "hotbak: [{el:7.1}s] restore: {} of {} ({pct:.0}%), {files_done} of {files} files, {}/s",
         human(done),
         human(total),
-        s.files.load(Ordering::Relaxed),
-        human((done as f64 / el) as u64)
+        human(rate as u64)
     );
 }
 

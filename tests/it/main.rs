@@ -13,11 +13,13 @@
 //! - `restore_e2e`: restore into an option file's directories, in place, interrupted and rerun.
 //! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
 //! - `dropin_e2e`: hotbak as a drop-in for mariabackup scripts: its option style, option files, TLS and ed25519 logins (issue 13).
+//! - `events_e2e`: `--log-format json` / `HOTBAK_LOG_FORMAT=json`: the event lines of a backup, a failure and xbextract (issue 13).
 //! - `s3_e2e`: object storage against a real SeaweedFS (uploads, resume, cuts, live backups).
 //! - `lock_stalls`: the lock-stall probe of `bench/lock_stalls.sh` (ignored: a benchmark driver).
 
 mod backup_e2e;
 mod dropin_e2e;
+mod events_e2e;
 mod incremental_prepare;
 mod lock_stalls;
 mod mysql_session;
