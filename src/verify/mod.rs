@@ -806,14 +806,21 @@ impl std::fmt::Display for Report {
         for x in &self.findings {
             writeln!(f, "hotbak: {x}")?;
         }
+        write!(f, "hotbak: {}", self.summary_line())
+    }
+}
+
+impl Report {
+    /// The last line of the report: what was checked, findings by class.
+    #[must_use]
+    pub fn summary_line(&self) -> String {
         let mut by: BTreeMap<Class, usize> = BTreeMap::new();
         for x in &self.findings {
             *by.entry(x.class).or_default() += 1;
         }
         let classes: Vec<String> = by.iter().map(|(c, n)| format!("{n} {c}")).collect();
-        write!(
-            f,
-            "hotbak: verify: {} files, {} InnoDB pages, {} redo bytes checked{}{}; {}",
+        format!(
+            "verify: {} files, {} InnoDB pages, {} redo bytes checked{}{}; {}",
             self.files,
             self.pages,
             self.redo_bytes,
@@ -855,9 +862,20 @@ pub fn run(plan: &VerifyPlan) -> Result<Report, Error> {
 
 /// Print the report; [`Error::Damaged`] when anything was found.
 fn conclude(r: Report) -> Result<Report, Error> {
-    eprintln!("{r}");
+    if crate::events::is_json() {
+        // One event per note and finding, then the summary line.
+        for n in &r.notes {
+            crate::events::info(format_args!("note: {n}"));
+        }
+        for x in &r.findings {
+            crate::events::warn(x);
+        }
+        crate::events::info(r.summary_line());
+    } else {
+        crate::events::text(&r);
+    }
     if r.findings.is_empty() {
-        eprintln!("hotbak: verify completed OK!");
+        crate::events::info("verify completed OK!");
         Ok(r)
     } else {
         Err(Error::Damaged(r.findings.len()))
