@@ -3,7 +3,7 @@
 //! emitted as `tracing` events and written by [`JsonLayer`].
 //!
 //! The format is chosen once, at the binaries' edge ([`init`]); engines
-//! call the functions here (or [`crate::backup::progress::Progress`], which
+//! call the functions here (or the backup engine's `Progress` display, which
 //! calls them) and never look at the format themselves. The event types
 //! and their fields are documented in `format-spec/events.md`; the schema
 //! version is [`SCHEMA_VERSION`].

@@ -1400,12 +1400,6 @@ pub const TOOLS: &[(&str, Option<&str>)] = &[
     ("weed", None),
 ];
 
-/// Where a tool is ([`crate::sandbox::find_tool`]).
-#[must_use]
-pub fn which(name: &str) -> Option<PathBuf> {
-    crate::sandbox::find_tool(name)
-}
-
 /// Install what [`TOOLS`] lists and this machine lacks, once per process:
 /// the README's two commands set a fresh Debian 12 up themselves.
 /// `apt-get update` then `apt-get install` (as root, or through a sudo that
@@ -1431,7 +1425,7 @@ pub fn provision_only(wanted: &[&str]) -> Vec<String> {
         let missing = |tools: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
             tools
                 .iter()
-                .filter(|(t, _)| which(t).is_none())
+                .filter(|(t, _)| crate::sandbox::find_tool(t).is_none())
                 .map(|(t, p)| ((*t).to_owned(), p.map(str::to_owned)))
                 .collect()
         };
@@ -1463,7 +1457,7 @@ pub fn provision_only(wanted: &[&str]) -> Vec<String> {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
-        let apt = which("apt-get");
+        let apt = crate::sandbox::find_tool("apt-get");
         let run = |argv: &[&str]| -> bool {
             let (prog, args): (&str, &[&str]) = if root {
                 (argv[0], &argv[1..])
@@ -1507,7 +1501,8 @@ pub fn provision_only(wanted: &[&str]) -> Vec<String> {
                 );
             }
         }
-        if before.iter().any(|(t, _)| t == "weed") && which("python3").is_some() {
+        if before.iter().any(|(t, _)| t == "weed") && crate::sandbox::find_tool("python3").is_some()
+        {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install-seaweedfs.sh");
             eprintln!("hotbak provisioning: {}", script.display());
             let ok = Command::new("bash")

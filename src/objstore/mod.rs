@@ -675,19 +675,9 @@ impl Client {
             if let Some(t) = &token {
                 a.with_continuation_token(t.clone());
             }
-            let url = a.sign(SIGN_TTL);
-            let r = self
-                .send(&Req {
-                    op: "ListObjectsV2",
-                    key: prefix.into(),
-                    part: 0,
-                    method: reqwest::Method::GET,
-                    url,
-                    headers: vec![],
-                    body: None,
-                })
+            let body = self
+                .get_xml("ListObjectsV2", prefix, a.sign(SIGN_TTL))
                 .await?;
-            let body = self.xml(prefix, r).await?;
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&body).map_err(|e| {
                 Error::Corrupt {
                     key: prefix.into(),
@@ -704,6 +694,22 @@ impl Client {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// A signed GET whose reply is a small XML document (a listing page).
+    async fn get_xml(&self, op: &'static str, key: &str, url: url::Url) -> Result<String> {
+        let r = self
+            .send(&Req {
+                op,
+                key: key.into(),
+                part: 0,
+                method: reqwest::Method::GET,
+                url,
+                headers: vec![],
+                body: None,
+            })
+            .await?;
+        self.xml(key, r).await
     }
 
     async fn xml(&self, key: &str, r: Reply) -> Result<String> {
@@ -801,19 +807,7 @@ impl Client {
             if let Some(m) = marker {
                 a.set_part_number_marker(m);
             }
-            let url = a.sign(SIGN_TTL);
-            let r = self
-                .send(&Req {
-                    op: "ListParts",
-                    key: key.into(),
-                    part: 0,
-                    method: reqwest::Method::GET,
-                    url,
-                    headers: vec![],
-                    body: None,
-                })
-                .await?;
-            let body = self.xml(key, r).await?;
+            let body = self.get_xml("ListParts", key, a.sign(SIGN_TTL)).await?;
             let page = rusty_s3::actions::ListParts::parse_response(&body).map_err(|e| {
                 Error::Corrupt {
                     key: key.into(),

@@ -79,15 +79,18 @@ fn run_ok(program: &Path, args: &[&OsStr]) -> String {
     out
 }
 
-fn hotbak_prepare(dir: &Path) {
-    run_ok(
-        &bin("hotbak"),
-        &[
-            OsStr::new("prepare"),
-            OsStr::new("--target-dir"),
-            dir.as_os_str(),
-        ],
-    );
+/// `hotbak prepare --target-dir DIR`.
+fn prepare_argv(dir: &Path) -> [&OsStr; 3] {
+    [
+        OsStr::new("prepare"),
+        OsStr::new("--target-dir"),
+        dir.as_os_str(),
+    ]
+}
+
+/// `hotbak prepare` that must succeed; its output.
+fn hotbak_prepare(dir: &Path) -> String {
+    run_ok(&bin("hotbak"), &prepare_argv(dir))
 }
 
 fn hotbak_restore(backup: &Path, datadir: &Path) {
@@ -215,14 +218,7 @@ fn end_to_end_under_writes() {
         sb.stop().expect("source stops");
         hotbak_prepare(&backup);
         // A second prepare (out of habit) is a no-op that succeeds.
-        let again = run_ok(
-            &bin("hotbak"),
-            &[
-                OsStr::new("prepare"),
-                OsStr::new("--target-dir"),
-                backup.as_os_str(),
-            ],
-        );
+        let again = hotbak_prepare(&backup);
         assert!(again.contains("already prepared"), "{again}");
         let mut restored = restore_and_start(&backup, dir.path(), "restored");
         let r = check(&restored, &t.expect()).await;
@@ -1379,15 +1375,8 @@ fn incremental_chain_prepared_by_mariabackup() {
         );
         sb.stop().expect("source stops");
         // hotbak's own prepare refuses the incremental alone, saying what to do.
-        let (st, out) = testkit::run_tool(
-            &bin("hotbak"),
-            &[
-                OsStr::new("prepare"),
-                OsStr::new("--target-dir"),
-                inc.as_os_str(),
-            ],
-        )
-        .expect("hotbak prepare runs");
+        let (st, out) =
+            testkit::run_tool(&bin("hotbak"), &prepare_argv(&inc)).expect("hotbak prepare runs");
         assert!(
             !st.success() && out.contains("incremental backup"),
             "{st}: {out}"
@@ -1508,15 +1497,8 @@ fn encrypted_tables_backed_up_and_prepared() {
         };
         let before = sizes(&backup);
         let ck = std::fs::read(backup.join("xtrabackup_checkpoints")).expect("checkpoints");
-        let (st, out) = testkit::run_tool(
-            &bin("hotbak"),
-            &[
-                OsStr::new("prepare"),
-                OsStr::new("--target-dir"),
-                backup.as_os_str(),
-            ],
-        )
-        .expect("hotbak runs");
+        let (st, out) =
+            testkit::run_tool(&bin("hotbak"), &prepare_argv(&backup)).expect("hotbak runs");
         assert!(
             !st.success(),
             "prepare without the key file succeeded:\n{out}"

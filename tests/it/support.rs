@@ -20,7 +20,7 @@ pub fn bin(name: &str) -> PathBuf {
 /// Debian 12 up itself.
 pub fn tool(name: &str) -> Option<PathBuf> {
     hotbak::testkit::provision();
-    if let Some(p) = hotbak::testkit::which(name) {
+    if let Some(p) = hotbak::sandbox::find_tool(name) {
         return Some(p);
     }
     if std::env::var("HOTBAK_REQUIRE_TOOLS").as_deref() == Ok("1") {
