@@ -23,16 +23,20 @@
 //! DDL markers (`.del`, `.ren`, `.new`) must be applied by the caller
 //! first; this function refuses a directory that still has them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::{Classify, ErrorClass};
 use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints};
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use crate::innodb::apply::{
-    self, decode_mtr, finish_page, recover_page, LoggedOp, PageId, PageOp, Record, Recovered,
+    self, decode_mtr_into, finish_page, recover_page, LoggedOp, PageId, PageOp, Record, Recovered,
+    KIND_NAMES,
 };
 use crate::innodb::page::{parse_page0, PageFormat, FIL_PAGE_DATA, FSP_SIZE, FSP_SPACE_FLAGS};
 use crate::innodb::redo::{
@@ -120,12 +124,16 @@ pub struct NativeOptions {
     /// Memory for buffered log records per batch, in bytes (mariabackup's
     /// `--use-memory`). At least 1 MiB is used.
     pub use_memory: u64,
+    /// Threads applying a batch's pages (each thread takes a contiguous run
+    /// of pages); at least 1.
+    pub threads: usize,
 }
 
 impl Default for NativeOptions {
     fn default() -> Self {
         NativeOptions {
             use_memory: 128 << 20,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -157,7 +165,15 @@ pub struct Report {
     /// Count of each record kind seen.
     pub record_kinds: BTreeMap<&'static str, u64>,
     /// Files written or extended.
-    pub touched: std::collections::BTreeSet<PathBuf>,
+    pub touched: BTreeSet<PathBuf>,
+    /// Time spent in the pre-pass (reading, checking and decoding the log).
+    pub pre_pass: Duration,
+    /// Time spent reading and decoding the log into batches.
+    pub decode: Duration,
+    /// Time spent reading, replaying and writing pages.
+    pub pages: Duration,
+    /// Time spent making the written files durable.
+    pub sync: Duration,
 }
 
 /// One data file of a tablespace.
@@ -178,13 +194,11 @@ struct Space {
     recv_size: u32,
 }
 
+/// Tablespaces by id.
+type Spaces = FxHashMap<u32, Space>;
+
 /// Add a one-file tablespace; a space id seen twice is an error.
-fn add_space(
-    spaces: &mut HashMap<u32, Space>,
-    id: u32,
-    path: &Path,
-    format: PageFormat,
-) -> Result<()> {
+fn add_space(spaces: &mut Spaces, id: u32, path: &Path, format: PageFormat) -> Result<()> {
     if spaces.contains_key(&id) {
         return Err(Error::Metadata {
             path: path.display().to_string(),
@@ -347,28 +361,68 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     };
 
     // Pre-pass: validate, collect names, sizes and flags, then refuse
-    // what cannot be reproduced before any file is touched.
+    // what cannot be reproduced before any file is touched. It also plans
+    // the batches: each ends where the records it buffers (and the log
+    // bytes they borrow) reach the memory budget.
+    drop(log);
+    let t0 = Instant::now();
+    let budget = usize::try_from(opts.use_memory.max(1 << 20)).unwrap_or(usize::MAX);
     let mut pre = PrePass::default();
-    let mut src = LogSource {
-        file: log,
-        path: log_path,
-        geo,
-        range: (start, end),
-        page_size,
-    };
-    src.walk(|lsn, _len, recs| {
-        pre.mtr(lsn, recs);
-        Ok(())
-    })?;
+    let mut batch_ends = Vec::new();
+    let mut used = 0usize;
+    let threads = opts.threads.clamp(1, 64);
+    let mut rd = LogReader::new(log_path, geo.clone(), (start, end))?;
+    loop {
+        // A window of chunks, decoded on `threads` threads, each taking a
+        // contiguous run and learning what a single pass over it would.
+        let mut chunks = Vec::new();
+        while chunks.len() < 2 * threads {
+            match rd.next(end)? {
+                Some(c) => chunks.push(c),
+                None => break,
+            }
+        }
+        if chunks.is_empty() {
+            break;
+        }
+        let parts = par_runs(&chunks, threads, |run| {
+            let mut part = PrePass::default();
+            let mut sizes = Vec::with_capacity(run.len());
+            let mut recs = Vec::new();
+            for chunk in run {
+                let mut n = 0usize;
+                for (lsn, _, m) in chunk.mtrs() {
+                    recs.clear();
+                    decode_mtr_into(m, page_size, &mut recs)
+                        .map_err(|source| Error::Apply { lsn, source })?;
+                    part.mtr(lsn, &recs);
+                    n += recs.len();
+                }
+                sizes.push((chunk.end_lsn(), chunk.bytes.len() + OP_COST * n));
+            }
+            Ok((part, sizes))
+        })?;
+        for (part, sizes) in parts {
+            pre.merge(part);
+            for (chunk_end, bytes) in sizes {
+                used += bytes;
+                if used >= budget {
+                    batch_ends.push(chunk_end);
+                    used = 0;
+                }
+            }
+        }
+        for c in chunks {
+            rd.recycle(c);
+        }
+    }
+    pre.finish();
+    batch_ends.push(end);
+    report.pre_pass = t0.elapsed();
     resolve_deferred(dir, &mut spaces, &pending, &pre)?;
     pre.check(&mut spaces)?;
     report.pages_freed = pre.freed_at_end.len() as u64;
 
-    // Apply pass.
-    let budget = usize::try_from(opts.use_memory.max(1 << 20)).unwrap_or(usize::MAX);
-    let mut batch: BTreeMap<PageId, Vec<LoggedOp>> = BTreeMap::new();
-    let mut used = 0usize;
-    let mut page_buf = vec![0u8; apply::MAX_PAGE_SIZE];
     // Extend files first, as recovery does before applying.
     for sp in spaces.values() {
         if sp.recv_size > 0 && extend_space(sp)? {
@@ -378,51 +432,206 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
             }
         }
     }
-    src.walk(|lsn, len, recs| {
-        report.mtrs += 1;
-        let end_lsn = Lsn(lsn.0 + len as u64);
-        for r in recs {
-            let Record::Page { id, op } = r else {
-                continue;
-            };
-            report.page_records += 1;
-            *report.record_kinds.entry(op.name()).or_insert(0) += 1;
-            if !spaces.contains_key(&id.space.0) {
-                report.skipped_records += 1;
-                continue;
-            }
-            if pre.freed_at_end.contains(&id) {
-                continue;
-            }
-            used += 64 + op.heap_bytes();
-            let e = batch.entry(id).or_default();
-            if matches!(op, PageOp::InitPage | PageOp::FreePage) {
-                // Recovery forgets what came before (it will not read the page).
-                for o in e.drain(..) {
-                    used = used.saturating_sub(64 + o.op.heap_bytes());
+    // Apply pass, batch by batch: the chunks of the batch are read, their
+    // records (borrowing the chunks' bytes) sorted by page, then applied.
+    let mut kinds = [0u64; KIND_NAMES.len()];
+    let mut rd = LogReader::new(log_path, geo, (start, end))?;
+    for &limit in &batch_ends {
+        let t1 = Instant::now();
+        let mut chunks = Vec::new();
+        while let Some(c) = rd.next(limit)? {
+            chunks.push(c);
+        }
+        let parts = par_runs(&chunks, threads, |run| {
+            let mut part = DecodedRun::default();
+            let mut recs = Vec::new();
+            // What to do with the previous record's page (most records repeat it).
+            let mut last: Option<(PageId, Keep)> = None;
+            for chunk in run {
+                for (lsn, len, m) in chunk.mtrs() {
+                    part.mtrs += 1;
+                    let end_lsn = Lsn(lsn.0 + len as u64);
+                    recs.clear();
+                    decode_mtr_into(m, page_size, &mut recs)
+                        .map_err(|source| Error::Apply { lsn, source })?;
+                    for r in recs.drain(..) {
+                        let Record::Page { id, op } = r else {
+                            continue;
+                        };
+                        part.page_records += 1;
+                        part.kinds[op.kind()] += 1;
+                        let keep = match last {
+                            Some((l, k)) if l == id => k,
+                            _ => {
+                                let k = if !spaces.contains_key(&id.space.0) {
+                                    Keep::NoSpace
+                                } else if pre.freed_at_end.contains(&id) {
+                                    Keep::FreedAtEnd
+                                } else {
+                                    Keep::Yes
+                                };
+                                last = Some((id, k));
+                                k
+                            }
+                        };
+                        match keep {
+                            Keep::NoSpace => part.skipped_records += 1,
+                            Keep::FreedAtEnd => {}
+                            Keep::Yes => {
+                                let e = part.batch.ops(id);
+                                if matches!(op, PageOp::InitPage | PageOp::FreePage) {
+                                    // Recovery forgets what came before (it will not read the page).
+                                    e.clear();
+                                }
+                                e.push(LoggedOp {
+                                    start_lsn: lsn,
+                                    end_lsn,
+                                    op,
+                                });
+                            }
+                        }
+                    }
                 }
             }
-            e.push(LoggedOp {
-                start_lsn: lsn,
-                end_lsn,
-                op,
-            });
+            Ok(part)
+        })?;
+        let mut batch = Batch::default();
+        for part in parts {
+            report.mtrs += part.mtrs;
+            report.page_records += part.page_records;
+            report.skipped_records += part.skipped_records;
+            for (k, n) in kinds.iter_mut().zip(part.kinds) {
+                *k += n;
+            }
+            batch.absorb(part.batch);
         }
-        if used >= budget {
-            apply_batch(&spaces, &mut batch, &mut page_buf, &mut report)?;
-            used = 0;
+        let t2 = Instant::now();
+        report.decode += t2 - t1;
+        apply_batch(&spaces, batch.pages, threads, &mut report)?;
+        report.pages += t2.elapsed();
+        for c in chunks {
+            rd.recycle(c);
         }
-        Ok(())
-    })?;
-    apply_batch(&spaces, &mut batch, &mut page_buf, &mut report)?;
+    }
+    for (name, n) in KIND_NAMES.iter().zip(kinds) {
+        if n > 0 {
+            report.record_kinds.insert(name, n);
+        }
+    }
     // Make the pages durable before the log that no longer covers them.
+    let t3 = Instant::now();
     for path in &report.touched {
         File::open(path)
             .and_then(|h| h.sync_data())
             .map_err(io(path))?;
     }
+    report.sync = t3.elapsed();
     Ok(report)
 }
+
+/// What the apply pass does with a page's records.
+#[derive(Clone, Copy)]
+enum Keep {
+    Yes,
+    /// The tablespace is not in the backup (dropped): skipped.
+    NoSpace,
+    /// The page ends freed: never written.
+    FreedAtEnd,
+}
+
+/// One batch's records by page, pages in the order first seen.
+#[derive(Default)]
+struct Batch<'a> {
+    index: FxHashMap<PageId, usize>,
+    pages: Vec<(PageId, Vec<LoggedOp<'a>>)>,
+    /// The previous page and its place in `pages`.
+    last: Option<(PageId, usize)>,
+}
+
+impl<'a> Batch<'a> {
+    /// The records of page `id` (an empty list for a new page).
+    fn ops(&mut self, id: PageId) -> &mut Vec<LoggedOp<'a>> {
+        let i = match self.last {
+            Some((l, i)) if l == id => i,
+            _ => {
+                let n = self.pages.len();
+                let i = *self.index.entry(id).or_insert(n);
+                if i == n {
+                    self.pages.push((id, Vec::new()));
+                }
+                self.last = Some((id, i));
+                i
+            }
+        };
+        &mut self.pages[i].1
+    }
+}
+
+impl<'a> Batch<'a> {
+    /// Append the records a later run of the log decoded.
+    fn absorb(&mut self, later: Batch<'a>) {
+        if self.pages.is_empty() {
+            *self = later;
+            self.last = None;
+            return;
+        }
+        for (id, ops) in later.pages {
+            let e = self.ops(id);
+            // A run's list starts at its INIT_PAGE/FREE_PAGE, if any.
+            if e.is_empty()
+                || ops
+                    .first()
+                    .is_some_and(|o| matches!(o.op, PageOp::InitPage | PageOp::FreePage))
+            {
+                *e = ops;
+            } else {
+                e.extend(ops);
+            }
+        }
+    }
+}
+
+/// What one thread decoded of a batch's log.
+#[derive(Default)]
+struct DecodedRun<'a> {
+    batch: Batch<'a>,
+    mtrs: u64,
+    page_records: u64,
+    skipped_records: u64,
+    kinds: [u64; KIND_NAMES.len()],
+}
+
+/// Run `f` over `chunks` split into at most `threads` contiguous runs,
+/// each on its own thread; the results in log order (the first error in
+/// log order wins).
+fn par_runs<'c, T: Send>(
+    chunks: &'c [Chunk],
+    threads: usize,
+    f: impl Fn(&'c [Chunk]) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let per = chunks.len().div_ceil(threads.max(1)).max(1);
+    if per >= chunks.len() {
+        return Ok(vec![f(chunks)?]);
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .chunks(per)
+            .map(|run| s.spawn(move || f(run)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Log("a redo-log thread panicked".into())))
+            })
+            .collect()
+    })
+}
+
+/// Memory one buffered record costs beyond its log bytes (the op, its
+/// share of the per-page list and of the page map).
+const OP_COST: usize = std::mem::size_of::<LoggedOp<'static>>() + 16;
 
 fn read_text(p: &Path) -> Result<String> {
     let meta = std::fs::metadata(p).map_err(io(p))?;
@@ -498,8 +707,8 @@ fn map_spaces(
     cnf: &BackupMyCnf,
     page_size: u32,
     files: &[PathBuf],
-) -> Result<(HashMap<u32, Space>, Vec<PathBuf>)> {
-    let mut spaces = HashMap::new();
+) -> Result<(Spaces, Vec<PathBuf>)> {
+    let mut spaces = Spaces::default();
     let mut pending = Vec::new();
     // System tablespace.
     let mut sys_files = Vec::new();
@@ -576,26 +785,33 @@ fn map_spaces(
 #[derive(Default)]
 struct PrePass {
     /// Latest file name per space (FILE_CREATE / FILE_MODIFY / FILE_RENAME).
-    names: HashMap<u32, Vec<u8>>,
+    names: FxHashMap<u32, Vec<u8>>,
     /// Last FSP_SIZE written to page 0.
-    sizes: HashMap<u32, u32>,
+    sizes: FxHashMap<u32, u32>,
     /// Last FSP_SPACE_FLAGS written to page 0.
-    flags: HashMap<u32, u32>,
+    flags: FxHashMap<u32, u32>,
     /// First mtr with a page record, per space.
-    first: HashMap<u32, Lsn>,
+    first: FxHashMap<u32, Lsn>,
     /// FILE_DELETE per space.
-    deleted: HashMap<u32, Lsn>,
+    deleted: FxHashMap<u32, Lsn>,
     /// First record the applier refuses.
     refused: Option<(Lsn, String)>,
     /// First EXTENDED record per space (refused for compressed pages).
-    zip_extended: HashMap<u32, Lsn>,
+    zip_extended: FxHashMap<u32, Lsn>,
+    /// Per page, whether its last record so far is FREE_PAGE.
+    last_free: FxHashMap<PageId, bool>,
     /// Pages whose last record in the whole log is FREE_PAGE: the server
-    /// (in one batch) never writes them, so no batch may.
-    freed_at_end: HashSet<PageId>,
+    /// (in one batch) never writes them, so no batch may (set by
+    /// [`PrePass::finish`]).
+    freed_at_end: FxHashSet<PageId>,
+    /// The space of the previous page record (most records repeat it).
+    last_space: Option<u32>,
+    /// The previous page record's page and whether it was FREE_PAGE.
+    last_page: Option<(PageId, bool)>,
 }
 
 impl PrePass {
-    fn mtr(&mut self, lsn: Lsn, recs: Vec<Record<'_>>) {
+    fn mtr(&mut self, lsn: Lsn, recs: &[Record<'_>]) {
         for r in recs {
             match r {
                 Record::File(FileOp::Create { space, path } | FileOp::Modify { space, path }) => {
@@ -609,11 +825,14 @@ impl PrePass {
                 }
                 Record::File(_) => {}
                 Record::Page { id, op } => {
-                    self.first.entry(id.space.0).or_insert(lsn);
-                    if matches!(op, PageOp::FreePage) {
-                        self.freed_at_end.insert(id);
-                    } else if !self.freed_at_end.is_empty() {
-                        self.freed_at_end.remove(&id);
+                    if self.last_space != Some(id.space.0) {
+                        self.first.entry(id.space.0).or_insert(lsn);
+                        self.last_space = Some(id.space.0);
+                    }
+                    let free = matches!(op, PageOp::FreePage);
+                    if self.last_page != Some((*id, free)) {
+                        self.last_free.insert(*id, free);
+                        self.last_page = Some((*id, free));
                     }
                     if op.is_extended() {
                         self.zip_extended.entry(id.space.0).or_insert(lsn);
@@ -622,10 +841,10 @@ impl PrePass {
                         self.refused = Some((lsn, format!("{} for {id}", op.name())));
                     }
                     if id.page.0 == 0 {
-                        if let Some(v) = field_written(&op, FIL_PAGE_DATA + FSP_SIZE) {
+                        if let Some(v) = field_written(op, FIL_PAGE_DATA + FSP_SIZE) {
                             self.sizes.insert(id.space.0, v);
                         }
-                        if let Some(v) = field_written(&op, FIL_PAGE_DATA + FSP_SPACE_FLAGS) {
+                        if let Some(v) = field_written(op, FIL_PAGE_DATA + FSP_SPACE_FLAGS) {
                             self.flags.insert(id.space.0, v);
                         }
                     }
@@ -634,8 +853,37 @@ impl PrePass {
         }
     }
 
+    /// Add what a later stretch of the log taught `later` (each field keeps
+    /// the first or the last value, as a single pass would).
+    fn merge(&mut self, later: PrePass) {
+        self.names.extend(later.names);
+        self.sizes.extend(later.sizes);
+        self.flags.extend(later.flags);
+        self.deleted.extend(later.deleted);
+        self.last_free.extend(later.last_free);
+        for (k, v) in later.first {
+            self.first.entry(k).or_insert(v);
+        }
+        for (k, v) in later.zip_extended {
+            self.zip_extended.entry(k).or_insert(v);
+        }
+        if self.refused.is_none() {
+            self.refused = later.refused;
+        }
+    }
+
+    /// After the whole log: the pages it leaves freed.
+    fn finish(&mut self) {
+        self.freed_at_end = self
+            .last_free
+            .iter()
+            .filter_map(|(id, &free)| free.then_some(*id))
+            .collect();
+        self.last_free = FxHashMap::default();
+    }
+
     /// Refuse what the applier cannot reproduce; set the recovered sizes.
-    fn check(&self, spaces: &mut HashMap<u32, Space>) -> Result<()> {
+    fn check(&self, spaces: &mut Spaces) -> Result<()> {
         if let Some((lsn, what)) = &self.refused {
             return Err(Error::Unsupported {
                 lsn: *lsn,
@@ -682,7 +930,7 @@ impl PrePass {
 /// them with, and the page format page 0 records write.
 fn resolve_deferred(
     dir: &Path,
-    spaces: &mut HashMap<u32, Space>,
+    spaces: &mut Spaces,
     pending: &[PathBuf],
     pre: &PrePass,
 ) -> Result<()> {
@@ -719,7 +967,7 @@ fn resolve_deferred(
 }
 
 /// The 4-byte field at `at`, if a record writes all four of its bytes.
-fn field_written(op: &PageOp, at: usize) -> Option<u32> {
+fn field_written(op: &PageOp<'_>, at: usize) -> Option<u32> {
     let PageOp::Write { offset, data } = op else {
         return None;
     };
@@ -737,85 +985,138 @@ fn field_written(op: &PageOp, at: usize) -> Option<u32> {
     }
 }
 
-/// The backup's log between its checkpoint and `last_lsn`.
-struct LogSource<'p> {
-    file: File,
-    path: &'p Path,
-    geo: LogGeometry,
-    range: (Lsn, Lsn),
-    page_size: u32,
+/// Whole mini-transactions of the log, read in one piece.
+struct Chunk {
+    /// LSN of the first mtr.
+    lsn: Lsn,
+    /// The mtrs, back to back.
+    bytes: Vec<u8>,
+    /// The length of each mtr, in order.
+    lens: Vec<usize>,
 }
 
-impl LogSource<'_> {
-    /// Read the linear backup log over `range` in chunks and call
-    /// `f(start_lsn, len, records)` for each mtr.
-    fn walk(&mut self, f: impl FnMut(Lsn, usize, Vec<Record<'_>>) -> Result<()>) -> Result<()> {
-        let (start, end) = self.range;
-        walk_log(
-            &mut self.file,
-            self.path,
-            &self.geo,
-            (start, end),
-            self.page_size,
-            f,
-        )
+impl Chunk {
+    /// The LSN after the last mtr.
+    fn end_lsn(&self) -> Lsn {
+        Lsn(self.lsn.0 + self.bytes.len() as u64)
+    }
+
+    /// Each mtr's start LSN, length and record bytes (without the trailer).
+    fn mtrs(&self) -> impl Iterator<Item = (Lsn, usize, &[u8])> {
+        let mut pos = 0usize;
+        let mut lsn = self.lsn;
+        self.lens.iter().map(move |&len| {
+            let m = &self.bytes[pos..pos + len];
+            let at = lsn;
+            pos += len;
+            lsn = Lsn(lsn.0 + len as u64);
+            (at, len, &m[..len - MTR_TRAILER])
+        })
     }
 }
 
-fn walk_log(
-    log: &mut File,
-    path: &Path,
-    geo: &LogGeometry,
-    (start, end): (Lsn, Lsn),
-    page_size: u32,
-    mut f: impl FnMut(Lsn, usize, Vec<Record<'_>>) -> Result<()>,
-) -> Result<()> {
+/// Reads the backup's linear log from its checkpoint to `last_lsn` in
+/// chunks of whole, checksum-verified mini-transactions.
+struct LogReader<'p> {
+    file: File,
+    path: &'p Path,
+    geo: LogGeometry,
+    /// Where the next read starts in the file.
+    file_off: u64,
+    /// LSN of the first byte of `carry`.
+    lsn: Lsn,
+    end: Lsn,
+    /// Bytes read but not yet returned (the start of an incomplete mtr).
+    carry: Vec<u8>,
+    /// Buffers of chunks given back, for the next reads.
+    spare: Vec<Vec<u8>>,
+}
+
+impl<'p> LogReader<'p> {
     const CHUNK: usize = 4 << 20;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + MTR_SIZE_MAX);
-    let mut lsn = start;
-    let mut file_off = geo.offset(start).map_err(|e| Error::Log(e.to_string()))?;
-    loop {
-        // Refill.
-        let want = CHUNK.saturating_sub(buf.len()).max(MTR_SIZE_MAX);
-        let old = buf.len();
-        buf.resize(old + want, 0);
-        log.seek(SeekFrom::Start(file_off)).map_err(io(path))?;
-        let n = read_full(log, &mut buf[old..]).map_err(io(path))?;
-        buf.truncate(old + n);
-        file_off += n as u64;
-        let scan = scan_mtrs(geo, lsn, &buf).map_err(|e| Error::Log(e.to_string()))?;
-        let mut pos = 0usize;
-        for &len in &scan.mtr_lens {
-            if lsn >= end {
-                break;
-            }
-            let m = &buf[pos..pos + len];
-            let recs = decode_mtr(&m[..len - MTR_TRAILER], page_size)
-                .map_err(|source| Error::Apply { lsn, source })?;
-            f(lsn, len, recs)?;
-            pos += len;
-            lsn = Lsn(lsn.0 + len as u64);
+
+    fn new(path: &'p Path, geo: LogGeometry, (start, end): (Lsn, Lsn)) -> Result<Self> {
+        let file = File::open(path).map_err(io(path))?;
+        let file_off = geo.offset(start).map_err(|e| Error::Log(e.to_string()))?;
+        Ok(LogReader {
+            file,
+            path,
+            geo,
+            file_off,
+            lsn: start,
+            end,
+            carry: Vec::new(),
+            spare: Vec::new(),
+        })
+    }
+
+    /// Give a chunk's buffer back for the next reads.
+    fn recycle(&mut self, chunk: Chunk) {
+        self.spare.push(chunk.bytes);
+    }
+
+    /// The next chunk, none of whose mtrs starts at or after `limit`
+    /// (clamped to the end); `None` once `limit` is reached.
+    fn next(&mut self, limit: Lsn) -> Result<Option<Chunk>> {
+        let limit = limit.min(self.end);
+        if self.lsn >= limit {
+            return Ok(None);
         }
-        if lsn >= end {
-            if lsn != end {
+        loop {
+            let mut buf = std::mem::take(&mut self.carry);
+            let old = buf.len();
+            let want = Self::CHUNK.saturating_sub(old).max(MTR_SIZE_MAX);
+            buf.resize(old + want, 0);
+            self.file
+                .seek(SeekFrom::Start(self.file_off))
+                .map_err(io(self.path))?;
+            let n = read_full(&mut self.file, &mut buf[old..]).map_err(io(self.path))?;
+            buf.truncate(old + n);
+            self.file_off += n as u64;
+            let scan =
+                scan_mtrs(&self.geo, self.lsn, &buf).map_err(|e| Error::Log(e.to_string()))?;
+            let mut lens = Vec::with_capacity(scan.mtr_lens.len());
+            let (mut pos, mut lsn) = (0usize, self.lsn);
+            for &len in &scan.mtr_lens {
+                if lsn >= limit {
+                    break;
+                }
+                lens.push(len);
+                pos += len;
+                lsn = Lsn(lsn.0 + len as u64);
+            }
+            if lsn > self.end {
                 return Err(Error::Log(format!(
-                    "an mtr crosses last_lsn {end}: the log continues to {lsn}"
+                    "an mtr crosses last_lsn {}: the log continues to {lsn}",
+                    self.end
                 )));
             }
-            return Ok(());
-        }
-        match scan.stop {
-            ScanStop::NeedMore if n > 0 => {
-                buf.drain(..pos);
-            }
-            stop => {
-                let why = match stop {
-                    ScanStop::EndOfLog(e) => e.to_string(),
-                    ScanStop::NeedMore => "end of file".into(),
+            if !lens.is_empty() {
+                let mut carry = self.spare.pop().unwrap_or_default();
+                carry.clear();
+                carry.extend_from_slice(&buf[pos..]);
+                buf.truncate(pos);
+                self.carry = carry;
+                let chunk = Chunk {
+                    lsn: self.lsn,
+                    bytes: buf,
+                    lens,
                 };
-                return Err(Error::Log(format!(
-                    "the log ends at LSN {lsn} ({why}), before last_lsn {end}"
-                )));
+                self.lsn = lsn;
+                return Ok(Some(chunk));
+            }
+            match scan.stop {
+                ScanStop::NeedMore if n > 0 => self.carry = buf,
+                stop => {
+                    let why = match stop {
+                        ScanStop::EndOfLog(e) => e.to_string(),
+                        ScanStop::NeedMore => "end of file".into(),
+                    };
+                    return Err(Error::Log(format!(
+                        "the log ends at LSN {} ({why}), before last_lsn {}",
+                        self.lsn, self.end
+                    )));
+                }
             }
         }
     }
@@ -865,13 +1166,13 @@ fn locate(sp: &Space, page: PageNo) -> Option<(&Path, u64)> {
     ))
 }
 
-/// Ask the kernel for every page `batch` will read before the first is
+/// Ask the kernel for every page `pages` will read before the first is
 /// read, so that the scattered reads overlap on the device (the recovery
 /// server reads ahead the same way). Only a hint: a file that cannot be
 /// opened here fails, with its name, when the page is read.
-fn prefetch_batch(spaces: &HashMap<u32, Space>, batch: &BTreeMap<PageId, Vec<LoggedOp>>) {
+fn prefetch_batch(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) {
     let mut open: Option<(&Path, File)> = None;
-    for (id, ops) in batch {
+    for (id, ops) in pages {
         if !apply::needs_read(ops) {
             continue;
         }
@@ -890,19 +1191,75 @@ fn prefetch_batch(spaces: &HashMap<u32, Space>, batch: &BTreeMap<PageId, Vec<Log
     }
 }
 
+/// Apply one batch: pages in (space, page) order, split into `threads`
+/// contiguous runs of about the same number of records, each run applied
+/// by its own thread (pages are independent of one another).
 fn apply_batch(
-    spaces: &HashMap<u32, Space>,
-    batch: &mut BTreeMap<PageId, Vec<LoggedOp>>,
-    buf: &mut [u8],
+    spaces: &Spaces,
+    mut pages: Vec<(PageId, Vec<LoggedOp<'_>>)>,
+    threads: usize,
     report: &mut Report,
 ) -> Result<()> {
-    if batch.is_empty() {
+    if pages.is_empty() {
         return Ok(());
     }
     report.batches += 1;
-    prefetch_batch(spaces, batch);
+    pages.sort_unstable_by_key(|(id, _)| *id);
+    prefetch_batch(spaces, &pages);
+    let records: usize = pages.iter().map(|(_, ops)| ops.len()).sum();
+    let threads = threads.clamp(1, 64).min(pages.len().div_ceil(64).max(1));
+    let per = records.div_ceil(threads).max(1);
+    let mut runs: Vec<&[(PageId, Vec<LoggedOp<'_>>)]> = Vec::with_capacity(threads);
+    let (mut from, mut acc) = (0usize, 0usize);
+    for (i, (_, ops)) in pages.iter().enumerate() {
+        acc += ops.len();
+        if acc >= per && runs.len() + 1 < threads {
+            runs.push(&pages[from..=i]);
+            from = i + 1;
+            acc = 0;
+        }
+    }
+    runs.push(&pages[from..]);
+    let parts: Vec<Result<RunReport>> = if runs.len() == 1 {
+        vec![apply_run(spaces, runs[0])]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = runs
+                .iter()
+                .map(|run| s.spawn(move || apply_run(spaces, run)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Log("a redo-apply thread panicked".into())))
+                })
+                .collect()
+        })
+    };
+    for part in parts {
+        let part = part?;
+        report.pages_written += part.written;
+        report.pages_unchanged += part.unchanged;
+        report.touched.extend(part.touched);
+    }
+    Ok(())
+}
+
+/// What one thread of [`apply_batch`] did.
+#[derive(Default)]
+struct RunReport {
+    written: u64,
+    unchanged: u64,
+    touched: BTreeSet<PathBuf>,
+}
+
+fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<RunReport> {
+    let mut out = RunReport::default();
+    let mut page_buf = vec![0u8; apply::MAX_PAGE_SIZE];
     let mut open: Option<(PathBuf, File)> = None;
-    for (id, ops) in std::mem::take(batch) {
+    for (id, ops) in pages {
+        let id = *id;
         let Some(sp) = spaces.get(&id.space.0) else {
             continue;
         };
@@ -919,16 +1276,16 @@ fn apply_batch(
                 .open(path)
                 .map_err(io(path))?;
             open = Some((path.to_path_buf(), f));
-            report.touched.insert(path.to_path_buf());
+            out.touched.insert(path.to_path_buf());
         }
         let Some((_, file)) = open.as_ref() else {
             continue;
         };
-        let Some(buf) = buf.get_mut(..sp.format.physical_size() as usize) else {
+        let Some(buf) = page_buf.get_mut(..sp.format.physical_size() as usize) else {
             continue;
         };
         buf.fill(0);
-        if apply::needs_read(&ops) {
+        if apply::needs_read(ops) {
             let mut got = 0usize;
             while got < buf.len() {
                 let n = file
@@ -947,7 +1304,7 @@ fn apply_batch(
             }
         }
         let first_lsn = ops.first().map_or(Lsn(0), |o| o.start_lsn);
-        match recover_page(buf, id, &ops).map_err(|source| Error::Apply {
+        match recover_page(buf, id, ops).map_err(|source| Error::Apply {
             lsn: first_lsn,
             source,
         })? {
@@ -957,14 +1314,14 @@ fn apply_batch(
                     source,
                 })?;
                 file.write_all_at(buf, off).map_err(io(path))?;
-                report.pages_written += 1;
+                out.written += 1;
             }
-            Recovered::Unchanged => report.pages_unchanged += 1,
+            Recovered::Unchanged => out.unchanged += 1,
             // Only pages freed and re-initialised within a batch get here.
             Recovered::Freed => {}
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Whether a page read from disk is encrypted: a non-zero key version
@@ -1057,7 +1414,7 @@ mod tests {
         let at = (FIL_PAGE_DATA + FSP_SIZE) as u32;
         let op = PageOp::Write {
             offset: at - 2,
-            data: vec![0, 0, 0, 1, 0, 0, 0, 0],
+            data: &[0, 0, 0, 1, 0, 0, 0, 0],
         };
         assert_eq!(
             field_written(&op, FIL_PAGE_DATA + FSP_SIZE),
@@ -1065,7 +1422,7 @@ mod tests {
         );
         let op = PageOp::Write {
             offset: at + 1,
-            data: vec![1, 2, 3, 4],
+            data: &[1, 2, 3, 4],
         };
         assert_eq!(field_written(&op, FIL_PAGE_DATA + FSP_SIZE), None);
     }

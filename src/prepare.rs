@@ -931,7 +931,10 @@ pub struct Options {
 /// [`Error`] naming the file, LSN or server log.
 pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
     let use_memory = parse_memory(&opts.use_memory)?;
-    let native_opts = crate::native_prepare::NativeOptions { use_memory };
+    let native_opts = crate::native_prepare::NativeOptions {
+        use_memory,
+        ..Default::default()
+    };
     if let Some(inc) = &opts.incremental_dir {
         if opts.export {
             return Err(Error::NotABackup {

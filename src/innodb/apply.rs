@@ -132,9 +132,29 @@ pub mod ext {
     pub const TRIM_PAGES: u8 = 10;
 }
 
-/// One page-level operation, with absolute byte offsets.
+/// The names of the page-op kinds, indexed by [`PageOp::kind`].
+pub const KIND_NAMES: [&str; 15] = [
+    "FREE_PAGE",
+    "INIT_PAGE",
+    "WRITE",
+    "MEMSET",
+    "MEMMOVE",
+    "EXTENDED INIT_ROW_FORMAT_DYNAMIC",
+    "EXTENDED INIT_ROW_FORMAT_REDUNDANT",
+    "EXTENDED UNDO_INIT",
+    "EXTENDED UNDO_APPEND",
+    "EXTENDED INSERT_*_REDUNDANT",
+    "EXTENDED INSERT_*_DYNAMIC",
+    "EXTENDED DELETE_ROW_FORMAT_REDUNDANT",
+    "EXTENDED DELETE_ROW_FORMAT_DYNAMIC",
+    "EXTENDED TRIM_PAGES",
+    "OPTION OPT_PAGE_CHECKSUM",
+];
+
+/// One page-level operation, with absolute byte offsets; its bytes are
+/// borrowed from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PageOp {
+pub enum PageOp<'a> {
     /// FREE_PAGE: the page is no longer used.
     FreePage,
     /// INIT_PAGE: zero the page and set its identity.
@@ -144,7 +164,7 @@ pub enum PageOp {
         /// Absolute offset.
         offset: u32,
         /// Bytes.
-        data: Vec<u8>,
+        data: &'a [u8],
     },
     /// MEMSET: fill `len` bytes at `offset` with `fill` repeated.
     Memset {
@@ -153,7 +173,7 @@ pub enum PageOp {
         /// Target length.
         len: u32,
         /// Pattern (at least one byte).
-        fill: Vec<u8>,
+        fill: &'a [u8],
     },
     /// MEMMOVE: copy `len` bytes from `source` to `offset`.
     Memmove {
@@ -174,7 +194,7 @@ pub enum PageOp {
     /// EXTENDED UNDO_APPEND.
     UndoAppend {
         /// The undo record.
-        data: Vec<u8>,
+        data: &'a [u8],
     },
     /// EXTENDED INSERT_*_REDUNDANT.
     InsertRedundant {
@@ -189,7 +209,7 @@ pub enum PageOp {
         /// Data bytes shared with the predecessor.
         data_c: u32,
         /// Literal header and data bytes.
-        data: Vec<u8>,
+        data: &'a [u8],
     },
     /// EXTENDED INSERT_*_DYNAMIC.
     InsertDynamic {
@@ -206,7 +226,7 @@ pub enum PageOp {
         /// Data bytes shared with the predecessor.
         data_c: u32,
         /// Literal header and data bytes.
-        data: Vec<u8>,
+        data: &'a [u8],
     },
     /// EXTENDED DELETE_ROW_FORMAT_REDUNDANT.
     DeleteRedundant {
@@ -231,26 +251,33 @@ pub enum PageOp {
     },
 }
 
-impl PageOp {
+impl PageOp<'_> {
     /// Short name for messages.
     #[must_use]
     pub fn name(&self) -> &'static str {
+        KIND_NAMES[self.kind()]
+    }
+
+    /// The index of this op's kind in [`KIND_NAMES`] (for counting records
+    /// by kind without a map lookup per record).
+    #[must_use]
+    pub fn kind(&self) -> usize {
         match self {
-            PageOp::FreePage => "FREE_PAGE",
-            PageOp::InitPage => "INIT_PAGE",
-            PageOp::Write { .. } => "WRITE",
-            PageOp::Memset { .. } => "MEMSET",
-            PageOp::Memmove { .. } => "MEMMOVE",
-            PageOp::InitIndex { compact: true } => "EXTENDED INIT_ROW_FORMAT_DYNAMIC",
-            PageOp::InitIndex { compact: false } => "EXTENDED INIT_ROW_FORMAT_REDUNDANT",
-            PageOp::UndoInit => "EXTENDED UNDO_INIT",
-            PageOp::UndoAppend { .. } => "EXTENDED UNDO_APPEND",
-            PageOp::InsertRedundant { .. } => "EXTENDED INSERT_*_REDUNDANT",
-            PageOp::InsertDynamic { .. } => "EXTENDED INSERT_*_DYNAMIC",
-            PageOp::DeleteRedundant { .. } => "EXTENDED DELETE_ROW_FORMAT_REDUNDANT",
-            PageOp::DeleteDynamic { .. } => "EXTENDED DELETE_ROW_FORMAT_DYNAMIC",
-            PageOp::TrimPages => "EXTENDED TRIM_PAGES",
-            PageOp::PageChecksum { .. } => "OPTION OPT_PAGE_CHECKSUM",
+            PageOp::FreePage => 0,
+            PageOp::InitPage => 1,
+            PageOp::Write { .. } => 2,
+            PageOp::Memset { .. } => 3,
+            PageOp::Memmove { .. } => 4,
+            PageOp::InitIndex { compact: true } => 5,
+            PageOp::InitIndex { compact: false } => 6,
+            PageOp::UndoInit => 7,
+            PageOp::UndoAppend { .. } => 8,
+            PageOp::InsertRedundant { .. } => 9,
+            PageOp::InsertDynamic { .. } => 10,
+            PageOp::DeleteRedundant { .. } => 11,
+            PageOp::DeleteDynamic { .. } => 12,
+            PageOp::TrimPages => 13,
+            PageOp::PageChecksum { .. } => 14,
         }
     }
 
@@ -290,7 +317,7 @@ pub enum Record<'a> {
         /// The page.
         id: PageId,
         /// What to do.
-        op: PageOp,
+        op: PageOp<'a>,
     },
     /// A FILE_* record.
     File(FileOp<'a>),
@@ -301,6 +328,7 @@ fn corrupt<T>(offset: usize, reason: &'static str) -> Result<T, Error> {
 }
 
 /// Read a varint of at most `max` bytes from `body[*pos..end]`.
+#[inline]
 fn varint_at(body: &[u8], pos: &mut usize, max: usize) -> Option<u32> {
     let first = *body.get(*pos)?;
     let n = varint_len(first);
@@ -320,8 +348,22 @@ fn varint_at(body: &[u8], pos: &mut usize, max: usize) -> Option<u32> {
 /// # Errors
 /// [`Error::Record`] or [`Error::File`] for a malformed record.
 pub fn decode_mtr(recs: &[u8], page_size: u32) -> Result<Vec<Record<'_>>, Error> {
-    let size = page_size as usize;
     let mut out = Vec::new();
+    decode_mtr_into(recs, page_size, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode_mtr`] appending to `out` (which the caller reuses, so that
+/// decoding allocates nothing: the records borrow their bytes from `recs`).
+///
+/// # Errors
+/// As [`decode_mtr`]; `out` then holds the records before the bad one.
+pub fn decode_mtr_into<'a>(
+    recs: &'a [u8],
+    page_size: u32,
+    out: &mut Vec<Record<'a>>,
+) -> Result<(), Error> {
+    let size = page_size as usize;
     let mut pos = 0usize;
     let mut got_page_op = false;
     let mut cur: Option<PageId> = None;
@@ -456,7 +498,7 @@ pub fn decode_mtr(recs: &[u8], page_size: u32) -> Result<Vec<Record<'_>>, Error>
                         last_offset = offset + rest.len();
                         PageOp::Write {
                             offset: offset as u32,
-                            data: rest.to_vec(),
+                            data: rest,
                         }
                     }
                     _ => {
@@ -477,7 +519,7 @@ pub fn decode_mtr(recs: &[u8], page_size: u32) -> Result<Vec<Record<'_>>, Error>
                             PageOp::Memset {
                                 offset: offset as u32,
                                 len: len as u32,
-                                fill: tail.to_vec(),
+                                fill: tail,
                             }
                         } else {
                             let mut r = 0usize;
@@ -508,10 +550,10 @@ pub fn decode_mtr(recs: &[u8], page_size: u32) -> Result<Vec<Record<'_>>, Error>
         };
         out.push(Record::Page { id, op });
     }
-    Ok(out)
+    Ok(())
 }
 
-fn decode_extended(sub: u8, rest: &[u8], start: usize) -> Result<PageOp, Error> {
+fn decode_extended(sub: u8, rest: &[u8], start: usize) -> Result<PageOp<'_>, Error> {
     use ext::*;
     let bad = |reason| corrupt(start, reason);
     let mut p = 0usize;
@@ -534,9 +576,7 @@ fn decode_extended(sub: u8, rest: &[u8], start: usize) -> Result<PageOp, Error> 
             if rlen <= 3 {
                 return bad("UNDO_APPEND too short");
             }
-            Ok(PageOp::UndoAppend {
-                data: rest.to_vec(),
-            })
+            Ok(PageOp::UndoAppend { data: rest })
         }
         INSERT_HEAP_REDUNDANT
         | INSERT_REUSE_REDUNDANT
@@ -577,7 +617,7 @@ fn decode_extended(sub: u8, rest: &[u8], start: usize) -> Result<PageOp, Error> 
             let Some(data_c) = take(wide, false) else {
                 return bad("INSERT: bad common data length");
             };
-            let data = rest[p..].to_vec();
+            let data = &rest[p..];
             Ok(if dynamic {
                 PageOp::InsertDynamic {
                     reuse,
@@ -871,7 +911,7 @@ impl Pg<'_> {
 /// # Errors
 /// [`Error::Page`] if the page does not have the shape the record needs,
 /// [`Error::PageSize`] for a buffer that is not a page.
-pub fn apply_op(page: &mut [u8], id: PageId, op: &PageOp) -> Result<(), Error> {
+pub fn apply_op(page: &mut [u8], id: PageId, op: &PageOp<'_>) -> Result<(), Error> {
     let size = page.len();
     if !(MIN_PAGE_BUFFER..=MAX_PAGE_SIZE).contains(&size) || !size.is_power_of_two() {
         return Err(Error::PageSize(size));
@@ -1725,13 +1765,13 @@ fn delete_redundant(pg: &mut Pg<'_>, prev: usize) -> Result<(), Error> {
 
 /// One logged operation for a page, with its mtr's LSNs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoggedOp {
+pub struct LoggedOp<'a> {
     /// Start LSN of the mtr.
     pub start_lsn: Lsn,
     /// End LSN of the mtr (the page LSN after it).
     pub end_lsn: Lsn,
     /// The operation.
-    pub op: PageOp,
+    pub op: PageOp<'a>,
 }
 
 /// What [`recover_page`] did.
@@ -1752,7 +1792,7 @@ pub enum Recovered {
 /// record is INIT_PAGE or FREE_PAGE (the server then discards the records
 /// before the last such one and never reads the page).
 #[must_use]
-pub fn needs_read(ops: &[LoggedOp]) -> bool {
+pub fn needs_read(ops: &[LoggedOp<'_>]) -> bool {
     !ops.iter()
         .any(|o| matches!(o.op, PageOp::InitPage | PageOp::FreePage))
 }
@@ -1765,7 +1805,7 @@ pub fn needs_read(ops: &[LoggedOp]) -> bool {
 ///
 /// # Errors
 /// Any [`apply_op`] error, or [`Error::Checksum`].
-pub fn recover_page(page: &mut [u8], id: PageId, ops: &[LoggedOp]) -> Result<Recovered, Error> {
+pub fn recover_page(page: &mut [u8], id: PageId, ops: &[LoggedOp<'_>]) -> Result<Recovered, Error> {
     let start = ops
         .iter()
         .rposition(|o| matches!(o.op, PageOp::InitPage | PageOp::FreePage));

@@ -424,6 +424,7 @@ impl LogGeometry {
 /// Number of bytes of the varint starting with `first` (1..=9; only 1..=5
 /// can be valid).
 #[must_use]
+#[inline]
 pub fn varint_len(first: u8) -> usize {
     (first.leading_ones() as usize) + 1
 }
@@ -436,6 +437,7 @@ const MIN_5BYTE: u32 = MIN_4BYTE + (1 << 28);
 /// Decode a redo-log varint at the start of `buf`: `(value, length)`.
 /// `None` if `buf` is too short or the encoding is invalid.
 #[must_use]
+#[inline]
 pub fn decode_varint(buf: &[u8]) -> Option<(u32, usize)> {
     let first = *buf.first()?;
     let n = varint_len(first);

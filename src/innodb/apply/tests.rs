@@ -93,14 +93,14 @@ fn decode_write_memset_memmove_offsets() {
                 id(5, 7),
                 PageOp::Write {
                     offset: 100,
-                    data: vec![1, 2, 3]
+                    data: &[1, 2, 3]
                 }
             ),
             (
                 id(5, 7),
                 PageOp::Write {
                     offset: 110,
-                    data: vec![9]
+                    data: &[9]
                 }
             ),
             (
@@ -108,7 +108,7 @@ fn decode_write_memset_memmove_offsets() {
                 PageOp::Memset {
                     offset: 111,
                     len: 20,
-                    fill: vec![0xAB]
+                    fill: &[0xAB]
                 }
             ),
             (
@@ -137,7 +137,7 @@ fn decode_init_free_extended_and_reset_offsets() {
         ops[1].1,
         PageOp::Write {
             offset: 24,
-            data: vec![0x45, 0xBF]
+            data: &[0x45, 0xBF]
         }
     );
     assert_eq!(ops[2].1, PageOp::InitIndex { compact: true });
@@ -145,7 +145,7 @@ fn decode_init_free_extended_and_reset_offsets() {
         ops[3].1,
         PageOp::Write {
             offset: 26,
-            data: vec![7]
+            data: &[7]
         }
     );
     assert_eq!(ops[4], (id(3, 10), PageOp::FreePage));
@@ -207,7 +207,7 @@ fn decode_extended_subtypes() {
                 enc_hdr_l: 24,
                 hdr_c: 2,
                 data_c: 5,
-                data: vec![1, 2, 3, 4]
+                data: &[1, 2, 3, 4]
             },
             PageOp::DeleteDynamic {
                 prev: 40,
@@ -215,7 +215,7 @@ fn decode_extended_subtypes() {
                 data_size: 200
             },
             PageOp::UndoAppend {
-                data: vec![1, 2, 3, 4]
+                data: &[1, 2, 3, 4]
             },
             PageOp::DeleteRedundant { prev: 300 },
             PageOp::InsertRedundant {
@@ -224,7 +224,7 @@ fn decode_extended_subtypes() {
                 enc_hdr: 0x21,
                 hdr_c: 1,
                 data_c: 2,
-                data: vec![9, 9]
+                data: &[9, 9]
             },
         ]
     );
@@ -279,7 +279,7 @@ fn memset_pattern_and_memmove() {
         &PageOp::Memset {
             offset: 100,
             len: 7,
-            fill: vec![1, 2, 3],
+            fill: &[1, 2, 3],
         },
     )
     .expect("ok");
@@ -300,7 +300,7 @@ fn memset_pattern_and_memmove() {
         id(1, 1),
         &PageOp::Write {
             offset: PS as u32 - 1,
-            data: vec![1, 2]
+            data: &[1, 2]
         }
     )
     .is_err());
@@ -353,7 +353,7 @@ fn insert_new(p: &mut [u8], prev_abs: usize, data: &[u8]) {
         enc_hdr_l: 0,
         hdr_c: 0,
         data_c: 0,
-        data: data.to_vec(),
+        data,
     };
     apply_op(p, id(7, 3), &op).expect("insert applies");
 }
@@ -416,7 +416,7 @@ fn dynamic_inserts_split_slots_and_deletes_balance() {
         enc_hdr_l: 0,
         hdr_c: 0,
         data_c: 0,
-        data: vec![0xEE; 8],
+        data: &[0xEE; 8],
     };
     apply_op(&mut p, id(7, 3), &op).expect("reuse applies");
     assert_eq!(walk_new(&p, 8)[0], vec![0xEE; 8]);
@@ -476,7 +476,7 @@ fn redundant_insert_and_delete() {
             enc_hdr,
             hdr_c: 0,
             data_c: 0,
-            data,
+            data: &data,
         };
         apply_op(&mut p, id(7, 3), &op).expect("insert applies");
     }
@@ -511,7 +511,7 @@ fn extended_refused_on_low_pages_and_wrong_shapes() {
         enc_hdr_l: 0,
         hdr_c: 0,
         data_c: 0,
-        data: vec![1],
+        data: &[1],
     };
     assert!(matches!(
         apply_op(&mut p, id(1, 5), &op),
@@ -545,7 +545,7 @@ fn undo_init_and_append() {
         &mut p,
         id(2, 10),
         &PageOp::UndoAppend {
-            data: vec![1, 2, 3, 4, 5],
+            data: &[1, 2, 3, 4, 5],
         },
     )
     .expect("append");
@@ -554,7 +554,7 @@ fn undo_init_and_append() {
     assert_eq!(&p[58..63], &[1, 2, 3, 4, 5]);
     assert_eq!(be16(&p, 63), Some(56));
     let big = vec![0u8; PS];
-    assert!(apply_op(&mut p, id(2, 10), &PageOp::UndoAppend { data: big }).is_err());
+    assert!(apply_op(&mut p, id(2, 10), &PageOp::UndoAppend { data: &big }).is_err());
 }
 
 fn logged(start: u64, end: u64, op: PageOp) -> LoggedOp {
@@ -578,7 +578,7 @@ fn recovery_rules() {
             950,
             PageOp::Write {
                 offset: 100,
-                data: vec![1],
+                data: &[1],
             },
         ),
         logged(
@@ -586,7 +586,7 @@ fn recovery_rules() {
             1100,
             PageOp::Write {
                 offset: 101,
-                data: vec![2],
+                data: &[2],
             },
         ),
         logged(
@@ -594,7 +594,7 @@ fn recovery_rules() {
             1200,
             PageOp::Write {
                 offset: 102,
-                data: vec![3],
+                data: &[3],
             },
         ),
     ];
@@ -621,7 +621,7 @@ fn recovery_rules() {
             20,
             PageOp::Write {
                 offset: 100,
-                data: vec![1],
+                data: &[1],
             },
         ),
         logged(20, 30, PageOp::InitPage),
@@ -630,7 +630,7 @@ fn recovery_rules() {
             30,
             PageOp::Write {
                 offset: 104,
-                data: vec![4],
+                data: &[4],
             },
         ),
     ];
@@ -658,7 +658,7 @@ fn recovery_rules() {
         id(5, 4),
         &PageOp::Write {
             offset: 200,
-            data: vec![9],
+            data: &[9],
         },
     )
     .expect("w");
@@ -669,7 +669,7 @@ fn recovery_rules() {
             2100,
             PageOp::Write {
                 offset: 200,
-                data: vec![9],
+                data: &[9],
             },
         ),
         logged(2000, 2100, PageOp::PageChecksum { crc }),
@@ -699,7 +699,7 @@ fn finish_page_legacy_crc32() {
         id(7, 3),
         &PageOp::Write {
             offset: 4000,
-            data: vec![1, 2],
+            data: &[1, 2],
         },
     )
     .expect("write");
@@ -708,7 +708,7 @@ fn finish_page_legacy_crc32() {
         id(7, 3),
         &PageOp::Write {
             offset: 4095,
-            data: vec![1, 2]
+            data: &[1, 2]
         }
     )
     .is_err());
@@ -745,12 +745,12 @@ proptest! {
         let mut p = blank_index(comp, 3);
         for (k, a, b, c, d) in ops {
             let op = match k {
-                0 => PageOp::InsertDynamic { reuse: a & 1 == 1, prev: u32::from(a % 300), shift: u32::from(b % 16), enc_hdr_l: u32::from(c % 64), hdr_c: u32::from(b % 4), data_c: u32::from(c % 8), data: d },
-                1 => PageOp::InsertRedundant { reuse: a & 1 == 1, prev: u32::from(a % 300), enc_hdr: u32::from(c % 64), hdr_c: u32::from(b % 4), data_c: u32::from(c % 8), data: d },
+                0 => PageOp::InsertDynamic { reuse: a & 1 == 1, prev: u32::from(a % 300), shift: u32::from(b % 16), enc_hdr_l: u32::from(c % 64), hdr_c: u32::from(b % 4), data_c: u32::from(c % 8), data: &d },
+                1 => PageOp::InsertRedundant { reuse: a & 1 == 1, prev: u32::from(a % 300), enc_hdr: u32::from(c % 64), hdr_c: u32::from(b % 4), data_c: u32::from(c % 8), data: &d },
                 2 => PageOp::DeleteDynamic { prev: u32::from(a % 300), hdr_size: u32::from(b % 8), data_size: u32::from(c % 64) },
                 3 => PageOp::DeleteRedundant { prev: u32::from(a % 300) },
-                4 => PageOp::Write { offset: u32::from(a) % (PS as u32 - 50) + 8, data: d },
-                _ => PageOp::UndoAppend { data: d },
+                4 => PageOp::Write { offset: u32::from(a) % (PS as u32 - 50) + 8, data: &d },
+                _ => PageOp::UndoAppend { data: &d },
             };
             let _ = apply_op(&mut p, id(7, 3), &op);
         }
