@@ -371,7 +371,7 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     let mut batch_ends = Vec::new();
     let mut used = 0usize;
     let threads = opts.threads.clamp(1, 64);
-    let mut rd = LogReader::new(log_path, geo.clone(), (start, end))?;
+    let mut rd = LogReader::new(log_path, geo, (start, end))?;
     loop {
         // A window of chunks, decoded on `threads` threads, each taking a
         // contiguous run and learning what a single pass over it would.

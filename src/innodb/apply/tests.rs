@@ -52,7 +52,7 @@ fn id(space: u32, page: u32) -> PageId {
     }
 }
 
-fn page_ops(recs: &[u8]) -> Vec<(PageId, PageOp)> {
+fn page_ops(recs: &[u8]) -> Vec<(PageId, PageOp<'_>)> {
     decode_mtr(recs, PS as u32)
         .expect("valid records")
         .into_iter()
