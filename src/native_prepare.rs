@@ -509,6 +509,8 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
         report.decode += t2 - t1;
         apply_batch(&spaces, batch.pages, threads, &mut report)?;
         report.pages += t2.elapsed();
+        #[cfg(feature = "testkit")]
+        crate::sys::failpoint("native-prepare-batch", report.batches);
         for c in chunks {
             rd.recycle(c);
         }

@@ -204,3 +204,17 @@ pub fn terminate(pid: u32) {
         }
     }
 }
+
+/// A fault-injection point for the tests (compiled only with the
+/// `testkit` feature): when `HOTBAK_FAILPOINT` is `NAME:N` and `name`
+/// reaches its `n`-th pass, the process aborts on the spot, as a crash or
+/// `kill -9` would stop it, so that a test can prove a rerun recovers.
+#[cfg(feature = "testkit")]
+pub fn failpoint(name: &str, n: u64) {
+    if let Ok(v) = std::env::var("HOTBAK_FAILPOINT") {
+        if v == format!("{name}:{n}") {
+            eprintln!("hotbak: failpoint {v}: aborting");
+            std::process::abort();
+        }
+    }
+}

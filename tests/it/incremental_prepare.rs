@@ -432,3 +432,223 @@ fn mariabackup_chain_prepared_by_hotbak_matches_mariabackup() {
     let chain = take_chain(dir.path(), Taker::Mariabackup);
     oracle(dir.path(), &chain);
 }
+
+/// `hotbak prepare` with `args`, aborted by the failpoint at the end of
+/// the native applier's first batch (a crash in the middle of writing
+/// pages); asserts it died and left the backup unprepared.
+fn crashed_prepare(args: &[&Path], what: &str) {
+    let ck0 = checkpoints(args[0]);
+    let mut c = std::process::Command::new(bin("hotbak"));
+    c.args(["prepare", "--use-memory", "1M", "--target-dir"])
+        .arg(args[0])
+        .env("HOTBAK_FAILPOINT", "native-prepare-batch:1");
+    if let Some(inc) = args.get(1) {
+        c.arg("--incremental-dir").arg(inc);
+    }
+    let out = c.output().expect("hotbak runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("failpoint"),
+        "{what}: the prepare was not stopped part-way ({}): {text}",
+        out.status
+    );
+    assert_eq!(
+        checkpoints(args[0]),
+        ck0,
+        "{what}: a crashed prepare marked the backup"
+    );
+}
+
+/// The page count in an incremental prepare's "N deltas (M pages)".
+fn delta_pages(out: &str) -> u64 {
+    out.split(" deltas (")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no delta count in: {out}"))
+}
+
+/// Issue 12's edge cases in one chain, against mariabackup's prepare of
+/// copies: two undo tablespaces changed between the base and the first
+/// incremental (the writer's transactions); a third incremental of a
+/// server idle since the second (no page newer than its base: empty
+/// deltas); the full prepare and an incremental prepare each killed after
+/// their first batch of pages and rerun. Page images, checkpoints and the
+/// data of a server started on the result must match.
+#[test]
+fn chain_edge_cases_undo_idle_and_crashed_prepare() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let opts = SandboxOptions {
+        server_args: vec![
+            "--innodb-log-file-size=64M".into(),
+            "--innodb-undo-tablespaces=2".into(),
+            "--innodb-stats-auto-recalc=OFF".into(),
+        ],
+        ..Default::default()
+    };
+    let mut sb = Sandbox::create(&root.join("src"), opts).expect("sandbox starts");
+    let rt = rt();
+    let schema = rt.block_on(async {
+        let conn = sb.connect_options();
+        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+            .await
+            .expect("schema");
+        let mut s = Session::connect(&conn).await.expect("connect");
+        // 10.11 creates the undo tablespaces at a start after a slow shutdown.
+        s.execute("SET GLOBAL innodb_fast_shutdown = 0")
+            .await
+            .expect("slow shutdown");
+        s.close().await.expect("close");
+        schema
+    });
+    sb.restart().expect("restart");
+    assert!(
+        sb.datadir().join("undo002").exists(),
+        "the server made no undo tablespaces"
+    );
+    let (full, inc1, inc2, inc3) = (
+        root.join("full"),
+        root.join("inc1"),
+        root.join("inc2"),
+        root.join("inc3"),
+    );
+    let sock = sb.socket().to_path_buf();
+    let after = rt.block_on(async {
+        let conn = sb.connect_options();
+        let w = Writer::start(&conn, &schema, &WriterOptions::default())
+            .await
+            .expect("writer");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (s, f) = (sock.clone(), full.clone());
+        tokio::task::spawn_blocking(move || take(Taker::Hotbak, &s, &f, None))
+            .await
+            .expect("join");
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let (s, f, i) = (sock.clone(), full.clone(), inc1.clone());
+        tokio::task::spawn_blocking(move || take(Taker::Hotbak, &s, &i, Some(&f)))
+            .await
+            .expect("join");
+        let after = w.stop().await.expect("writer stops");
+        assert!(after.errors.is_empty(), "writer errors: {after}");
+        // Quiet: purge done, no dirty page, the checkpoint at the end.
+        let mut s = Session::connect(&conn).await.expect("connect");
+        for st in [
+            "SET GLOBAL innodb_max_purge_lag_wait = 0",
+            "SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0",
+            "SET GLOBAL innodb_max_dirty_pages_pct = 0",
+        ] {
+            s.execute(st).await.expect(st);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let dirty: u64 = s
+                .query_value("SELECT variable_value FROM information_schema.global_status WHERE variable_name = 'INNODB_BUFFER_POOL_PAGES_DIRTY'")
+                .await
+                .expect("status")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX);
+            if dirty == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{dirty} dirty pages after 60 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        s.close().await.expect("close");
+        after
+    });
+    take(Taker::Hotbak, &sock, &inc2, Some(&inc1));
+    take(Taker::Hotbak, &sock, &inc3, Some(&inc2));
+    let want = rt.block_on(async {
+        let mut s = Session::connect(&sb.connect_options())
+            .await
+            .expect("connect");
+        let sums = testkit::checksum_all(&mut s).await.expect("checksums");
+        s.close().await.expect("close");
+        sums
+    });
+    sb.stop().expect("source stops");
+
+    // mariabackup's prepare of copies: the oracle.
+    let mb = root.join("mb");
+    std::fs::create_dir_all(&mb).expect("mkdir");
+    copy_dir(&full, &mb.join("full"));
+    mariabackup_prepare(&mb.join("full"), None);
+    for (n, inc) in [&inc1, &inc2, &inc3].into_iter().enumerate() {
+        let c = mb.join(format!("inc{n}"));
+        copy_dir(inc, &c);
+        mariabackup_prepare(&mb.join("full"), Some(&c));
+    }
+
+    // hotbak: the full prepare crashes after its first batch, then reruns.
+    crashed_prepare(&[&full], "full");
+    let (ok, out) = hotbak_prepare(&[&full], &[]);
+    assert!(ok && out.contains("prepare (native)"), "{out}");
+    // The first incremental (undo tablespaces changed) crashes too.
+    crashed_prepare(&[&full, &inc1], "inc1");
+    let (ok, out) = hotbak_prepare(&[&full, &inc1], &[]);
+    assert!(ok && out.contains("incremental applied"), "{out}");
+    for u in ["undo001", "undo002"] {
+        assert!(
+            inc1.join(format!("{u}.delta")).exists(),
+            "no {u}.delta in the first incremental"
+        );
+    }
+    let (ok, out) = hotbak_prepare(&[&full, &inc2], &[]);
+    assert!(ok && out.contains("incremental applied"), "{out}");
+    // Idle since inc2: nothing newer than its base.
+    let (ok, out) = hotbak_prepare(&[&full, &inc3], &[]);
+    assert!(ok && out.contains("incremental applied"), "{out}");
+    assert_eq!(
+        delta_pages(&out),
+        0,
+        "the idle incremental holds pages: {out}"
+    );
+    // A second prepare of the result is a no-op.
+    let (ok, out) = hotbak_prepare(&[&full], &[]);
+    assert!(ok, "{out}");
+
+    let theirs = mb.join("full");
+    let (diffs, pages) = compare(&theirs, &full, 16384, 20);
+    assert!(pages > 100, "{pages} pages compared");
+    assert!(
+        diffs.is_empty(),
+        "{} pages differ from mariabackup's prepare:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    assert_eq!(
+        checkpoints(&full),
+        checkpoints(&theirs),
+        "xtrabackup_checkpoints"
+    );
+
+    // A server on hotbak's result serves the source's final tables.
+    rt.block_on(async {
+        let data = root.join("data");
+        copy_dir(&full, &data);
+        let opts = SandboxOptions {
+            server_args: vec!["--innodb-undo-tablespaces=2".into()],
+            ..Default::default()
+        };
+        let mut s1 = Sandbox::start_on(&data, &root.join("run"), opts)
+            .expect("mariadbd starts on the prepared chain");
+        let r = testkit::check_restored(
+            &s1.connect_options(),
+            &Expect::between(&schema, &after, &after),
+        )
+        .await
+        .expect("check");
+        assert!(r.ok(), "{r}");
+        let mut s = Session::connect(&s1.connect_options())
+            .await
+            .expect("connect");
+        let got = testkit::checksum_all(&mut s).await.expect("checksums");
+        s.close().await.expect("close");
+        assert_eq!(got, want, "CHECKSUM TABLE differs from the source's");
+        s1.stop().expect("stops");
+    });
+}
