@@ -1036,6 +1036,7 @@ struct LogReader<'p> {
 
 impl<'p> LogReader<'p> {
     const CHUNK: usize = 4 << 20;
+    const READ_AHEAD: u64 = 32 << 20;
 
     fn new(path: &'p Path, geo: LogGeometry, (start, end): (Lsn, Lsn)) -> Result<Self> {
         let file = File::open(path).map_err(io(path))?;
@@ -1075,6 +1076,9 @@ impl<'p> LogReader<'p> {
             let n = read_full(&mut self.file, &mut buf[old..]).map_err(io(self.path))?;
             buf.truncate(old + n);
             self.file_off += n as u64;
+            // Keep the next chunks coming from the device while this one is
+            // decoded (a hint; pages already cached cost nothing).
+            let _ = crate::sys::prefetch(&self.file, self.file_off, Self::READ_AHEAD);
             let scan =
                 scan_mtrs(&self.geo, self.lsn, &buf).map_err(|e| Error::Log(e.to_string()))?;
             let mut lens = Vec::with_capacity(scan.mtr_lens.len());
