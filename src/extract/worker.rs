@@ -355,7 +355,7 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                     let p = f.partial.clone().unwrap_or_default();
                     if plan.sync {
                         file.sync_all().map_err(|source| Error::Io {
-                            path: p.display().to_string(),
+                            path: format!("{} (writing {})", f.out, p.display()),
                             source,
                         })?;
                     }
@@ -503,10 +503,12 @@ fn write_out(f: &mut OpenFile, data: &[u8]) -> Result<()> {
 fn write_file(f: &mut OpenFile, data: &[u8]) -> Result<()> {
     if let Some(file) = f.file.as_mut() {
         crate::sink::write_all_chunked(file, data).map_err(|source| Error::Io {
-            path: f
-                .partial
-                .as_ref()
-                .map_or_else(|| f.out.to_string(), |p| p.display().to_string()),
+            // The backup's file first (a full disk is about it), then
+            // where it was being written.
+            path: f.partial.as_ref().map_or_else(
+                || f.out.to_string(),
+                |p| format!("{} (writing {})", f.out, p.display()),
+            ),
             source,
         })?;
         f.written += data.len() as u64;

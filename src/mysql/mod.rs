@@ -29,7 +29,10 @@ pub use session::{
 #[non_exhaustive]
 pub enum Error {
     /// Could not connect or log in.
-    #[error("cannot connect to MariaDB as {target}: {source}")]
+    #[error(
+        "cannot connect to MariaDB as {target}: {source} (choose the server with --socket, or \
+         --host and --port, or in the [client] group of an option file)"
+    )]
     Connect {
         /// `user@transport` (never the password).
         target: String,

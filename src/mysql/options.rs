@@ -629,8 +629,30 @@ impl ConnectOptions {
     /// Fill unset fields from an [`OptionSet`] (pure).
     ///
     /// # Errors
-    /// [`Error::BadOption`] for a `port` that is not a number in 1..=65535.
+    /// [`Error::BadOption`] for a `port` that is not a number in 1..=65535,
+    /// naming the file, line and group the value came from.
     pub fn merge_option_set(&mut self, set: &OptionSet) -> Result<(), Error> {
+        self.merge_values(set).map_err(|e| match e {
+            Error::BadOption {
+                name,
+                value,
+                reason,
+            } => {
+                let at = set.entries.iter().rev().find(|x| x.key == name);
+                Error::BadOption {
+                    name: match at {
+                        Some(at) => format!("{name} (in {})", at.origin()),
+                        None => name,
+                    },
+                    value,
+                    reason,
+                }
+            }
+            e => e,
+        })
+    }
+
+    fn merge_values(&mut self, set: &OptionSet) -> Result<(), Error> {
         if self.host.is_none() {
             self.host = set.value("host").map(str::to_owned);
         }
@@ -859,6 +881,23 @@ mod tests {
         assert_eq!(
             crate::error::Classify::class(&err),
             crate::error::ErrorClass::Usage
+        );
+    }
+
+    #[test]
+    fn bad_value_in_a_file_names_the_file_and_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("my.cnf");
+        std::fs::write(&f, "[client]\nuser=u\n\nport=http\n").expect("write");
+        let mut set = OptionSet::default();
+        set.read_file(&f, CLIENT_GROUPS).expect("read");
+        let err = ConnectOptions::default()
+            .merge_option_set(&set)
+            .expect_err("bad port")
+            .to_string();
+        assert!(
+            err.contains(&format!("{} line 4 [client]", f.display())) && err.contains("\"http\""),
+            "{err}"
         );
     }
 

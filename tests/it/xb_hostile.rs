@@ -854,3 +854,37 @@ fn xb_hostile_list_writes_nothing() {
     assert!(sb.files().is_empty());
     sb.assert_contained(&[]);
 }
+
+/// A write that fails (here the file-size limit, EFBIG, which takes the same
+/// path as a full disk's ENOSPC) is reported against the backup's file, not
+/// the staging name alone; exit 1; nothing partial is left.
+#[test]
+fn xb_hostile_write_error_names_the_backup_file() {
+    let sb = Sandbox::new();
+    let mut v = Vec::new();
+    file(&mut v, "db/big.ibd", &vec![7u8; 4 << 20]);
+    let input = sb.parent.join("in.xbs");
+    std::fs::write(&input, &v).expect("write stream");
+    // dash counts `ulimit -f` in 512-byte blocks: 512 KiB per file.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 1024; exec \"$0\" -x -C \"$1\" < \"$2\""
+        ))
+        .arg(support::bin("xbextract"))
+        .arg(&sb.out)
+        .arg(&input)
+        .output()
+        .expect("sh runs");
+    std::fs::remove_file(&input).expect("rm stream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}: {stderr}", out.status);
+    assert!(
+        stderr.contains("db/big.ibd (writing") && stderr.contains("File too large"),
+        "{stderr}"
+    );
+    let files = read_tree(&sb.out);
+    no_partials(&files);
+    assert!(!files.contains_key("db/big.ibd"), "{:?}", files.keys());
+    sb.assert_contained(&[]);
+}
