@@ -257,6 +257,8 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         },
         lock_wait_timeout: a.lock_wait_timeout,
         slave_info: a.slave_info,
+        galera_info: a.galera_info,
+        history: a.history.clone(),
         safe_slave: a
             .safe_slave_backup
             .then(|| Duration::from_secs(a.safe_slave_backup_timeout)),

@@ -196,6 +196,36 @@ fn build_pipeline(plan: &BackupPlan, output: Output, exec: &Bulk) -> (GraphInput
     b.build(output)
 }
 
+/// `--history`: the row of a completed backup in
+/// `mysql.mariadb_backup_history`, over a new connection (the backup's own
+/// is closed by then). Only a complete backup gets a row; a failure to
+/// write it is a warning, as in mariabackup: the backup itself is whole.
+async fn record_history(
+    plan: &BackupPlan,
+    info: &crate::format::metadata::XtrabackupInfo,
+    report: &BackupReport,
+    progress: &Progress,
+) {
+    let row = crate::format::metadata::history::Row::new(info, report.start_unix, report.end_unix);
+    let res = async {
+        let mut s = crate::mysql::Session::connect(&plan.conn).await?;
+        s.insert_history(&row).await?;
+        s.close().await
+    }
+    .await;
+    match res {
+        Ok(()) => progress.line(&format!(
+            "--history: recorded backup {} in {}",
+            info.uuid,
+            crate::format::metadata::history::TABLE
+        )),
+        Err(e) => progress.warn(&format!(
+            "--history: the backup is complete, but its row in {} was not written: {e}",
+            crate::format::metadata::history::TABLE
+        )),
+    }
+}
+
 /// Run a backup into `output`.
 ///
 /// # Errors
@@ -242,6 +272,10 @@ pub async fn run(plan: BackupPlan, output: Output) -> Result<BackupReport, Error
                 report.bytes_in = progress.bytes_done();
                 report.elapsed = progress.elapsed();
                 report.dest = dest;
+                report.locks = progress.lock_timings();
+                if let Some(info) = plan.history.as_ref().and(report.info.as_ref()) {
+                    record_history(&plan, info, &report, &progress).await;
+                }
                 Ok(report)
             }
             Err(e) => Err(Error::Sink(e)),

@@ -95,6 +95,11 @@ pub struct BackupPlan {
     pub lock_wait_timeout: u64,
     /// `--slave-info`.
     pub slave_info: bool,
+    /// `--history[=NAME]`: after the backup completed, a row in
+    /// `mysql.mariadb_backup_history` with this series name (empty: none).
+    pub history: Option<String>,
+    /// `--galera-info`: write `xtrabackup_galera_info` (a Galera node).
+    pub galera_info: bool,
     /// `--safe-slave-backup` with its timeout.
     pub safe_slave: Option<Duration>,
     /// Redo poll interval.
