@@ -308,6 +308,14 @@ pub struct BackupArgs {
         conflicts_with = "incremental_lsn"
     )]
     pub incremental_basedir: Option<PathBuf>,
+    /// An incremental backup on top of the newest backup recorded with
+    /// `--history=NAME` in `mysql.mariadb_backup_history`.
+    #[arg(help_heading = "Incremental", long, value_name = "NAME", conflicts_with_all = ["incremental_basedir", "incremental_lsn", "incremental_history_uuid"])]
+    pub incremental_history_name: Option<String>,
+    /// An incremental backup on top of the backup with this uuid in
+    /// `mysql.mariadb_backup_history`.
+    #[arg(help_heading = "Incremental", long, value_name = "UUID", conflicts_with_all = ["incremental_basedir", "incremental_lsn"])]
+    pub incremental_history_uuid: Option<String>,
     /// An incremental backup from this LSN (the base's `to_lsn`).
     #[arg(help_heading = "Incremental", long, value_name = "LSN")]
     pub incremental_lsn: Option<u64>,

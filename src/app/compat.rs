@@ -147,8 +147,8 @@ pub const ROWS: &[Row] = &[
     row("incremental-basedir", Value, Pass("incremental-basedir")),
     row("incremental-dir", Value, Pass("incremental-dir")),
     row("incremental-force-scan", Nothing, NoOp("hotbak always reads every page")),
-    row("incremental-history-name", Value, Unsupported("the backup history table is not read")),
-    row("incremental-history-uuid", Value, Unsupported("the backup history table is not read")),
+    row("incremental-history-name", Value, Pass("incremental-history-name")),
+    row("incremental-history-uuid", Value, Pass("incremental-history-uuid")),
     row("history", Optional, Pass("history")),
     // Partial backups.
     row("tables", Value, Pass("tables")),

@@ -437,6 +437,10 @@ mod tests {
                 CORRUPT,
             ),
             (
+                anyhow::Error::new(crate::backup::Error::NoHistoryBase("nightly".into())),
+                USAGE,
+            ),
+            (
                 anyhow::Error::new(crate::backup::Error::Sink(crate::sink::Error::Closed)),
                 FAILED,
             ),

@@ -154,6 +154,17 @@ fn num<T: std::str::FromStr>(file: &'static str, key: &str, v: &str) -> Result<T
     })
 }
 
+/// The last non-empty line of a one-record file, with its 0-based index,
+/// after the length check.
+fn last_line<'a>(file: &'static str, text: &'a str, key: &'static str) -> Result<(usize, &'a str)> {
+    check_len(file, text)?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .last()
+        .ok_or(Error::MissingKey { file, key })
+}
+
 /// `backup_type` in `xtrabackup_checkpoints`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackupType {
@@ -291,16 +302,7 @@ impl BinlogInfo {
     /// No line, fewer than 2 columns, or a bad position.
     pub fn parse(text: &str) -> Result<Self> {
         let f = Self::FILE;
-        check_len(f, text)?;
-        let (n, line) = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .last()
-            .ok_or(Error::MissingKey {
-                file: f,
-                key: "file",
-            })?;
+        let (n, line) = last_line(f, text, "file")?;
         let cols: Vec<&str> = line.trim_end_matches('\r').split('\t').collect();
         if cols.len() < 2 || cols.len() > 3 || cols[0].is_empty() {
             return Err(Error::BadLine {
@@ -346,21 +348,13 @@ impl GaleraInfo {
         }
     }
 
-    /// Parse the first non-empty line.
+    /// Parse the last non-empty line (the file has one).
     ///
     /// # Errors
     /// No line, no `:`, an empty UUID, or a bad seqno or domain.
     pub fn parse(text: &str) -> Result<Self> {
         let f = Self::FILE;
-        check_len(f, text)?;
-        let (n, line) = text
-            .lines()
-            .enumerate()
-            .find(|(_, l)| !l.trim().is_empty())
-            .ok_or(Error::MissingKey {
-                file: f,
-                key: "uuid",
-            })?;
+        let (n, line) = last_line(f, text, "uuid")?;
         let bad = || Error::BadLine {
             file: f,
             line: n + 1,
@@ -426,13 +420,15 @@ pub mod history {
         innodb_from_lsn, innodb_to_lsn, partial, incremental, format, compressed) \
         VALUES (?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?), FROM_UNIXTIME(?), ?, ?, ?, ?, ?, ?, ?, ?)";
 
-    /// The `innodb_to_lsn` of the newest backup of a series
+    /// The `uuid` and `innodb_to_lsn` of the newest backup of a series
     /// (`--incremental-history-name`); one `?`: the name.
-    pub const LAST_LSN_BY_NAME: &str = "SELECT innodb_to_lsn FROM mysql.mariadb_backup_history \
+    pub const LAST_LSN_BY_NAME: &str =
+        "SELECT uuid, innodb_to_lsn FROM mysql.mariadb_backup_history \
         WHERE name = ? AND innodb_to_lsn IS NOT NULL ORDER BY innodb_to_lsn DESC LIMIT 1";
 
     /// The same for one backup (`--incremental-history-uuid`); one `?`: the uuid.
-    pub const LAST_LSN_BY_UUID: &str = "SELECT innodb_to_lsn FROM mysql.mariadb_backup_history \
+    pub const LAST_LSN_BY_UUID: &str =
+        "SELECT uuid, innodb_to_lsn FROM mysql.mariadb_backup_history \
         WHERE uuid = ? AND innodb_to_lsn IS NOT NULL ORDER BY innodb_to_lsn DESC LIMIT 1";
 
     /// One value of the insert.

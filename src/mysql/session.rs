@@ -1213,26 +1213,22 @@ impl Session {
             .map_err(|e| query_error(statement, started, e))
     }
 
-    /// The first column of the first row of a statement with `?` parameters.
+    /// The rows of a statement with `?` parameters.
     ///
     /// # Errors
     /// Query errors.
-    pub async fn query_value_with(
+    pub async fn query_with(
         &mut self,
         statement: &str,
         params: &[history::Value],
-    ) -> Result<Option<String>> {
+    ) -> Result<Vec<Record>> {
         let started = Instant::now();
         let rows: Vec<Row> = self
             .conn
             .exec(statement, params_of(params))
             .await
             .map_err(|e| query_error(statement, started, e))?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .map(Record::from_row)
-            .and_then(|r| r.at(0).map(str::to_owned)))
+        Ok(rows.into_iter().map(Record::from_row).collect())
     }
 
     /// `--history`: the backup's row in `mysql.mariadb_backup_history`,

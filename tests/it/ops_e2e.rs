@@ -44,17 +44,34 @@ fn value(conn: &ConnectOptions, q: &str) -> String {
     })
 }
 
-/// `hotbak backup --no-defaults -u root --socket=S --target-dir=T EXTRA…`.
-fn hotbak_backup(sb: &Sandbox, target: &Path, extra: &[&str]) -> Output {
+fn strs(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// `hotbak ARGS…` (text log).
+fn hotbak(args: Vec<String>) -> Output {
     Command::new(bin("hotbak"))
-        .args(["backup", "--no-defaults", "-u", "root"])
-        .arg(format!("--socket={}", sb.socket().display()))
-        .arg(format!("--target-dir={}", target.display()))
-        .args(extra)
+        .args(args)
         .env_remove("HOTBAK_LOG_FORMAT")
         .stdin(Stdio::null())
         .output()
         .expect("hotbak runs")
+}
+
+/// `--socket=S` and `--target-dir=T`.
+fn place(sb: &Sandbox, target: &Path) -> [String; 2] {
+    [
+        format!("--socket={}", sb.socket().display()),
+        format!("--target-dir={}", target.display()),
+    ]
+}
+
+/// `hotbak backup --no-defaults -u root --socket=S --target-dir=T EXTRA…`.
+fn hotbak_backup(sb: &Sandbox, target: &Path, extra: &[&str]) -> Output {
+    let mut a = strs(&["backup", "--no-defaults", "-u", "root"]);
+    a.extend(place(sb, target));
+    a.extend(strs(extra));
+    hotbak(a)
 }
 
 fn stderr(o: &Output) -> String {
@@ -230,7 +247,7 @@ fn galera_info_on_a_single_node_cluster() {
     sb.stop().expect("stop");
 }
 
-/// The history rows, oldest first: (uuid, name, tool_name, tool_version,
+/// The history rows: (uuid, name, tool_name, tool_version,
 /// from_lsn, to_lsn, incremental, format).
 fn history_rows(conn: &ConnectOptions) -> Vec<Vec<String>> {
     rt().block_on(async {
@@ -239,7 +256,7 @@ fn history_rows(conn: &ConnectOptions) -> Vec<Vec<String>> {
             .query(
                 "SELECT uuid, name, tool_name, tool_version, innodb_from_lsn, innodb_to_lsn, \
                  incremental, format, UNIX_TIMESTAMP(end_time) - UNIX_TIMESTAMP(start_time) \
-                 FROM mysql.mariadb_backup_history ORDER BY start_time, innodb_to_lsn",
+                 FROM mysql.mariadb_backup_history",
             )
             .await
             .expect("history table");
@@ -295,20 +312,15 @@ fn history_rows_for_named_and_unnamed_backups() {
     sql_as(&conn, &["INSERT INTO shop.t VALUES (3)"]);
     // A named incremental, in mariabackup's invocation style.
     let inc = tmp.path().join("inc");
-    let o = Command::new(bin("hotbak"))
-        .args([
-            "--backup",
-            "--no-defaults",
-            "--user=root",
-            "--history=nightly",
-        ])
-        .arg(format!("--socket={}", sb.socket().display()))
-        .arg(format!("--target-dir={}", inc.display()))
-        .arg(format!("--incremental-basedir={}", full.display()))
-        .env_remove("HOTBAK_LOG_FORMAT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("hotbak runs");
+    let mut a = strs(&[
+        "--backup",
+        "--no-defaults",
+        "--user=root",
+        "--history=nightly",
+    ]);
+    a.extend(place(&sb, &inc));
+    a.push(format!("--incremental-basedir={}", full.display()));
+    let o = hotbak(a);
     assert_ok(
         "hotbak --backup --history=nightly --incremental-basedir",
         &o,
@@ -333,14 +345,39 @@ fn history_rows_for_named_and_unnamed_backups() {
             "file".to_owned(),
         ]
     };
-    assert_eq!(ours[0][..8], want(&fi, "", "N")[..]);
-    assert_eq!(ours[1][..8], want(&ii, "nightly", "Y")[..]);
+    // By uuid: both may start within the same second.
+    let row = |uuid: &str| {
+        ours.iter()
+            .find(|r| r[0] == uuid)
+            .unwrap_or_else(|| panic!("no row for {uuid}: {rows:?}"))
+    };
+    assert_eq!(row(&fi.uuid)[..8], want(&fi, "", "N")[..]);
+    assert_eq!(row(&ii.uuid)[..8], want(&ii, "nightly", "Y")[..]);
     assert_eq!(ii.innodb_from_lsn, fi.innodb_to_lsn);
     assert!(ii.innodb_to_lsn >= fi.innodb_to_lsn);
     for r in &ours {
         let secs: i64 = r[8].parse().expect("times are set");
         assert!((0..60).contains(&secs), "start/end times {r:?}");
     }
+    // The next incremental finds its base in the table.
+    let inc2 = tmp.path().join("inc2");
+    let o = hotbak_backup(&sb, &inc2, &["--incremental-history-name=nightly"]);
+    assert_ok("hotbak backup --incremental-history-name=nightly", &o);
+    let i2 = XtrabackupInfo::parse(&read(&inc2.join("xtrabackup_info"))).expect("info");
+    assert!(i2.incremental);
+    assert_eq!(i2.innodb_from_lsn, ii.innodb_to_lsn);
+    assert!(
+        i2.extra.iter().any(|(_, v)| v == &ii.uuid),
+        "the parent is the named backup: {:?}",
+        i2.extra
+    );
+    let o = hotbak_backup(
+        &sb,
+        &tmp.path().join("inc3"),
+        &["--incremental-history-name=no-such-series"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-series"), "{}", stderr(&o));
     if mb.is_some() {
         assert!(
             rows.iter()
@@ -467,20 +504,17 @@ fn a_user_with_the_readme_grants_can_back_up() {
     stmts.extend_from_slice(README_GRANTS);
     sql_as(&root, &stmts);
     let b = tmp.path().join("b");
-    let o = Command::new(bin("hotbak"))
-        .args([
-            "backup",
-            "--no-defaults",
-            "--user=hotbak",
-            "--password=Secret-9",
-        ])
-        .args(["--history=grants", "--slave-info", "--galera-info"])
-        .arg(format!("--socket={}", sb.socket().display()))
-        .arg(format!("--target-dir={}", b.display()))
-        .env_remove("HOTBAK_LOG_FORMAT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("hotbak runs");
+    let mut a = strs(&[
+        "backup",
+        "--no-defaults",
+        "--user=hotbak",
+        "--password=Secret-9",
+        "--history=grants",
+        "--slave-info",
+        "--galera-info",
+    ]);
+    a.extend(place(&sb, &b));
+    let o = hotbak(a);
     assert_ok("a backup as the README's backup user", &o);
     let err = stderr(&o);
     assert!(!err.contains("was not written"), "history failed:\n{err}");
@@ -504,4 +538,45 @@ fn a_user_with_the_readme_grants_can_back_up() {
         "grants"
     );
     sb.stop().expect("stop");
+}
+
+#[test]
+fn man_page_and_completions_from_the_binary() {
+    let o = hotbak(strs(&["man"]));
+    assert_ok("hotbak man", &o);
+    let page = String::from_utf8(o.stdout).expect("roff is UTF-8");
+    assert!(page.contains(".TH hotbak 1"), "not a man page");
+    for c in [
+        "backup",
+        "prepare",
+        "restore",
+        "verify",
+        "upload",
+        "info",
+        "keygen",
+        "man",
+        "completions",
+    ] {
+        assert!(
+            page.contains(&format!("hotbak\\-{c}(1)")),
+            "the man page lacks {c}"
+        );
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("man1");
+    assert_ok(
+        "hotbak man --out-dir",
+        &hotbak(strs(&["man", "--out-dir", &dir.display().to_string()])),
+    );
+    let backup_page = read(&dir.join("hotbak-backup.1"));
+    assert!(backup_page.contains("galera\\-info") && backup_page.contains("metrics\\-file"));
+    let o = hotbak(strs(&["completions", "bash"]));
+    assert_ok("hotbak completions bash", &o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--target-dir"));
+    let o = hotbak(strs(&["completions", "tcsh"]));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
 }
