@@ -1397,6 +1397,9 @@ pub const TOOLS: &[(&str, Option<&str>)] = &[
     ("openssl", Some("openssl")),
     ("strace", Some("strace")),
     ("python3", Some("python3")),
+    // A library, not a program: an absolute path, which `find_tool` takes
+    // as is (the `--galera-info` test's single-node cluster).
+    ("/usr/lib/galera/libgalera_smm.so", Some("galera-4")),
     ("weed", None),
 ];
 

@@ -19,11 +19,27 @@ pub struct Cli {
     pub log_format: Option<String>,
 }
 
+/// `hotbak backup --help`'s examples.
+const BACKUP_EXAMPLES: &str = "\
+Examples:
+  # A full backup into an empty directory (root over the unix socket):
+  hotbak backup --target-dir /backups/full
+  # Streamed, compressed and encrypted, extracted on another host:
+  hotbak backup --stream --compress --encrypt --encrypt-key-file /etc/hotbak/key \\
+    | ssh backup-host 'xbextract -x -C /backups/full --decrypt-key-file /etc/hotbak/key'
+  # An incremental on top of the last backup, recorded in the history table:
+  hotbak backup --target-dir /backups/inc1 --incremental-basedir /backups/full --history=nightly
+  # Straight to S3, with metrics for node_exporter's textfile collector:
+  hotbak backup --stream-to s3://bucket/db1/2026-12-05 \\
+    --metrics-file /var/lib/node_exporter/textfile/hotbak.prom
+  # mariabackup's spelling works too:
+  hotbak --backup --stream=xbstream --target-dir=/tmp/work --galera-info | mbstream -x -C /backups/full";
+
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Copy a running server without downtime.
-    #[command(args_override_self = true)]
+    #[command(args_override_self = true, after_help = BACKUP_EXAMPLES)]
     Backup(Box<BackupArgs>),
     /// Make a backup consistent (InnoDB crash recovery up to the backup's end LSN).
     #[command(args_override_self = true)]
@@ -42,6 +58,41 @@ pub enum Command {
     Info(Box<super::s3::InfoArgs>),
     /// Make a new random encryption key file (mode 0600; never overwrites).
     Keygen(KeygenArgs),
+    /// Print the man page (roff) on stdout, or write one page per command into a directory.
+    Man(ManArgs),
+    /// Print a shell completion script on stdout (bash, zsh or fish).
+    Completions(CompletionsArgs),
+}
+
+/// `hotbak man`.
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write `hotbak.1` and one `hotbak-COMMAND.1` per command into DIR
+    /// instead of printing `hotbak.1`.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// `hotbak completions`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  hotbak completions bash > /etc/bash_completion.d/hotbak\n  hotbak completions zsh > \"${fpath[1]}/_hotbak\"\n  hotbak completions fish > ~/.config/fish/completions/hotbak.fish"
+)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum, ignore_case = true)]
+    pub shell: ShellArg,
+}
+
+/// Shells with completion scripts.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShellArg {
+    /// bash.
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
 }
 
 /// `hotbak keygen`.
@@ -87,6 +138,7 @@ pub struct VerifyArgs {
 
 /// Connection options, as mariabackup has them.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnArgs {
     /// Server host (TCP).
     #[arg(short = 'H', long)]
@@ -217,14 +269,18 @@ pub enum PriorityArg {
 #[derive(Args, Debug)]
 pub struct BackupArgs {
     /// Write the backup as plain files into DIR (must be empty or absent).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["stream", "stream_to"])]
+    #[arg(help_heading = "Output", long, value_name = "DIR", conflicts_with_all = ["stream", "stream_to"])]
     pub target_dir: Option<PathBuf>,
     /// Write an xbstream to stdout (`--stream` or `--stream=xbstream`).
-    #[arg(long, num_args = 0..=1, default_missing_value = "xbstream", value_name = "FORMAT")]
+    #[arg(help_heading = "Output", long, num_args = 0..=1, default_missing_value = "xbstream", value_name = "FORMAT")]
     pub stream: Option<String>,
     /// Send the xbstream to tcp://HOST:PORT (pairs with `xbextract --listen`), or upload it
     /// to s3://BUCKET/PREFIX (committed only when the backup completed).
-    #[arg(long, value_name = "tcp://HOST:PORT|s3://BUCKET/PREFIX")]
+    #[arg(
+        help_heading = "Output",
+        long,
+        value_name = "tcp://HOST:PORT|s3://BUCKET/PREFIX"
+    )]
     pub stream_to: Option<String>,
     // -- object storage (issue 16) --
     /// Store options (with --stream-to s3://).
@@ -234,114 +290,148 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Data-file copy workers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(help_heading = "Performance", long, default_value_t = 2)]
     pub parallel: usize,
     /// Session lock_wait_timeout (seconds) for the backup locks.
-    #[arg(long, default_value_t = 31_536_000)]
+    #[arg(help_heading = "Locking", long, default_value_t = 31_536_000)]
     pub lock_wait_timeout: u64,
     /// Lock mode.
-    #[arg(long, value_enum, ignore_case = true, default_value_t = LockMode::BackupStage)]
+    #[arg(help_heading = "Locking", long, value_enum, ignore_case = true, default_value_t = LockMode::BackupStage)]
     pub lock: LockMode,
     /// An incremental backup on top of the backup in DIR (its
     /// `xtrabackup_checkpoints` gives the base LSN): only InnoDB pages newer
     /// than it are copied, as `.delta` + `.meta` (mariabackup's format).
-    #[arg(long, value_name = "DIR", conflicts_with = "incremental_lsn")]
+    #[arg(
+        help_heading = "Incremental",
+        long,
+        value_name = "DIR",
+        conflicts_with = "incremental_lsn"
+    )]
     pub incremental_basedir: Option<PathBuf>,
+    /// An incremental backup on top of the newest backup recorded with
+    /// `--history=NAME` in `mysql.mariadb_backup_history`.
+    #[arg(help_heading = "Incremental", long, value_name = "NAME", conflicts_with_all = ["incremental_basedir", "incremental_lsn", "incremental_history_uuid"])]
+    pub incremental_history_name: Option<String>,
+    /// An incremental backup on top of the backup with this uuid in
+    /// `mysql.mariadb_backup_history`.
+    #[arg(help_heading = "Incremental", long, value_name = "UUID", conflicts_with_all = ["incremental_basedir", "incremental_lsn"])]
+    pub incremental_history_uuid: Option<String>,
     /// An incremental backup from this LSN (the base's `to_lsn`).
-    #[arg(long, value_name = "LSN")]
+    #[arg(help_heading = "Incremental", long, value_name = "LSN")]
     pub incremental_lsn: Option<u64>,
     /// Also write `xtrabackup_checkpoints` and `xtrabackup_info` into DIR
     /// (the local base of the next incremental when streaming).
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub extra_lsndir: Option<PathBuf>,
     /// With `--lock=backup-stage`: hold BLOCK_DDL only for the final phase
     /// (`short`, DDL tracked through the redo log) or across the whole copy (`full`).
-    #[arg(long, value_enum, ignore_case = true, default_value_t = DdlLockArg::Short)]
+    #[arg(help_heading = "Locking", long, value_enum, ignore_case = true, default_value_t = DdlLockArg::Short)]
     pub lock_ddl: DdlLockArg,
     /// Take no lock at all (only safe when every table is InnoDB and no DDL runs; no binlog position).
-    #[arg(long)]
+    #[arg(help_heading = "Locking", long)]
     pub no_lock: bool,
     /// Seconds to wait for long queries to finish before locking (0 = do not wait).
-    #[arg(long, default_value_t = 0)]
+    #[arg(help_heading = "Locking", long, default_value_t = 0)]
     pub ftwrl_wait_timeout: u64,
     /// A query running longer than this many seconds counts as long.
-    #[arg(long, default_value_t = 60)]
+    #[arg(help_heading = "Locking", long, default_value_t = 60)]
     pub ftwrl_wait_threshold: u64,
     /// Which long queries to wait for.
-    #[arg(long, value_enum, ignore_case = true, default_value_t = QueryTypeArg::All)]
+    #[arg(help_heading = "Locking", long, value_enum, ignore_case = true, default_value_t = QueryTypeArg::All)]
     pub ftwrl_wait_query_type: QueryTypeArg,
     /// Kill the queries that block the lock after it has waited this many seconds (0 = never).
-    #[arg(long, default_value_t = 0)]
+    #[arg(help_heading = "Locking", long, default_value_t = 0)]
     pub kill_long_queries_timeout: u64,
     /// Which blocking queries to kill.
-    #[arg(long, value_enum, ignore_case = true, default_value_t = QueryTypeArg::Select)]
+    #[arg(help_heading = "Locking", long, value_enum, ignore_case = true, default_value_t = QueryTypeArg::Select)]
     pub kill_long_query_type: QueryTypeArg,
     /// Record the replication source position (xtrabackup_slave_info).
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub slave_info: bool,
+    /// After the backup completed, record it in `mysql.mariadb_backup_history`
+    /// (created if missing), with the series name NAME if given (as mariabackup).
+    #[arg(help_heading = "Output", long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
+    pub history: Option<String>,
+    /// On a Galera node: record its state (`wsrep_local_state_uuid`,
+    /// `wsrep_last_committed`, `wsrep_gtid_domain_id`) at the consistent
+    /// point in `xtrabackup_galera_info` and `donor_galera_info`; with a
+    /// GTID binlog state, rotate the binlog and include the new file (as
+    /// mariabackup). On another server: a warning.
+    #[arg(help_heading = "Output", long)]
+    pub galera_info: bool,
     /// Stop the replica SQL thread until no temporary tables are open.
-    #[arg(long)]
+    #[arg(help_heading = "Locking", long)]
     pub safe_slave_backup: bool,
     /// Seconds to wait for open temporary tables to close.
-    #[arg(long, default_value_t = 300)]
+    #[arg(help_heading = "Locking", long, default_value_t = 300)]
     pub safe_slave_backup_timeout: u64,
     /// Redo-log poll interval in milliseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(help_heading = "Performance", long, default_value_t = 200)]
     pub log_copy_interval: u64,
     /// Warn when redo headroom falls under this percentage of the log capacity.
-    #[arg(long, default_value_t = 50)]
+    #[arg(help_heading = "Performance", long, default_value_t = 50)]
     pub redo_warn_percent: u64,
     /// Directory for temporary files: redo the destination cannot take
     /// yet waits here (after --redo-spool-memory in memory), so a slow
     /// consumer never makes the server overwrite uncopied log. Default:
     /// $TMPDIR, else /tmp.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub tmpdir: Option<PathBuf>,
     /// Memory for redo waiting for the destination, in MiB, before it
     /// spills to --tmpdir.
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    #[arg(
+        help_heading = "Output",
+        long,
+        default_value_t = 64,
+        value_name = "MIB"
+    )]
     pub redo_spool_memory: usize,
     /// Compress every file (zstd by default).
-    #[arg(long, value_enum, ignore_case = true, num_args = 0..=1, default_missing_value = "zstd", value_name = "ALGO")]
+    #[arg(help_heading = "Compression", long, value_enum, ignore_case = true, num_args = 0..=1, default_missing_value = "zstd", value_name = "ALGO")]
     pub compress: Option<CompressArg>,
     /// Compression level (zstd 1..19, lz4 1..12).
-    #[arg(long, default_value_t = 1)]
+    #[arg(help_heading = "Compression", long, default_value_t = 1)]
     pub compress_level: i32,
     /// Compression threads (default: twice the cores).
-    #[arg(long)]
+    #[arg(help_heading = "Compression", long)]
     pub compress_threads: Option<usize>,
     /// Bytes of input per compressed frame.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(help_heading = "Compression", long, default_value_t = 1 << 20)]
     pub compress_chunk_size: usize,
     /// Encrypt every file with AES-256-GCM (hotbak's own authenticated format, `.hbenc`).
-    #[arg(long, value_name = "ALGO", num_args = 0..=1, default_missing_value = "AES256-GCM")]
+    #[arg(help_heading = "Encryption", long, value_name = "ALGO", num_args = 0..=1, default_missing_value = "AES256-GCM")]
     pub encrypt: Option<String>,
     /// Key file: 32 raw bytes or 64 hex characters.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Encryption", long, value_name = "FILE")]
     pub encrypt_key_file: Option<PathBuf>,
     /// Name of an environment variable holding the key (64 hex characters).
-    #[arg(long, value_name = "VAR")]
+    #[arg(help_heading = "Encryption", long, value_name = "VAR")]
     pub encrypt_key_env: Option<String>,
     /// Limit the data-file read rate (MB/s) to spare the server; 0 = unlimited.
-    #[arg(long, default_value_t = 0)]
+    #[arg(help_heading = "Performance", long, default_value_t = 0)]
     pub max_rate: u64,
     /// Pace the data-file reads by measured contention: slow down only
     /// while our reads wait behind the server's own I/O (see README "Pacing").
-    #[arg(long, value_enum, ignore_case = true, default_value_t = OnOff::On)]
+    #[arg(help_heading = "Performance", long, value_enum, ignore_case = true, default_value_t = OnOff::On)]
     pub pace: OnOff,
     /// The pacing controller's floor (MB/s): it never caps reads lower.
-    #[arg(long, default_value_t = 20)]
+    #[arg(help_heading = "Performance", long, default_value_t = 20)]
     pub pace_floor: u64,
     /// Replaced by --pace: `--max-rate-busy 0` means `--pace off`; other
     /// values are refused (use --max-rate for a fixed cap).
-    #[arg(long, hide = true)]
+    #[arg(help_heading = "Performance", long, hide = true)]
     pub max_rate_busy: Option<u64>,
     /// CPU and I/O priority of the bulk copy work.
-    #[arg(long, value_enum, ignore_case = true, default_value_t = PriorityArg::Idle)]
+    #[arg(help_heading = "Performance", long, value_enum, ignore_case = true, default_value_t = PriorityArg::Idle)]
     pub priority: PriorityArg,
     /// Progress display on stderr.
-    #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
+    #[arg(help_heading = "Output", long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// After the run (success or failure), write its metrics to FILE in
+    /// Prometheus' text format (node_exporter's textfile collector; the
+    /// file is replaced atomically). Names start with `hotbak_backup_`.
+    #[arg(help_heading = "Output", long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// Partial backup: which tables (mariabackup's options and rules).
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -351,6 +441,7 @@ pub struct BackupArgs {
 /// (`format-spec/partial.md`). The system and undo tablespaces, the redo
 /// log and the `mysql` schema are always kept.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Partial backup")]
 pub struct FilterArgs {
     /// Databases or `db.table` names to keep, separated by spaces.
     #[arg(long, value_name = "LIST")]

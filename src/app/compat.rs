@@ -147,9 +147,9 @@ pub const ROWS: &[Row] = &[
     row("incremental-basedir", Value, Pass("incremental-basedir")),
     row("incremental-dir", Value, Pass("incremental-dir")),
     row("incremental-force-scan", Nothing, NoOp("hotbak always reads every page")),
-    row("incremental-history-name", Value, Unsupported("the backup history table is not read")),
-    row("incremental-history-uuid", Value, Unsupported("the backup history table is not read")),
-    row("history", Optional, Unsupported("the backup history table is not written yet")),
+    row("incremental-history-name", Value, Pass("incremental-history-name")),
+    row("incremental-history-uuid", Value, Pass("incremental-history-uuid")),
+    row("history", Optional, Pass("history")),
     // Partial backups.
     row("tables", Value, Pass("tables")),
     row("tables-file", Value, Pass("tables-file")),
@@ -177,7 +177,7 @@ pub const ROWS: &[Row] = &[
     row("slave-info", Nothing, Pass("slave-info")),
     row("safe-slave-backup", Nothing, Pass("safe-slave-backup")),
     row("safe-slave-backup-timeout", Value, Pass("safe-slave-backup-timeout")),
-    row("galera-info", Nothing, Unsupported("xtrabackup_galera_info is not written yet")),
+    row("galera-info", Nothing, Pass("galera-info")),
     // Copying.
     row("parallel", Value, Pass("parallel")),
     row("use-memory", Value, Pass("use-memory")),

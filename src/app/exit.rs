@@ -89,6 +89,7 @@ registry!(
     crate::format::xbstream::Error,
     crate::format::manifest::Error,
     crate::format::metadata::Error,
+    crate::format::prometheus::Error,
     crate::format::links::Error,
     crate::format::envelope::Error,
     crate::format::qpress::Error,
@@ -257,6 +258,10 @@ mod tests {
             ),
             (
                 anyhow::Error::new(crate::format::links::Error::TooLong(1 << 30)),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::format::prometheus::Error::TooLong(1 << 30)),
                 CORRUPT,
             ),
             (anyhow::Error::new(envelope::Error::BadMagic), CORRUPT),
@@ -430,6 +435,10 @@ mod tests {
             (
                 anyhow::Error::new(crate::backup::Error::Corrupt("page 3".into())),
                 CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::backup::Error::NoHistoryBase("nightly".into())),
+                USAGE,
             ),
             (
                 anyhow::Error::new(crate::backup::Error::Sink(crate::sink::Error::Closed)),

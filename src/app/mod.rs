@@ -5,6 +5,8 @@
 //!   (library types only; no engine sees a clap type).
 //! - [`restore`]: `hotbak restore`'s arguments to the engine's layout and
 //!   options (the target server's option file), and its summary.
+//! - [`docs`]: `hotbak man` and `hotbak completions`, from the clap definition.
+//! - [`metrics`]: `backup --metrics-file`, the last run for Prometheus.
 //! - [`exit`]: error classes to the one exit-code table, and the one-line
 //!   rendering of an error chain.
 //! - [`main_with`]: the binaries' common edge; [`run`]: `hotbak`'s dispatch.
@@ -14,9 +16,11 @@
 
 pub mod args;
 pub mod compat;
+pub mod docs;
 pub mod exit;
 pub mod invocation;
 mod layers;
+pub mod metrics;
 pub mod plan;
 pub mod restore;
 pub mod s3;
@@ -30,7 +34,13 @@ use args::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Backup(a) => {
-            let report = crate::backup::execute(plan::backup(*a)?).await?;
+            let metrics_file = a.metrics_file.clone();
+            let started = unix_now();
+            let result = async { Ok(crate::backup::execute(plan::backup(*a)?).await?) }.await;
+            if let Some(path) = metrics_file {
+                record_metrics(&path, started, &result);
+            }
+            let report = result?;
             if crate::events::is_json() {
                 report.emit_event();
             } else {
@@ -50,8 +60,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::events::info(format_args!("keygen completed OK!"));
             Ok(())
         }
+        Command::Man(a) => docs::man(&a),
+        Command::Completions(a) => docs::completions(&a),
         Command::Upload(a) => s3::upload(*a).await,
         Command::Info(a) => s3::info(*a).await,
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `--metrics-file`: the run's metrics, whatever its outcome. A file that
+/// cannot be written is a warning: the backup's own outcome stands.
+fn record_metrics(
+    path: &std::path::Path,
+    start_unix: f64,
+    result: &anyhow::Result<crate::backup::BackupReport>,
+) {
+    let outcome = metrics::Outcome {
+        start_unix,
+        end_unix: unix_now(),
+        exit_code: match result {
+            Ok(_) => exit::code::OK,
+            Err(e) => exit::exit_code(e),
+        },
+        report: result.as_ref().ok(),
+        previous_success: metrics::previous_success(path),
+    };
+    let text = crate::format::prometheus::render(&metrics::families(&outcome));
+    if let Err(e) = metrics::write(path, &text) {
+        crate::events::warn(format_args!(
+            "the metrics were not written: {}",
+            exit::render(&e)
+        ));
     }
 }
 

@@ -242,6 +242,11 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         lock,
         incremental_lsn,
         parent_uuid,
+        history_base: match (&a.incremental_history_name, &a.incremental_history_uuid) {
+            (Some(n), _) => Some(backup::HistoryBase::Name(n.clone())),
+            (None, Some(u)) => Some(backup::HistoryBase::Uuid(u.clone())),
+            (None, None) => None,
+        },
         extra_lsndir: a.extra_lsndir.clone(),
         ddl_lock: match a.lock_ddl {
             DdlLockArg::Short => backup::DdlLock::Short,
@@ -257,6 +262,8 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<BackupPlan> {
         },
         lock_wait_timeout: a.lock_wait_timeout,
         slave_info: a.slave_info,
+        galera_info: a.galera_info,
+        history: a.history.clone(),
         safe_slave: a
             .safe_slave_backup
             .then(|| Duration::from_secs(a.safe_slave_backup_timeout)),

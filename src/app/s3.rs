@@ -13,6 +13,7 @@ use crate::objstore::{self, layout, Addressing, Client, Config, Location};
 
 /// Object-store options (each defaults to its AWS environment variable).
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Object storage")]
 pub struct S3Args {
     /// S3 endpoint URL [env: AWS_ENDPOINT_URL]; AWS's regional endpoint when unset.
     #[arg(long, value_name = "URL")]

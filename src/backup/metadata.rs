@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::phases::{CommitPoint, CopyCtx};
 use super::{BackupReport, Destination, Error};
 use crate::format::links::{Link, Links, LINKS_NAME, LINKS_VERSION};
-use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints, XtrabackupInfo};
+use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints, GaleraInfo, XtrabackupInfo};
 use crate::format::path::RelPath;
 use crate::sink::{FileMeta, GraphInput};
 
@@ -57,6 +57,12 @@ pub(super) async fn write_all(
     if let Some(si) = &c.slave {
         write_meta(input, "xtrabackup_slave_info", si.sql.clone(), true).await?;
     }
+    if let Some(g) = &c.galera {
+        // mariabackup 10.11 writes both; a joiner's prepare rewrites the first.
+        for name in [GaleraInfo::FILE, GaleraInfo::DONOR_FILE] {
+            write_meta(input, name, g.render(), true).await?;
+        }
+    }
     if !links.is_empty() {
         let l = Links {
             version: LINKS_VERSION,
@@ -88,7 +94,7 @@ pub(super) async fn write_all(
     let end_time = chrono::Local::now();
     let xi = XtrabackupInfo {
         uuid: uuid::Uuid::new_v4().to_string(),
-        name: String::new(),
+        name: plan.history.clone().unwrap_or_default(),
         tool_name: "hotbak".into(),
         tool_command: plan.command_line.clone(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -151,6 +157,9 @@ pub(super) async fn write_all(
             })?;
         }
     }
+    report.start_unix = start_time.timestamp();
+    report.end_unix = end_time.timestamp();
+    report.info = Some(xi);
     report.first_lsn = c.redo.first_lsn.0;
     report.last_lsn = c.redo.last_lsn.0;
     report.to_lsn = c.to_lsn.0;

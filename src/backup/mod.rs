@@ -50,7 +50,7 @@ use crate::compress::Algorithm;
 use crate::error::{Classify, ErrorClass};
 use crate::sched::{Bulk, Priority};
 use crate::sink::{GraphInput, Output, Pipeline};
-pub use plan::{BackupPlan, Compression, DdlLock, Destination, LockMode};
+pub use plan::{BackupPlan, Compression, DdlLock, Destination, HistoryBase, LockMode};
 use progress::Progress;
 pub use progress::ProgressMode;
 pub use report::BackupReport;
@@ -99,6 +99,9 @@ pub enum Error {
     /// A task failed.
     #[error("task failed: {0}")]
     Task(String),
+    /// `--incremental-history-*` found no base in the history table.
+    #[error("{0}")]
+    NoHistoryBase(String),
     /// The server serves data the backup would not hold.
     #[error("the backup would be incomplete: {0}")]
     Incomplete(String),
@@ -115,6 +118,7 @@ impl Classify for Error {
                 ErrorClass::Failed
             }
             Error::Corrupt(_) => ErrorClass::Corrupt,
+            Error::NoHistoryBase(_) => ErrorClass::Usage,
             Error::Sink(e) => e.class(),
             Error::Io { .. } => ErrorClass::Io,
             Error::Interrupted(e) => e.class(),
@@ -132,7 +136,12 @@ impl Error {
 ///
 /// # Errors
 /// Connecting to a `--stream-to` address; any [`Error`] of [`run`].
-pub async fn execute(plan: BackupPlan) -> Result<BackupReport, Error> {
+pub async fn execute(mut plan: BackupPlan) -> Result<BackupReport, Error> {
+    if let Some(base) = plan.history_base.clone() {
+        let (uuid, lsn) = history_base(&plan.conn, &base).await?;
+        plan.incremental_lsn = Some(lsn);
+        plan.parent_uuid = Some(uuid);
+    }
     let output = match &plan.dest {
         Destination::Dir(d) => Output::Dir {
             root: d.clone(),
@@ -196,6 +205,72 @@ fn build_pipeline(plan: &BackupPlan, output: Output, exec: &Bulk) -> (GraphInput
     b.build(output)
 }
 
+/// `--incremental-history-name`/`-uuid`: the base's `uuid` and
+/// `innodb_to_lsn` from `mysql.mariadb_backup_history` (the newest of the
+/// series), as mariabackup 10.11 looks it up.
+async fn history_base(
+    conn: &crate::mysql::ConnectOptions,
+    base: &HistoryBase,
+) -> Result<(String, u64), Error> {
+    use crate::format::metadata::history::{self, Value};
+    let (q, key, what) = match base {
+        HistoryBase::Name(n) => (history::LAST_LSN_BY_NAME, n, "--incremental-history-name"),
+        HistoryBase::Uuid(u) => (history::LAST_LSN_BY_UUID, u, "--incremental-history-uuid"),
+    };
+    let mut s = crate::mysql::Session::connect(conn).await?;
+    let rows = s.query_with(q, &[Value::Text(key.clone())]).await?;
+    let _ = s.close().await;
+    let row = rows.first().ok_or_else(|| {
+        Error::NoHistoryBase(format!(
+            "{what}={key}: no backup with a to_lsn in {} (take a backup with --history={key} first)",
+            history::TABLE
+        ))
+    })?;
+    let uuid = row.at(0).unwrap_or_default().to_owned();
+    let lsn = row
+        .at(1)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&l| l > 0)
+        .ok_or_else(|| {
+            Error::NoHistoryBase(format!(
+                "{what}={key}: backup {uuid} in {} has no usable innodb_to_lsn ({:?})",
+                history::TABLE,
+                row.at(1)
+            ))
+        })?;
+    Ok((uuid, lsn))
+}
+
+/// `--history`: the row of a completed backup in
+/// `mysql.mariadb_backup_history`, over a new connection (the backup's own
+/// is closed by then). Only a complete backup gets a row; a failure to
+/// write it is a warning, as in mariabackup: the backup itself is whole.
+async fn record_history(
+    plan: &BackupPlan,
+    info: &crate::format::metadata::XtrabackupInfo,
+    report: &BackupReport,
+    progress: &Progress,
+) {
+    let row = crate::format::metadata::history::Row::new(info, report.start_unix, report.end_unix);
+    let res = async {
+        let mut s = crate::mysql::Session::connect(&plan.conn).await?;
+        s.insert_history(&row).await?;
+        s.close().await
+    }
+    .await;
+    match res {
+        Ok(()) => progress.line(&format!(
+            "--history: recorded backup {} in {}",
+            info.uuid,
+            crate::format::metadata::history::TABLE
+        )),
+        Err(e) => progress.warn(&format!(
+            "--history: the backup is complete, but its row in {} was not written: {e}",
+            crate::format::metadata::history::TABLE
+        )),
+    }
+}
+
 /// Run a backup into `output`.
 ///
 /// # Errors
@@ -242,6 +317,10 @@ pub async fn run(plan: BackupPlan, output: Output) -> Result<BackupReport, Error
                 report.bytes_in = progress.bytes_done();
                 report.elapsed = progress.elapsed();
                 report.dest = dest;
+                report.locks = progress.lock_timings();
+                if let Some(info) = plan.history.as_ref().and(report.info.as_ref()) {
+                    record_history(&plan, info, &report, &progress).await;
+                }
                 Ok(report)
             }
             Err(e) => Err(Error::Sink(e)),

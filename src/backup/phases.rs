@@ -28,7 +28,7 @@ use super::progress::{human, Progress};
 use super::{catalog, datafiles, ddl, load, metadata, redo};
 use super::{BackupPlan, BackupReport, DdlLock, Error, LockMode};
 use crate::format::links::Link;
-use crate::format::metadata::SlaveInfo;
+use crate::format::metadata::{GaleraInfo, SlaveInfo};
 use crate::format::path::RelPath;
 use crate::innodb::Lsn;
 use crate::mysql::{BinlogPosition, LockPolicy, ReplicaState, ServerInfo, Session};
@@ -67,6 +67,11 @@ pub(super) async fn body(
     ))
     .await?;
     let info = s.server_info().await?;
+    if info.var("wsrep_on") == Some("ON") {
+        // A Galera node: our status reads must not wait for the cluster
+        // (wsrep_sync_wait) while we hold the backup locks (as mariabackup).
+        s.execute("SET SESSION wsrep_sync_wait=0").await?;
+    }
     if info.innodb_encrypt_log {
         return Err(Error::Layout("innodb_encrypt_log=ON is not supported yet (the backup log would need the encryption plugin)".into()));
     }
@@ -995,6 +1000,8 @@ pub(super) struct CommitPoint {
     pub(super) binlog: Option<BinlogPosition>,
     /// `--slave-info`: the replication source position.
     pub(super) slave: Option<SlaveInfo>,
+    /// `--galera-info` on a Galera node: its state under the lock.
+    pub(super) galera: Option<GaleraInfo>,
     /// The checkpoint LSN the backup ends at.
     pub(super) to_lsn: Lsn,
     /// The follower's end.
@@ -1032,6 +1039,13 @@ async fn block_commit(
         );
     }
     copy_all(nontx_commit, plan.parallel, input, progress, limit, exec).await?;
+    // mariabackup 10.11's order: the replica position, the Galera state
+    // (which may rotate the binlog), then the binlog position.
+    let galera = if plan.galera_info {
+        galera_state(ctx, lk).await?
+    } else {
+        None
+    };
     let binlog = if lk.mode.is_some() && info.log_bin {
         lk.s.binlog_position().await?
     } else {
@@ -1062,10 +1076,76 @@ async fn block_commit(
         locked_at,
         binlog,
         slave,
+        galera,
         to_lsn,
         redo,
     })
 }
+
+/// `--galera-info`, under BLOCK_COMMIT (commits blocked, so the seqno is
+/// the backup's): the node's state, and as mariabackup 10.11 does, with
+/// the binlog on and a GTID binlog state, `FLUSH BINARY LOGS` and the new
+/// (current) binlog file copied into the backup's root, so a node started
+/// on the backup keeps the cluster's GTID state. Not a Galera node: a
+/// warning and no file, as mariabackup.
+async fn galera_state(ctx: &CopyCtx<'_>, lk: &mut Locker<'_>) -> Result<Option<GaleraInfo>, Error> {
+    let Some(g) = lk.s.galera_state().await? else {
+        ctx.progress.warn(
+            "--galera-info: the server is not a Galera node (no wsrep_local_state_uuid/wsrep_last_committed \
+             in SHOW STATUS); no xtrabackup_galera_info written",
+        );
+        return Ok(None);
+    };
+    ctx.progress.line(&format!(
+        "Galera state {}:{} (domain {})",
+        g.uuid,
+        g.seqno,
+        g.domain_id.unwrap_or(0)
+    ));
+    let info = ctx.info;
+    let state =
+        lk.s.query_value("SELECT @@global.gtid_binlog_state")
+            .await?
+            .unwrap_or_default();
+    if info.log_bin && !state.trim().is_empty() {
+        lk.s.execute("FLUSH BINARY LOGS").await?;
+        let file =
+            lk.s.binlog_position()
+                .await?
+                .map(|b| b.file)
+                .ok_or_else(|| {
+                    Error::Layout(
+                        "--galera-info: SHOW MASTER STATUS is empty after FLUSH BINARY LOGS".into(),
+                    )
+                })?;
+        let dir = info
+            .log_bin_basename
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .map_or_else(|| info.datadir.clone(), std::path::Path::to_path_buf);
+        let path = dir.join(&file);
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        // Just rotated and commits are blocked: a header and the GTID list.
+        let len = tokio::fs::metadata(&path).await.map_err(io)?.len();
+        if len > MAX_ROTATED_BINLOG {
+            return Err(Error::Layout(format!(
+                "--galera-info: {} is {len} bytes right after FLUSH BINARY LOGS (limit {MAX_ROTATED_BINLOG})",
+                path.display()
+            )));
+        }
+        let data = tokio::fs::read(&path).await.map_err(io)?;
+        let rel = RelPath::new(&file)
+            .map_err(|e| Error::Layout(format!("binlog file name {file:?}: {e}")))?;
+        write_small(ctx.input, rel, data).await?;
+    }
+    Ok(Some(g))
+}
+
+/// The largest binlog file `--galera-info` copies right after rotating it.
+const MAX_ROTATED_BINLOG: u64 = 64 << 20;
 
 /// Step 4, end: `BACKUP STAGE END` or `UNLOCK TABLES`; without BLOCK_DDL,
 /// InnoDB DDL seen in the redo fails the backup.

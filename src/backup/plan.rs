@@ -29,6 +29,15 @@ pub enum Destination {
     },
 }
 
+/// Where `--incremental-history-*` finds the base.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HistoryBase {
+    /// The newest backup with this `name`.
+    Name(String),
+    /// The backup with this `uuid`.
+    Uuid(String),
+}
+
 /// How the backup blocks the server's writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LockMode {
@@ -86,6 +95,10 @@ pub struct BackupPlan {
     /// (`--incremental-basedir`), recorded as `hotbak_parent_uuid` so that
     /// prepare can refuse the wrong base.
     pub parent_uuid: Option<String>,
+    /// `--incremental-history-name`/`-uuid`: the base is the newest
+    /// backup of this series (or this backup) in `mysql.mariadb_backup_history`;
+    /// looked up when the backup starts, it sets `incremental_lsn` and `parent_uuid`.
+    pub history_base: Option<HistoryBase>,
     /// `--extra-lsndir`: also write `xtrabackup_checkpoints` and
     /// `xtrabackup_info` here.
     pub extra_lsndir: Option<std::path::PathBuf>,
@@ -95,6 +108,11 @@ pub struct BackupPlan {
     pub lock_wait_timeout: u64,
     /// `--slave-info`.
     pub slave_info: bool,
+    /// `--history[=NAME]`: after the backup completed, a row in
+    /// `mysql.mariadb_backup_history` with this series name (empty: none).
+    pub history: Option<String>,
+    /// `--galera-info`: write `xtrabackup_galera_info` (a Galera node).
+    pub galera_info: bool,
     /// `--safe-slave-backup` with its timeout.
     pub safe_slave: Option<Duration>,
     /// Redo poll interval.

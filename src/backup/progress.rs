@@ -40,6 +40,19 @@ pub struct Progress {
     json: bool,
     /// Locks held: name and when taken.
     held: Mutex<Vec<(&'static str, Instant)>>,
+    /// Every lock taken this run, with its wait and (once released) hold.
+    timings: Mutex<Vec<LockTiming>>,
+}
+
+/// One lock of a backup: how long it was waited for and held.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LockTiming {
+    /// The statement (`BACKUP STAGE BLOCK_DDL`, `FLUSH TABLES WITH READ LOCK`, …).
+    pub stage: &'static str,
+    /// Time from asking to holding it.
+    pub waited: Duration,
+    /// Time held (`None`: never released, the run failed).
+    pub held: Option<Duration>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,6 +109,7 @@ impl Progress {
             drawn: AtomicBool::new(false),
             json,
             held: Mutex::new(Vec::new()),
+            timings: Mutex::new(Vec::new()),
         }
     }
 
@@ -178,6 +192,13 @@ impl Progress {
         if let Ok(mut h) = self.held.lock() {
             h.push((lock, Instant::now()));
         }
+        if let Ok(mut t) = self.timings.lock() {
+            t.push(LockTiming {
+                stage: lock,
+                waited,
+                held: None,
+            });
+        }
         if self.json {
             events::lock_taken(lock, waited.as_secs_f64(), text);
         } else {
@@ -189,6 +210,17 @@ impl Progress {
     /// was held); `text` is the line shown.
     pub fn locks_released(&self, text: &str) {
         let held = self.held.lock().map(|mut h| std::mem::take(&mut *h));
+        if let (Ok(held), Ok(mut t)) = (&held, self.timings.lock()) {
+            for (lock, at) in held {
+                if let Some(x) = t
+                    .iter_mut()
+                    .rev()
+                    .find(|x| x.stage == *lock && x.held.is_none())
+                {
+                    x.held = Some(at.elapsed());
+                }
+            }
+        }
         if self.json {
             for (lock, at) in held.unwrap_or_default().into_iter().rev() {
                 events::lock_released(lock, at.elapsed().as_secs_f64());
@@ -201,6 +233,12 @@ impl Progress {
         if self.drawn.swap(false, Ordering::Relaxed) {
             eprint!("\r\x1b[2K");
         }
+    }
+
+    /// Every lock taken so far, in order, with its wait and hold times.
+    #[must_use]
+    pub fn lock_timings(&self) -> Vec<LockTiming> {
+        self.timings.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// The counters now.

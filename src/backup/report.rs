@@ -35,6 +35,14 @@ pub struct BackupReport {
     pub pacing: Option<String>,
     /// Destination.
     pub dest: String,
+    /// The backup's `xtrabackup_info` (its `uuid` is the `--history` row's).
+    pub info: Option<crate::format::metadata::XtrabackupInfo>,
+    /// Every lock taken, with its wait and hold times.
+    pub locks: Vec<super::progress::LockTiming>,
+    /// Unix time the backup started.
+    pub start_unix: i64,
+    /// Unix time the metadata was written (`xtrabackup_info`'s `end_time`).
+    pub end_unix: i64,
 }
 
 impl BackupReport {

@@ -7,6 +7,7 @@
 //! | `xtrabackup_info` | [`XtrabackupInfo`] |
 //! | `xtrabackup_binlog_info` | [`BinlogInfo`] |
 //! | `xtrabackup_slave_info` | [`SlaveInfo`] (rendered from [`ReplicaChannel`]s) |
+//! | `xtrabackup_galera_info`, `donor_galera_info` | [`GaleraInfo`] |
 //! | `backup-my.cnf` | [`BackupMyCnf`] |
 //!
 //! Pure: no I/O. Parsers accept the newer `mariadb_backup_*` names' content
@@ -26,6 +27,10 @@ pub mod names {
     pub const BINLOG_INFO: &str = "xtrabackup_binlog_info";
     /// Replica coordinates (`--slave-info`).
     pub const SLAVE_INFO: &str = "xtrabackup_slave_info";
+    /// Galera node state at the consistent point (`--galera-info`).
+    pub const GALERA_INFO: &str = "xtrabackup_galera_info";
+    /// The same, kept unchanged for a joiner (`--galera-info`).
+    pub const DONOR_GALERA_INFO: &str = "donor_galera_info";
     /// Binlog position recovered by prepare from InnoDB.
     pub const BINLOG_POS_INNODB: &str = "xtrabackup_binlog_pos_innodb";
     /// Options for prepare.
@@ -147,6 +152,17 @@ fn num<T: std::str::FromStr>(file: &'static str, key: &str, v: &str) -> Result<T
         key: key.to_owned(),
         value: v.to_owned(),
     })
+}
+
+/// The last non-empty line of a one-record file, with its 0-based index,
+/// after the length check.
+fn last_line<'a>(file: &'static str, text: &'a str, key: &'static str) -> Result<(usize, &'a str)> {
+    check_len(file, text)?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .last()
+        .ok_or(Error::MissingKey { file, key })
 }
 
 /// `backup_type` in `xtrabackup_checkpoints`.
@@ -286,16 +302,7 @@ impl BinlogInfo {
     /// No line, fewer than 2 columns, or a bad position.
     pub fn parse(text: &str) -> Result<Self> {
         let f = Self::FILE;
-        check_len(f, text)?;
-        let (n, line) = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .last()
-            .ok_or(Error::MissingKey {
-                file: f,
-                key: "file",
-            })?;
+        let (n, line) = last_line(f, text, "file")?;
         let cols: Vec<&str> = line.trim_end_matches('\r').split('\t').collect();
         if cols.len() < 2 || cols.len() > 3 || cols[0].is_empty() {
             return Err(Error::BadLine {
@@ -309,6 +316,185 @@ impl BinlogInfo {
             position: num(f, "position", cols[1])?,
             gtid: cols.get(2).map(|s| (*s).to_owned()),
         })
+    }
+}
+
+/// `xtrabackup_galera_info` (and `donor_galera_info`, the same text):
+/// `UUID:SEQNO DOMAIN\n`, the node's `wsrep_local_state_uuid`,
+/// `wsrep_last_committed` and `wsrep_gtid_domain_id` at the consistent
+/// point. Older tools wrote `UUID:SEQNO` alone; the parser takes both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GaleraInfo {
+    /// `wsrep_local_state_uuid` (the cluster's state UUID).
+    pub uuid: String,
+    /// `wsrep_last_committed` (-1 for an undefined position).
+    pub seqno: i64,
+    /// `wsrep_gtid_domain_id` (absent in the older one-field form).
+    pub domain_id: Option<u32>,
+}
+
+impl GaleraInfo {
+    /// File name.
+    pub const FILE: &'static str = names::GALERA_INFO;
+    /// The donor's copy (mariabackup 10.11 writes both).
+    pub const DONOR_FILE: &'static str = names::DONOR_GALERA_INFO;
+
+    /// Render as mariabackup 10.11.
+    #[must_use]
+    pub fn render(&self) -> String {
+        match self.domain_id {
+            Some(d) => format!("{}:{} {}\n", self.uuid, self.seqno, d),
+            None => format!("{}:{}\n", self.uuid, self.seqno),
+        }
+    }
+
+    /// Parse the last non-empty line (the file has one).
+    ///
+    /// # Errors
+    /// No line, no `:`, an empty UUID, or a bad seqno or domain.
+    pub fn parse(text: &str) -> Result<Self> {
+        let f = Self::FILE;
+        let (n, line) = last_line(f, text, "uuid")?;
+        let bad = || Error::BadLine {
+            file: f,
+            line: n + 1,
+            text: line.to_owned(),
+        };
+        let mut fields = line.split_whitespace();
+        let state = fields.next().ok_or_else(bad)?;
+        let domain = fields.next();
+        if fields.next().is_some() {
+            return Err(bad());
+        }
+        let (uuid, seqno) = state.rsplit_once(':').ok_or_else(bad)?;
+        if uuid.is_empty() {
+            return Err(bad());
+        }
+        Ok(GaleraInfo {
+            uuid: uuid.to_owned(),
+            seqno: num(f, "seqno", seqno)?,
+            domain_id: domain.map(|d| num(f, "domain_id", d)).transpose()?,
+        })
+    }
+}
+
+/// mariabackup 10.11's backup history table, `mysql.mariadb_backup_history`
+/// (`--history`): its definition, and one backup's row.
+pub mod history {
+    use super::XtrabackupInfo;
+
+    /// The table.
+    pub const TABLE: &str = "mysql.mariadb_backup_history";
+
+    /// Its definition, as mariabackup 10.11 creates it when missing.
+    pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS mysql.mariadb_backup_history(\
+        uuid VARCHAR(40) NOT NULL PRIMARY KEY,\
+        name VARCHAR(255) DEFAULT NULL,\
+        tool_name VARCHAR(255) DEFAULT NULL,\
+        tool_command TEXT DEFAULT NULL,\
+        tool_version VARCHAR(255) DEFAULT NULL,\
+        ibbackup_version VARCHAR(255) DEFAULT NULL,\
+        server_version VARCHAR(255) DEFAULT NULL,\
+        start_time TIMESTAMP NULL DEFAULT NULL,\
+        end_time TIMESTAMP NULL DEFAULT NULL,\
+        lock_time BIGINT UNSIGNED DEFAULT NULL,\
+        binlog_pos VARCHAR(128) DEFAULT NULL,\
+        innodb_from_lsn BIGINT UNSIGNED DEFAULT NULL,\
+        innodb_to_lsn BIGINT UNSIGNED DEFAULT NULL,\
+        partial ENUM('Y', 'N') DEFAULT NULL,\
+        incremental ENUM('Y', 'N') DEFAULT NULL,\
+        format ENUM('file', 'tar', 'mbstream') DEFAULT NULL,\
+        compressed ENUM('Y', 'N') DEFAULT NULL\
+        ) CHARACTER SET utf8 ENGINE=innodb";
+
+    /// Run before [`CREATE`], as mariabackup 10.11 does: a table made by an
+    /// older tool (`format` without `mbstream`) takes the new value.
+    pub const WIDEN_FORMAT: &str = "ALTER TABLE IF EXISTS mysql.mariadb_backup_history \
+        MODIFY format ENUM('file', 'tar', 'mbstream') DEFAULT NULL";
+
+    /// The insert, with one `?` per [`Row`] field in order (the times are
+    /// Unix seconds, as mariabackup passes them to `FROM_UNIXTIME`).
+    pub const INSERT: &str = "INSERT INTO mysql.mariadb_backup_history(\
+        uuid, name, tool_name, tool_command, tool_version, ibbackup_version, \
+        server_version, start_time, end_time, lock_time, binlog_pos, \
+        innodb_from_lsn, innodb_to_lsn, partial, incremental, format, compressed) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?), FROM_UNIXTIME(?), ?, ?, ?, ?, ?, ?, ?, ?)";
+
+    /// The `uuid` and `innodb_to_lsn` of the newest backup of a series
+    /// (`--incremental-history-name`); one `?`: the name.
+    pub const LAST_LSN_BY_NAME: &str =
+        "SELECT uuid, innodb_to_lsn FROM mysql.mariadb_backup_history \
+        WHERE name = ? AND innodb_to_lsn IS NOT NULL ORDER BY innodb_to_lsn DESC LIMIT 1";
+
+    /// The same for one backup (`--incremental-history-uuid`); one `?`: the uuid.
+    pub const LAST_LSN_BY_UUID: &str =
+        "SELECT uuid, innodb_to_lsn FROM mysql.mariadb_backup_history \
+        WHERE uuid = ? AND innodb_to_lsn IS NOT NULL ORDER BY innodb_to_lsn DESC LIMIT 1";
+
+    /// One value of the insert.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Value {
+        /// SQL `NULL`.
+        Null,
+        /// A string.
+        Text(String),
+        /// An unsigned number.
+        UInt(u64),
+        /// A signed number.
+        Int(i64),
+    }
+
+    /// One backup's row: what its `xtrabackup_info` says, with the times
+    /// as Unix seconds.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Row {
+        /// The [`INSERT`]'s values, in its column order.
+        pub values: Vec<Value>,
+    }
+
+    fn yn(b: bool) -> Value {
+        Value::Text(if b { "Y" } else { "N" }.to_owned())
+    }
+
+    impl Row {
+        /// The row of the backup `info` describes, started and ended at
+        /// these Unix times. `binlog_pos` is `NULL` without a binlog
+        /// position, `format` is `file` or `mbstream` (the table's names;
+        /// `xbstream` is written `mbstream`), `compressed` `Y` or `N`.
+        #[must_use]
+        pub fn new(info: &XtrabackupInfo, start_unix: i64, end_unix: i64) -> Row {
+            let text = |s: &str| Value::Text(s.to_owned());
+            let format = if info.format == "file" {
+                "file"
+            } else {
+                "mbstream"
+            };
+            Row {
+                values: vec![
+                    text(&info.uuid),
+                    text(&info.name),
+                    text(&info.tool_name),
+                    text(&info.tool_command),
+                    text(&info.tool_version),
+                    text(&info.ibbackup_version),
+                    text(&info.server_version),
+                    Value::Int(start_unix),
+                    Value::Int(end_unix),
+                    Value::UInt(u64::try_from(info.lock_time).unwrap_or(0)),
+                    if info.binlog_pos.is_empty() {
+                        Value::Null
+                    } else {
+                        text(&info.binlog_pos)
+                    },
+                    Value::UInt(info.innodb_from_lsn),
+                    Value::UInt(info.innodb_to_lsn),
+                    yn(info.partial),
+                    yn(info.incremental),
+                    text(format),
+                    yn(info.compressed != "N"),
+                ],
+            }
+        }
     }
 }
 
@@ -794,6 +980,57 @@ innodb_from_lsn = 0\ninnodb_to_lsn = 48237\npartial = N\nincremental = N\nformat
     const REAL_MY_CNF: &str = "# This options file was generated by innobackupex.\n\n# The server\n[mysqld]\n\
 innodb_checksum_algorithm=crc32\ninnodb_data_file_path=ibdata1:12M:autoextend\ninnodb_log_file_size=16777216\n\
 innodb_page_size=16384\ninnodb_undo_directory=./\ninnodb_undo_tablespaces=0\ninnodb_compression_level=6\n\n\n";
+
+    // `mariabackup --backup --galera-info` (10.11.19, Debian 12) on a
+    // single-node Galera cluster (galera-4 26.4.23), 2026-12-05.
+    const REAL_GALERA_INFO: &str = "0a0c0fbf-f074-11f1-b737-8b33a5e2957c:4 0\n";
+
+    #[test]
+    fn real_galera_info_round_trip() {
+        let g = GaleraInfo::parse(REAL_GALERA_INFO).expect("parse");
+        assert_eq!(g.uuid, "0a0c0fbf-f074-11f1-b737-8b33a5e2957c");
+        assert_eq!(g.seqno, 4);
+        assert_eq!(g.domain_id, Some(0));
+        assert_eq!(g.render(), REAL_GALERA_INFO);
+    }
+
+    #[test]
+    fn galera_info_older_form_and_bad_lines() {
+        let g = GaleraInfo::parse("\nabc:-1\n").expect("older form");
+        assert_eq!((g.uuid.as_str(), g.seqno, g.domain_id), ("abc", -1, None));
+        assert_eq!(g.render(), "abc:-1\n");
+        for bad in ["", "abc", ":5 0", "abc:x 0", "abc:5 zz", "abc:5 0 9"] {
+            assert!(GaleraInfo::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn history_row_matches_the_insert() {
+        let info = XtrabackupInfo::parse(REAL_INFO).expect("parse");
+        let row = history::Row::new(&info, 1_700_000_000, 1_700_000_009);
+        // One value per placeholder, one column per value.
+        assert_eq!(row.values.len(), history::INSERT.matches('?').count());
+        let cols = history::INSERT
+            .split_once('(')
+            .and_then(|(_, r)| r.split_once(')'))
+            .map(|(c, _)| c.split(',').count());
+        assert_eq!(cols, Some(row.values.len()));
+        use history::Value::{Int, Null, Text, UInt};
+        assert_eq!(row.values[0], Text(info.uuid.clone()));
+        assert_eq!(row.values[7], Int(1_700_000_000));
+        assert_eq!(row.values[10], Text(info.binlog_pos.clone()));
+        assert_eq!(row.values[12], UInt(48237));
+        assert_eq!(row.values[15], Text("file".into()));
+        assert_eq!(row.values[16], Text("N".into()));
+        let mut streamed = info.clone();
+        streamed.format = "xbstream".into();
+        streamed.binlog_pos.clear();
+        streamed.compressed = "compressed".into();
+        let row = history::Row::new(&streamed, 0, 0);
+        assert_eq!(row.values[10], Null);
+        assert_eq!(row.values[15], Text("mbstream".into()));
+        assert_eq!(row.values[16], Text("Y".into()));
+    }
 
     #[test]
     fn real_checkpoints_round_trip() {

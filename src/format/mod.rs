@@ -7,5 +7,6 @@ pub mod links;
 pub mod manifest;
 pub mod metadata;
 pub mod path;
+pub mod prometheus;
 pub mod qpress;
 pub mod xbstream;

@@ -12,7 +12,9 @@ use tokio::sync::oneshot;
 use super::locks::{must_kill, must_wait_for, LockPolicy, ProcessInfo};
 use super::options::{ConnectOptions, Transport};
 use super::Error;
-use crate::format::metadata::{BackupMyCnf, BinlogInfo, ReplicaChannel, SlaveInfo};
+use crate::format::metadata::{
+    history, BackupMyCnf, BinlogInfo, GaleraInfo, ReplicaChannel, SlaveInfo,
+};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -484,6 +486,20 @@ impl Record {
     pub fn at(&self, i: usize) -> Option<&str> {
         self.0.get(i).and_then(|(_, v)| v.as_deref())
     }
+}
+
+fn params_of(values: &[history::Value]) -> mysql_async::Params {
+    mysql_async::Params::Positional(
+        values
+            .iter()
+            .map(|v| match v {
+                history::Value::Null => Value::NULL,
+                history::Value::Text(s) => Value::Bytes(s.clone().into_bytes()),
+                history::Value::UInt(n) => Value::UInt(*n),
+                history::Value::Int(n) => Value::Int(*n),
+            })
+            .collect(),
+    )
 }
 
 /// The numeric value of `name` in `SHOW STATUS`-shaped rows (name, value).
@@ -1138,6 +1154,99 @@ impl Session {
             })?,
             lsn: get("Innodb_lsn_current"),
         })
+    }
+
+    /// The Galera node's state as `xtrabackup_galera_info` records it:
+    /// `wsrep_local_state_uuid` and `wsrep_last_committed` from `SHOW
+    /// GLOBAL STATUS`, `wsrep_gtid_domain_id` from the variables. `None`
+    /// when the server is not a Galera node (no wsrep provider loaded: the
+    /// status variables are absent or empty), as mariabackup 10.11 decides.
+    ///
+    /// # Errors
+    /// Query errors; [`Error::Unexpected`] for a seqno or domain that is not a number.
+    pub async fn galera_state(&mut self) -> Result<Option<GaleraInfo>> {
+        const Q: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN \
+                         ('wsrep_local_state_uuid', 'wsrep_last_committed')";
+        let rows = self.query(Q).await?;
+        let text = |n: &str| {
+            rows.iter()
+                .find(|r| r.at(0).is_some_and(|k| k.eq_ignore_ascii_case(n)))
+                .and_then(|r| r.at(1))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let (Some(uuid), Some(seqno)) =
+            (text("wsrep_local_state_uuid"), text("wsrep_last_committed"))
+        else {
+            return Ok(None);
+        };
+        let bad = |statement: &str, what: &str, v: &str| Error::Unexpected {
+            statement: statement.into(),
+            detail: format!("{what} {v:?} is not a number"),
+        };
+        let seqno = seqno
+            .parse::<i64>()
+            .map_err(|_| bad(Q, "wsrep_last_committed", seqno))?;
+        const D: &str = "SELECT @@global.wsrep_gtid_domain_id";
+        let domain = self.query_value(D).await?.unwrap_or_default();
+        let domain_id = domain
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| bad(D, "wsrep_gtid_domain_id", &domain))?;
+        Ok(Some(GaleraInfo {
+            uuid: uuid.to_owned(),
+            seqno,
+            domain_id: Some(domain_id),
+        }))
+    }
+
+    /// A statement with `?` parameters (sent as a prepared statement, so
+    /// no value is ever quoted by hand).
+    ///
+    /// # Errors
+    /// Query errors.
+    pub async fn execute_with(&mut self, statement: &str, params: &[history::Value]) -> Result<()> {
+        let started = Instant::now();
+        self.conn
+            .exec_drop(statement, params_of(params))
+            .await
+            .map_err(|e| query_error(statement, started, e))
+    }
+
+    /// The rows of a statement with `?` parameters.
+    ///
+    /// # Errors
+    /// Query errors.
+    pub async fn query_with(
+        &mut self,
+        statement: &str,
+        params: &[history::Value],
+    ) -> Result<Vec<Record>> {
+        let started = Instant::now();
+        let rows: Vec<Row> = self
+            .conn
+            .exec(statement, params_of(params))
+            .await
+            .map_err(|e| query_error(statement, started, e))?;
+        Ok(rows.into_iter().map(Record::from_row).collect())
+    }
+
+    /// `--history`: the backup's row in `mysql.mariadb_backup_history`,
+    /// the table created (or its `format` column widened) first, as
+    /// mariabackup 10.11 does. As there, a refused widening is ignored:
+    /// it needs `ALTER`, which a backup user lacks, and only a table made
+    /// by an older tool needs it.
+    ///
+    /// # Errors
+    /// Query errors (privileges: `CREATE` and `INSERT` on the table).
+    pub async fn insert_history(&mut self, row: &history::Row) -> Result<()> {
+        if let Err(e) = self.execute(history::WIDEN_FORMAT).await {
+            if e.is_connection_lost() {
+                return Err(e);
+            }
+        }
+        self.execute(history::CREATE).await?;
+        self.execute_with(history::INSERT, &row.values).await
     }
 
     /// `FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS`.

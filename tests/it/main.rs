@@ -14,6 +14,7 @@
 //! - `verify_e2e`: `hotbak verify` on damaged and intact backups.
 //! - `dropin_e2e`: hotbak as a drop-in for mariabackup scripts: its option style, option files, TLS and ed25519 logins (issue 13).
 //! - `events_e2e`: `--log-format json` / `HOTBAK_LOG_FORMAT=json`: the event lines of a backup, a failure and xbextract (issue 13).
+//! - `ops_e2e`: what an operator expects: `--galera-info` on a single-node Galera cluster, `--history`, `--metrics-file`, a backup user with the README's grants (issue 13).
 //! - `s3_e2e`: object storage against a real SeaweedFS (uploads, resume, cuts, live backups).
 //! - `lock_stalls`: the lock-stall probe of `bench/lock_stalls.sh` (ignored: a benchmark driver).
 
@@ -24,6 +25,7 @@ mod incremental_prepare;
 mod lock_stalls;
 mod mysql_session;
 mod native_prepare;
+mod ops_e2e;
 mod partial_e2e;
 mod remote_e2e;
 mod restore_e2e;
