@@ -7,11 +7,11 @@ use super::args::{
     BackupArgs, CompressArg, DdlLockArg, LockMode, OnOff, PriorityArg, ProgressArg, QueryTypeArg,
     VerifyArgs,
 };
-use crate::backup::progress::ProgressMode;
 use crate::backup::{self, BackupPlan, Compression, Destination};
 use crate::compress::Algorithm;
 use crate::error::UsageError;
 use crate::mysql::{ConnectOptions, Defaults, LockPolicy, Password, QueryType};
+use crate::progress::ProgressMode;
 use crate::sched::Priority;
 
 fn query_type(q: QueryTypeArg) -> QueryType {

@@ -81,7 +81,7 @@ pub(super) struct Done {
     pub touched: BTreeSet<PathBuf>,
 }
 
-pub(super) use crate::backup::progress::human;
+pub(super) use crate::progress::human;
 
 /// Set mode and owner of a path (not following a final symlink for the owner).
 pub(super) fn set_owner_mode(p: &Path, ids: Option<(u32, u32)>, dir: bool) -> Result<()> {
