@@ -76,6 +76,10 @@ pub struct VerifyArgs {
     /// --target-dir at least 4, so reads overlap the checks).
     #[arg(long)]
     pub parallel: Option<usize>,
+    /// Progress display on stderr: a bar on a terminal (auto), timestamped
+    /// lines, or none.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
     // -- object storage (issue 16) --
     /// Verify the committed backup at s3://BUCKET/PREFIX as it downloads (like --stream).
     #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with = "stream")]
