@@ -269,30 +269,38 @@ mod tests {
         assert_eq!(hms(3600 * 100), "100:00:00");
     }
 
+    /// The line for `v` at `width` fits and shows every one of `wants`.
+    fn assert_fits(v: &View, width: usize, wants: &[&str]) -> String {
+        let l = bar_line(v, width);
+        assert!(
+            columns(&l) < width,
+            "{} columns at {width}: {l:?}",
+            columns(&l)
+        );
+        for want in wants {
+            assert!(l.contains(want), "{want} in {l:?}");
+        }
+        l
+    }
+
     #[test]
     fn the_bar_at_80_columns_shows_everything_and_does_not_wrap() {
-        let l = bar_line(&typical(true), 80);
-        assert!(columns(&l) < 80, "{} columns: {l:?}", columns(&l));
-        assert!(l.starts_with('['), "{l}");
-        for want in [
+        let fields = [
             "1.3/4.0 GiB 31%",
             "120.0 MiB/s",
             "ETA 0:00:25",
             "redo lag 3.1 MiB",
-        ] {
-            assert!(l.contains(want), "{want} in {l:?}");
-        }
+        ];
+        let l = assert_fits(&typical(true), 80, &fields);
+        assert!(l.starts_with('['), "{l}");
         // The widest numbers give up the bar, not a field.
-        let w = bar_line(&widest(), 80);
-        assert!(columns(&w) < 80, "{} columns: {w:?}", columns(&w));
-        for want in [
+        let wide = [
             "1000.9 GiB/1023.0 TiB 0%",
             "ETA 99:59:59",
             "/s",
             "redo lag 1000.9 MiB",
-        ] {
-            assert!(w.contains(want), "{want} in {w:?}");
-        }
+        ];
+        assert_fits(&widest(), 80, &wide);
     }
 
     #[test]

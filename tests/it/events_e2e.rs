@@ -247,26 +247,11 @@ fn backup_events_option_env_and_failure() {
 
     // A backup that fails mid-copy (its stdout closes after 1 MB): one last
     // progress sample, how far it got, right before the summary.
-    let mut hb = hotbak::testkit::backup_command(
-        &bin("hotbak"),
+    let o = crate::support::backup_into_closing_pipe(
         sb.socket(),
         &["--log-format".into(), "json".into()],
-    )
-    .env_remove("HOTBAK_LOG_FORMAT")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("hotbak runs");
-    let pipe = hb.stdout.take().expect("pipe");
-    let head = Command::new("head")
-        .args(["-c", "1000000"])
-        .stdin(Stdio::from(pipe))
-        .stdout(Stdio::null())
-        .status()
-        .expect("head");
-    assert!(head.success());
-    let o = hb.wait_with_output().expect("hotbak exits");
+        1_000_000,
+    );
     let evs = events(&o);
     let s = summary(&evs, &o);
     assert_eq!(
