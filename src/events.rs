@@ -3,8 +3,8 @@
 //! emitted as `tracing` events and written by [`JsonLayer`].
 //!
 //! The format is chosen once, at the binaries' edge ([`init`]); engines
-//! call the functions here (or the backup engine's `Progress` display, which
-//! calls them) and never look at the format themselves. The event types
+//! call the functions here (or the progress display of the `progress` module,
+//! which calls them) and never look at the format themselves. The event types
 //! and their fields are documented in `format-spec/events.md`; the schema
 //! version is [`SCHEMA_VERSION`].
 //!
@@ -402,6 +402,25 @@ mod tests {
         assert!(!got.contains_key("eta_s"), "an unknown ETA is left out");
         assert_eq!(got["held_s"], 1.235);
         assert_eq!(got["lock"], "BLOCK_DDL");
+    }
+
+    #[test]
+    fn text_lines_go_through_the_guard_while_one_is_set() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let through = Arc::new(AtomicUsize::new(0));
+        let t = through.clone();
+        set_text_guard(Some(Arc::new(move |print: &mut dyn FnMut()| {
+            t.fetch_add(1, Ordering::SeqCst);
+            print();
+        })));
+        warn("a warning above the bar");
+        info("a line above the bar");
+        set_text_guard(None);
+        // Other tests may print meanwhile: at least ours went through.
+        assert!(through.load(Ordering::SeqCst) >= 2);
+        let after = through.load(Ordering::SeqCst);
+        info("no bar now");
+        assert_eq!(through.load(Ordering::SeqCst), after, "printed directly");
     }
 
     #[test]

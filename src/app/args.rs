@@ -195,10 +195,10 @@ pub enum CompressArg {
 /// Progress display.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ProgressArg {
-    /// A bar on a terminal, plain lines otherwise.
+    /// A bar on a terminal, timestamped lines otherwise.
     #[default]
     Auto,
-    /// Plain lines.
+    /// Timestamped lines.
     Lines,
     /// Nothing but the summary.
     None,
@@ -343,7 +343,8 @@ pub struct BackupArgs {
     /// CPU and I/O priority of the bulk copy work.
     #[arg(long, value_enum, ignore_case = true, default_value_t = PriorityArg::Idle)]
     pub priority: PriorityArg,
-    /// Progress display on stderr.
+    /// Progress display on stderr: a bar on a terminal (auto), timestamped
+    /// lines, or none.
     #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     /// Partial backup: which tables (mariabackup's options and rules).
@@ -501,7 +502,8 @@ pub struct RestoreArgs {
     /// places; `.isl` link files are rewritten to name the copies.
     #[arg(long)]
     pub into_datadir: bool,
-    /// Progress display: a line a second (auto, lines) or none.
+    /// Progress display on stderr: a bar on a terminal (auto), timestamped
+    /// lines, or none.
     #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     /// Single-table restore.
