@@ -3,8 +3,8 @@
 //! emitted as `tracing` events and written by [`JsonLayer`].
 //!
 //! The format is chosen once, at the binaries' edge ([`init`]); engines
-//! call the functions here (or the backup engine's `Progress` display, which
-//! calls them) and never look at the format themselves. The event types
+//! call the functions here (or the progress display of the `progress` module,
+//! which calls them) and never look at the format themselves. The event types
 //! and their fields are documented in `format-spec/events.md`; the schema
 //! version is [`SCHEMA_VERSION`].
 //!
@@ -14,7 +14,7 @@
 
 use std::fmt::Display;
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use tracing::field::{Field, Visit};
@@ -102,11 +102,39 @@ fn elapsed() -> f64 {
     state().started.elapsed().as_secs_f64()
 }
 
+/// What text mode prints through while a progress bar is drawn: it takes
+/// the printing and runs it with the bar cleared, then draws the bar again
+/// below the line (the progress display's `suspend`).
+pub type TextGuard = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
+
+static GUARD: RwLock<Option<TextGuard>> = RwLock::new(None);
+
+/// Route every text line through `guard` (a progress bar is drawn), or
+/// print them directly again (`None`: the bar is gone).
+pub fn set_text_guard(guard: Option<TextGuard>) {
+    let mut g = GUARD
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *g = guard;
+}
+
+/// One line on stderr in text mode, above the progress bar when one is drawn.
+fn print_text(line: impl Display) {
+    let guard = GUARD
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match guard {
+        Some(g) => g(&mut || eprintln!("{line}")),
+        None => eprintln!("{line}"),
+    }
+}
+
 /// A raw text line, in text mode only (a part of a multi-line display
 /// whose JSON form is its own event).
 pub fn text(line: impl Display) {
     if !is_json() {
-        eprintln!("{line}");
+        print_text(line);
     }
 }
 
@@ -126,10 +154,16 @@ pub fn warn(msg: impl Display) {
     say(true, format_args!("{}: warning: {msg}", tool()), &msg);
 }
 
+/// A warning already formatted for text mode as `line` (the progress
+/// display's timestamped lines); `msg` is its JSON `message`.
+pub fn warn_line(line: impl Display, msg: impl Display) {
+    say(true, line, msg);
+}
+
 /// `line` in text mode; a `message` or `warning` event with `msg`.
 fn say(warning: bool, line: impl Display, msg: impl Display) {
     if !is_json() {
-        eprintln!("{line}");
+        print_text(line);
     } else if warning {
         tracing::warn!(target: TARGET, event = "warning", message = %msg);
     } else {
@@ -202,7 +236,7 @@ pub fn summary(exit_code: i32, status: &str, error: Option<&str>) {
             tracing::info!(target: TARGET, event = "summary", status, exit_code, elapsed_s);
         }
     } else if let Some(e) = error {
-        eprintln!("{}: error: {e}", tool());
+        print_text(format_args!("{}: error: {e}", tool()));
     }
 }
 
@@ -368,6 +402,25 @@ mod tests {
         assert!(!got.contains_key("eta_s"), "an unknown ETA is left out");
         assert_eq!(got["held_s"], 1.235);
         assert_eq!(got["lock"], "BLOCK_DDL");
+    }
+
+    #[test]
+    fn text_lines_go_through_the_guard_while_one_is_set() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let through = Arc::new(AtomicUsize::new(0));
+        let t = through.clone();
+        set_text_guard(Some(Arc::new(move |print: &mut dyn FnMut()| {
+            t.fetch_add(1, Ordering::SeqCst);
+            print();
+        })));
+        warn("a warning above the bar");
+        info("a line above the bar");
+        set_text_guard(None);
+        // Other tests may print meanwhile: at least ours went through.
+        assert!(through.load(Ordering::SeqCst) >= 2);
+        let after = through.load(Ordering::SeqCst);
+        info("no bar now");
+        assert_eq!(through.load(Ordering::SeqCst), after, "printed directly");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!
 //! binaries → [`app`] → engines ([`backup`], [`prepare`], [`restore`],
 //! [`extract`], [`verify`]) → infrastructure ([`sink`], [`mysql`], [`sandbox`] (the
-//! `mariadbd` runner), [`sched`], [`interrupt`], [`objstore`] (S3-compatible stores), [`events`] (the log: text or JSON lines)) → codecs ([`compress`], [`encrypt`]) →
+//! `mariadbd` runner), [`sched`], [`interrupt`], [`objstore`] (S3-compatible stores), [`events`] (the log: text or JSON lines), [`progress`] (the progress display of backup, restore and verify)) → codecs ([`compress`], [`encrypt`]) →
 //! [`transform`] traits → formats ([`format`], [`innodb`]) → [`error`],
 //! [`sys`].
 //!
@@ -40,6 +40,7 @@ pub mod mysql;
 pub mod native_prepare;
 pub mod objstore;
 pub mod prepare;
+pub mod progress;
 pub mod restore;
 pub mod sandbox;
 pub mod sched;

@@ -127,6 +127,10 @@ pub struct VerifyArgs {
     /// --target-dir at least 4, so reads overlap the checks).
     #[arg(long)]
     pub parallel: Option<usize>,
+    /// Progress display on stderr: a bar on a terminal (auto), timestamped
+    /// lines, or none.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
     // -- object storage (issue 16) --
     /// Verify the committed backup at s3://BUCKET/PREFIX as it downloads (like --stream).
     #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with = "stream")]
@@ -243,10 +247,10 @@ pub enum CompressArg {
 /// Progress display.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ProgressArg {
-    /// A bar on a terminal, plain lines otherwise.
+    /// A bar on a terminal, timestamped lines otherwise.
     #[default]
     Auto,
-    /// Plain lines.
+    /// Timestamped lines.
     Lines,
     /// Nothing but the summary.
     None,
@@ -424,7 +428,8 @@ pub struct BackupArgs {
     /// CPU and I/O priority of the bulk copy work.
     #[arg(help_heading = "Performance", long, value_enum, ignore_case = true, default_value_t = PriorityArg::Idle)]
     pub priority: PriorityArg,
-    /// Progress display on stderr.
+    /// Progress display on stderr: a bar on a terminal (auto), timestamped
+    /// lines, or none.
     #[arg(help_heading = "Output", long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     /// After the run (success or failure), write its metrics to FILE in
@@ -588,7 +593,8 @@ pub struct RestoreArgs {
     /// places; `.isl` link files are rewritten to name the copies.
     #[arg(long)]
     pub into_datadir: bool,
-    /// Progress display: a line a second (auto, lines) or none.
+    /// Progress display on stderr: a bar on a terminal (auto), timestamped
+    /// lines, or none.
     #[arg(long, value_enum, ignore_case = true, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     /// Single-table restore.

@@ -37,6 +37,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "interrupt",
             "objstore",
             "events",
+            "progress",
         ],
     ),
     ("codecs", &["compress", "encrypt"]),

@@ -104,8 +104,9 @@ fn record_metrics(
 /// workers).
 async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
     match plan::verify(args)? {
-        plan::VerifyTarget::Store(plan, url, s3) => {
-            let (_, download) = s3::open_download(&url, &s3).await?;
+        plan::VerifyTarget::Store(mut plan, url, s3) => {
+            let (commit, download) = s3::open_download(&url, &s3).await?;
+            plan.size = Some(commit.stream_bytes);
             let mut download = download;
             let res = crate::verify::run_stream(&plan, &mut download, &url).await;
             // The download's own error is the root cause of a read error.

@@ -7,11 +7,11 @@ use super::args::{
     BackupArgs, CompressArg, DdlLockArg, LockMode, OnOff, PriorityArg, ProgressArg, QueryTypeArg,
     VerifyArgs,
 };
-use crate::backup::progress::ProgressMode;
 use crate::backup::{self, BackupPlan, Compression, Destination};
 use crate::compress::Algorithm;
 use crate::error::UsageError;
 use crate::mysql::{ConnectOptions, Defaults, LockPolicy, Password, QueryType};
+use crate::progress::ProgressMode;
 use crate::sched::Priority;
 
 fn query_type(q: QueryTypeArg) -> QueryType {
@@ -43,7 +43,7 @@ fn priority(p: PriorityArg) -> Priority {
     }
 }
 
-fn progress(p: ProgressArg) -> ProgressMode {
+pub(crate) fn progress(p: ProgressArg) -> ProgressMode {
     match p {
         ProgressArg::Auto => ProgressMode::Auto,
         ProgressArg::Lines => ProgressMode::Lines,
@@ -348,7 +348,12 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
         let decode =
             crate::extract::decoders(a.decrypt_key_file.as_deref(), a.decrypt_key_env.as_deref())?;
         return Ok(VerifyTarget::Store(
-            crate::verify::StreamPlan { parallel, decode },
+            crate::verify::StreamPlan {
+                parallel,
+                decode,
+                progress: progress(a.progress),
+                size: None,
+            },
             url,
             a.s3,
         ));
@@ -364,6 +369,7 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
             Ok(VerifyTarget::Dir(crate::verify::VerifyPlan {
                 target_dir,
                 parallel: dir_parallel,
+                progress: progress(a.progress),
             }))
         }
         (None, true) => {
@@ -374,10 +380,21 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
             Ok(VerifyTarget::Stream(crate::verify::StreamPlan {
                 parallel,
                 decode,
+                progress: progress(a.progress),
+                size: stdin_size(),
             }))
         }
         _ => Err(UsageError("give one of --target-dir DIR or --stream".into()).into()),
     }
+}
+
+/// The length of stdin when it is a regular file (`< backup.xbs`), for
+/// the progress display's total; a pipe has none.
+fn stdin_size() -> Option<u64> {
+    std::fs::metadata("/proc/self/fd/0")
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len())
 }
 
 /// The `uuid` of `DIR/xtrabackup_info`, when it has one (an `--extra-lsndir`

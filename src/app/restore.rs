@@ -123,7 +123,7 @@ pub fn plan(a: RestoreArgs) -> anyhow::Result<RestorePlan> {
             into_datadir: a.into_datadir,
             parallel: a.parallel,
             max_rate: a.max_rate.map(|m| m.saturating_mul(1_000_000)),
-            progress: !matches!(a.progress, ProgressArg::None),
+            progress: super::plan::progress(a.progress),
         },
     })
 }

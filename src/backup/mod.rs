@@ -297,16 +297,7 @@ pub async fn run(plan: BackupPlan, output: Output) -> Result<BackupReport, Error
         );
     }
     let (input, pipeline) = build_pipeline(&plan, output, &exec);
-    let ticker = {
-        let p = progress.clone();
-        tokio::spawn(async move {
-            let iv = p.interval();
-            loop {
-                tokio::time::sleep(iv).await;
-                p.tick();
-            }
-        })
-    };
+    let ticker = progress.start();
     let res = phases::body(&plan, &input, &progress, &exec).await;
     drop(input);
     let out = match res {
@@ -334,7 +325,7 @@ pub async fn run(plan: BackupPlan, output: Output) -> Result<BackupReport, Error
             }
         }
     };
-    ticker.abort();
+    drop(ticker);
     progress.done();
     out
 }

@@ -1,41 +1,23 @@
-//! Progress on stderr: files, bytes, rate, ETA and redo lag. A bar that
-//! redraws in place on a terminal, plain lines otherwise; warnings always
-//! go on their own line. With `--log-format json` ([`crate::events`]) the
-//! same become `phase`, `message`, `lock`, `progress` and `warning` events.
+//! The backup's progress: the shared display ([`crate::progress`]: a bar on
+//! a terminal, timestamped lines otherwise, JSON events) with what only a
+//! backup has: the phase, the server locks held and the redo log's free
+//! space. With `--log-format json` ([`crate::events`]) phases and locks
+//! become `phase` and `lock` events.
 
-use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::events;
+pub use crate::progress::{human, ProgressMode};
+use crate::progress::{Display, Ticker};
 
-/// Which progress display to show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ProgressMode {
-    /// A bar on a terminal, plain lines otherwise.
-    #[default]
-    Auto,
-    /// Plain lines.
-    Lines,
-    /// Nothing but the summary.
-    Quiet,
-}
-
-/// Shared counters.
+/// The backup's counters and display.
 pub struct Progress {
-    started: Instant,
-    mode: Mode,
-    files_total: AtomicU64,
-    files_done: AtomicU64,
-    bytes_total: AtomicU64,
-    bytes_done: AtomicU64,
-    redo_copied: AtomicU64,
-    redo_lag: AtomicU64,
+    display: Arc<Display>,
     /// Redo headroom, per mille of the log's capacity (1000 until known).
     redo_free_permille: AtomicU64,
     phase: Mutex<String>,
-    drawn: AtomicBool,
     /// JSON events instead of text ([`crate::events::is_json`]).
     json: bool,
     /// Locks held: name and when taken.
@@ -55,84 +37,44 @@ pub struct LockTiming {
     pub held: Option<Duration>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Bar,
-    Lines,
-    Quiet,
-}
-
-/// Human-readable bytes.
-#[must_use]
-pub fn human(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
 impl Progress {
     /// New progress for the chosen display.
     #[must_use]
     pub fn new(wanted: ProgressMode) -> Self {
-        let json = events::is_json();
-        let mode = match wanted {
-            ProgressMode::Quiet => Mode::Quiet,
-            ProgressMode::Lines => Mode::Lines,
-            ProgressMode::Auto => {
-                if std::io::stderr().is_terminal() && !json {
-                    Mode::Bar
-                } else {
-                    Mode::Lines
-                }
-            }
-        };
         Progress {
-            started: Instant::now(),
-            mode,
-            files_total: AtomicU64::new(0),
-            files_done: AtomicU64::new(0),
-            bytes_total: AtomicU64::new(0),
-            bytes_done: AtomicU64::new(0),
-            redo_copied: AtomicU64::new(0),
-            redo_lag: AtomicU64::new(0),
+            display: Arc::new(Display::new("backup", wanted, true)),
             redo_free_permille: AtomicU64::new(1000),
             phase: Mutex::new(String::from("starting")),
-            drawn: AtomicBool::new(false),
-            json,
+            json: events::is_json(),
             held: Mutex::new(Vec::new()),
             timings: Mutex::new(Vec::new()),
         }
     }
 
+    /// Draw on a thread of its own until the [`Ticker`] is dropped.
+    #[must_use]
+    pub fn start(&self) -> Ticker {
+        self.display.start()
+    }
+
     /// Add work to the totals.
     pub fn add_total(&self, files: u64, bytes: u64) {
-        self.files_total.fetch_add(files, Ordering::Relaxed);
-        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+        self.display.meter().add_total(files, bytes);
     }
 
     /// Count copied bytes.
     pub fn add_bytes(&self, n: u64) {
-        self.bytes_done.fetch_add(n, Ordering::Relaxed);
+        self.display.meter().add_bytes(n);
     }
 
     /// Count a finished file.
     pub fn file_done(&self) {
-        self.files_done.fetch_add(1, Ordering::Relaxed);
+        self.display.meter().file_done();
     }
 
     /// Redo copied so far and the lag behind the server.
     pub fn set_redo(&self, copied: u64, lag: u64) {
-        self.redo_copied.store(copied, Ordering::Relaxed);
-        self.redo_lag.store(lag, Ordering::Relaxed);
+        self.display.meter().set_redo(copied, lag);
     }
 
     /// Record the redo log's free space (headroom over capacity).
@@ -167,23 +109,12 @@ impl Progress {
 
     /// A warning line.
     pub fn warn(&self, w: &str) {
-        self.clear_bar();
-        events::warn(w);
+        self.display.warn(w);
     }
 
     /// An informational line (suppressed in quiet mode; always a JSON event).
     pub fn line(&self, s: &str) {
-        if self.mode == Mode::Quiet && !self.json {
-            return;
-        }
-        self.clear_bar();
-        events::line(
-            format_args!(
-                "hotbak: [{:7.1}s] {s}",
-                self.started.elapsed().as_secs_f64()
-            ),
-            s,
-        );
+        self.display.line(s);
     }
 
     /// A server lock was taken (`lock`: its name in the `lock` event) after
@@ -229,12 +160,6 @@ impl Progress {
         self.line(text);
     }
 
-    fn clear_bar(&self) {
-        if self.drawn.swap(false, Ordering::Relaxed) {
-            eprint!("\r\x1b[2K");
-        }
-    }
-
     /// Every lock taken so far, in order, with its wait and hold times.
     #[must_use]
     pub fn lock_timings(&self) -> Vec<LockTiming> {
@@ -244,111 +169,24 @@ impl Progress {
     /// The counters now.
     #[must_use]
     pub fn sample(&self) -> events::Sample {
-        let el = self.started.elapsed().as_secs_f64().max(0.001);
-        let done = self.bytes_done.load(Ordering::Relaxed);
-        // Files grow while they are copied: never show more than 100%.
-        let total = self.bytes_total.load(Ordering::Relaxed).max(done);
-        let rate = done as f64 / el;
-        events::Sample {
-            files_done: self.files_done.load(Ordering::Relaxed),
-            files_total: self.files_total.load(Ordering::Relaxed),
-            bytes_done: done,
-            bytes_total: total,
-            rate_bps: rate as u64,
-            eta_s: (rate > 0.0 && total > done).then(|| ((total - done) as f64 / rate) as u64),
-            redo_copied: self.redo_copied.load(Ordering::Relaxed),
-            redo_lag: self.redo_lag.load(Ordering::Relaxed),
-        }
+        self.display.meter().sample()
     }
 
-    /// One status line.
-    #[must_use]
-    pub fn status(&self) -> String {
-        let el = self.started.elapsed().as_secs_f64().max(0.001);
-        let s = self.sample();
-        let rate = s.bytes_done as f64 / el;
-        let eta = if rate > 0.0 && s.bytes_total > s.bytes_done {
-            format!("{:.0}s", (s.bytes_total - s.bytes_done) as f64 / rate)
-        } else {
-            "-".into()
-        };
-        format!(
-            "{}/{} files, {}/{} ({:.0}%), {}/s, ETA {}, redo copied {} lag {}",
-            s.files_done,
-            s.files_total,
-            human(s.bytes_done),
-            human(s.bytes_total),
-            if s.bytes_total > 0 {
-                s.bytes_done as f64 * 100.0 / s.bytes_total as f64
-            } else {
-                0.0
-            },
-            human(rate as u64),
-            eta,
-            human(s.redo_copied),
-            human(s.redo_lag),
-        )
-    }
-
-    /// Seconds since start.
+    /// Time since start.
     #[must_use]
     pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
+        self.display.meter().elapsed()
     }
 
     /// Bytes copied.
     #[must_use]
     pub fn bytes_done(&self) -> u64 {
-        self.bytes_done.load(Ordering::Relaxed)
+        self.display.meter().bytes_done()
     }
 
-    /// Draw once (called by the ticker).
-    pub fn tick(&self) {
-        if self.json {
-            if self.mode != Mode::Quiet {
-                events::progress("backup", &self.sample());
-            }
-            return;
-        }
-        match self.mode {
-            Mode::Quiet => {}
-            Mode::Lines => eprintln!(
-                "hotbak: [{:7.1}s] {}",
-                self.started.elapsed().as_secs_f64(),
-                self.status()
-            ),
-            Mode::Bar => {
-                let total = self.bytes_total.load(Ordering::Relaxed).max(1);
-                let done = self.bytes_done.load(Ordering::Relaxed).min(total);
-                let w = 24usize;
-                let fill = usize::try_from(done * w as u64 / total).unwrap_or(w).min(w);
-                eprint!(
-                    "\r\x1b[2K[{}{}] {}",
-                    "#".repeat(fill),
-                    " ".repeat(w - fill),
-                    self.status()
-                );
-                let _ = std::io::stderr().flush();
-                self.drawn.store(true, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Interval between ticks for this mode.
-    #[must_use]
-    pub fn interval(&self) -> Duration {
-        match self.mode {
-            Mode::Bar => Duration::from_millis(250),
-            _ if self.json => Duration::from_secs(2),
-            _ => Duration::from_secs(5),
-        }
-    }
-
-    /// Stop drawing (JSON: one last progress sample).
+    /// Stop drawing, success or failure: the bar is cleared; lines mode
+    /// prints the last status line, JSON the last `progress` event.
     pub fn done(&self) {
-        self.clear_bar();
-        if self.json && self.mode != Mode::Quiet {
-            events::progress("backup", &self.sample());
-        }
+        self.display.finish();
     }
 }

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::plan::{Job, Ops};
@@ -62,8 +62,8 @@ pub(super) struct Exec<'a> {
     pub parallel: usize,
     /// Bytes per second, all workers together.
     pub max_rate: Option<u64>,
-    /// Print progress lines.
-    pub progress: bool,
+    /// The progress display of the copy.
+    pub progress: ProgressMode,
     /// Durability.
     pub syncer: &'a dyn Syncer,
 }
@@ -81,7 +81,7 @@ pub(super) struct Done {
     pub touched: BTreeSet<PathBuf>,
 }
 
-pub(super) use crate::backup::progress::human;
+use crate::progress::{Display, Meter, ProgressMode};
 
 /// Set mode and owner of a path (not following a final symlink for the owner).
 pub(super) fn set_owner_mode(p: &Path, ids: Option<(u32, u32)>, dir: bool) -> Result<()> {
@@ -141,11 +141,10 @@ impl Pacer {
     }
 }
 
-/// Counters shared by the workers and the progress thread.
-struct Shared {
+/// What the workers share: the next job, the progress display's counters.
+struct Shared<'m> {
     next: AtomicUsize,
-    bytes: AtomicU64,
-    files: AtomicUsize,
+    meter: &'m Meter,
     failed: AtomicBool,
 }
 
@@ -185,10 +184,11 @@ impl Exec<'_> {
             done.files += 1;
         }
         let total = ops.bytes();
+        let display = Arc::new(Display::new("restore", self.progress, false));
+        display.meter().add_total(ops.jobs.len() as u64, total);
         let shared = Shared {
             next: AtomicUsize::new(0),
-            bytes: AtomicU64::new(0),
-            files: AtomicUsize::new(0),
+            meter: display.meter(),
             failed: AtomicBool::new(false),
         };
         let pacer = self.max_rate.map(|rate| Pacer {
@@ -197,8 +197,6 @@ impl Exec<'_> {
             sent: AtomicU64::new(0),
         });
         let results: Mutex<Vec<Result<JobDone>>> = Mutex::new(Vec::new());
-        let finished = AtomicBool::new(false);
-        let started = Instant::now();
         std::thread::scope(|s| {
             let workers: Vec<_> = (0..self.parallel.max(1))
                 .map(|_| {
@@ -213,7 +211,7 @@ impl Exec<'_> {
                             if r.is_err() {
                                 shared.failed.store(true, Ordering::Relaxed);
                             }
-                            shared.files.fetch_add(1, Ordering::Relaxed);
+                            shared.meter.file_done();
                             mine.push(r);
                         }
                         if let Ok(mut g) = results.lock() {
@@ -222,23 +220,13 @@ impl Exec<'_> {
                     })
                 })
                 .collect();
-            if self.progress {
-                s.spawn(|| {
-                    let mut last = Instant::now();
-                    while !finished.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(100));
-                        if last.elapsed() >= Duration::from_secs(1) {
-                            last = Instant::now();
-                            progress_line(&shared, total, ops.jobs.len(), started);
-                        }
-                    }
-                });
-            }
+            let ticker = display.start();
             for w in workers {
                 let _ = w.join();
             }
-            finished.store(true, Ordering::Relaxed);
+            drop(ticker);
         });
+        display.finish();
         let results = results.into_inner().map_err(|_| panicked())?;
         if results.len() != ops.jobs.len() && !shared.failed.load(Ordering::Relaxed) {
             return Err(panicked());
@@ -290,7 +278,7 @@ impl Exec<'_> {
         if renamed {
             set_owner_mode(&job.dst, self.ids, false)?;
             bytes = job.len;
-            shared.bytes.fetch_add(bytes, Ordering::Relaxed);
+            shared.meter.add_bytes(bytes);
         } else {
             bytes = self.copy(job, shared, pacer)?;
         }
@@ -323,7 +311,7 @@ impl Exec<'_> {
                 break;
             }
             n += k;
-            shared.bytes.fetch_add(k, Ordering::Relaxed);
+            shared.meter.add_bytes(k);
             if let Some(p) = pacer {
                 p.take(k);
             }
@@ -382,39 +370,6 @@ struct JobDone {
     renamed: bool,
 }
 
-fn progress_line(s: &Shared, total: u64, files: usize, started: Instant) {
-    let el = started.elapsed().as_secs_f64().max(0.001);
-    let done = s.bytes.load(Ordering::Relaxed);
-    let pct = if total == 0 {
-        100.0
-    } else {
-        done as f64 * 100.0 / total as f64
-    };
-    let files_done = s.files.load(Ordering::Relaxed);
-    let rate = done as f64 / el;
-    if crate::events::is_json() {
-        crate::events::progress(
-            "restore",
-            &crate::events::Sample {
-                files_done: files_done as u64,
-                files_total: files as u64,
-                bytes_done: done,
-                bytes_total: total,
-                rate_bps: rate as u64,
-                eta_s: (rate > 0.0 && total > done).then(|| ((total - done) as f64 / rate) as u64),
-                ..crate::events::Sample::default()
-            },
-        );
-        return;
-    }
-    eprintln!(
-        "hotbak: [{el:7.1}s] restore: {} of {} ({pct:.0}%), {files_done} of {files} files, {}/s",
-        human(done),
-        human(total),
-        human(rate as u64)
-    );
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -464,7 +419,7 @@ mod tests {
             move_files: false,
             parallel: 3,
             max_rate: None,
-            progress: false,
+            progress: ProgressMode::Quiet,
             syncer: &c,
         };
         let done = e.run(&ops, false).unwrap();
@@ -514,7 +469,7 @@ mod tests {
             move_files: false,
             parallel: 1,
             max_rate: Some(10 << 20),
-            progress: false,
+            progress: ProgressMode::Quiet,
             syncer: &SystemSyncer,
         };
         let started = Instant::now();

@@ -156,8 +156,8 @@ pub struct Options {
     pub parallel: usize,
     /// Cap on the copy rate, bytes per second (all workers together).
     pub max_rate: Option<u64>,
-    /// Progress lines on stderr, one a second.
-    pub progress: bool,
+    /// The copy's progress display.
+    pub progress: crate::progress::ProgressMode,
 }
 
 impl Default for Options {
@@ -168,7 +168,7 @@ impl Default for Options {
             into_datadir: false,
             parallel: 4,
             max_rate: None,
-            progress: false,
+            progress: crate::progress::ProgressMode::Quiet,
         }
     }
 }

@@ -32,11 +32,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Classify, ErrorClass};
 use crate::format::manifest::{Manifest, MANIFEST_NAME, STREAM_INFO_NAME};
 use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints, XtrabackupInfo};
 use crate::innodb::page;
+pub use crate::progress::ProgressMode;
+use crate::progress::{Display, Meter};
 
 mod pages;
 mod stream;
@@ -222,7 +225,13 @@ struct FileRead {
 /// checks asked for: a BLAKE3 hasher (`hash`), a [`PageChecker`] (`pages`)
 /// and a [`RedoWalker`] (`redo`). Stops early only when the redo walk is
 /// all that is left and it has stopped.
-fn read_file(path: &Path, hash: bool, pages: Option<PageChecker>, redo: bool) -> FileRead {
+fn read_file(
+    path: &Path,
+    hash: bool,
+    pages: Option<PageChecker>,
+    redo: bool,
+    meter: &Meter,
+) -> FileRead {
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -247,6 +256,7 @@ fn read_file(path: &Path, hash: bool, pages: Option<PageChecker>, redo: bool) ->
             Ok(k) => {
                 let piece = &buf[..k];
                 n += k as u64;
+                meter.add_bytes(k as u64);
                 if let Some(h) = &mut hasher {
                     h.update(piece);
                 }
@@ -620,6 +630,15 @@ fn space_findings(spaces: &BTreeMap<u32, Vec<String>>, r: &mut Report) {
 /// [`Error::Io`] when the directory cannot be listed. Damage is reported
 /// in [`Report::findings`].
 pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
+    verify_dir_metered(dir, parallel, &Meter::default())
+}
+
+/// [`verify_dir`], counting the files and bytes to read and read in `meter`
+/// (the progress display).
+///
+/// # Errors
+/// As [`verify_dir`].
+pub fn verify_dir_metered(dir: &Path, parallel: usize, meter: &Meter) -> Result<Report, Error> {
     let mut r = Report::default();
     let files = list(dir)?;
     let ck_text = match std::fs::read_to_string(dir.join(Checkpoints::FILE)) {
@@ -690,6 +709,7 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
     for j in &mut queue {
         j.size = std::fs::metadata(dir.join(&j.rel)).map_or(0, |m| m.len());
     }
+    meter.add_total(queue.len() as u64, queue.iter().map(|j| j.size).sum());
     // Popped from the end: the biggest file first.
     queue.sort_by(|a, b| (a.size, &b.rel).cmp(&(b.size, &a.rel)));
     let queue = std::sync::Mutex::new(queue);
@@ -711,7 +731,14 @@ pub fn verify_dir(dir: &Path, parallel: usize) -> Result<Report, Error> {
                     )),
                     None => None,
                 };
-                let read = read_file(&dir.join(&job.rel), job.want.is_some(), checker, job.redo);
+                let read = read_file(
+                    &dir.join(&job.rel),
+                    job.want.is_some(),
+                    checker,
+                    job.redo,
+                    meter,
+                );
+                meter.file_done();
                 results
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -850,14 +877,22 @@ pub struct VerifyPlan {
     pub target_dir: PathBuf,
     /// Files checked at once.
     pub parallel: usize,
+    /// The progress display.
+    pub progress: ProgressMode,
 }
 
-/// Run verification and print the report; an error when anything was found.
+/// Run verification with its progress display and print the report; an
+/// error when anything was found.
 ///
 /// # Errors
 /// [`Error::Damaged`] (exit 3) when there are findings; others as [`verify_dir`].
 pub fn run(plan: &VerifyPlan) -> Result<Report, Error> {
-    conclude(verify_dir(&plan.target_dir, plan.parallel)?)
+    let display = Arc::new(Display::new("verify", plan.progress, false));
+    let ticker = display.start();
+    let r = verify_dir_metered(&plan.target_dir, plan.parallel, display.meter());
+    drop(ticker);
+    display.finish();
+    conclude(r?)
 }
 
 /// Print the report; [`Error::Damaged`] when anything was found.

@@ -38,6 +38,7 @@ use crate::extract::{self, DecodeOptions, FileVisitor, Visitor};
 use crate::format::manifest::{Manifest, StreamInfo, MANIFEST_NAME, STREAM_INFO_NAME};
 use crate::format::metadata::{BackupMyCnf, Checkpoints, XtrabackupInfo};
 use crate::format::path::RelPath;
+use crate::progress::{Counted, Display, ProgressMode};
 
 /// Largest metadata file kept for parsing (the real ones are a few KiB).
 const MAX_META_LEN: usize = 1 << 20;
@@ -49,6 +50,11 @@ pub struct StreamPlan {
     pub parallel: usize,
     /// Decryption (the key) and decompression.
     pub decode: DecodeOptions,
+    /// The progress display.
+    pub progress: ProgressMode,
+    /// The stream's length when known (an object store's commit, a file
+    /// on stdin): the progress display's total.
+    pub size: Option<u64>,
 }
 
 /// What the per-file visitors found, gathered as files end.
@@ -64,13 +70,17 @@ struct Collected {
     files: u64,
 }
 
-/// The [`Visitor`]: one checker per file, by its decoded name.
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Collected>>);
+/// The [`Visitor`]: one checker per file, by its decoded name; files are
+/// counted in the progress display.
+#[derive(Clone)]
+struct Collector {
+    collected: Arc<Mutex<Collected>>,
+    display: Arc<Display>,
+}
 
 impl Collector {
     fn lock(&self) -> std::sync::MutexGuard<'_, Collected> {
-        self.0
+        self.collected
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -144,6 +154,7 @@ impl FileVisitor for FileCheckVisitor {
 
     fn close(self: Box<Self>) {
         let FileCheckVisitor { rel, check, into } = *self;
+        into.display.meter().file_done();
         let mut g = into.lock();
         g.files += 1;
         match check {
@@ -213,8 +224,22 @@ pub async fn verify_stream<R: AsyncRead + Unpin>(
             ..plan.decode.clone()
         },
     };
-    let collector = Collector::default();
-    let visited = extract::visit(&xplan, input, input_name, Arc::new(collector.clone())).await;
+    let display = Arc::new(Display::new("verify", plan.progress, false));
+    display.meter().add_total(0, plan.size.unwrap_or(0));
+    let ticker = display.start();
+    let collector = Collector {
+        collected: Arc::default(),
+        display: display.clone(),
+    };
+    let visited = extract::visit(
+        &xplan,
+        Counted::new(input, display.clone()),
+        input_name,
+        Arc::new(collector.clone()),
+    )
+    .await;
+    drop(ticker);
+    display.finish();
     let collected = std::mem::take(&mut *collector.lock());
     let mut r = Report::default();
     match visited {

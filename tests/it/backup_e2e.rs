@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hotbak::mysql::Session;
@@ -676,22 +676,8 @@ fn fails_when_stdout_closed() {
             .await
             .expect("schema");
     });
-    let mut hb = testkit::backup_command(&bin("hotbak"), sb.socket(), &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hotbak");
-    let pipe = hb.stdout.take().expect("pipe");
-    let head = Command::new("head")
-        .arg("-c")
-        .arg("1000000")
-        .stdin(Stdio::from(pipe))
-        .stdout(Stdio::null())
-        .status()
-        .expect("head");
-    assert!(head.success());
     let t = Instant::now();
-    let out = hb.wait_with_output().expect("hotbak");
+    let out = crate::support::backup_into_closing_pipe(sb.socket(), &[], 1_000_000);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stderr}");
     assert_failed(out.status.code(), &stderr, &[1], &["stdout"]);

@@ -245,6 +245,36 @@ fn backup_events_option_env_and_failure() {
     );
     assert_eq!(s["level"], "error");
 
+    // A backup that fails mid-copy (its stdout closes after 1 MB): one last
+    // progress sample, how far it got, right before the summary.
+    let o = crate::support::backup_into_closing_pipe(
+        sb.socket(),
+        &["--log-format".into(), "json".into()],
+        1_000_000,
+    );
+    let evs = events(&o);
+    let s = summary(&evs, &o);
+    assert_eq!(
+        (o.status.code(), s["status"].as_str()),
+        (Some(1), Some("io")),
+        "{s}"
+    );
+    let last = &evs[evs.len() - 2];
+    assert_eq!(
+        last["event"], "progress",
+        "a sample before the summary: {evs:#?}"
+    );
+    assert_eq!(last["what"], "backup", "{last}");
+    assert!(
+        last["bytes_done"].as_u64().is_some_and(|b| b >= 500_000),
+        "the copy had started: {last}"
+    );
+    assert!(
+        last["files_total"].as_u64().is_some_and(|f| f > 0)
+            && last["bytes_total"].as_u64() >= last["bytes_done"].as_u64(),
+        "{last}"
+    );
+
     // A usage error is a summary too.
     let o = backup(&sb, &tmp.path().join("b5"), &["--no-such-option"], true);
     let evs = events(&o);

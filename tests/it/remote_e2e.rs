@@ -161,16 +161,10 @@ fn run_ok(program: &Path, args: &[&OsStr]) -> String {
 /// `hotbak backup --stream OPTS | xbextract -x -C dest --decrypt-key-file K`.
 fn stream_backup(socket: &Path, dest: &Path, key: &Path, extra: &[&str]) -> (bool, String) {
     std::fs::create_dir_all(dest).expect("dest");
-    let mut hb = testkit::backup_command(
-        &bin("hotbak"),
+    let mut hb = crate::support::spawn_stream_backup(
         socket,
         &extra.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("hotbak starts");
+    );
     let pipe = hb.stdout.take().expect("pipe");
     let xb = Command::new(bin("xbextract"))
         .arg("-x")

@@ -249,3 +249,38 @@ pub fn user_ids(name: &str) -> (u32, u32) {
         })
         .unwrap_or_else(|| panic!("no user {name}"))
 }
+
+/// `hotbak backup --stream EXTRA` of the server at `socket`, started with
+/// its stdout and stderr piped.
+pub fn spawn_stream_backup(socket: &std::path::Path, extra: &[String]) -> std::process::Child {
+    use std::process::Stdio;
+    hotbak::testkit::backup_command(&bin("hotbak"), socket, extra)
+        .env_remove("HOTBAK_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hotbak starts")
+}
+
+/// `hotbak backup --stream EXTRA` of the server at `socket` into `head -c
+/// BYTES`, which closes the pipe: the backup fails mid-copy. Its output
+/// (stderr captured).
+pub fn backup_into_closing_pipe(
+    socket: &std::path::Path,
+    extra: &[String],
+    bytes: u64,
+) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut hb = spawn_stream_backup(socket, extra);
+    let pipe = hb.stdout.take().expect("pipe");
+    let head = Command::new("head")
+        .arg("-c")
+        .arg(bytes.to_string())
+        .stdin(Stdio::from(pipe))
+        .stdout(Stdio::null())
+        .status()
+        .expect("head");
+    assert!(head.success());
+    hb.wait_with_output().expect("hotbak exits")
+}

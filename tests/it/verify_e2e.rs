@@ -14,10 +14,15 @@ use hotbak::testkit;
 use crate::support::{bin, copy_dir, rt, tool};
 
 fn verify(dir: &Path) -> (Option<i32>, String) {
+    verify_with(dir, &[])
+}
+
+fn verify_with(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(bin("hotbak"))
         .arg("verify")
         .arg("--target-dir")
         .arg(dir)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("hotbak verify runs");
@@ -48,6 +53,63 @@ fn truncate(path: &Path, by: u64) {
         .expect("open");
     let len = f.metadata().expect("metadata").len();
     f.set_len(len - by).expect("truncate");
+}
+
+/// The progress lines of `--progress lines` in `stderr`: each starts with
+/// the UTC wall-clock time to the second (within a few minutes of now),
+/// then `hotbak: [  12.3s] verify: FILES files, BYTES`. Returns the
+/// captures (files done, files total or "", the rest) of each.
+fn progress_lines(stderr: &str) -> Vec<(u64, Option<u64>, String)> {
+    let re = regex::Regex::new(
+        r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) hotbak: \[ *\d+\.\ds\] verify: (\d+)(?:/(\d+))? files, (.*)$",
+    )
+    .expect("regex");
+    let now = chrono::Utc::now().naive_utc();
+    stderr
+        .lines()
+        .filter_map(|l| re.captures(l))
+        .map(|c| {
+            let ts = chrono::NaiveDateTime::parse_from_str(&c[1], "%Y-%m-%d %H:%M:%S")
+                .expect("a timestamp");
+            assert!(
+                (now - ts).num_seconds().abs() < 300,
+                "the timestamp is the wall-clock time in UTC: {ts} vs {now}"
+            );
+            (
+                c[2].parse().expect("files done"),
+                c.get(3).map(|m| m.as_str().parse().expect("files total")),
+                c[4].to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `--progress lines` prints timestamped progress lines, the last one
+/// complete; `--progress none` prints none; both still print the report.
+fn assert_progress_modes(dir: &Path) {
+    let (code, err) = verify_with(dir, &["--progress", "lines"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines = progress_lines(&err);
+    let (done, total, rest) = lines
+        .last()
+        .unwrap_or_else(|| panic!("no progress line in:\n{err}"));
+    assert!(*done > 0 && Some(*done) == *total, "all files done: {err}");
+    assert!(
+        rest.contains("(100%)") && rest.contains("ETA 0:00:00"),
+        "{err}"
+    );
+    assert!(err.contains("completed OK"), "{err}");
+    let (code, err) = verify_with(dir, &["--progress", "none"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        progress_lines(&err).is_empty(),
+        "no progress with none:\n{err}"
+    );
+    assert!(
+        !err.contains(" hotbak: ["),
+        "nothing timestamped with none:\n{err}"
+    );
+    assert!(err.contains("completed OK"), "{err}");
 }
 
 /// Expect exit 3 and every needle in the findings.
@@ -164,6 +226,7 @@ fn verify_finds_each_kind_of_damage() {
     // Intact: ours, the peer's, and ours prepared.
     let e = assert_whole(&ours, "our backup");
     assert!(e.contains("manifest checked"), "{e}");
+    assert_progress_modes(&ours);
     let e = assert_whole(&theirs, "mariabackup's backup");
     assert!(e.contains("no hotbak manifest"), "{e}");
     let prepared = root.join("prepared");
@@ -440,6 +503,38 @@ fn verify_stream_finds_container_and_content_damage() {
         assert!(!err.contains(" 0 redo bytes"), "{what}: {err}");
         eprintln!("intact {what}: ok\n{err}");
     }
+    // The stream's progress lines: a pipe has no total, a file has one.
+    let (code, err) = verify_stream(&plain, &[OsStr::new("--progress"), OsStr::new("lines")]);
+    assert_eq!(code, Some(0), "{err}");
+    let (done, total, rest) = progress_lines(&err)
+        .pop()
+        .unwrap_or_else(|| panic!("no progress line:\n{err}"));
+    assert!(
+        done > 0 && total.is_none() && rest.contains("ETA -"),
+        "{err}"
+    );
+    let file = root.join("plain.xbs");
+    std::fs::write(&file, &plain).expect("write");
+    let out = Command::new(bin("hotbak"))
+        .args(["verify", "--stream", "--progress", "lines"])
+        .stdin(std::fs::File::open(&file).expect("open"))
+        .output()
+        .expect("hotbak verify runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let (_, _, rest) = progress_lines(&err)
+        .pop()
+        .unwrap_or_else(|| panic!("no progress line:\n{err}"));
+    assert!(
+        rest.contains("(100%)"),
+        "a file on stdin has a total: {err}"
+    );
+    let (code, err) = verify_stream(&plain, &[OsStr::new("--progress"), OsStr::new("none")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        progress_lines(&err).is_empty() && !err.contains(" hotbak: ["),
+        "{err}"
+    );
     if let Some(theirs) = &theirs {
         let (code, err) = verify_stream(theirs, &[]);
         assert_eq!(
