@@ -329,31 +329,11 @@ fn oracle_once(root: &Path, mariabackup: &Path, case: Case) -> Outcome {
     };
     if case.check_server && diffs.is_empty() {
         rt.block_on(async {
-            let mut s1 =
-                Sandbox::start_on(&ours, &root.join("run-native"), SandboxOptions::default())
-                    .expect("mariadbd starts on the natively prepared backup");
-            let r = testkit::check_restored(
-                &s1.connect_options(),
-                &Expect::between(&schema, &before, &after),
-            )
-            .await
-            .expect("check");
-            assert!(r.ok(), "{r}");
-            let mut s = Session::connect(&s1.connect_options())
-                .await
-                .expect("connect");
-            let ours_sums = testkit::checksum_all(&mut s).await.expect("checksums");
-            s.close().await.expect("close");
-            s1.stop().expect("stops");
-            let mut s2 =
-                Sandbox::start_on(&theirs, &root.join("run-mb"), SandboxOptions::default())
-                    .expect("mariadbd starts on the mariabackup-prepared backup");
-            let mut s = Session::connect(&s2.connect_options())
-                .await
-                .expect("connect");
-            let their_sums = testkit::checksum_all(&mut s).await.expect("checksums");
-            s.close().await.expect("close");
-            s2.stop().expect("stops");
+            let expect = Expect::between(&schema, &before, &after);
+            let opts = SandboxOptions::default;
+            let ours_sums =
+                served_sums(&ours, &root.join("run-native"), opts(), Some(&expect)).await;
+            let their_sums = served_sums(&theirs, &root.join("run-mb"), opts(), None).await;
             assert_eq!(ours_sums, their_sums, "CHECKSUM TABLE differs");
             assert!(ours_sums.len() >= 10, "{ours_sums:?}");
         });
@@ -366,6 +346,31 @@ fn oracle_once(root: &Path, mariabackup: &Path, case: Case) -> Outcome {
         native_secs,
         report,
     }
+}
+
+/// Start a server on the prepared backup `data`, run the writer's checks
+/// (`expect`) if given, and return CHECKSUM TABLE of every table.
+pub(crate) async fn served_sums(
+    data: &Path,
+    run: &Path,
+    opts: SandboxOptions,
+    expect: Option<&Expect>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut sb = Sandbox::start_on(data, run, opts)
+        .unwrap_or_else(|e| panic!("mariadbd starts on {}: {e}", data.display()));
+    if let Some(expect) = expect {
+        let r = testkit::check_restored(&sb.connect_options(), expect)
+            .await
+            .expect("check");
+        assert!(r.ok(), "{}: {r}", data.display());
+    }
+    let mut s = Session::connect(&sb.connect_options())
+        .await
+        .expect("connect");
+    let sums = testkit::checksum_all(&mut s).await.expect("checksums");
+    s.close().await.expect("close");
+    sb.stop().expect("stops");
+    sums
 }
 
 #[test]

@@ -868,9 +868,7 @@ fn xb_hostile_write_error_names_the_backup_file() {
     // dash counts `ulimit -f` in 512-byte blocks: 512 KiB per file.
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "trap '' XFSZ; ulimit -f 1024; exec \"$0\" -x -C \"$1\" < \"$2\""
-        ))
+        .arg("trap '' XFSZ; ulimit -f 1024; exec \"$0\" -x -C \"$1\" < \"$2\"")
         .arg(support::bin("xbextract"))
         .arg(&sb.out)
         .arg(&input)
