@@ -108,7 +108,7 @@ pub const ROWS: &[Row] = &[
     // Information.
     row("help", Nothing, Info("--help")),
     short("version", 'v', Nothing, Info("--version")),
-    short("verbose", 'V', Nothing, NoOp("hotbak's progress lines are always on (--progress)")),
+    short("verbose", 'V', Nothing, NoOp("hotbak shows its progress by itself (--progress: auto, lines or none)")),
     // Option files.
     row("defaults-file", Value, Defaults),
     row("defaults-extra-file", Value, Defaults),
