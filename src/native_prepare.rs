@@ -574,7 +574,6 @@ impl<'a> Batch<'a> {
     fn absorb(&mut self, later: Batch<'a>) {
         if self.pages.is_empty() {
             *self = later;
-            self.last = None;
             return;
         }
         for (id, ops) in later.pages {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -355,7 +355,7 @@ fn work(plan: &Plan, mut rx: mpsc::Receiver<Msg>, shared: &SharedState) -> Resul
                     let p = f.partial.clone().unwrap_or_default();
                     if plan.sync {
                         file.sync_all().map_err(|source| Error::Io {
-                            path: format!("{} (writing {})", f.out, p.display()),
+                            path: writing(&f.out, &p),
                             source,
                         })?;
                     }
@@ -499,16 +499,20 @@ fn write_out(f: &mut OpenFile, data: &[u8]) -> Result<()> {
     write_file(f, data)
 }
 
+/// How a write error names the file: the backup's file first (a full disk
+/// is about it), then the staging file it was being written to.
+fn writing(out: &impl std::fmt::Display, partial: &Path) -> String {
+    format!("{out} (writing {})", partial.display())
+}
+
 /// Write bytes to the output file only (no hashing).
 fn write_file(f: &mut OpenFile, data: &[u8]) -> Result<()> {
     if let Some(file) = f.file.as_mut() {
         crate::sink::write_all_chunked(file, data).map_err(|source| Error::Io {
-            // The backup's file first (a full disk is about it), then
-            // where it was being written.
-            path: f.partial.as_ref().map_or_else(
-                || f.out.to_string(),
-                |p| format!("{} (writing {})", f.out, p.display()),
-            ),
+            path: f
+                .partial
+                .as_ref()
+                .map_or_else(|| f.out.to_string(), |p| writing(&f.out, p)),
             source,
         })?;
         f.written += data.len() as u64;

@@ -600,21 +600,8 @@ impl Client {
     /// [`Error::NotFound`], [`Error::Corrupt`] when larger than the limit; store errors.
     pub async fn get_small(&self, key: &str) -> Result<Bytes> {
         let url = Self::sign(self.bucket.get_object(self.creds(), key), &[]);
-        let r = self
-            .send(&Req {
-                op: "GetObject",
-                key: key.into(),
-                part: 0,
-                method: reqwest::Method::GET,
-                url,
-                headers: vec![],
-                body: None,
-            })
-            .await?;
-        read_small(r.resp).await.map_err(|reason| Error::Corrupt {
-            key: key.into(),
-            reason,
-        })
+        let r = self.get("GetObject", key, url).await?;
+        small_body(key, r).await
     }
 
     /// GET bytes `start..end` of an object as a response to stream (`send` retried it
@@ -696,27 +683,28 @@ impl Client {
         }
     }
 
+    /// A signed GET (`send` retries it).
+    async fn get(&self, op: &'static str, key: &str, url: url::Url) -> Result<Reply> {
+        self.send(&Req {
+            op,
+            key: key.into(),
+            part: 0,
+            method: reqwest::Method::GET,
+            url,
+            headers: vec![],
+            body: None,
+        })
+        .await
+    }
+
     /// A signed GET whose reply is a small XML document (a listing page).
     async fn get_xml(&self, op: &'static str, key: &str, url: url::Url) -> Result<String> {
-        let r = self
-            .send(&Req {
-                op,
-                key: key.into(),
-                part: 0,
-                method: reqwest::Method::GET,
-                url,
-                headers: vec![],
-                body: None,
-            })
-            .await?;
+        let r = self.get(op, key, url).await?;
         self.xml(key, r).await
     }
 
     async fn xml(&self, key: &str, r: Reply) -> Result<String> {
-        let body = read_small(r.resp).await.map_err(|reason| Error::Corrupt {
-            key: key.into(),
-            reason,
-        })?;
+        let body = small_body(key, r).await?;
         String::from_utf8(body.to_vec()).map_err(|_| Error::Corrupt {
             key: key.into(),
             reason: "reply is not UTF-8".into(),
@@ -915,6 +903,14 @@ fn etag_of(key: &str, h: &reqwest::header::HeaderMap) -> Result<String> {
 }
 
 /// Read a body of at most [`MAX_SMALL_BODY`] bytes.
+/// The whole body of a small reply to `key` (at most [`MAX_SMALL_BODY`]).
+async fn small_body(key: &str, r: Reply) -> Result<Bytes> {
+    read_small(r.resp).await.map_err(|reason| Error::Corrupt {
+        key: key.into(),
+        reason,
+    })
+}
+
 async fn read_small(mut resp: reqwest::Response) -> std::result::Result<Bytes, String> {
     let mut out = bytes::BytesMut::new();
     while let Some(c) = resp.chunk().await.map_err(|e| error_chain(&e))? {
