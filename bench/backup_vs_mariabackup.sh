@@ -62,6 +62,9 @@ if [[ $SECTIONS == *2* ]] && command -v sysbench >/dev/null && [ "${SIZE:-0}" -g
     for tool in $order; do
       s=$(date +%s.%N); sleep "$IDLE"; win "$s" "$(date +%s.%N)" idle
       sync; echo 3 > /proc/sys/vm/drop_caches || true
+      # The cache drop costs the server too (its own and sysbench's code
+      # pages): let it recover before the run, so the run measures the tool.
+      sleep "${SETTLE:-2}"
       s=$(date +%s.%N)
       rc=0
       # To /dev/null like section 1: writing 2.6 GB to the server's own disk

@@ -454,6 +454,7 @@ pub struct RateLimit {
     paced: std::sync::atomic::AtomicU64,
     samples: std::sync::Mutex<Vec<super::pacing::Sample>>,
     next: std::sync::Mutex<Option<std::time::Instant>>,
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl RateLimit {
@@ -465,7 +466,28 @@ impl RateLimit {
             paced: std::sync::atomic::AtomicU64::new(0),
             samples: std::sync::Mutex::new(Vec::new()),
             next: std::sync::Mutex::new(None),
+            paused_until: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Read nothing for `d` from now (a probe of the server's throughput
+    /// without us): reads already under way finish, new ones wait.
+    pub fn pause(&self, d: Duration) {
+        let mut p = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *p = Some(std::time::Instant::now() + d);
+    }
+
+    /// How long the pause in force still lasts.
+    fn paused_for(&self, now: std::time::Instant) -> Option<Duration> {
+        let p = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.and_then(|t| t.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
     }
 
     /// Set the pacing cap, bytes/s (`None`: none).
@@ -528,17 +550,23 @@ impl RateLimit {
     /// How long to wait before `n` more bytes may be read.
     fn reserve(&self, n: u64) -> Option<Duration> {
         let rate = self.rate();
+        let now = std::time::Instant::now();
+        let paused = self.paused_for(now);
         let mut next = self
             .next
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if rate == 0 {
             *next = None;
-            return None;
+            return paused;
         }
-        let now = std::time::Instant::now();
+        // After a pause the budget starts afresh at its end (no burst to
+        // make up for it).
         let burst = Duration::from_millis(100);
-        let floor = now.checked_sub(burst).unwrap_or(now);
+        let floor = match paused {
+            Some(p) => now + p,
+            None => now.checked_sub(burst).unwrap_or(now),
+        };
         let at =
             next.map_or(floor, |t| t.max(floor)) + Duration::from_secs_f64(n as f64 / rate as f64);
         *next = Some(at);
@@ -989,6 +1017,24 @@ fn check_batch(pf: &PageFormat, kind: InnoKind, off: u64, buf: &[u8]) -> Option<
 #[cfg(test)]
 mod rate_tests {
     use super::*;
+
+    #[test]
+    fn a_pause_holds_every_read_with_or_without_a_cap() {
+        let l = RateLimit::new(0);
+        l.pause(Duration::from_millis(400));
+        let w = l.reserve(1).expect("paused: waits");
+        assert!(
+            w > Duration::from_millis(300) && w <= Duration::from_millis(400),
+            "{w:?}"
+        );
+        l.set_paced(Some(10_000_000));
+        let w = l.reserve(1_000_000).expect("paused and capped");
+        // The pause, then 1 MB at 10 MB/s, with no burst credit.
+        assert!(w >= Duration::from_millis(450), "{w:?}");
+        let l = RateLimit::new(0);
+        l.pause(Duration::ZERO);
+        assert!(l.reserve(1).is_none(), "a pause that ended holds nothing");
+    }
 
     #[test]
     fn the_pacing_cap_applies_only_while_set_and_the_hard_cap_always() {

@@ -22,6 +22,9 @@ pub const INTERVAL: Duration = Duration::from_millis(500);
 /// CPU class). Our own sampling (this monitor and the redo follower)
 /// stays far below.
 pub const BUSY_QPS: f64 = 50.0;
+/// The shortest gap between the sample taken before the copy and the
+/// monitor's first for a throughput estimate worth acting on.
+pub const MIN_GAP: Duration = Duration::from_millis(20);
 /// Redo bytes per second above which the server counts as busy (bulk
 /// writes with few statements).
 pub const BUSY_REDO: f64 = 1_000_000.0;
@@ -44,12 +47,25 @@ pub struct Summary {
     pub lowest: Option<u64>,
     /// The last reason the cap was set for.
     pub last_busy: Option<String>,
+    /// Probes of the server's own throughput (intervals without reads).
+    pub probes: u64,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let probes = match self.probes {
+            0 => String::new(),
+            n => format!(
+                "; {n} probe{} of the server alone ({:.1}s without reads)",
+                if n == 1 { "" } else { "s" },
+                n as f64 * INTERVAL.as_secs_f64()
+            ),
+        };
         if self.capped_rounds == 0 {
-            return write!(f, "reads never waited for the server's I/O: full speed");
+            return write!(
+                f,
+                "reads never slowed the server (its I/O or its throughput): full speed{probes}"
+            );
         }
         write!(
             f,
@@ -58,6 +74,7 @@ impl std::fmt::Display for Summary {
             self.rounds as f64 * INTERVAL.as_secs_f64(),
             self.lowest.unwrap_or(0) / 1_000_000
         )?;
+        f.write_str(&probes)?;
         if let Some(w) = &self.last_busy {
             write!(f, " ({w})")?;
         }
@@ -67,7 +84,9 @@ impl std::fmt::Display for Summary {
 
 impl Monitor {
     /// Start on a connection of its own; `pacing` `None` leaves the reads
-    /// uncapped (only `--max-rate` applies).
+    /// uncapped (only `--max-rate` applies). `before` is a sample of the
+    /// server's activity taken before the backup began to read (the
+    /// throughput the pacing keeps).
     #[must_use]
     pub fn start(
         conn: ConnectOptions,
@@ -75,11 +94,12 @@ impl Monitor {
         exec: crate::sched::Bulk,
         progress: Arc<Progress>,
         pacing: Option<pacing::Config>,
+        before: Option<(Instant, Activity)>,
     ) -> Monitor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         Monitor {
             stop: Some(tx),
-            task: tokio::spawn(run(conn, limit, exec, progress, pacing, rx)),
+            task: tokio::spawn(run(conn, limit, exec, progress, pacing, before, rx)),
         }
     }
 
@@ -98,11 +118,21 @@ impl Drop for Monitor {
     }
 }
 
+/// Statements per second other clients ran between two samples `dt`
+/// apart (ours, the monitor's and the follower's, not counted).
+#[must_use]
+pub fn others_qps(prev: Activity, now: Activity, dt: Duration) -> f64 {
+    let secs = dt.as_secs_f64().max(1e-3);
+    let all = now.questions.saturating_sub(prev.questions);
+    let ours = now.own.saturating_sub(prev.own);
+    all.saturating_sub(ours) as f64 / secs
+}
+
 /// Whether the server was busy between two samples `dt` apart.
 #[must_use]
 pub fn busy(prev: Activity, now: Activity, dt: Duration) -> bool {
     let secs = dt.as_secs_f64().max(1e-3);
-    let qps = now.questions.saturating_sub(prev.questions) as f64 / secs;
+    let qps = others_qps(prev, now, dt);
     let redo = match (prev.lsn, now.lsn) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / secs,
         _ => 0.0,
@@ -118,6 +148,7 @@ async fn run(
     exec: crate::sched::Bulk,
     progress: Arc<Progress>,
     pacing: Option<pacing::Config>,
+    before: Option<(Instant, Activity)>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Summary {
     let mut session = match Session::connect(&conn).await {
@@ -134,17 +165,35 @@ async fn run(
     let mut summary = Summary::default();
     let mut prev: Option<(Instant, Activity)> = None;
     let t0 = Instant::now();
+    // What the server ran before we read anything: a busy server gets a
+    // slow start (too short a gap to measure: no verdict).
+    let mut started = false;
     let mut last_bytes = progress.bytes_done();
     let mut last_t = Instant::now();
     let mut last_kind: Option<std::mem::Discriminant<Reason>> = None;
     let mut last_said = Instant::now() - Duration::from_secs(60);
     loop {
+        let mut serve = None;
         if let Some(s) = session.as_mut() {
             match s.activity().await {
                 Ok(a) => {
                     let now = (Instant::now(), a);
                     if let Some((ta, a0)) = prev {
                         exec.set_server_quiet(!busy(a0, now.1, now.0 - ta));
+                        serve = Some(others_qps(a0, now.1, now.0 - ta));
+                    }
+                    if !started {
+                        started = true;
+                        let pre = before
+                            .filter(|(tb, _)| now.0.duration_since(*tb) >= MIN_GAP)
+                            .map(|(tb, b)| others_qps(b, now.1, now.0 - tb));
+                        if let Some(p) = pacer.as_mut() {
+                            let d = p.start(pre);
+                            if d.rate.is_some() {
+                                limit.set_paced(d.rate);
+                                progress.line(&d.describe());
+                            }
+                        }
                     }
                     prev = Some(now);
                 }
@@ -168,21 +217,26 @@ async fn run(
                 &limit.drain(),
                 measured,
                 Some(progress.redo_free()),
+                serve,
             );
             limit.set_paced(d.rate);
+            if d.pause {
+                limit.pause(INTERVAL);
+                summary.probes += 1;
+            }
             summary.rounds += 1;
             if let Some(r) = d.rate {
                 summary.capped_rounds += 1;
                 summary.lowest = Some(summary.lowest.map_or(r, |l| l.min(r)));
             }
             let kind = std::mem::discriminant(&d.reason);
-            if matches!(d.reason, Reason::Busy { .. }) {
+            if matches!(d.reason, Reason::Busy { .. } | Reason::Slower { .. }) {
                 summary.last_busy = Some(d.describe());
             }
             // A line on every change of state, and every 5 s while busy.
-            let hold = matches!(d.reason, Reason::Hold);
+            let hold = matches!(d.reason, Reason::Hold | Reason::Probed { .. });
             let changed = !hold && last_kind != Some(kind);
-            let repeat = matches!(d.reason, Reason::Busy { .. })
+            let repeat = matches!(d.reason, Reason::Busy { .. } | Reason::Slower { .. })
                 && last_said.elapsed() >= Duration::from_secs(5);
             if changed || repeat {
                 progress.line(&d.describe());
@@ -210,7 +264,11 @@ mod tests {
     use super::*;
 
     fn a(questions: u64, lsn: Option<u64>) -> Activity {
-        Activity { questions, lsn }
+        Activity {
+            questions,
+            own: 0,
+            lsn,
+        }
     }
 
     #[test]

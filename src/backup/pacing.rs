@@ -22,6 +22,30 @@
 //!   exceeds the fastest rate seen uncapped, it is lifted;
 //! - fewer than [`Config::min_samples`] reads in the interval: hold.
 //!
+//! **Second signal: the server's own throughput.** A disk queue is not
+//! the only thing a backup shares with the server: on a host where the
+//! server is short of CPU or memory bandwidth, or where its reads are small
+//! random ones waiting behind our large ones, our reads cost it throughput
+//! without our own latency moving. So the monitor also counts the
+//! statements other clients run per second ([`Pacer::decide`]'s `serve`),
+//! and the controller keeps them at [`Config::keep`] of the **reference**:
+//! what the server runs while we read nothing. The reference is measured,
+//! not guessed: before the copy begins, and then by **probes**, one interval
+//! ([`Pacer::decide`] returns `pause`) in which our reads stop, every
+//! [`Config::probe_every`] seconds (the first after [`Config::probe_first`];
+//! the period doubles, up to [`Config::probe_max`], while the server is
+//! unhindered). The reference is the best probe of the last
+//! [`Config::tp_window`] seconds (the newest one when all are older), or
+//! what the server runs now when that is more. Below `keep` the cap falls as
+//! on delay; between `keep` and [`Config::keep_high`] it holds; above, it
+//! grows. A server running under [`Config::busy_qps`] statements per second
+//! is idle: the signal is off and nothing is probed.
+//!
+//! **Slow start.** When the server is busy before the copy begins
+//! ([`Pacer::start`]), the copy starts at [`Config::start`] and speeds up every
+//! interval the server keeps its throughput (× 1.5), until the first back-off;
+//! past 8 × the start (or the fastest uncapped rate seen) the cap is lifted.
+//!
 //! **Forward progress.** The floor ([`Config::floor`]) always; and the redo
 //! log must not wrap before the copy ends: under half the log free the cap
 //! never decreases, under a quarter it is lifted ("redo headroom").
@@ -46,6 +70,31 @@ pub struct Config {
     pub base_window: f64,
     /// Reads per interval needed to decide anything.
     pub min_samples: usize,
+    /// Fraction of the server's reference throughput to keep: under it
+    /// the cap falls.
+    pub keep: f64,
+    /// Above this fraction the cap grows; between `keep` and this it holds.
+    pub keep_high: f64,
+    /// How long a throughput sample is remembered, seconds.
+    pub tp_window: f64,
+    /// Statements per second (other clients') under which the server is
+    /// idle and its throughput no signal.
+    pub busy_qps: f64,
+    /// The first cap when the server is busy as the copy begins, bytes/s.
+    pub start: u64,
+    /// The throughput signal alone never caps under this, bytes/s: at
+    /// 100 MB/s our reads, page checks and framing take about 6% of one
+    /// core and a small share of any SSD, so a server that is still slower
+    /// is slowed by something else (its own load changing, other
+    /// processes); only our reads' own delay (the disk) goes lower.
+    pub tp_floor: u64,
+    /// Seconds into the copy of the first probe of the server's own
+    /// throughput.
+    pub probe_first: f64,
+    /// Seconds between probes while the server is hindered.
+    pub probe_every: f64,
+    /// The longest period between probes (unhindered server).
+    pub probe_max: f64,
 }
 
 impl Default for Config {
@@ -57,6 +106,15 @@ impl Default for Config {
             increase: 0.25,
             base_window: 120.0,
             min_samples: 3,
+            keep: 0.82,
+            keep_high: 0.9,
+            tp_window: 10.0,
+            busy_qps: 50.0,
+            start: 200_000_000,
+            tp_floor: 100_000_000,
+            probe_first: 1.0,
+            probe_every: 5.0,
+            probe_max: 30.0,
         }
     }
 }
@@ -82,6 +140,32 @@ pub enum Reason {
         /// Base latency per MiB, ms.
         base_ms: f64,
     },
+    /// The server serves fewer statements than before: capped.
+    Slower {
+        /// Statements per second in the interval.
+        qps: f64,
+        /// The reference throughput.
+        base_qps: f64,
+    },
+    /// The server keeps its throughput but close to the limit: the cap holds.
+    Holding {
+        /// Statements per second in the interval.
+        qps: f64,
+        /// The reference throughput.
+        base_qps: f64,
+    },
+    /// The server was busy as the copy began: the copy starts capped and
+    /// speeds up while the server keeps its throughput.
+    SlowStart {
+        /// Statements per second before the copy.
+        qps: f64,
+    },
+    /// The interval just ended was a probe: the server ran this many
+    /// statements per second while we read nothing.
+    Probed {
+        /// Statements per second.
+        qps: f64,
+    },
     /// Quiet again: the cap grows.
     Recovering,
     /// The redo log is filling: no cap, whatever the delay.
@@ -98,6 +182,9 @@ pub enum Reason {
 pub struct Decision {
     /// The cap.
     pub rate: Option<u64>,
+    /// Read nothing in the next interval: a probe of the server's own
+    /// throughput.
+    pub pause: bool,
     /// Why.
     pub reason: Reason,
 }
@@ -114,7 +201,21 @@ impl Decision {
             Reason::Busy { current_ms, base_ms } => format!(
                 "server busy: our reads wait {current_ms:.1} ms per MiB over a {base_ms:.1} ms baseline; reads paced at {rate}"
             ),
-            Reason::Recovering => format!("disk quieter: reads paced at {rate}"),
+            Reason::Slower { qps, base_qps } => format!(
+                "server busy: it runs {qps:.0} statements/s, {:.0}% of its {base_qps:.0} without our reads; reads paced at {rate}",
+                qps / base_qps * 100.0
+            ),
+            Reason::Holding { qps, base_qps } => format!(
+                "server near its limit: {qps:.0} statements/s, {:.0}% of its {base_qps:.0}; reads held at {rate}",
+                qps / base_qps * 100.0
+            ),
+            Reason::SlowStart { qps } => format!(
+                "server busy ({qps:.0} statements/s): reads start at {rate} and speed up while it keeps its throughput"
+            ),
+            Reason::Probed { qps } => format!(
+                "probe: the server runs {qps:.0} statements/s while we read nothing; reads at {rate}"
+            ),
+            Reason::Recovering => format!("server unhindered: reads paced at {rate}"),
             Reason::RedoHeadroom { percent } => {
                 format!("redo log {percent:.0}% free: reads at {rate} so that the copy ends before it wraps")
             }
@@ -131,6 +232,25 @@ pub struct Pacer {
     bases: VecDeque<(f64, f64)>,
     rate: Option<f64>,
     peak_uncapped: f64,
+    /// (time, statements per second) of the probes: the server without
+    /// our reads.
+    refs: VecDeque<(f64, f64)>,
+    /// Doubling (slow start) until the first back-off.
+    slow_start: bool,
+    /// The interval now running is a probe.
+    probing: bool,
+    /// When the last probe was asked for, and the period to the next.
+    last_probe: f64,
+    probe_period: f64,
+    /// Probes asked for.
+    pub probes: u64,
+    /// Statements per second of the interval before (none after a probe).
+    last_qps: Option<f64>,
+    /// The server's throughput before the copy: a reference until the
+    /// first probe (a short sample, taken while the redo follower starts).
+    pre: Option<f64>,
+    /// The server runs well above the reference: probe again now.
+    early_probe: bool,
 }
 
 fn per_mib_ms(s: &Sample) -> Option<f64> {
@@ -151,6 +271,30 @@ impl Pacer {
             bases: VecDeque::new(),
             rate: None,
             peak_uncapped: 0.0,
+            refs: VecDeque::new(),
+            slow_start: false,
+            probing: false,
+            last_probe: 0.0,
+            probe_period: cfg.probe_first,
+            probes: 0,
+            last_qps: None,
+            pre: None,
+            early_probe: false,
+        }
+    }
+
+    /// The server's throughput before the copy (other clients' statements
+    /// per second; `None` when unknown): a busy server makes the copy start
+    /// at [`Config::start`]. Returns the first decision.
+    pub fn start(&mut self, qps: Option<f64>) -> Decision {
+        match qps.filter(|q| *q >= self.cfg.busy_qps) {
+            Some(q) => {
+                self.pre = Some(q);
+                self.rate = Some(self.cfg.start.max(self.cfg.floor) as f64);
+                self.slow_start = true;
+                self.decision(Reason::SlowStart { qps: q })
+            }
+            None => self.decision(Reason::Hold),
         }
     }
 
@@ -160,60 +304,192 @@ impl Pacer {
         self.rate.map(|r| r as u64)
     }
 
+    /// The reference throughput at `t`: the median of the last three
+    /// probes of the window (the newest alone when all are older; the
+    /// pre-copy sample before any probe).
+    fn reference(&mut self, t: f64) -> Option<f64> {
+        while self.refs.len() > 1
+            && self
+                .refs
+                .front()
+                .is_some_and(|(t0, _)| t - t0 > self.cfg.tp_window)
+        {
+            self.refs.pop_front();
+        }
+        let mut last: Vec<f64> = self.refs.iter().rev().take(3).map(|(_, q)| *q).collect();
+        last.sort_by(f64::total_cmp);
+        match last.len() {
+            0 => self.pre,
+            2 => Some((last[0] + last[1]) / 2.0),
+            n => Some(last[n / 2]),
+        }
+    }
+
     /// Decide at time `t` (seconds) from the reads of the last interval,
-    /// the rate they achieved (bytes/s) and the redo log's free fraction.
+    /// the rate they achieved (bytes/s), the redo log's free fraction and
+    /// the statements per second other clients ran in the interval (`None`
+    /// without a monitoring connection).
     pub fn decide(
         &mut self,
         t: f64,
         samples: &[Sample],
         measured: f64,
         headroom: Option<f64>,
+        serve: Option<f64>,
+    ) -> Decision {
+        let mut d = self.decide_cap(t, samples, measured, headroom, serve);
+        // A probe is due: the server is busy (or was as the copy began),
+        // the period is over, and nothing else (the redo log, a probe that
+        // just ended) has a say.
+        let busy = serve.is_some_and(|q| q >= self.cfg.busy_qps)
+            || self.reference(t).is_some_and(|q| q >= self.cfg.busy_qps);
+        let free = !matches!(
+            d.reason,
+            Reason::RedoHeadroom { .. } | Reason::Probed { .. }
+        );
+        let due = t - self.last_probe >= self.probe_period
+            || std::mem::take(&mut self.early_probe)
+            || (self.refs.is_empty() && self.pre.is_none());
+        if busy && free && due {
+            self.probe_period = match d.reason {
+                Reason::Quiet => (self.probe_period * 2.0)
+                    .max(self.cfg.probe_every)
+                    .min(self.cfg.probe_max),
+                _ => self.cfg.probe_every,
+            };
+            self.last_probe = t;
+            self.probing = true;
+            self.probes += 1;
+            d.pause = true;
+        }
+        d
+    }
+
+    fn decide_cap(
+        &mut self,
+        t: f64,
+        samples: &[Sample],
+        measured: f64,
+        headroom: Option<f64>,
+        serve: Option<f64>,
     ) -> Decision {
         let floor = self.cfg.floor as f64;
         if let Some(h) = headroom.filter(|h| *h < 0.25) {
             self.rate = None;
+            self.slow_start = false;
+            self.probing = false;
             return self.decision(Reason::RedoHeadroom { percent: h * 100.0 });
         }
+        let last_qps = std::mem::replace(&mut self.last_qps, serve);
+        if std::mem::take(&mut self.probing) {
+            self.last_qps = None;
+            // The interval just ended read nothing: what the server ran is
+            // the reference; our reads' latencies and rate say nothing.
+            return match serve {
+                Some(qps) => {
+                    self.refs.push_back((t, qps));
+                    self.decision(Reason::Probed { qps })
+                }
+                None => self.decision(Reason::Hold),
+            };
+        }
+        // Throughput against the reference (what the server runs now is a
+        // reference too when it is more: it can do at least that).
+        // Throughput against the reference; a server running well above
+        // it (its load grew, or the reference was taken in a bad moment)
+        // is probed again at once.
+        let throughput = serve.and_then(|q| {
+            let base = self.reference(t).unwrap_or(q);
+            let two = last_qps.map_or(q, |l| (l + q) / 2.0);
+            if two > 1.2 * base && q >= self.cfg.busy_qps {
+                self.early_probe = true;
+            }
+            (base >= self.cfg.busy_qps).then_some((q, base))
+        });
         let mut lat: Vec<f64> = samples.iter().filter_map(per_mib_ms).collect();
-        if lat.len() < self.cfg.min_samples {
+        let delay = (lat.len() >= self.cfg.min_samples).then(|| {
+            let current = median(&mut lat);
+            self.bases.push_back((t, current));
+            while self
+                .bases
+                .front()
+                .is_some_and(|(t0, _)| t - t0 > self.cfg.base_window)
+            {
+                self.bases.pop_front();
+            }
+            let base = self
+                .bases
+                .iter()
+                .map(|(_, b)| *b)
+                .fold(f64::INFINITY, f64::min);
+            (current, base)
+        });
+        if delay.is_none() && throughput.is_none() {
             return self.decision(Reason::Hold);
         }
-        let current = median(&mut lat);
-        self.bases.push_back((t, current));
-        while self
-            .bases
-            .front()
-            .is_some_and(|(t0, _)| t - t0 > self.cfg.base_window)
-        {
-            self.bases.pop_front();
-        }
-        let base = self
-            .bases
-            .iter()
-            .map(|(_, b)| *b)
-            .fold(f64::INFINITY, f64::min);
         if self.rate.is_none() {
             self.peak_uncapped = self.peak_uncapped.max(measured);
         }
-        let target = (self.cfg.target.as_secs_f64() * 1e3).max(base);
-        if current - base > target {
+        // Slower: over the last two intervals (one interval is noisy: a
+        // server's statement rate varies by 10-15% from one half second
+        // to the next).
+        let slower = throughput.filter(|(q, base)| {
+            let two = last_qps.map_or(*q, |l| (l + q) / 2.0);
+            two < self.cfg.keep * base
+        });
+        let waits = delay.filter(|(current, base)| {
+            current - base > (self.cfg.target.as_secs_f64() * 1e3).max(*base)
+        });
+        if slower.is_some() || waits.is_some() {
             let from = self.rate.map_or(measured, |r| r.min(measured.max(floor)));
             let mut new = (from * self.cfg.decrease).max(floor);
+            if waits.is_none() {
+                // The throughput alone goes no lower than its own floor
+                // (nor lifts a lower cap the disk asked for).
+                let tp_floor = self.cfg.tp_floor as f64;
+                new = new.max(self.rate.map_or(tp_floor, |r| r.min(tp_floor)));
+            }
             if headroom.is_some_and(|h| h < 0.5) {
                 new = new.max(self.rate.unwrap_or(f64::INFINITY).min(measured.max(floor)));
             }
             self.rate = Some(new);
-            return self.decision(Reason::Busy {
-                current_ms: current,
-                base_ms: base,
+            self.slow_start = false;
+            // The interval just ended ran at the old cap: not a sample of the new.
+            self.last_qps = None;
+            return self.decision(match (slower, waits) {
+                (Some((qps, base_qps)), _) => Reason::Slower { qps, base_qps },
+                (None, Some((current_ms, base_ms))) => Reason::Busy {
+                    current_ms,
+                    base_ms,
+                },
+                (None, None) => Reason::Hold,
             });
+        }
+        if let Some((qps, base_qps)) = throughput.filter(|(q, base)| *q < self.cfg.keep_high * base)
+        {
+            if self.rate.is_some() {
+                return self.decision(Reason::Holding { qps, base_qps });
+            }
         }
         match self.rate {
             None => self.decision(Reason::Quiet),
             Some(r) => {
-                let next = r + (r * self.cfg.increase).max(floor / 2.0);
-                if next > self.peak_uncapped.max(floor) {
+                let next = if self.slow_start {
+                    r * 1.5
+                } else {
+                    r + (r * self.cfg.increase).max(floor / 2.0)
+                };
+                // A cap above the fastest uncapped rate seen is no cap;
+                // never uncapped (a slow start), one of 8 × the start.
+                let ceiling = if self.peak_uncapped > 0.0 {
+                    self.peak_uncapped.max(floor)
+                } else {
+                    8.0 * self.cfg.start.max(self.cfg.floor) as f64
+                };
+                let above_peak = next > ceiling;
+                if above_peak {
                     self.rate = None;
+                    self.slow_start = false;
                     self.decision(Reason::Quiet)
                 } else {
                     self.rate = Some(next);
@@ -226,6 +502,7 @@ impl Pacer {
     fn decision(&self, reason: Reason) -> Decision {
         Decision {
             rate: self.rate(),
+            pause: false,
             reason,
         }
     }
@@ -253,7 +530,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (ms, mbs, h))| {
-                p.decide(i as f64 * 0.5, &reads(ms), mbs * 1e6, *h)
+                p.decide(i as f64 * 0.5, &reads(ms), mbs * 1e6, *h, None)
                     .rate
                     .map_or(0, |r| r / 1_000_000)
             })
@@ -300,7 +577,7 @@ mod tests {
         trace.extend(vec![(slower, 90.0, None); 3]);
         assert!(replay(&mut p, &trace).iter().all(|r| *r == 0));
         let much: &[f64] = &[25.0, 26.0, 24.0];
-        let d = p.decide(10.0, &reads(much), 60e6, None);
+        let d = p.decide(10.0, &reads(much), 60e6, None, None);
         assert!(matches!(d.reason, Reason::Busy { .. }), "{d:?}");
         assert!(
             d.describe().contains("over a 10.2 ms baseline"),
@@ -327,7 +604,7 @@ mod tests {
             "no decrease under half free: {caps:?}"
         );
         assert_eq!(caps[7], 0, "lifted under a quarter free: {caps:?}");
-        let d = p.decide(9.0, &reads(busy), 98e6, Some(0.2));
+        let d = p.decide(9.0, &reads(busy), 98e6, Some(0.2), None);
         assert!(
             d.describe().contains("redo log 20% free"),
             "{}",
@@ -343,7 +620,156 @@ mod tests {
         let quiet: &[f64] = &[1.0, 1.0, 1.0];
         replay(&mut p, &[(quiet, 500.0, None), (busy, 100.0, None)]);
         assert_eq!(p.rate(), Some(70_000_000));
-        let d = p.decide(5.0, &reads(&[1.0]), 0.0, None);
+        let d = p.decide(5.0, &reads(&[1.0]), 0.0, None, None);
         assert_eq!((d.rate, d.reason), (Some(70_000_000), Reason::Hold));
+    }
+
+    /// Replay (statements/s, measured MB/s) at 0.5 s steps with quiet
+    /// reads; the caps chosen, MB/s (0 = none), `P` after a cap where a
+    /// probe was asked for.
+    fn replay_served(p: &mut Pacer, t0: f64, trace: &[(f64, f64)]) -> Vec<String> {
+        let quiet: &[f64] = &[1.0, 1.0, 1.1];
+        trace
+            .iter()
+            .enumerate()
+            .map(|(i, (qps, mbs))| {
+                let d = p.decide(
+                    t0 + i as f64 * 0.5,
+                    &reads(quiet),
+                    mbs * 1e6,
+                    Some(0.9),
+                    Some(*qps),
+                );
+                let cap = d.rate.map_or(0, |r| r / 1_000_000);
+                if d.pause {
+                    format!("{cap}P")
+                } else {
+                    cap.to_string()
+                }
+            })
+            .collect()
+    }
+
+    /// A busy server before the copy: the copy starts at 200 MB/s and
+    /// speeds up × 1.5 while the server keeps its throughput; a probe (an
+    /// interval without reads) measures the server alone; two intervals
+    /// (one after a probe or a cut) that cost it more than 18% cut the cap
+    /// to 0.7×; it holds in the band between 82% and 90%, and grows by a
+    /// quarter above it.
+    #[test]
+    fn slow_start_then_keeps_the_server_throughput() {
+        let mut p = Pacer::new(Config::default());
+        let d = p.start(Some(19_000.0));
+        assert_eq!(d.rate, Some(200_000_000));
+        assert!(
+            d.describe().contains("19000 statements/s"),
+            "{}",
+            d.describe()
+        );
+        let caps = replay_served(
+            &mut p,
+            0.5,
+            &[
+                (19_200.0, 200.0), // 200 MB/s costs nothing: × 1.5
+                (18_300.0, 300.0), // 96% at 300: × 1.5; the first probe is due
+                (19_500.0, 0.0),   // the probe: the server alone
+                (11_400.0, 450.0), // 58% at 450: 0.7 x at once
+                (15_200.0, 315.0), // 78%: down
+                (17_100.0, 220.0), // 88%: hold
+                (18_300.0, 220.0), // 94% (91% over two): up a quarter
+            ],
+        );
+        assert_eq!(caps, ["300", "450P", "450", "315", "220", "220", "275"]);
+        let d = p.decide(4.0, &reads(&[1.0, 1.0, 1.0]), 490e6, None, Some(9_750.0));
+        assert!(matches!(d.reason, Reason::Slower { .. }), "{d:?}");
+        assert!(
+            d.describe().contains("9750 statements/s, 50% of its 19500"),
+            "{}",
+            d.describe()
+        );
+        assert_eq!(p.probes, 1);
+    }
+
+    /// An idle server (our own sampling only) never slows the copy nor is
+    /// probed; under a light load our reads do not slow down the slow start
+    /// runs to its end (8 × the start) and the cap is lifted.
+    #[test]
+    fn idle_or_unhindered_server_is_never_capped() {
+        let mut p = Pacer::new(Config::default());
+        assert_eq!(p.start(Some(4.0)).rate, None);
+        let trace: Vec<(f64, f64)> = (0..20)
+            .map(|i| (if i % 2 == 0 { 3.0 } else { 40.0 }, 800.0))
+            .collect();
+        assert!(replay_served(&mut p, 0.5, &trace).iter().all(|c| c == "0"));
+        assert_eq!(p.probes, 0);
+        // Five probe sessions, ~200 statements/s, unchanged by our reads.
+        let mut p = Pacer::new(Config::default());
+        assert_eq!(p.start(Some(205.0)).rate, Some(200_000_000));
+        let caps = replay_served(
+            &mut p,
+            0.5,
+            &[
+                (201.0, 200.0),
+                (199.0, 300.0),
+                (200.0, 0.0),
+                (204.0, 450.0),
+                (203.0, 675.0),
+                (202.0, 800.0),
+                (200.0, 800.0),
+            ],
+        );
+        assert_eq!(caps, ["300", "450P", "450", "675", "1012", "1518", "0"]);
+        // Unhindered, the probes come less and less often (5, 10, 20, 30 s).
+        let trace: Vec<(f64, f64)> = (0..200).map(|_| (200.0, 800.0)).collect();
+        let caps = replay_served(&mut p, 3.0, &trace);
+        assert!(caps.iter().all(|c| c.starts_with('0')), "{caps:?}");
+        let probes: Vec<usize> = (0..caps.len())
+            .filter(|i| caps[*i].ends_with('P'))
+            .collect();
+        let gaps: Vec<usize> = probes.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps, [20, 40, 60, 60], "{probes:?}");
+    }
+
+    /// A load that ends by itself is not taken for our doing: the next
+    /// probe measures the server alone at its new level, and the cap grows
+    /// again and is lifted.
+    #[test]
+    fn a_load_that_ends_is_forgotten() {
+        let mut p = Pacer::new(Config::default());
+        p.start(Some(10_000.0));
+        // Slow start, a probe at 1 s (the server alone: 10,000/s), then the
+        // load falls to 3,000/s while we read.
+        let mut trace = vec![(10_000.0, 200.0), (10_000.0, 300.0), (10_000.0, 0.0)];
+        trace.extend(vec![(3_000.0, 100.0); 80]);
+        let caps = replay_served(&mut p, 0.5, &trace);
+        let mb = |c: &String| c.trim_end_matches('P').parse::<u64>().unwrap_or(u64::MAX);
+        assert!(
+            caps[3..8].iter().all(|c| mb(c) < 300),
+            "backs off first: {caps:?}"
+        );
+        assert_eq!(caps.last().map(&mb), Some(0), "lifted again: {caps:?}");
+    }
+
+    /// A server whose throughput wanders for reasons of its own (here 60–
+    /// 80% of the probes whatever we do) is not blamed on reads at
+    /// 100 MB/s: the throughput signal alone stops there; only our reads'
+    /// own delay goes lower.
+    #[test]
+    fn throughput_alone_stops_at_its_floor() {
+        let mut p = Pacer::new(Config::default());
+        p.start(Some(10_000.0));
+        let mut trace = vec![(10_000.0, 200.0), (10_000.0, 300.0), (10_000.0, 0.0)];
+        trace.extend((0..40).map(|i| (if i % 3 == 0 { 8_000.0 } else { 6_000.0 }, 150.0)));
+        let caps = replay_served(&mut p, 0.5, &trace);
+        let mb = |c: &String| c.trim_end_matches('P').parse::<u64>().unwrap_or(0);
+        assert!(caps[3..].iter().all(|c| mb(c) >= 100), "{caps:?}");
+        assert!(caps[3..].iter().any(|c| mb(c) == 100), "{caps:?}");
+        // Our reads waiting on the disk take the cap under it.
+        let mut p = Pacer::new(Config::default());
+        p.start(Some(10_000.0));
+        let d = p.decide(0.5, &reads(&[1.0, 1.0, 1.0]), 200e6, None, Some(6_000.0));
+        assert_eq!(d.rate, Some(140_000_000), "{d:?}");
+        let d = p.decide(1.0, &reads(&[9.0, 9.0, 9.0]), 140e6, None, Some(6_000.0));
+        assert_eq!(d.rate, Some(98_000_000), "{d:?}");
     }
 }

@@ -50,6 +50,8 @@ pub(super) struct CopyCtx<'a> {
     pub(super) info: &'a ServerInfo,
     pub(super) start_time: chrono::DateTime<chrono::Local>,
     pub(super) exec: &'a Bulk,
+    /// The server's activity before the backup read anything.
+    pub(super) before: Option<(std::time::Instant, crate::mysql::Activity)>,
 }
 
 /// Steps 1 and 2, then the locked part; locks are released on failure.
@@ -67,6 +69,15 @@ pub(super) async fn body(
     ))
     .await?;
     let info = s.server_info().await?;
+    // The pacing's reference: what the server runs before we read a byte.
+    let before = if plan.pacing.is_some() {
+        s.activity()
+            .await
+            .ok()
+            .map(|a| (std::time::Instant::now(), a))
+    } else {
+        None
+    };
     if info.var("wsrep_on") == Some("ON") {
         // A Galera node: our status reads must not wait for the cluster
         // (wsrep_sync_wait) while we hold the backup locks (as mariabackup).
@@ -112,6 +123,7 @@ pub(super) async fn body(
         info: &info,
         start_time,
         exec,
+        before,
     };
     let r = locked_copy(&ctx, &mut s, follower).await;
     // An interrupted session was ended from another connection (its
@@ -809,6 +821,7 @@ async fn bulk_copy(
         exec.clone(),
         progress.clone(),
         plan.pacing,
+        ctx.before,
     );
     // Under BLOCK_DDL (or with no lock at all) the non-transactional files
     // are already still, so the same workers copy them too, interleaved with

@@ -452,8 +452,26 @@ pub struct ReplicaState {
 pub struct Activity {
     /// Statements executed since start.
     pub questions: u64,
+    /// Statements this process had sent by then ([`own_statements`]), so
+    /// that other clients' are `questions` minus these.
+    pub own: u64,
     /// Current redo LSN.
     pub lsn: Option<u64>,
+}
+
+/// Statements every [`Session`] of this process has sent: the server
+/// counts them in `Questions` like any client's, and the load monitor must
+/// tell the server's own load from our sampling.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Statements sent by this process so far.
+#[must_use]
+pub fn own_statements() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_statement() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// One result row as text, by column name.
@@ -695,6 +713,7 @@ impl Session {
     /// # Errors
     /// [`Error::Query`], [`Error::ConnectionLost`] or [`Error::LockTimeout`], naming the statement.
     pub async fn execute(&mut self, statement: &str) -> Result<()> {
+        count_statement();
         let started = Instant::now();
         self.conn
             .query_drop(statement)
@@ -707,6 +726,7 @@ impl Session {
     /// # Errors
     /// As [`Session::execute`].
     pub async fn query(&mut self, statement: &str) -> Result<Vec<Record>> {
+        count_statement();
         let started = Instant::now();
         let rows: Vec<Row> = self
             .conn
@@ -1147,7 +1167,9 @@ impl Session {
             "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Innodb_lsn_current')";
         let rows = self.query(Q).await?;
         let get = |n: &str| status_u64(&rows, n);
+        let own = own_statements();
         Ok(Activity {
+            own,
             questions: get("Questions").ok_or_else(|| Error::Unexpected {
                 statement: Q.into(),
                 detail: "no Questions counter".into(),
@@ -1206,6 +1228,7 @@ impl Session {
     /// # Errors
     /// Query errors.
     pub async fn execute_with(&mut self, statement: &str, params: &[history::Value]) -> Result<()> {
+        count_statement();
         let started = Instant::now();
         self.conn
             .exec_drop(statement, params_of(params))
@@ -1222,6 +1245,7 @@ impl Session {
         statement: &str,
         params: &[history::Value],
     ) -> Result<Vec<Record>> {
+        count_statement();
         let started = Instant::now();
         let rows: Vec<Row> = self
             .conn
