@@ -872,17 +872,37 @@ fn encrypted_log_check(
     let scan =
         redo::scan_mtrs(&geo, info.header.first_lsn, body).map_err(|e| bad(e.to_string()))?;
     let mut off = 0usize;
+    // The checkpoint mtr's FILE_CHECKPOINT holds the checkpoint LSN: a
+    // known plaintext, so a wrong key is caught even without DDL records.
+    let ck = info.newest;
+    let mut key_proved = false;
     for l in scan.mtr_lens {
         let mtr = &body[off..off + l];
         let lsn = info.header.first_lsn.0 + off as u64;
         off += l;
         let records = &mtr[..l - geo.trailer()];
-        if !redo::file_record_kinds(records).is_some_and(|k| k.any()) {
+        let at_checkpoint = lsn == ck.end_lsn.0;
+        if !at_checkpoint && !redo::file_record_kinds(records).is_some_and(|k| k.any()) {
             continue;
         }
         let plain = key
             .decrypt_mtr(mtr)
             .map_err(|e| bad(format!("at LSN {lsn}: {e}")))?;
+        if at_checkpoint {
+            key_proved = redo::file_records(&plain[..records.len()])
+                .any(|op| matches!(op, Ok(FileOp::Checkpoint { lsn }) if lsn == ck.checkpoint_lsn));
+            if !key_proved {
+                return Err(bad(format!(
+                    "the redo log does not decrypt with key id {} version {} of {}: the checkpoint \
+                     record at LSN {lsn} does not read as checkpoint {} (a wrong key file, or \
+                     another file_key_management_encryption_algorithm). Nothing was changed",
+                    crypt.key_id,
+                    crypt.key_version,
+                    keys.path.display(),
+                    ck.checkpoint_lsn
+                )));
+            }
+        }
         for op in redo::file_records(&plain[..records.len()]) {
             let op = op.map_err(|e| {
                 bad(format!(
@@ -908,6 +928,12 @@ fn encrypted_log_check(
                 )));
             }
         }
+    }
+    if !key_proved {
+        return Err(bad(format!(
+            "the checkpoint mini-transaction at LSN {} is not in the log: cannot check the key. Nothing was changed",
+            ck.end_lsn
+        )));
     }
     Ok(Some(key))
 }

@@ -1556,3 +1556,245 @@ fn encrypted_tables_backed_up_and_prepared() {
         peer.stop().expect("stops");
     });
 }
+
+/// Every file under `d` with the SHA-256 of its contents.
+fn hashes(d: &Path) -> Vec<(std::path::PathBuf, [u8; 32])> {
+    use sha2::{Digest, Sha256};
+    let mut v: Vec<_> = walk(d)
+        .into_iter()
+        .map(|p| {
+            let h: [u8; 32] = Sha256::digest(std::fs::read(&p).expect("read")).into();
+            (p, h)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A server with encrypted tables *and* an encrypted redo log
+/// (`innodb_encrypt_log=ON`, the 10.11 `FORMAT_ENC_11` log), under the
+/// writers and the DDL loop, with the key file plain or (`salted`)
+/// encrypted with a file key as MariaDB documents (`openssl enc
+/// -aes-256-cbc -md sha1`, `file_key_management_filekey=FILE:…`). The
+/// backup keeps the log encrypted with the server's parameters and tracks
+/// the DDL through the keys; a wrong key file and a missing one fail the
+/// prepare naming the key id and the file, changing no byte; `mariabackup
+/// --prepare` and `hotbak prepare` both prepare it, servers loading the
+/// keys start on both and pass the checks with the same table checksums.
+fn encrypted_log_with_ddl(salted: bool) {
+    let mariabackup = tool("mariabackup");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain_keys = "1;a7addd9adea9978fda19f21e6be987880e68ac92632ca052e5bb42b1a506939a\n\
+                      2;49c16acc2dffe616710c9ba9a10b94944a737de1beccb52dc1560abfdd67388b\n";
+    let keys = dir
+        .path()
+        .join(if salted { "keys.enc" } else { "keys.txt" });
+    let mut plugin = vec![
+        "--plugin-load-add=file_key_management".to_owned(),
+        format!("--file-key-management-filename={}", keys.display()),
+        "--innodb-encrypt-tables=ON".to_owned(),
+        "--innodb-encrypt-log=ON".to_owned(),
+        "--innodb-encryption-threads=1".to_owned(),
+    ];
+    if salted {
+        let Some(openssl) = tool("openssl") else {
+            return;
+        };
+        let clear = dir.path().join("keys.clear");
+        std::fs::write(&clear, plain_keys).expect("key file");
+        let secret = dir.path().join("filekey");
+        std::fs::write(&secret, "correct horse battery staple\n").expect("file key");
+        run_ok(
+            &openssl,
+            &[
+                OsStr::new("enc"),
+                OsStr::new("-aes-256-cbc"),
+                OsStr::new("-md"),
+                OsStr::new("sha1"),
+                OsStr::new("-pass"),
+                OsStr::new(&format!("file:{}", secret.display())),
+                OsStr::new("-in"),
+                clear.as_os_str(),
+                OsStr::new("-out"),
+                keys.as_os_str(),
+            ],
+        );
+        std::fs::remove_file(&clear).expect("remove the clear keys");
+        assert!(std::fs::read(&keys).expect("keys").starts_with(b"Salted__"));
+        plugin.push(format!(
+            "--file-key-management-filekey=FILE:{}",
+            secret.display()
+        ));
+    } else {
+        std::fs::write(&keys, plain_keys).expect("key file");
+    }
+    let plugin_refs: Vec<&str> = plugin.iter().map(String::as_str).collect();
+    let Some(mut sb) = sandbox(dir.path(), &plugin_refs) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    rt().block_on(async {
+        let conn = sb.connect_options();
+        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+            .await
+            .expect("schema");
+        let w = Writer::start(&conn, &schema, &WriterOptions::default())
+            .await
+            .expect("writer");
+        let ddl = DdlLoop::start(&conn, Duration::from_millis(20))
+            .await
+            .expect("ddl loop");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let before = w.snapshot();
+        let outcome = stream_backup(
+            sb.socket(),
+            &backup,
+            &dir.path().join("logs"),
+            strs(&["--max-rate", "10", "--lock-ddl", "short"]),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let d = ddl.stop().await.expect("ddl loop stops");
+        let after = w.stop().await.expect("writer stops");
+        eprintln!("DDL loop: {d}\nwriter: {after}");
+        assert!(d.errors.is_empty(), "DDL loop errors: {d}");
+        assert!(after.errors.is_empty(), "writer errors: {after}");
+        assert_backup_ok(&outcome);
+        assert!(
+            outcome.hotbak_stderr.contains("redo log is encrypted"),
+            "the backup did not say it reads the encrypted log with the keys: {outcome}"
+        );
+        assert!(
+            outcome
+                .hotbak_stderr
+                .contains("DDL tracking: during the copy"),
+            "no DDL was tracked during the copy: {outcome}"
+        );
+        sb.stop().expect("source stops");
+        // The backup's log is encrypted with the server's parameters:
+        // FORMAT_ENC_11, the same 28 bytes of key id, version, message and
+        // nonce; and no file name is readable in it.
+        let ours = std::fs::read(backup.join("ib_logfile0")).expect("backup log");
+        let theirs = std::fs::read(sb.datadir().join("ib_logfile0")).expect("source log");
+        assert_eq!(ours[..4], [0xF0, 0x9F, 0x97, 0x9D], "not FORMAT_ENC_11");
+        assert_eq!(ours[48..76], theirs[48..76], "crypt parameters differ");
+        assert!(
+            !ours[12288..].windows(4).any(|w| w == b".ibd"),
+            "a file name is readable in the backup's encrypted log"
+        );
+        let cnf = std::fs::read_to_string(backup.join("backup-my.cnf")).expect("backup-my.cnf");
+        assert!(cnf.contains("innodb_encrypt_log=1\n"), "{cnf}");
+        let mut e = Expect::between(&schema, &before, &after);
+        e.ddl = true;
+
+        // A wrong key file and a missing one: non-zero exit, the key id and
+        // the file named, not one byte of the backup changed.
+        let wrong = dir.path().join("wrong-keys.txt");
+        std::fs::write(
+            &wrong,
+            "1;00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+        )
+        .expect("wrong keys");
+        let missing = dir.path().join("no-such-keys.txt");
+        let before_hashes = hashes(&backup);
+        for (file, wants) in [
+            (&wrong, &["key id 1", "wrong-keys.txt"][..]),
+            (&missing, &["no-such-keys.txt"][..]),
+        ] {
+            let mut args = prepare_argv(&backup).to_vec();
+            let opt = format!("file_key_management_filename={}", file.display());
+            args.extend([OsStr::new("--server-option"), OsStr::new(&opt)]);
+            if salted && file == &wrong {
+                args.extend([
+                    OsStr::new("--server-option"),
+                    OsStr::new("file_key_management_filekey="),
+                ]);
+            }
+            let (st, out) = testkit::run_tool(&bin("hotbak"), &args).expect("hotbak runs");
+            assert!(
+                !st.success(),
+                "prepare with {} succeeded:\n{out}",
+                file.display()
+            );
+            for w in wants {
+                assert!(out.contains(w), "the failure does not name {w:?}:\n{out}");
+            }
+            assert_eq!(
+                hashes(&backup),
+                before_hashes,
+                "a failed prepare changed the backup"
+            );
+        }
+
+        let peer_sums = match &mariabackup {
+            Some(mb) => {
+                let peer = dir.path().join("peer-data");
+                copy_dir(&backup, &peer);
+                run_ok(
+                    mb,
+                    &[
+                        OsStr::new(&format!(
+                            "--defaults-file={}",
+                            peer.join("backup-my.cnf").display()
+                        )),
+                        OsStr::new("--prepare"),
+                        OsStr::new(&format!("--target-dir={}", peer.display())),
+                    ],
+                );
+                let mut theirs = Sandbox::start_on(
+                    &peer,
+                    &dir.path().join("peer-run"),
+                    SandboxOptions {
+                        server_args: plugin.clone(),
+                        ..Default::default()
+                    },
+                )
+                .expect("server starts on the mariabackup-prepared backup");
+                check(&theirs, &e).await;
+                let mut s = Session::connect(&theirs.connect_options())
+                    .await
+                    .expect("connect");
+                let sums = testkit::checksum_all(&mut s).await.expect("checksums");
+                s.close().await.expect("close");
+                theirs.stop().expect("stops");
+                Some(sums)
+            }
+            None => None,
+        };
+        hotbak_prepare(&backup);
+        let datadir = dir.path().join("ours-data");
+        hotbak_restore(&backup, &datadir);
+        let mut restored = Sandbox::start_on(
+            &datadir,
+            &dir.path().join("ours-run"),
+            SandboxOptions {
+                server_args: plugin.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("server starts on hotbak's prepared backup");
+        check(&restored, &e).await;
+        let mut s = Session::connect(&restored.connect_options())
+            .await
+            .expect("connect");
+        let sums = testkit::checksum_all(&mut s).await.expect("checksums");
+        s.close().await.expect("close");
+        restored.stop().expect("restored server stops");
+        if let Some(peer) = peer_sums {
+            assert_eq!(
+                sums, peer,
+                "hotbak prepare and mariabackup --prepare disagree"
+            );
+        }
+    });
+}
+
+#[test]
+fn encrypted_log_with_ddl_plain_key_file() {
+    encrypted_log_with_ddl(false);
+}
+
+#[test]
+fn encrypted_log_with_ddl_salted_key_file() {
+    encrypted_log_with_ddl(true);
+}
