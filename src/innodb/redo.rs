@@ -178,7 +178,7 @@ fn describe_format(format: u32) -> &'static str {
 /// for a non-zero reserved word, a first LSN below 12288, or an encrypted
 /// log whose key id is not 1; [`Error::UnsupportedLogFormat`] for older
 /// formats, unknown formats and the 10.8 format with encryption parameters
-/// (per-record encryption, written by 10.8 to 10.11.x before
+/// (per-record encryption, written by earlier releases than
 /// [`FORMAT_ENC_11`]).
 pub fn parse_header(buf: &[u8]) -> Result<LogHeader, Error> {
     let block = buf.get(..HEADER_SIZE).ok_or(Error::Truncated {
@@ -234,7 +234,7 @@ pub fn parse_header(buf: &[u8]) -> Result<LogHeader, Error> {
     } else if be32(block, HEADER_CREATOR_END) != Some(0) {
         return Err(Error::UnsupportedLogFormat {
             format,
-            what: "10.8 redo log with per-record encryption (FORMAT_ENC_10_8, MariaDB before 10.11.7); start the server once with a newer version",
+            what: "10.8 redo log with per-record encryption (FORMAT_ENC_10_8, from earlier 10.8+ releases)",
             creator,
         });
     } else {

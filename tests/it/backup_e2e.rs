@@ -1687,6 +1687,39 @@ fn encrypted_log_with_ddl(salted: bool) {
         let mut e = Expect::between(&schema, &before, &after);
         e.ddl = true;
 
+        // verify checks the encrypted pages and log without keys and says
+        // so, in text and in JSON.
+        for json in [false, true] {
+            let mut args = vec![
+                OsStr::new("verify"),
+                OsStr::new("--target-dir"),
+                backup.as_os_str(),
+            ];
+            if json {
+                args.extend([OsStr::new("--log-format"), OsStr::new("json")]);
+            }
+            let (st, out) = testkit::run_tool(&bin("hotbak"), &args).expect("verify runs");
+            assert!(
+                st.success(),
+                "verify of the encrypted backup failed:\n{out}"
+            );
+            for want in [
+                "are encrypted at rest: they were checked by the checksum over their ciphertext",
+                "the redo log is encrypted (innodb_encrypt_log)",
+                "completed OK",
+            ] {
+                assert!(out.contains(want), "verify does not say {want:?}:\n{out}");
+            }
+            if json {
+                assert!(
+                    out.lines()
+                        .filter(|l| l.contains("encrypted"))
+                        .all(|l| l.starts_with('{')),
+                    "{out}"
+                );
+            }
+        }
+
         // A wrong key file and a missing one: non-zero exit, the key id and
         // the file named, not one byte of the backup changed.
         let wrong = dir.path().join("wrong-keys.txt");
@@ -1797,4 +1830,143 @@ fn encrypted_log_with_ddl_plain_key_file() {
 #[test]
 fn encrypted_log_with_ddl_salted_key_file() {
     encrypted_log_with_ddl(true);
+}
+
+/// A base and an incremental of a server with encrypted tables and log:
+/// the incremental selects pages by the LSN at byte 16, which encryption
+/// leaves in clear (full_crc32 encrypts from byte 26 on), so it holds
+/// `.delta` files, not whole tablespaces, and is smaller than the base;
+/// `mariabackup --prepare` and `--prepare --incremental-dir` (with the
+/// base's backup-my.cnf as options, for the key plugin) prepare the chain,
+/// and a server loading the keys starts on it and passes the checks.
+#[test]
+fn encrypted_incremental_chain_prepared_by_mariabackup() {
+    let Some(mariabackup) = tool("mariabackup") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(
+        &keys,
+        "1;a7addd9adea9978fda19f21e6be987880e68ac92632ca052e5bb42b1a506939a\n",
+    )
+    .expect("key file");
+    let plugin = vec![
+        "--plugin-load-add=file_key_management".to_owned(),
+        format!("--file-key-management-filename={}", keys.display()),
+        "--file-key-management-encryption-algorithm=aes_ctr".to_owned(),
+        "--innodb-encrypt-tables=ON".to_owned(),
+        "--innodb-encrypt-log=ON".to_owned(),
+        "--innodb-encryption-threads=1".to_owned(),
+    ];
+    let plugin_refs: Vec<&str> = plugin.iter().map(String::as_str).collect();
+    let Some(mut sb) = sandbox(dir.path(), &plugin_refs) else {
+        return;
+    };
+    let (base, inc, lsndir) = (
+        dir.path().join("base"),
+        dir.path().join("inc"),
+        dir.path().join("lsn"),
+    );
+    rt().block_on(async {
+        let conn = sb.connect_options();
+        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+            .await
+            .expect("schema");
+        let w = Writer::start(&conn, &schema, &WriterOptions::default())
+            .await
+            .expect("writer");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let full = stream_backup(
+            sb.socket(),
+            &base,
+            &dir.path().join("logs-full"),
+            strs(&["--extra-lsndir", lsndir.to_str().expect("utf-8")]),
+        )
+        .await;
+        assert_backup_ok(&full);
+        let mut admin = Session::connect(&conn).await.expect("connect");
+        for st in [
+            "CREATE DATABASE hb_inc",
+            "USE hb_inc",
+            "CREATE TABLE hb_inc.born (id INT PRIMARY KEY) ENGINE=InnoDB",
+            "INSERT INTO hb_inc.born SELECT seq FROM seq_1_to_777",
+        ] {
+            admin.execute(st).await.expect(st);
+        }
+        admin.close().await.expect("close");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let before = w.snapshot();
+        let incr = stream_backup(
+            sb.socket(),
+            &inc,
+            &dir.path().join("logs-inc"),
+            strs(&["--incremental-basedir", lsndir.to_str().expect("utf-8")]),
+        )
+        .await;
+        let after = w.stop().await.expect("writer stops");
+        assert!(after.errors.is_empty(), "writer errors: {after}");
+        assert_backup_ok(&incr);
+        sb.stop().expect("source stops");
+        for d in [&base, &inc] {
+            let log = std::fs::read(d.join("ib_logfile0")).expect("log");
+            assert_eq!(
+                log[..4],
+                [0xF0, 0x9F, 0x97, 0x9D],
+                "{}: not FORMAT_ENC_11",
+                d.display()
+            );
+        }
+        assert!(inc.join("hb_app/seq.ibd.delta").is_file());
+        assert!(
+            !inc.join("hb_app/seq.ibd").exists(),
+            "a whole .ibd in an incremental"
+        );
+        let filler = std::fs::read(base.join("hb_app/filler.ibd")).expect("filler.ibd");
+        assert!(
+            !filler.windows(64).any(|w| w == [b'K'; 64]),
+            "hb_app/filler.ibd holds plain text: not encrypted"
+        );
+        let size = |d: &Path| -> u64 {
+            walk(d)
+                .iter()
+                .map(|p| p.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum()
+        };
+        assert!(
+            size(&inc) < size(&base),
+            "the incremental is not smaller than the base"
+        );
+        let defaults = format!("--defaults-file={}", base.join("backup-my.cnf").display());
+        for args in [
+            vec![format!("--target-dir={}", base.display())],
+            vec![
+                format!("--target-dir={}", base.display()),
+                format!("--incremental-dir={}", inc.display()),
+            ],
+        ] {
+            let mut a: Vec<&OsStr> = vec![OsStr::new(&defaults), OsStr::new("--prepare")];
+            a.extend(args.iter().map(OsStr::new));
+            run_ok(&mariabackup, &a);
+        }
+        let data = dir.path().join("chain-data");
+        copy_dir(&base, &data);
+        let mut restored = Sandbox::start_on(
+            &data,
+            &dir.path().join("chain-run"),
+            SandboxOptions {
+                server_args: plugin.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("server starts on the prepared chain");
+        let r = check(&restored, &Expect::between(&schema, &before, &after)).await;
+        let born = r
+            .tables
+            .iter()
+            .find(|t| t.name == "hb_inc.born")
+            .map(|t| t.rows);
+        assert_eq!(born, Some(777), "{r}");
+        restored.stop().expect("stops");
+    });
 }
