@@ -1937,6 +1937,33 @@ fn encrypted_incremental_chain_prepared_by_mariabackup() {
             size(&inc) < size(&base),
             "the incremental is not smaller than the base"
         );
+        // hotbak's native incremental apply refuses the encrypted chain,
+        // saying how to prepare it, and changes nothing.
+        let (bh, ih) = (hashes(&base), hashes(&inc));
+        let (st, out) = testkit::run_tool(
+            &bin("hotbak"),
+            &[
+                OsStr::new("prepare"),
+                OsStr::new("--target-dir"),
+                base.as_os_str(),
+                OsStr::new("--incremental-dir"),
+                inc.as_os_str(),
+            ],
+        )
+        .expect("hotbak runs");
+        assert!(
+            !st.success(),
+            "the encrypted chain was applied natively:\n{out}"
+        );
+        assert!(
+            out.contains("data-at-rest encryption") && out.contains("mariabackup"),
+            "{out}"
+        );
+        assert_eq!(
+            (hashes(&base), hashes(&inc)),
+            (bh, ih),
+            "the refused prepare changed the chain"
+        );
         let defaults = format!("--defaults-file={}", base.join("backup-my.cnf").display());
         for args in [
             vec![format!("--target-dir={}", base.display())],
