@@ -10,12 +10,12 @@
 # encrypted InnoDB tables, then prints:
 #   1. backup throughput: `hotbak backup --stream > /dev/null` vs `mariabackup --backup
 #      --stream=xbstream > /dev/null`, alternating, page cache dropped before every run
-#      when we are root (timer.py: median wall [range], CPU, RSS, ratio; > 1: hotbak faster)
+#      with DROP_CACHES=1 (timer.py: median wall [range], CPU, RSS, ratio; > 1: hotbak faster)
 #   2. prepare: one hotbak backup taken while an insert loop writes (so there is
 #      encrypted redo to apply), extracted into two copies per round, prepared by
 #      `mariabackup --prepare` (backup-my.cnf as its options, for the key plugin) and
 #      `hotbak prepare` (the server-based prepare with the same plugin), alternating.
-# Env: SIZE_MB (2048), RUNS (3), PAR (2), WORK (/tmp/hotbak-bench-enc), ALGO (aes_cbc or
+# Env: SIZE_MB (2048), RUNS (3), DROP_CACHES (0), PAR (2), WORK (/tmp/hotbak-bench-enc), ALGO (aes_cbc or
 #      aes_ctr), KEEP=1 (keep the loaded server's datadir for the next run).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +24,8 @@ SIZE_MB=${SIZE_MB:-2048}; RUNS=${RUNS:-3}; PAR=${PAR:-2}; ALGO=${ALGO:-aes_cbc}
 WORK=${WORK:-/tmp/hotbak-bench-enc}
 DATA=$WORK/data; SOCK=$WORK/mysqld.sock; KEYS=$WORK/keys.txt
 mkdir -p "$WORK"
-DROP=""; [ "$(id -u)" = 0 ] && DROP="--drop-caches"
+# Dropping the page cache affects the whole machine: only when asked (DROP_CACHES=1, as root).
+DROP=""; [ "${DROP_CACHES:-0}" = 1 ] && DROP="--drop-caches"
 
 printf '1;%s\n2;%s\n' "$(openssl rand -hex 32)" "$(openssl rand -hex 32)" > "$KEYS.new"
 [ -s "$KEYS" ] && [ -d "$DATA/mysql" ] || mv "$KEYS.new" "$KEYS"
@@ -71,7 +72,7 @@ if [ $fresh = 1 ]; then
   q "CREATE DATABASE bench"
   for t in $(seq 1 8); do
     q "CREATE TABLE bench.t$t (id INT PRIMARY KEY, a VARCHAR(128), b VARCHAR(128), c VARCHAR(128), d VARCHAR(128)) ENGINE=InnoDB"
-    q "INSERT INTO bench.t$t SELECT seq, CONCAT(SHA2(seq,256), SHA2(seq+1,256)), CONCAT(SHA2(seq+2,256), SHA2(seq+3,256)), CONCAT(SHA2(seq+4,256), SHA2(seq+5,256)), CONCAT(SHA2(seq+6,256), SHA2(seq+7,256)) FROM seq_1_to_$per"
+    q "USE bench; INSERT INTO bench.t$t SELECT seq, CONCAT(SHA2(seq,256), SHA2(seq+1,256)), CONCAT(SHA2(seq+2,256), SHA2(seq+3,256)), CONCAT(SHA2(seq+4,256), SHA2(seq+5,256)), CONCAT(SHA2(seq+6,256), SHA2(seq+7,256)) FROM seq_1_to_$per"
   done
 fi
 # Wait until the encryption threads have encrypted every tablespace.
@@ -92,7 +93,7 @@ python3 "$HERE/timer.py" -n "$RUNS" $DROP --alternate --bytes "$BYTES" --pre "rm
 
 echo "## 2. prepare of a backup taken while rows are written"
 ( n=100000000; while :; do n=$((n + 1000))
-    q "INSERT INTO bench.t1 SELECT $n+seq, SHA2(seq,256), 'x', 'y', 'z' FROM seq_1_to_1000" 2>/dev/null || exit 0
+    q "USE bench; INSERT INTO bench.t1 SELECT $n+seq, SHA2(seq,256), 'x', 'y', 'z' FROM seq_1_to_1000" 2>/dev/null || exit 0
   done ) &
 LOADPID=$!
 sleep 2

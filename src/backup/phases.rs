@@ -72,7 +72,7 @@ pub(super) async fn body(
         // (wsrep_sync_wait) while we hold the backup locks (as mariabackup).
         s.execute("SET SESSION wsrep_sync_wait=0").await?;
     }
-    let log_keys = encrypted_log_keys(&info, &progress);
+    let log_keys = encrypted_log_keys(&info, progress);
     progress.phase(
         "connect",
         &format!(
@@ -1222,21 +1222,6 @@ fn read_format(p: &std::path::Path) -> Result<crate::innodb::page::PageFormat, E
         .map_err(|e| Error::Corrupt(format!("{}: {e}", p.display())))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_intermediate;
-
-    #[test]
-    fn intermediate_files_are_the_servers_sql_names() {
-        assert!(is_intermediate("db/#sql-alter-1710-4.ibd"));
-        assert!(is_intermediate("db/#sql-backup-1f-2.ibd"));
-        assert!(is_intermediate("#sql-ib123.ibd"));
-        assert!(!is_intermediate("db/t.ibd"));
-        assert!(!is_intermediate("#sqldb/t.ibd"));
-        assert!(!is_intermediate("db/t#sql.ibd"));
-    }
-}
-
 /// The `file_key_management` keys of a server whose redo log is encrypted,
 /// when they can be read here (the key file as the server names it,
 /// relative names against its datadir). The backup can go on without them
@@ -1273,5 +1258,20 @@ fn encrypted_log_keys(
             ));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_intermediate;
+
+    #[test]
+    fn intermediate_files_are_the_servers_sql_names() {
+        assert!(is_intermediate("db/#sql-alter-1710-4.ibd"));
+        assert!(is_intermediate("db/#sql-backup-1f-2.ibd"));
+        assert!(is_intermediate("#sql-ib123.ibd"));
+        assert!(!is_intermediate("db/t.ibd"));
+        assert!(!is_intermediate("#sqldb/t.ibd"));
+        assert!(!is_intermediate("db/t#sql.ibd"));
     }
 }

@@ -240,7 +240,10 @@ impl KeyFile {
     }
 }
 
-fn parse_line(line: &[u8], no: usize) -> Result<Option<(u32, Zeroizing<Vec<u8>>)>, Error> {
+/// A key of the file: its id and bytes.
+type KeyLine = (u32, Zeroizing<Vec<u8>>);
+
+fn parse_line(line: &[u8], no: usize) -> Result<Option<KeyLine>, Error> {
     let err = |col: usize, reason| Error::KeyFileSyntax {
         line: no,
         column: col + 1,
