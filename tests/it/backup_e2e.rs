@@ -108,12 +108,20 @@ fn hotbak_restore(backup: &Path, datadir: &Path) {
 
 /// Restore a prepared backup into `root/<name>-data`, start a server on it.
 fn restore_and_start(backup: &Path, root: &Path, name: &str) -> Sandbox {
+    restore_and_start_with(backup, root, name, Vec::new())
+}
+
+/// [`restore_and_start`] with server options (a key plugin).
+fn restore_and_start_with(backup: &Path, root: &Path, name: &str, args: Vec<String>) -> Sandbox {
     let datadir = root.join(format!("{name}-data"));
     hotbak_restore(backup, &datadir);
     Sandbox::start_on(
         &datadir,
         &root.join(format!("{name}-run")),
-        SandboxOptions::default(),
+        SandboxOptions {
+            server_args: args,
+            ..Default::default()
+        },
     )
     .expect("server starts on the restored datadir")
 }
@@ -230,12 +238,30 @@ fn end_to_end_under_writes() {
 /// Prepare a copy of `backup` with `mariabackup --prepare` and start a
 /// server directly on it (mariabackup's own restore is a file copy).
 fn peer_prepare_and_start(mariabackup: &Path, backup: &Path, root: &Path, name: &str) -> Sandbox {
+    peer_prepare_and_start_with(mariabackup, backup, root, name, Vec::new())
+}
+
+/// [`peer_prepare_and_start`] for a server started with `args` (a key
+/// plugin): mariabackup then reads the backup's `backup-my.cnf` as its
+/// options, as it does with its own backups, instead of `--no-defaults`.
+fn peer_prepare_and_start_with(
+    mariabackup: &Path,
+    backup: &Path,
+    root: &Path,
+    name: &str,
+    args: Vec<String>,
+) -> Sandbox {
     let peer = root.join(format!("{name}-data"));
     copy_dir(backup, &peer);
+    let first = if args.is_empty() {
+        "--no-defaults".to_owned()
+    } else {
+        format!("--defaults-file={}", peer.join("backup-my.cnf").display())
+    };
     run_ok(
         mariabackup,
         &[
-            OsStr::new("--no-defaults"),
+            OsStr::new(&first),
             OsStr::new("--prepare"),
             OsStr::new(&format!("--target-dir={}", peer.display())),
         ],
@@ -243,9 +269,72 @@ fn peer_prepare_and_start(mariabackup: &Path, backup: &Path, root: &Path, name: 
     Sandbox::start_on(
         &peer,
         &root.join(format!("{name}-run")),
-        SandboxOptions::default(),
+        SandboxOptions {
+            server_args: args,
+            ..Default::default()
+        },
     )
     .expect("server starts on the mariabackup-prepared backup")
+}
+
+/// The backup prepared by mariabackup (a copy, when it is there) and by
+/// `hotbak prepare`, restored by hotbak; servers started with `args` on
+/// both pass the checks `e` and serve the same table checksums.
+async fn both_prepares_agree(
+    mariabackup: Option<&Path>,
+    backup: &Path,
+    root: &Path,
+    e: &Expect,
+    args: &[String],
+) {
+    let peer_sums = match mariabackup {
+        Some(mb) => {
+            let mut theirs = peer_prepare_and_start_with(mb, backup, root, "peer", args.to_vec());
+            check(&theirs, e).await;
+            let sums = served_sums(&theirs).await;
+            theirs.stop().expect("stops");
+            Some(sums)
+        }
+        None => None,
+    };
+    hotbak_prepare(backup);
+    let mut restored = restore_and_start_with(backup, root, "restored", args.to_vec());
+    check(&restored, e).await;
+    let sums = served_sums(&restored).await;
+    restored.stop().expect("restored server stops");
+    if let Some(peer) = peer_sums {
+        assert_eq!(
+            sums, peer,
+            "hotbak prepare and mariabackup --prepare disagree"
+        );
+    }
+}
+
+/// `CHECKSUM TABLE` of every user table a running server serves.
+async fn served_sums(sb: &Sandbox) -> std::collections::BTreeMap<String, u64> {
+    let mut s = Session::connect(&sb.connect_options())
+        .await
+        .expect("connect");
+    let sums = testkit::checksum_all(&mut s).await.expect("checksums");
+    s.close().await.expect("close");
+    sums
+}
+
+/// The schema, the writer and the DDL loop started on `sb`, running for a
+/// moment.
+async fn writes_and_ddl(sb: &Sandbox) -> (Schema, Writer, DdlLoop) {
+    let conn = sb.connect_options();
+    let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+        .await
+        .expect("schema");
+    let w = Writer::start(&conn, &schema, &WriterOptions::default())
+        .await
+        .expect("writer");
+    let ddl = DdlLoop::start(&conn, Duration::from_millis(20))
+        .await
+        .expect("ddl loop");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    (schema, w, ddl)
 }
 
 /// The DDL loop (create, alter, rename, truncate, drop on InnoDB, MyISAM
@@ -262,17 +351,7 @@ fn ddl_during_backup_with(mode: &str) {
     };
     let backup = dir.path().join("backup");
     rt().block_on(async {
-        let conn = sb.connect_options();
-        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
-            .await
-            .expect("schema");
-        let w = Writer::start(&conn, &schema, &WriterOptions::default())
-            .await
-            .expect("writer");
-        let ddl = DdlLoop::start(&conn, Duration::from_millis(20))
-            .await
-            .expect("ddl loop");
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        let (schema, w, ddl) = writes_and_ddl(&sb).await;
         let before = w.snapshot();
         let outcome = stream_backup(
             sb.socket(),
@@ -306,35 +385,7 @@ fn ddl_during_backup_with(mode: &str) {
         sb.stop().expect("source stops");
         let mut e = Expect::between(&schema, &before, &after);
         e.ddl = true;
-        let peer_sums = match &mariabackup {
-            Some(mb) => {
-                let mut theirs = peer_prepare_and_start(mb, &backup, dir.path(), "peer");
-                check(&theirs, &e).await;
-                let mut s = Session::connect(&theirs.connect_options())
-                    .await
-                    .expect("connect");
-                let sums = testkit::checksum_all(&mut s).await.expect("checksums");
-                s.close().await.expect("close");
-                theirs.stop().expect("stops");
-                Some(sums)
-            }
-            None => None,
-        };
-        hotbak_prepare(&backup);
-        let mut restored = restore_and_start(&backup, dir.path(), "restored");
-        check(&restored, &e).await;
-        let mut s = Session::connect(&restored.connect_options())
-            .await
-            .expect("connect");
-        let sums = testkit::checksum_all(&mut s).await.expect("checksums");
-        s.close().await.expect("close");
-        restored.stop().expect("restored server stops");
-        if let Some(peer) = peer_sums {
-            assert_eq!(
-                sums, peer,
-                "hotbak prepare and mariabackup --prepare disagree"
-            );
-        }
+        both_prepares_agree(mariabackup.as_deref(), &backup, dir.path(), &e, &[]).await;
     });
 }
 
@@ -1290,45 +1341,8 @@ fn incremental_chain_prepared_by_mariabackup() {
     let inc = dir.path().join("inc");
     let lsndir = dir.path().join("lsn");
     rt().block_on(async {
-        let conn = sb.connect_options();
-        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
-            .await
-            .expect("schema");
-        let w = Writer::start(&conn, &schema, &WriterOptions::default())
-            .await
-            .expect("writer");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let full = stream_backup(
-            sb.socket(),
-            &base,
-            &dir.path().join("logs-full"),
-            strs(&["--extra-lsndir", lsndir.to_str().expect("utf-8")]),
-        )
-        .await;
-        assert_backup_ok(&full);
-        let mut admin = Session::connect(&conn).await.expect("connect");
-        for st in [
-            "CREATE DATABASE hb_inc",
-            "USE hb_inc",
-            "CREATE TABLE hb_inc.born (id INT PRIMARY KEY) ENGINE=InnoDB",
-            "INSERT INTO hb_inc.born SELECT seq FROM seq_1_to_777",
-        ] {
-            admin.execute(st).await.expect(st);
-        }
-        admin.close().await.expect("close");
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let before = w.snapshot();
-        // The base named by the --extra-lsndir copy of its checkpoints.
-        let incr = stream_backup(
-            sb.socket(),
-            &inc,
-            &dir.path().join("logs-inc"),
-            strs(&["--incremental-basedir", lsndir.to_str().expect("utf-8")]),
-        )
-        .await;
-        let after = w.stop().await.expect("writer stops");
-        assert!(after.errors.is_empty(), "writer errors: {after}");
-        assert_backup_ok(&incr);
+        let (schema, before, after) =
+            take_chain_under_writes(&sb, dir.path(), &base, &inc, &lsndir).await;
         let base_ck = std::fs::read_to_string(base.join("xtrabackup_checkpoints")).expect("ck");
         let inc_ck = std::fs::read_to_string(inc.join("xtrabackup_checkpoints")).expect("ck");
         let to_lsn = base_ck
@@ -1349,14 +1363,8 @@ fn incremental_chain_prepared_by_mariabackup() {
             "{meta}"
         );
         // Fewer bytes than the full backup: only changed pages.
-        let size = |d: &Path| -> u64 {
-            walk(d)
-                .iter()
-                .map(|p| p.metadata().map(|m| m.len()).unwrap_or(0))
-                .sum()
-        };
         assert!(
-            size(&inc) < size(&base),
+            tree_size(&inc) < tree_size(&base),
             "the incremental is not smaller than the base"
         );
         sb.stop().expect("source stops");
@@ -1367,34 +1375,121 @@ fn incremental_chain_prepared_by_mariabackup() {
             !st.success() && out.contains("incremental backup"),
             "{st}: {out}"
         );
-        for args in [
-            vec![format!("--target-dir={}", base.display())],
-            vec![
-                format!("--target-dir={}", base.display()),
-                format!("--incremental-dir={}", inc.display()),
-            ],
-        ] {
-            let mut a: Vec<&OsStr> = vec![OsStr::new("--no-defaults"), OsStr::new("--prepare")];
-            a.extend(args.iter().map(OsStr::new));
-            run_ok(&mariabackup, &a);
-        }
-        let data = dir.path().join("chain-data");
-        copy_dir(&base, &data);
-        let mut restored = Sandbox::start_on(
-            &data,
-            &dir.path().join("chain-run"),
-            SandboxOptions::default(),
+        mariabackup_chain_checked(
+            &mariabackup,
+            (&base, &inc, dir.path()),
+            &strs(&["--no-defaults"]),
+            Vec::new(),
+            &Expect::between(&schema, &before, &after),
         )
-        .expect("server starts on the prepared chain");
-        let r = check(&restored, &Expect::between(&schema, &before, &after)).await;
-        let born = r
-            .tables
-            .iter()
-            .find(|t| t.name == "hb_inc.born")
-            .map(|t| t.rows);
-        assert_eq!(born, Some(777), "{r}");
-        restored.stop().expect("stops");
+        .await;
     });
+}
+
+/// A full backup with `--extra-lsndir`, then `hb_inc.born` (777 rows)
+/// created, then an incremental on the lsndir copy, all while the writer
+/// runs. Returns the schema and the writer's reports before the
+/// incremental and at its end.
+async fn take_chain_under_writes(
+    sb: &Sandbox,
+    root: &Path,
+    base: &Path,
+    inc: &Path,
+    lsndir: &Path,
+) -> (Schema, WriterReport, WriterReport) {
+    let conn = sb.connect_options();
+    let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+        .await
+        .expect("schema");
+    let w = Writer::start(&conn, &schema, &WriterOptions::default())
+        .await
+        .expect("writer");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lsn = lsndir.to_str().expect("utf-8");
+    let full = stream_backup(
+        sb.socket(),
+        base,
+        &root.join("logs-full"),
+        strs(&["--extra-lsndir", lsn]),
+    )
+    .await;
+    assert_backup_ok(&full);
+    let mut admin = Session::connect(&conn).await.expect("connect");
+    for st in [
+        "CREATE DATABASE hb_inc",
+        "USE hb_inc",
+        "CREATE TABLE hb_inc.born (id INT PRIMARY KEY) ENGINE=InnoDB",
+        "INSERT INTO hb_inc.born SELECT seq FROM seq_1_to_777",
+    ] {
+        admin.execute(st).await.expect(st);
+    }
+    admin.close().await.expect("close");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = w.snapshot();
+    // The base named by the --extra-lsndir copy of its checkpoints.
+    let incr = stream_backup(
+        sb.socket(),
+        inc,
+        &root.join("logs-inc"),
+        strs(&["--incremental-basedir", lsn]),
+    )
+    .await;
+    let after = w.stop().await.expect("writer stops");
+    assert!(after.errors.is_empty(), "writer errors: {after}");
+    assert_backup_ok(&incr);
+    (schema, before, after)
+}
+
+/// `mariabackup --prepare` of `base`, then `--prepare --incremental-dir`
+/// of `inc` (with `first` options before them), a server with
+/// `server_args` started on the result: it passes the checks at the
+/// incremental's point and holds the 777 rows of `hb_inc.born`.
+async fn mariabackup_chain_checked(
+    mariabackup: &Path,
+    (base, inc, root): (&Path, &Path, &Path),
+    first: &[String],
+    server_args: Vec<String>,
+    e: &Expect,
+) {
+    for args in [
+        vec![format!("--target-dir={}", base.display())],
+        vec![
+            format!("--target-dir={}", base.display()),
+            format!("--incremental-dir={}", inc.display()),
+        ],
+    ] {
+        let mut a: Vec<&OsStr> = first.iter().map(OsStr::new).collect();
+        a.push(OsStr::new("--prepare"));
+        a.extend(args.iter().map(OsStr::new));
+        run_ok(mariabackup, &a);
+    }
+    let data = root.join("chain-data");
+    copy_dir(base, &data);
+    let mut restored = Sandbox::start_on(
+        &data,
+        &root.join("chain-run"),
+        SandboxOptions {
+            server_args,
+            ..Default::default()
+        },
+    )
+    .expect("server starts on the prepared chain");
+    let r = check(&restored, e).await;
+    let born = r
+        .tables
+        .iter()
+        .find(|t| t.name == "hb_inc.born")
+        .map(|t| t.rows);
+    assert_eq!(born, Some(777), "{r}");
+    restored.stop().expect("stops");
+}
+
+/// The sum of the file sizes under `d`.
+fn tree_size(d: &Path) -> u64 {
+    walk(d)
+        .iter()
+        .map(|p| p.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
 }
 
 fn walk(d: &Path) -> Vec<std::path::PathBuf> {
@@ -1634,17 +1729,7 @@ fn encrypted_log_with_ddl(salted: bool) {
     };
     let backup = dir.path().join("backup");
     rt().block_on(async {
-        let conn = sb.connect_options();
-        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
-            .await
-            .expect("schema");
-        let w = Writer::start(&conn, &schema, &WriterOptions::default())
-            .await
-            .expect("writer");
-        let ddl = DdlLoop::start(&conn, Duration::from_millis(20))
-            .await
-            .expect("ddl loop");
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        let (schema, w, ddl) = writes_and_ddl(&sb).await;
         let before = w.snapshot();
         let outcome = stream_backup(
             sb.socket(),
@@ -1759,66 +1844,7 @@ fn encrypted_log_with_ddl(salted: bool) {
             );
         }
 
-        let peer_sums = match &mariabackup {
-            Some(mb) => {
-                let peer = dir.path().join("peer-data");
-                copy_dir(&backup, &peer);
-                run_ok(
-                    mb,
-                    &[
-                        OsStr::new(&format!(
-                            "--defaults-file={}",
-                            peer.join("backup-my.cnf").display()
-                        )),
-                        OsStr::new("--prepare"),
-                        OsStr::new(&format!("--target-dir={}", peer.display())),
-                    ],
-                );
-                let mut theirs = Sandbox::start_on(
-                    &peer,
-                    &dir.path().join("peer-run"),
-                    SandboxOptions {
-                        server_args: plugin.clone(),
-                        ..Default::default()
-                    },
-                )
-                .expect("server starts on the mariabackup-prepared backup");
-                check(&theirs, &e).await;
-                let mut s = Session::connect(&theirs.connect_options())
-                    .await
-                    .expect("connect");
-                let sums = testkit::checksum_all(&mut s).await.expect("checksums");
-                s.close().await.expect("close");
-                theirs.stop().expect("stops");
-                Some(sums)
-            }
-            None => None,
-        };
-        hotbak_prepare(&backup);
-        let datadir = dir.path().join("ours-data");
-        hotbak_restore(&backup, &datadir);
-        let mut restored = Sandbox::start_on(
-            &datadir,
-            &dir.path().join("ours-run"),
-            SandboxOptions {
-                server_args: plugin.clone(),
-                ..Default::default()
-            },
-        )
-        .expect("server starts on hotbak's prepared backup");
-        check(&restored, &e).await;
-        let mut s = Session::connect(&restored.connect_options())
-            .await
-            .expect("connect");
-        let sums = testkit::checksum_all(&mut s).await.expect("checksums");
-        s.close().await.expect("close");
-        restored.stop().expect("restored server stops");
-        if let Some(peer) = peer_sums {
-            assert_eq!(
-                sums, peer,
-                "hotbak prepare and mariabackup --prepare disagree"
-            );
-        }
+        both_prepares_agree(mariabackup.as_deref(), &backup, dir.path(), &e, &plugin).await;
     });
 }
 
@@ -1869,44 +1895,8 @@ fn encrypted_incremental_chain_prepared_by_mariabackup() {
         dir.path().join("lsn"),
     );
     rt().block_on(async {
-        let conn = sb.connect_options();
-        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
-            .await
-            .expect("schema");
-        let w = Writer::start(&conn, &schema, &WriterOptions::default())
-            .await
-            .expect("writer");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let full = stream_backup(
-            sb.socket(),
-            &base,
-            &dir.path().join("logs-full"),
-            strs(&["--extra-lsndir", lsndir.to_str().expect("utf-8")]),
-        )
-        .await;
-        assert_backup_ok(&full);
-        let mut admin = Session::connect(&conn).await.expect("connect");
-        for st in [
-            "CREATE DATABASE hb_inc",
-            "USE hb_inc",
-            "CREATE TABLE hb_inc.born (id INT PRIMARY KEY) ENGINE=InnoDB",
-            "INSERT INTO hb_inc.born SELECT seq FROM seq_1_to_777",
-        ] {
-            admin.execute(st).await.expect(st);
-        }
-        admin.close().await.expect("close");
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let before = w.snapshot();
-        let incr = stream_backup(
-            sb.socket(),
-            &inc,
-            &dir.path().join("logs-inc"),
-            strs(&["--incremental-basedir", lsndir.to_str().expect("utf-8")]),
-        )
-        .await;
-        let after = w.stop().await.expect("writer stops");
-        assert!(after.errors.is_empty(), "writer errors: {after}");
-        assert_backup_ok(&incr);
+        let (schema, before, after) =
+            take_chain_under_writes(&sb, dir.path(), &base, &inc, &lsndir).await;
         sb.stop().expect("source stops");
         for d in [&base, &inc] {
             let log = std::fs::read(d.join("ib_logfile0")).expect("log");
@@ -1927,14 +1917,8 @@ fn encrypted_incremental_chain_prepared_by_mariabackup() {
             !filler.windows(64).any(|w| w == [b'K'; 64]),
             "hb_app/filler.ibd holds plain text: not encrypted"
         );
-        let size = |d: &Path| -> u64 {
-            walk(d)
-                .iter()
-                .map(|p| p.metadata().map(|m| m.len()).unwrap_or(0))
-                .sum()
-        };
         assert!(
-            size(&inc) < size(&base),
+            tree_size(&inc) < tree_size(&base),
             "the incremental is not smaller than the base"
         );
         // hotbak's native incremental apply refuses the encrypted chain,
@@ -1965,35 +1949,13 @@ fn encrypted_incremental_chain_prepared_by_mariabackup() {
             "the refused prepare changed the chain"
         );
         let defaults = format!("--defaults-file={}", base.join("backup-my.cnf").display());
-        for args in [
-            vec![format!("--target-dir={}", base.display())],
-            vec![
-                format!("--target-dir={}", base.display()),
-                format!("--incremental-dir={}", inc.display()),
-            ],
-        ] {
-            let mut a: Vec<&OsStr> = vec![OsStr::new(&defaults), OsStr::new("--prepare")];
-            a.extend(args.iter().map(OsStr::new));
-            run_ok(&mariabackup, &a);
-        }
-        let data = dir.path().join("chain-data");
-        copy_dir(&base, &data);
-        let mut restored = Sandbox::start_on(
-            &data,
-            &dir.path().join("chain-run"),
-            SandboxOptions {
-                server_args: plugin.clone(),
-                ..Default::default()
-            },
+        mariabackup_chain_checked(
+            &mariabackup,
+            (&base, &inc, dir.path()),
+            &[defaults],
+            plugin.clone(),
+            &Expect::between(&schema, &before, &after),
         )
-        .expect("server starts on the prepared chain");
-        let r = check(&restored, &Expect::between(&schema, &before, &after)).await;
-        let born = r
-            .tables
-            .iter()
-            .find(|t| t.name == "hb_inc.born")
-            .map(|t| t.rows);
-        assert_eq!(born, Some(777), "{r}");
-        restored.stop().expect("stops");
+        .await;
     });
 }
