@@ -345,6 +345,14 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     let mut prefix = vec![0u8; START_OFFSET as usize];
     log.read_exact(&mut prefix).map_err(io(log_path))?;
     let info = parse_log_prefix(&prefix).map_err(|e| Error::Log(e.to_string()))?;
+    if info.header.is_encrypted() {
+        return Err(Error::Log(format!(
+            "{}: the redo log is encrypted (innodb_encrypt_log=ON); the native prepare does not \
+             decrypt redo records yet: prepare through the server (hotbak prepare does so when \
+             backup-my.cnf names a key-management plugin)",
+            log_path.display()
+        )));
+    }
     let geo = LogGeometry::new(info.header.first_lsn, log_len.max(START_OFFSET + 16))
         .map_err(|e| Error::Log(e.to_string()))?;
     let start = info.newest.checkpoint_lsn;

@@ -240,6 +240,9 @@ fn prepare_server(dir: &Path, opts: &Options) -> Result<PrepareReport> {
         }
     }
     let partial = is_partial(dir)?;
+    // An encrypted backup log: its file names are read with the key file
+    // (before anything changes), since they cannot be rewritten in place.
+    let log_key = encrypted_log_check(dir, &cnf)?;
 
     let markers = apply_markers(dir)?;
     // A run killed during recovery left link files aside: put them back first.
@@ -266,7 +269,7 @@ fn prepare_server(dir: &Path, opts: &Options) -> Result<PrepareReport> {
         args.push("--skip-grant-tables".to_owned());
     }
     let placeholders = if partial {
-        created_placeholders(dir)?
+        created_placeholders(dir, log_key.as_ref())?
     } else {
         (Vec::new(), Vec::new())
     };
@@ -504,6 +507,10 @@ fn restore_link_files(dir: &Path) -> Result<()> {
 /// pieces (memory stays bounded whatever its size). Returns the number of
 /// names rewritten.
 fn relocate_redo_paths(dir: &Path) -> Result<usize> {
+    if log_crypt(dir)?.is_some() {
+        // Checked by `encrypted_log_check`: no name outside the backup.
+        return Ok(0);
+    }
     use crate::innodb::{redo, relocate, Lsn};
     use std::io::Read;
     use std::os::unix::fs::FileExt;
@@ -781,6 +788,156 @@ fn keep_cfgs(dir: &Path, fdb: &str, ft: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The encryption parameters of the backup's `ib_logfile0`, `None` when
+/// the log is plain.
+fn log_crypt(dir: &Path) -> Result<Option<crate::innodb::redo::LogCrypt>> {
+    use crate::innodb::redo;
+    use std::io::Read;
+    let log = dir.join("ib_logfile0");
+    let mut f = std::fs::File::open(&log).map_err(io(&log))?;
+    let mut prefix = vec![0u8; redo::HEADER_SIZE];
+    f.read_exact(&mut prefix).map_err(io(&log))?;
+    let h = redo::parse_header(&prefix).map_err(|e| Error::Metadata {
+        path: log.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(h.crypt)
+}
+
+/// For an encrypted backup log: the log key from the key file the recovery
+/// will load (`None` for a plain log, or when the plugin is not
+/// `file_key_management`), after checking that no file record names a
+/// tablespace outside the backup (a `DATA DIRECTORY` table's absolute
+/// path: recovery would open the live file there; a plain log has such
+/// names rewritten, an encrypted one cannot be without re-encrypting it).
+/// Without the keys, a backup with link files (`.isl`) is refused. Reads
+/// only; nothing changes.
+fn encrypted_log_check(
+    dir: &Path,
+    cnf: &BackupMyCnf,
+) -> Result<Option<crate::encrypt::mariadb::LogKey>> {
+    use crate::encrypt::mariadb::LogKey;
+    use crate::innodb::redo::{self, FileOp};
+    use crate::mysql::keys::FileKeySettings;
+    let Some(crypt) = log_crypt(dir)? else {
+        return Ok(None);
+    };
+    let setting = |k: &str| {
+        cnf.extra
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim_matches('"'))
+    };
+    let log = dir.join("ib_logfile0");
+    let bad = |reason: String| Error::Metadata {
+        path: log.display().to_string(),
+        reason,
+    };
+    let Some(settings) = FileKeySettings::from_lookup(setting) else {
+        let mut files = Vec::new();
+        collect(dir, &mut files, 0)?;
+        let has_links = files
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "isl"));
+        if has_links {
+            return Err(bad(
+                "the redo log is encrypted and the backup has DATA DIRECTORY tables (.isl files): \
+                 hotbak can only check where the log's file records point with file_key_management keys. Nothing was changed"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let keys = settings.load(dir).map_err(|e| {
+        bad(format!(
+            "the redo log is encrypted with key id {} version {}: {e}. Nothing was changed",
+            crypt.key_id, crypt.key_version
+        ))
+    })?;
+    let key = LogKey::from_key_file(&crypt, &keys.keys, keys.algorithm).map_err(|e| {
+        bad(format!(
+            "the redo log is encrypted with key id {} version {}: {}: {e}. Nothing was changed",
+            crypt.key_id,
+            crypt.key_version,
+            keys.path.display()
+        ))
+    })?;
+    let data = std::fs::read(&log).map_err(io(&log))?;
+    let info = redo::parse_log_prefix(&data).map_err(|e| bad(e.to_string()))?;
+    let geo = redo::LogGeometry::for_header(&info.header, data.len() as u64)
+        .map_err(|e| bad(e.to_string()))?;
+    let start = usize::try_from(redo::START_OFFSET).unwrap_or(usize::MAX);
+    let body = data.get(start..).unwrap_or(&[]);
+    let scan =
+        redo::scan_mtrs(&geo, info.header.first_lsn, body).map_err(|e| bad(e.to_string()))?;
+    let mut off = 0usize;
+    // The checkpoint mtr's FILE_CHECKPOINT holds the checkpoint LSN: a
+    // known plaintext, so a wrong key is caught even without DDL records.
+    let ck = info.newest;
+    let mut key_proved = false;
+    for l in scan.mtr_lens {
+        let mtr = &body[off..off + l];
+        let lsn = info.header.first_lsn.0 + off as u64;
+        off += l;
+        let records = &mtr[..l - geo.trailer()];
+        let at_checkpoint = lsn == ck.end_lsn.0;
+        if !at_checkpoint && !redo::file_record_kinds(records).is_some_and(|k| k.any()) {
+            continue;
+        }
+        let plain = key
+            .decrypt_mtr(mtr)
+            .map_err(|e| bad(format!("at LSN {lsn}: {e}")))?;
+        if at_checkpoint {
+            key_proved = redo::file_records(&plain[..records.len()])
+                .any(|op| matches!(op, Ok(FileOp::Checkpoint { lsn }) if lsn == ck.checkpoint_lsn));
+            if !key_proved {
+                return Err(bad(format!(
+                    "the redo log does not decrypt with key id {} version {} of {}: the checkpoint \
+                     record at LSN {lsn} does not read as checkpoint {} (a wrong key file, or \
+                     another file_key_management_encryption_algorithm). Nothing was changed",
+                    crypt.key_id,
+                    crypt.key_version,
+                    keys.path.display(),
+                    ck.checkpoint_lsn
+                )));
+            }
+        }
+        for op in redo::file_records(&plain[..records.len()]) {
+            let op = op.map_err(|e| {
+                bad(format!(
+                    "at LSN {lsn} the log does not decrypt to valid file records ({e}): \
+                     {} is not the key file the backup's server used (key id {} version {}). Nothing was changed",
+                    keys.path.display(),
+                    crypt.key_id,
+                    crypt.key_version
+                ))
+            })?;
+            let names: Vec<&[u8]> = match op {
+                FileOp::Create { path, .. }
+                | FileOp::Delete { path, .. }
+                | FileOp::Modify { path, .. } => vec![path],
+                FileOp::Rename { from, to, .. } => vec![from, to],
+                FileOp::Checkpoint { .. } => vec![],
+            };
+            if let Some(n) = names.iter().find(|n| n.starts_with(b"/")) {
+                return Err(bad(format!(
+                    "the encrypted redo log names the tablespace {} outside the backup (DATA DIRECTORY); \
+                     hotbak cannot rewrite names in an encrypted log yet: prepare with mariabackup. Nothing was changed",
+                    String::from_utf8_lossy(n)
+                )));
+            }
+        }
+    }
+    if !key_proved {
+        return Err(bad(format!(
+            "the checkpoint mini-transaction at LSN {} is not in the log: cannot check the key. Nothing was changed",
+            ck.end_lsn
+        )));
+    }
+    Ok(Some(key))
+}
+
 /// A partial backup: empty files in place of the tablespaces the copied
 /// redo log creates (`FILE_CREATE`) but the backup leaves out. mariadbd's
 /// recovery defers a tablespace created within the log and rebuilds it
@@ -788,7 +945,10 @@ fn keep_cfgs(dir: &Path, fdb: &str, ft: &str) -> Result<Vec<String>> {
 /// rebuild of the other deferred ones (mariabackup's own prepare creates
 /// such files itself). The placeholders are removed after recovery.
 /// Returns the files and the directories created.
-fn created_placeholders(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+fn created_placeholders(
+    dir: &Path,
+    log_key: Option<&crate::encrypt::mariadb::LogKey>,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     use crate::innodb::redo::{self, FileOp, ScanStop};
     use crate::innodb::Lsn;
     use std::collections::BTreeMap;
@@ -805,7 +965,12 @@ fn created_placeholders(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut prefix = vec![0u8; usize::try_from(redo::START_OFFSET).unwrap_or(12288)];
     f.read_exact(&mut prefix).map_err(io(&log))?;
     let info = redo::parse_log_prefix(&prefix).map_err(|e| bad(e.to_string()))?;
-    let geo = redo::LogGeometry::new(info.header.first_lsn, len).map_err(|e| bad(e.to_string()))?;
+    let geo = redo::LogGeometry::for_header(&info.header, len).map_err(|e| bad(e.to_string()))?;
+    if geo.encrypted() && log_key.is_none() {
+        return Err(bad(
+            "a partial backup with an encrypted redo log needs the file_key_management key file to prepare".into(),
+        ));
+    }
     // space -> (created in the log, current name); None once deleted.
     let mut spaces: BTreeMap<u32, Option<(bool, String)>> = BTreeMap::new();
     let name = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
@@ -818,7 +983,17 @@ fn created_placeholders(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
             .map_err(|e| bad(format!("at LSN {lsn}: {e}")))?;
         let mut off = 0;
         for l in &scan.mtr_lens {
-            for op in redo::file_records(&buf[off..off + l]).flatten() {
+            let plain;
+            let mtr = match log_key {
+                Some(k) if geo.encrypted() => {
+                    plain = k
+                        .decrypt_mtr(&buf[off..off + l])
+                        .map_err(|e| bad(format!("at LSN {lsn}: {e}")))?;
+                    &plain[..l - geo.trailer()]
+                }
+                _ => &buf[off..off + l],
+            };
+            for op in redo::file_records(mtr).flatten() {
                 match op {
                     FileOp::Create { space, path } => {
                         spaces.insert(space.0, Some((true, name(path))));
@@ -923,6 +1098,30 @@ pub struct Options {
     pub server_options: Vec<(String, String)>,
 }
 
+/// Incrementals are applied natively, and the native applier does not
+/// decrypt pages or redo yet: a chain of a server with data-at-rest
+/// encryption (a key plugin in either `backup-my.cnf`, or an encrypted
+/// log) is refused before anything changes, saying how to prepare it.
+fn refuse_encrypted_chain(dir: &Path, inc: &Path, opts: &Options) -> Result<()> {
+    for d in [dir, inc] {
+        let plugin = d.join(BackupMyCnf::FILE).is_file()
+            && server_needed(d, &recovery_cnf(d, opts)?, &Options::default())?
+                .is_some_and(|w| w.contains("key-management"));
+        let log = d.join("ib_logfile0").is_file() && log_crypt(d)?.is_some();
+        if plugin || log {
+            return Err(Error::NotABackup {
+                dir: d.display().to_string(),
+                reason: "a backup of a server with data-at-rest encryption: hotbak applies incrementals natively, \
+                         and its native prepare does not decrypt pages or redo yet; prepare the chain with \
+                         `mariabackup --defaults-file=BASE/backup-my.cnf --prepare --target-dir=BASE`, then the same \
+                         with --incremental-dir=INC. Nothing was changed"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `hotbak prepare`: prepare `dir` with the chosen method, or apply an
 /// incremental onto it (preparing it natively first when it is not yet
 /// prepared).
@@ -958,6 +1157,7 @@ pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
             &inc.display().to_string(),
         )?;
         // Everything else that can refuse, before the base is prepared.
+        refuse_encrypted_chain(dir, inc, opts)?;
         crate::incremental::precheck(dir, inc)?;
         let mut report = PrepareReport::default();
         if base_link.ck.backup_type == BackupType::FullBackuped {

@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         let one = &log[pos..pos + len];
         assert_eq!(
             parse_mtr(&geo, lsn, one).ok(),
-            Some(MtrParse::Complete(MtrSpan { len }))
+            Some(MtrParse::Complete(MtrSpan::plain(len)))
         );
         let mut count = 0usize;
         for r in file_records(one) {

@@ -101,10 +101,12 @@ registry!(
     crate::transform::TransformError,
     crate::compress::Error,
     crate::encrypt::Error,
+    crate::encrypt::mariadb::Error,
     crate::sched::Error,
     crate::sink::Error,
     crate::sink::safe_dir::Error,
     crate::mysql::Error,
+    crate::mysql::keys::Error,
     crate::sandbox::Error,
     crate::extract::Error,
     crate::backup::Error,
@@ -334,6 +336,29 @@ mod tests {
             (
                 anyhow::Error::new(crate::encrypt::Error::Rng("getrandom".into())),
                 FAILED,
+            ),
+            (
+                anyhow::Error::new(crate::encrypt::mariadb::Error::WrongFileKey),
+                USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::encrypt::mariadb::Error::Mtr("short")),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::mysql::keys::Error::Read {
+                    what: "key file",
+                    path: "/k".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                }),
+                FAILED,
+            ),
+            (
+                anyhow::Error::new(crate::mysql::keys::Error::Parse {
+                    path: "/k".into(),
+                    source: crate::encrypt::mariadb::Error::WrongFileKey,
+                }),
+                USAGE,
             ),
             (anyhow::Error::new(crate::sched::Error::Gone), FAILED),
             (

@@ -83,9 +83,7 @@ pub(super) async fn body(
         // (wsrep_sync_wait) while we hold the backup locks (as mariabackup).
         s.execute("SET SESSION wsrep_sync_wait=0").await?;
     }
-    if info.innodb_encrypt_log {
-        return Err(Error::Layout("innodb_encrypt_log=ON is not supported yet (the backup log would need the encryption plugin)".into()));
-    }
+    let log_keys = encrypted_log_keys(&info, progress);
     progress.phase(
         "connect",
         &format!(
@@ -106,6 +104,7 @@ pub(super) async fn body(
             conn: plan.conn.clone(),
             spool_dir: plan.tmpdir.clone(),
             spool_memory: plan.redo_spool_memory,
+            log_keys,
         },
         progress.clone(),
     )
@@ -1234,6 +1233,45 @@ fn read_format(p: &std::path::Path) -> Result<crate::innodb::page::PageFormat, E
     crate::innodb::page::parse_page0(&b[..n])
         .map(|i| i.format)
         .map_err(|e| Error::Corrupt(format!("{}: {e}", p.display())))
+}
+
+/// The `file_key_management` keys of a server whose redo log is encrypted,
+/// when they can be read here (the key file as the server names it,
+/// relative names against its datadir). The backup can go on without them
+/// (the log is copied and validated without keys), but cannot then tell
+/// which tablespace a DDL during the copy touched: it says so now, and
+/// fails if such a DDL happens.
+fn encrypted_log_keys(
+    info: &ServerInfo,
+    progress: &Progress,
+) -> Option<crate::mysql::keys::FileKeys> {
+    use crate::mysql::keys::FileKeySettings;
+    if !info.innodb_encrypt_log {
+        return None;
+    }
+    let Some(settings) = FileKeySettings::from_lookup(|k| info.var(k)) else {
+        progress.warn(
+            "innodb_encrypt_log=ON and the server's key-management plugin is not file_key_management: \
+             the encrypted redo log is copied and validated without keys, but a DDL during the backup will fail it",
+        );
+        return None;
+    };
+    match settings.load(&info.datadir) {
+        Ok(k) => {
+            progress.line(&format!(
+                "redo log is encrypted: file records are read with the keys of {}",
+                k.path.display()
+            ));
+            Some(k)
+        }
+        Err(e) => {
+            progress.warn(&format!(
+                "innodb_encrypt_log=ON and {e}: the encrypted redo log is copied and validated \
+                 without keys, but a DDL during the backup will fail it"
+            ));
+            None
+        }
+    }
 }
 
 #[cfg(test)]

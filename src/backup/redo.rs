@@ -24,9 +24,11 @@ use super::ddl::Tracker;
 use super::progress::Progress;
 use super::spool::{self, Spool};
 use super::Error;
+use crate::encrypt::mariadb::LogKey;
 use crate::format::path::RelPath;
 use crate::innodb::redo::{self, FollowerSafety, LogGeometry, MtrParse};
 use crate::innodb::Lsn;
+use crate::mysql::keys::FileKeys;
 use crate::mysql::{ConnectOptions, Session};
 use crate::sink::{FileMeta, GraphInput};
 
@@ -78,6 +80,9 @@ pub struct FollowerReport {
 }
 
 struct Ring {
+    /// The log key when the log is encrypted and the keys are at hand:
+    /// file records are read from decrypted copies of their mtrs.
+    key: Option<Arc<LogKey>>,
     file: File,
     /// Opened with `O_DIRECT`: reads must be aligned to [`super::direct::ALIGN`].
     direct: bool,
@@ -167,6 +172,10 @@ pub struct FollowerOptions {
     pub spool_dir: PathBuf,
     /// The spool's memory budget.
     pub spool_memory: usize,
+    /// The key-management plugin's keys, when readable here: an encrypted
+    /// log's file records (DDL tracking) are read through them. Without
+    /// them, DDL during the backup of an encrypted log fails the backup.
+    pub log_keys: Option<FileKeys>,
 }
 
 impl Follower {
@@ -191,6 +200,7 @@ impl Follower {
             })?
             .len();
         let mut ring = Ring {
+            key: None,
             file,
             direct,
             path: path.clone(),
@@ -198,11 +208,29 @@ impl Follower {
                 .map_err(|e| Error::Redo(e.to_string()))?,
         };
         let info = ring.prefix()?;
-        ring.geo = LogGeometry::new(info.header.first_lsn, size)
+        ring.geo = LogGeometry::for_header(&info.header, size)
             .map_err(|e| Error::Redo(format!("{}: {e}", path.display())))?;
+        if let (Some(crypt), Some(k)) = (&info.header.crypt, &opts.log_keys) {
+            let key = LogKey::from_key_file(crypt, &k.keys, k.algorithm).map_err(|e| {
+                Error::Redo(format!(
+                    "{}: the log is encrypted with key id {} version {}: {}: {e}",
+                    path.display(),
+                    crypt.key_id,
+                    crypt.key_version,
+                    k.path.display()
+                ))
+            })?;
+            ring.key = Some(Arc::new(key));
+        }
         let ck = info.newest;
-        let prefix = redo::build_backup_log_prefix(ck, redo::DEFAULT_BACKUP_CREATOR)
-            .map_err(|e| Error::Redo(e.to_string()))?;
+        // An encrypted log keeps the server's encryption parameters, so the
+        // same keys decrypt the copy.
+        let prefix = redo::build_backup_log_prefix_with(
+            ck,
+            redo::DEFAULT_BACKUP_CREATOR,
+            info.header.crypt.as_ref(),
+        )
+        .map_err(|e| Error::Redo(e.to_string()))?;
         let mut out = input
             .open(FileMeta::new(
                 RelPath::new(LOG_NAME).expect("constant is valid"),
@@ -453,7 +481,7 @@ async fn follow(
                     .tracker
                     .lock()
                     .map_err(|_| Error::Task("redo follower state poisoned".into()))?;
-                take_valid(&ring.geo, at, &buf, &mut t)?
+                take_valid(&ring.geo, ring.key.as_deref(), at, &buf, &mut t)?
             };
             let cut = stop.is_none();
             if n == 0 {
@@ -592,6 +620,7 @@ async fn follow(
 /// `buf`, else the reason the next one is not valid.
 fn take_valid(
     geo: &LogGeometry,
+    key: Option<&LogKey>,
     lsn: Lsn,
     buf: &[u8],
     file_ops: &mut Tracker,
@@ -603,8 +632,12 @@ fn take_valid(
         match redo::parse_mtr(geo, at, &buf[pos..]).map_err(|e| Error::Redo(e.to_string()))? {
             MtrParse::Complete(span) => {
                 let mtr = &buf[pos..pos + span.len];
-                for op in redo::file_records(mtr).flatten() {
-                    file_ops.observe(at, &op);
+                if geo.encrypted() {
+                    observe_encrypted(key, at, mtr, span, file_ops)?;
+                } else {
+                    for op in redo::file_records(mtr).flatten() {
+                        file_ops.observe(at, &op);
+                    }
                 }
                 let start = out.len();
                 out.extend_from_slice(mtr);
@@ -615,6 +648,55 @@ fn take_valid(
             MtrParse::End(e) => return Ok((out.freeze(), pos, Some(e))),
         }
     }
+}
+
+/// The file records of one mtr of an encrypted log. The record headers
+/// are in clear, so mtrs without file records (nearly all) are never
+/// decrypted; the others are decrypted into a copy (the backup keeps the
+/// ciphertext). A record that does not parse after decryption means the
+/// key is not the server's: the backup fails rather than miss a DDL.
+fn observe_encrypted(
+    key: Option<&LogKey>,
+    at: Lsn,
+    mtr: &[u8],
+    span: redo::MtrSpan,
+    file_ops: &mut Tracker,
+) -> Result<(), Error> {
+    let records = &mtr[..span.records_len()];
+    let kinds = redo::file_record_kinds(records).unwrap_or(redo::FileKinds {
+        ddl: true,
+        modify: true,
+    });
+    if !kinds.any() {
+        return Ok(());
+    }
+    let Some(key) = key else {
+        if kinds.ddl {
+            return Err(Error::Redo(format!(
+                "a file was created, renamed or deleted (DDL) at LSN {at} during the backup, and the \
+                 redo log is encrypted: tracking it needs the file_key_management key file, which \
+                 could not be read here (see the warning at the start); make it readable, or avoid \
+                 DDL during the backup"
+            )));
+        }
+        // FILE_MODIFY only: the tablespace exists at the lock and is copied.
+        return Ok(());
+    };
+    let plain = key
+        .decrypt_mtr(mtr)
+        .map_err(|e| Error::Redo(format!("at LSN {at}: {e}")))?;
+    for op in redo::file_records(&plain[..span.records_len()]) {
+        match op {
+            Ok(op) => file_ops.observe(at, &op),
+            Err(e) => {
+                return Err(Error::Redo(format!(
+                    "the encrypted redo log at LSN {at} does not decrypt to valid file records \
+                     ({e}): the key file's key 1 is not the one the server encrypts with"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -634,6 +716,7 @@ mod tests {
         std::fs::write(&path, &data).expect("write");
         let (file, direct) = open_log(&path).expect("open");
         let ring = Ring {
+            key: None,
             file,
             direct,
             path: path.clone(),

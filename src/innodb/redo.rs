@@ -59,6 +59,14 @@ pub const MTR_SIZE_MAX: usize = 1 << 20;
 pub const SIZE_OF_FILE_CHECKPOINT: usize = 16;
 /// Bytes after the record bytes of an mtr: termination byte + CRC-32C.
 pub const MTR_TRAILER: usize = 5;
+/// Size of the per-mtr nonce of an encrypted log ([`FORMAT_ENC_11`]),
+/// between the termination byte and the CRC-32C.
+pub const MTR_NONCE: usize = 8;
+/// Bytes of encryption parameters in the header at [`HEADER_CREATOR_END`]:
+/// key id, key version, 16-byte message, 4-byte nonce.
+pub const HEADER_CRYPT_SIZE: usize = 28;
+/// The only key id the server encrypts its log with.
+pub const LOG_KEY_ID: u32 = 1;
 /// Creator text hotbak writes into its backup log. The server only looks
 /// at the `"Backup "` prefix (it then sets `srv_start_after_restore`).
 pub const DEFAULT_BACKUP_CREATOR: &str = "Backup 10.11 hotbak";
@@ -74,18 +82,70 @@ pub const FILE_MODIFY: u8 = 0xB0;
 /// Record type: checkpoint marker.
 pub const FILE_CHECKPOINT: u8 = 0xF0;
 
+/// The encryption parameters of an encrypted log ([`FORMAT_ENC_11`]),
+/// header bytes 48..76. No key material: the message is encrypted with the
+/// key (id [`LOG_KEY_ID`], `key_version`) to give the log's AES key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LogCrypt {
+    /// Key id (always [`LOG_KEY_ID`]).
+    pub key_id: u32,
+    /// Key version of the key-management plugin.
+    pub key_version: u32,
+    /// The random message the log key is derived from.
+    pub msg: [u8; 16],
+    /// The random nonce of the log (part of the 10.2-era IV; kept as is).
+    pub nonce: [u8; 4],
+}
+
+impl LogCrypt {
+    /// Parse the 28 bytes at header offset 48.
+    #[must_use]
+    pub fn parse(b: &[u8]) -> Option<LogCrypt> {
+        let b = b.get(..HEADER_CRYPT_SIZE)?;
+        let mut msg = [0u8; 16];
+        msg.copy_from_slice(&b[8..24]);
+        let mut nonce = [0u8; 4];
+        nonce.copy_from_slice(&b[24..28]);
+        Some(LogCrypt {
+            key_id: be32(b, 0)?,
+            key_version: be32(b, 4)?,
+            msg,
+            nonce,
+        })
+    }
+
+    /// The 28 header bytes.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; HEADER_CRYPT_SIZE] {
+        let mut o = [0u8; HEADER_CRYPT_SIZE];
+        o[..4].copy_from_slice(&self.key_id.to_be_bytes());
+        o[4..8].copy_from_slice(&self.key_version.to_be_bytes());
+        o[8..24].copy_from_slice(&self.msg);
+        o[24..].copy_from_slice(&self.nonce);
+        o
+    }
+}
+
 /// The decoded 512-byte header block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogHeader {
-    /// The format id (always [`FORMAT_10_8`] once parsed successfully).
+    /// The format id: [`FORMAT_10_8`] or [`FORMAT_ENC_11`].
     pub format: u32,
     /// The LSN stored for byte [`START_OFFSET`].
     pub first_lsn: Lsn,
     /// The creator text (up to the first NUL, lossy UTF-8).
     pub creator: String,
+    /// The encryption parameters of an encrypted log; `None` when plain.
+    pub crypt: Option<LogCrypt>,
 }
 
 impl LogHeader {
+    /// Whether the mini-transactions are encrypted (and carry a nonce).
+    #[must_use]
+    pub fn is_encrypted(&self) -> bool {
+        self.crypt.is_some()
+    }
+
     /// Whether the creator marks a log written by a backup tool.
     #[must_use]
     pub fn is_backup(&self) -> bool {
@@ -115,9 +175,11 @@ fn describe_format(format: u32) -> &'static str {
 ///
 /// # Errors
 /// [`Error::Truncated`]; [`Error::LogHeaderChecksum`]; [`Error::LogHeader`]
-/// for a non-zero reserved word or a first LSN below 12288;
-/// [`Error::UnsupportedLogFormat`] for older formats, unknown formats and
-/// encrypted logs.
+/// for a non-zero reserved word, a first LSN below 12288, or an encrypted
+/// log whose key id is not 1; [`Error::UnsupportedLogFormat`] for older
+/// formats, unknown formats and the 10.8 format with encryption parameters
+/// (per-record encryption, written by earlier releases than
+/// [`FORMAT_ENC_11`]).
 pub fn parse_header(buf: &[u8]) -> Result<LogHeader, Error> {
     let block = buf.get(..HEADER_SIZE).ok_or(Error::Truncated {
         what: "redo log header",
@@ -138,7 +200,7 @@ pub fn parse_header(buf: &[u8]) -> Result<LogHeader, Error> {
     if stored != computed {
         return Err(Error::LogHeaderChecksum { stored, computed });
     }
-    if format != FORMAT_10_8 {
+    if format != FORMAT_10_8 && format != FORMAT_ENC_11 {
         return Err(Error::UnsupportedLogFormat {
             format,
             what: describe_format(format),
@@ -156,17 +218,33 @@ pub fn parse_header(buf: &[u8]) -> Result<LogHeader, Error> {
             "first LSN {first_lsn} is below {FIRST_LSN} (created by {creator:?})"
         )));
     }
-    if be32(block, HEADER_CREATOR_END) != Some(0) {
+    let crypt = if format == FORMAT_ENC_11 {
+        let c = LogCrypt::parse(&block[HEADER_CREATOR_END..]).ok_or(Error::Truncated {
+            what: "redo log encryption parameters",
+            need: HEADER_CREATOR_END + HEADER_CRYPT_SIZE,
+            got: block.len(),
+        })?;
+        if c.key_id != LOG_KEY_ID {
+            return Err(Error::LogHeader(format!(
+                "encrypted log names key id {} at byte 48, expected {LOG_KEY_ID} (created by {creator:?})",
+                c.key_id
+            )));
+        }
+        Some(c)
+    } else if be32(block, HEADER_CREATOR_END) != Some(0) {
         return Err(Error::UnsupportedLogFormat {
             format,
-            what: "encrypted redo log (innodb_encrypt_log=ON)",
+            what: "10.8 redo log with per-record encryption (FORMAT_ENC_10_8, from earlier 10.8+ releases)",
             creator,
         });
-    }
+    } else {
+        None
+    };
     Ok(LogHeader {
         format,
         first_lsn,
         creator,
+        crypt,
     })
 }
 
@@ -299,6 +377,7 @@ pub fn parse_log_prefix(prefix: &[u8]) -> Result<LogFileInfo, Error> {
 pub struct LogGeometry {
     first_lsn: Lsn,
     file_size: u64,
+    nonce: usize,
 }
 
 /// A byte range of the log file.
@@ -340,7 +419,41 @@ impl LogGeometry {
         Ok(LogGeometry {
             first_lsn,
             file_size,
+            nonce: 0,
         })
+    }
+
+    /// Geometry of the log `header` describes: encrypted logs
+    /// ([`FORMAT_ENC_11`]) carry an 8-byte nonce in each mtr's trailer.
+    ///
+    /// # Errors
+    /// As [`LogGeometry::new`].
+    pub fn for_header(header: &LogHeader, file_size: u64) -> Result<Self, Error> {
+        let mut g = Self::new(header.first_lsn, file_size)?;
+        if header.is_encrypted() {
+            g.nonce = MTR_NONCE;
+        }
+        Ok(g)
+    }
+
+    /// The same geometry with (`true`) or without the per-mtr nonce.
+    #[must_use]
+    pub fn with_nonce(mut self, encrypted: bool) -> Self {
+        self.nonce = if encrypted { MTR_NONCE } else { 0 };
+        self
+    }
+
+    /// Whether mtrs carry the nonce of an encrypted log.
+    #[must_use]
+    pub fn encrypted(&self) -> bool {
+        self.nonce != 0
+    }
+
+    /// Bytes after an mtr's records: termination byte, nonce (encrypted
+    /// logs), CRC-32C.
+    #[must_use]
+    pub fn trailer(&self) -> usize {
+        MTR_TRAILER + self.nonce
     }
 
     /// The LSN of byte 12288.
@@ -549,21 +662,33 @@ impl fmt::Display for EndOfLog {
 /// One complete, valid mtr at the start of the buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MtrSpan {
-    /// Total length: records + termination byte + CRC.
+    /// Total length: records + termination byte + (nonce) + CRC.
     pub len: usize,
+    /// Bytes after the records: [`MTR_TRAILER`], plus [`MTR_NONCE`] in an
+    /// encrypted log.
+    pub trailer: usize,
 }
 
 impl MtrSpan {
+    /// A span of `len` bytes in a plain (unencrypted) log.
+    #[must_use]
+    pub fn plain(len: usize) -> Self {
+        MtrSpan {
+            len,
+            trailer: MTR_TRAILER,
+        }
+    }
+
     /// Offset of the termination (sequence) byte inside the mtr.
     #[must_use]
     pub fn term_offset(&self) -> usize {
-        self.len - MTR_TRAILER
+        self.len - self.trailer
     }
 
-    /// Length of the record bytes (what the CRC covers).
+    /// Length of the record bytes.
     #[must_use]
     pub fn records_len(&self) -> usize {
-        self.len - MTR_TRAILER
+        self.len - self.trailer
     }
 }
 
@@ -643,15 +768,22 @@ pub fn parse_mtr(geo: &LogGeometry, lsn: Lsn, buf: &[u8]) -> Result<MtrParse, Er
             expected,
         }));
     }
-    let Some(stored) = be32(buf, pos + 1) else {
+    let nonce = geo.nonce;
+    let Some(stored) = be32(buf, pos + 1 + nonce) else {
         return Ok(MtrParse::NeedMore);
     };
-    let computed = crc32c::crc32c(&buf[..pos]);
+    // The CRC covers the records and (encrypted logs) the nonce, never the
+    // termination byte between them.
+    let mut computed = crc32c::crc32c(&buf[..pos]);
+    if nonce != 0 {
+        computed = crc32c::crc32c_append(computed, &buf[pos + 1..pos + 1 + nonce]);
+    }
     if stored != computed {
         return Ok(MtrParse::End(EndOfLog::Checksum { stored, computed }));
     }
     Ok(MtrParse::Complete(MtrSpan {
-        len: pos + MTR_TRAILER,
+        len: pos + MTR_TRAILER + nonce,
+        trailer: MTR_TRAILER + nonce,
     }))
 }
 
@@ -706,8 +838,9 @@ pub fn scan_mtrs(geo: &LogGeometry, lsn: Lsn, buf: &[u8]) -> Result<Scan, Error>
     })
 }
 
-/// Set the termination byte of a complete mtr to 1, as a linear backup log
-/// needs (its CRC does not cover that byte).
+/// Set the termination byte of a complete mtr of a plain log to 1, as a
+/// linear backup log needs (its CRC does not cover that byte). For an
+/// encrypted log use [`MtrSpan::term_offset`].
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] if `mtr` is shorter than its trailer.
@@ -720,6 +853,67 @@ pub fn force_sequence_bit(mtr: &mut [u8]) -> Result<(), Error> {
     }
     mtr[n - MTR_TRAILER] = 1;
     Ok(())
+}
+
+/// Whether the records of one mtr (plain or encrypted: the record headers,
+/// type and length, are never encrypted) hold a file-level record other
+/// than `FILE_CHECKPOINT`/`FILE_MODIFY`: `FILE_CREATE`, `FILE_DELETE` or
+/// `FILE_RENAME`. `records` are the record bytes (no trailer); `None` if
+/// they cannot be delimited.
+#[must_use]
+pub fn file_record_kinds(records: &[u8]) -> Option<FileKinds> {
+    let mut k = FileKinds::default();
+    let mut pos = 0usize;
+    let mut got_page_op = false;
+    while let Some(&b) = records.get(pos) {
+        if b <= 1 {
+            break;
+        }
+        let (body_at, rlen) = record_extent(records, pos)?;
+        if b & 0x80 == 0 {
+            got_page_op = true;
+        } else if !got_page_op {
+            match b & 0xF0 {
+                FILE_CREATE | FILE_DELETE | FILE_RENAME => k.ddl = true,
+                FILE_MODIFY => k.modify = true,
+                _ => {}
+            }
+        }
+        pos = body_at.checked_add(rlen)?;
+    }
+    Some(k)
+}
+
+/// Which file-level records an mtr holds (see [`file_record_kinds`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileKinds {
+    /// A `FILE_CREATE`, `FILE_DELETE` or `FILE_RENAME`.
+    pub ddl: bool,
+    /// A `FILE_MODIFY`.
+    pub modify: bool,
+}
+
+impl FileKinds {
+    /// Any file record besides `FILE_CHECKPOINT`.
+    #[must_use]
+    pub fn any(&self) -> bool {
+        self.ddl || self.modify
+    }
+}
+
+/// Where the body of the record at `pos` starts and how long it is: the
+/// header byte and (for length 0) the length varint are not part of the
+/// body, and are what an encrypted log leaves in clear.
+#[must_use]
+pub fn record_extent(records: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let b = *records.get(pos)?;
+    let l = pos + 1;
+    let rlen = usize::from(b & 0x0F);
+    if rlen != 0 {
+        return Some((l, rlen));
+    }
+    let (add, n) = decode_varint(records.get(l..)?)?;
+    Some((l + n, (add as usize + 15).checked_sub(n)?))
 }
 
 /// A file-level record of an mtr.
@@ -928,6 +1122,29 @@ impl<'a> Iterator for FileRecords<'a> {
 /// # Errors
 /// [`Error::InvalidArgument`] for a bad creator or checkpoint.
 pub fn build_backup_log_prefix(checkpoint: Checkpoint, creator: &str) -> Result<Vec<u8>, Error> {
+    build_backup_log_prefix_with(checkpoint, creator, None)
+}
+
+/// [`build_backup_log_prefix`] for a log that is encrypted (`crypt` is the
+/// server's header parameters, kept byte for byte: the same key version,
+/// message and nonce, so that recovery with the same keys derives the same
+/// log key): format [`FORMAT_ENC_11`], the 28 bytes at 48.
+///
+/// # Errors
+/// As [`build_backup_log_prefix`]; a key id other than 1.
+pub fn build_backup_log_prefix_with(
+    checkpoint: Checkpoint,
+    creator: &str,
+    crypt: Option<&LogCrypt>,
+) -> Result<Vec<u8>, Error> {
+    if let Some(c) = crypt {
+        if c.key_id != LOG_KEY_ID {
+            return Err(Error::InvalidArgument(format!(
+                "log key id {} is not {LOG_KEY_ID}",
+                c.key_id
+            )));
+        }
+    }
     if !creator.starts_with("Backup ")
         || creator.len() >= HEADER_CREATOR_END - HEADER_CREATOR
         || creator.as_bytes().contains(&0)
@@ -943,10 +1160,19 @@ pub fn build_backup_log_prefix(checkpoint: Checkpoint, creator: &str) -> Result<
         )));
     }
     let mut out = vec![0u8; START_OFFSET as usize];
-    out[..4].copy_from_slice(&FORMAT_10_8.to_be_bytes());
+    let format = if crypt.is_some() {
+        FORMAT_ENC_11
+    } else {
+        FORMAT_10_8
+    };
+    out[..4].copy_from_slice(&format.to_be_bytes());
     out[HEADER_FIRST_LSN..HEADER_FIRST_LSN + 8]
         .copy_from_slice(&checkpoint.checkpoint_lsn.0.to_be_bytes());
     out[HEADER_CREATOR..HEADER_CREATOR + creator.len()].copy_from_slice(creator.as_bytes());
+    if let Some(c) = crypt {
+        out[HEADER_CREATOR_END..HEADER_CREATOR_END + HEADER_CRYPT_SIZE]
+            .copy_from_slice(&c.to_bytes());
+    }
     let crc = crc32c::crc32c(&out[..HEADER_CRC_OFFSET]);
     out[HEADER_CRC_OFFSET..HEADER_SIZE].copy_from_slice(&crc.to_be_bytes());
     let c = CHECKPOINT_1;
@@ -1198,6 +1424,70 @@ mod tests {
         ));
     }
 
+    /// An encrypted log's mtr: records, termination byte, 8-byte nonce,
+    /// CRC-32C over the records and the nonce (not the termination byte).
+    #[test]
+    fn encrypted_mtr_framing() {
+        let g = LogGeometry::new(Lsn(12288), 12288 + 1000)
+            .expect("valid")
+            .with_nonce(true);
+        assert_eq!(g.trailer(), 13);
+        let records = [0x32u8, 0x11, 0x22];
+        let nonce = 0x0102_0304_0506_0708_u64.to_be_bytes();
+        let mut m = records.to_vec();
+        m.push(1);
+        m.extend_from_slice(&nonce);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&records), &nonce);
+        m.extend_from_slice(&crc.to_be_bytes());
+        let span = MtrSpan {
+            len: 16,
+            trailer: 13,
+        };
+        assert_eq!(
+            parse_mtr(&g, Lsn(12288), &m).expect("ok"),
+            MtrParse::Complete(span)
+        );
+        assert_eq!(span.term_offset(), 3);
+        // Cut anywhere in the trailer: need more.
+        for cut in 4..16 {
+            assert_eq!(
+                parse_mtr(&g, Lsn(12288), &m[..cut]).expect("ok"),
+                MtrParse::NeedMore
+            );
+        }
+        // The nonce is covered by the CRC.
+        let mut bad = m.clone();
+        bad[6] ^= 1;
+        assert!(matches!(
+            parse_mtr(&g, Lsn(12288), &bad).expect("ok"),
+            MtrParse::End(EndOfLog::Checksum { .. })
+        ));
+        // The plain geometry reads the same bytes as something else.
+        assert_ne!(
+            parse_mtr(&g.with_nonce(false), Lsn(12288), &m).expect("ok"),
+            MtrParse::Complete(span)
+        );
+        // Record kinds are visible in the headers.
+        assert_eq!(
+            file_record_kinds(&[0xB2, 9, 9]),
+            Some(FileKinds {
+                ddl: false,
+                modify: true
+            })
+        );
+        assert_eq!(
+            file_record_kinds(&[0x82, 9, 9]),
+            Some(FileKinds {
+                ddl: true,
+                modify: false
+            })
+        );
+        assert_eq!(
+            file_record_kinds(&[0x32, 9, 9, 0x82, 1, 1]),
+            Some(FileKinds::default())
+        );
+    }
+
     #[test]
     fn header_format_errors() {
         let ck = Checkpoint {
@@ -1211,7 +1501,6 @@ mod tests {
             b
         };
         for (fmt, what) in [
-            (FORMAT_ENC_11, "FORMAT_ENC_11"),
             (FORMAT_10_5, "10.5"),
             (FORMAT_10_5 | FORMAT_ENCRYPTED_BIT, "10.5"),
             (104, "10.4"),
@@ -1224,10 +1513,33 @@ mod tests {
             assert!(e.to_string().contains(what), "{e}");
             assert!(e.to_string().contains("Backup 10.11.19"), "{e}");
         }
+        // 10.8 format with encryption parameters: per-record encryption.
         let mut b = good.clone();
         b[48] = 1;
         let e = parse_header(&restamp(b)).expect_err("encrypted");
-        assert!(e.to_string().contains("encrypt"), "{e}");
+        assert!(matches!(e, Error::UnsupportedLogFormat { .. }), "{e}");
+        assert!(e.to_string().contains("FORMAT_ENC_10_8"), "{e}");
+        // FORMAT_ENC_11 needs key id 1.
+        let mut b = good.clone();
+        b[..4].copy_from_slice(&FORMAT_ENC_11.to_be_bytes());
+        let e = parse_header(&restamp(b)).expect_err("key id 0");
+        assert!(e.to_string().contains("key id 0"), "{e}");
+        // The encrypted backup prefix round-trips its parameters.
+        let crypt = LogCrypt {
+            key_id: 1,
+            key_version: 3,
+            msg: [7; 16],
+            nonce: [1, 2, 3, 4],
+        };
+        let enc = build_backup_log_prefix_with(ck, "Backup 10.11.19", Some(&crypt)).expect("valid");
+        let info = parse_log_prefix(&enc).expect("parses");
+        assert_eq!(info.header.format, FORMAT_ENC_11);
+        assert_eq!(info.header.crypt, Some(crypt));
+        assert!(LogGeometry::for_header(&info.header, 1 << 20)
+            .expect("geo")
+            .encrypted());
+        let wrong = LogCrypt { key_id: 2, ..crypt };
+        assert!(build_backup_log_prefix_with(ck, "Backup 10.11.19", Some(&wrong)).is_err());
         let mut b = good.clone();
         b[5] = 1;
         assert!(matches!(
@@ -1295,7 +1607,7 @@ mod tests {
         assert_eq!(m.len(), SIZE_OF_FILE_CHECKPOINT);
         assert_eq!(
             parse_mtr(&g, Lsn(12288), &m).expect("ok"),
-            MtrParse::Complete(MtrSpan { len: 16 })
+            MtrParse::Complete(MtrSpan::plain(16))
         );
         let ops: Vec<_> = file_records(&m).collect();
         assert_eq!(ops, vec![Ok(FileOp::Checkpoint { lsn: Lsn(12288) })]);
@@ -1330,7 +1642,7 @@ mod tests {
         let m = mtr(&rec, 1);
         assert_eq!(
             parse_mtr(&g, Lsn(12288), &m).expect("ok"),
-            MtrParse::Complete(MtrSpan { len: 18 + 5 })
+            MtrParse::Complete(MtrSpan::plain(18 + 5))
         );
         // Huge varint length → TooLong; invalid varint → BadLength.
         let m = mtr(&[0x30, 0xEF, 0xFF, 0xFF, 0xFF], 1);
@@ -1471,7 +1783,7 @@ mod tests {
             let mut pos = 0;
             let mut l = start;
             for &len in &s.mtr_lens {
-                prop_assert_eq!(parse_mtr(&g, Lsn(l), &buf[pos..pos + len]).expect("ok"), MtrParse::Complete(MtrSpan { len }));
+                prop_assert_eq!(parse_mtr(&g, Lsn(l), &buf[pos..pos + len]).expect("ok"), MtrParse::Complete(MtrSpan::plain(len)));
                 pos += len;
                 l += len as u64;
             }

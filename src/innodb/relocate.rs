@@ -147,6 +147,11 @@ pub fn relocate_mtrs(
     buf: &mut [u8],
     map: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
 ) -> Result<Walk, Error> {
+    if geo.encrypted() {
+        return Err(Error::InvalidArgument(
+            "the names in an encrypted redo log cannot be rewritten without its key".into(),
+        ));
+    }
     let mut w = Walk::default();
     let mut cur = lsn;
     loop {
@@ -182,7 +187,7 @@ pub fn relocate_log(
     map: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
 ) -> Result<usize, Error> {
     let info = redo::parse_log_prefix(log)?;
-    let geo = LogGeometry::new(info.header.first_lsn, log.len() as u64)?;
+    let geo = LogGeometry::for_header(&info.header, log.len() as u64)?;
     let start = usize::try_from(START_OFFSET).unwrap_or(usize::MAX);
     let Some(body) = log.get_mut(start..) else {
         return Ok(0);

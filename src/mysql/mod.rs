@@ -8,6 +8,7 @@
 //! [`ErrorClass::Server`]; bad option files or option values as
 //! [`ErrorClass::Usage`].
 
+pub mod keys;
 pub mod locks;
 pub mod options;
 pub mod session;

@@ -149,6 +149,12 @@ pub struct Report {
     pub pages: u64,
     /// Redo bytes checked.
     pub redo_bytes: u64,
+    /// Of the pages, those encrypted at rest: checked by the checksum over
+    /// their ciphertext, without keys.
+    pub encrypted_pages: u64,
+    /// The redo log is encrypted (`innodb_encrypt_log`): walked by its
+    /// framing and checksums without keys.
+    pub redo_encrypted: bool,
     /// Whether a manifest was checked.
     pub manifest: bool,
     /// Whether the backup is prepared.
@@ -555,6 +561,7 @@ fn check_redo(walk: Result<RedoWalk, String>, ck: Option<&Checkpoints>, r: &mut 
             Logged::default()
         }
         Ok(RedoWalk {
+            encrypted,
             bytes,
             checkpoint,
             end,
@@ -562,6 +569,15 @@ fn check_redo(walk: Result<RedoWalk, String>, ck: Option<&Checkpoints>, r: &mut 
             named,
         }) => {
             r.redo_bytes = bytes;
+            if encrypted {
+                r.redo_encrypted = true;
+                r.notes.push(
+                    "the redo log is encrypted (innodb_encrypt_log): every mini-transaction was checked by its \
+                     framing and CRC-32C, which cover the ciphertext, without keys; the tablespace names in it \
+                     cannot be read, so an all-zero page 0 is not judged against it"
+                        .into(),
+                );
+            }
             let mut whole = true;
             if let Some(ck) = ck {
                 if end.0 < ck.last_lsn {
@@ -582,6 +598,7 @@ fn check_redo(walk: Result<RedoWalk, String>, ck: Option<&Checkpoints>, r: &mut 
             Logged {
                 names: named,
                 whole,
+                encrypted,
             }
         }
     }
@@ -590,7 +607,8 @@ fn check_redo(walk: Result<RedoWalk, String>, ck: Option<&Checkpoints>, r: &mut 
 /// A data file whose page 0 is all zero: damage, unless the backup is
 /// unprepared and its redo creates or modifies the tablespace.
 fn page0_finding(rel: &str, c: &FileCheck, prepared: bool, logged: &Logged) -> Option<Finding> {
-    (c.page0_zero && (prepared || !logged.names.contains(rel))).then(|| Finding {
+    let named = logged.names.contains(rel) || logged.encrypted;
+    (c.page0_zero && (prepared || !named)).then(|| Finding {
         class: Class::Page,
         file: rel.to_owned(),
         detail: if prepared {
@@ -609,6 +627,8 @@ fn page0_finding(rel: &str, c: &FileCheck, prepared: bool, logged: &Logged) -> O
 struct Logged {
     names: BTreeSet<String>,
     whole: bool,
+    /// The log is encrypted: its names are unknown.
+    encrypted: bool,
 }
 
 /// No space id in two files.
@@ -817,12 +837,20 @@ fn fold_pages(
     for (rel, c) in checks {
         r.findings.extend(page0_finding(&rel, &c, prepared, logged));
         r.pages += c.pages;
+        r.encrypted_pages += c.encrypted_pages;
         if let Some(sp) = c.space {
             spaces.entry(sp).or_default().push(rel.clone());
         }
         r.findings.extend(c.findings);
     }
     space_findings(&spaces, r);
+    if r.encrypted_pages > 0 {
+        r.notes.push(format!(
+            "{} of the {} InnoDB pages are encrypted at rest: they were checked by the checksum over \
+             their ciphertext (post-encryption checksum), without keys; their contents were not decrypted",
+            r.encrypted_pages, r.pages
+        ));
+    }
 }
 
 impl std::fmt::Display for Report {

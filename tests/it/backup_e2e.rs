@@ -108,12 +108,20 @@ fn hotbak_restore(backup: &Path, datadir: &Path) {
 
 /// Restore a prepared backup into `root/<name>-data`, start a server on it.
 fn restore_and_start(backup: &Path, root: &Path, name: &str) -> Sandbox {
+    restore_and_start_with(backup, root, name, Vec::new())
+}
+
+/// [`restore_and_start`] with server options (a key plugin).
+fn restore_and_start_with(backup: &Path, root: &Path, name: &str, args: Vec<String>) -> Sandbox {
     let datadir = root.join(format!("{name}-data"));
     hotbak_restore(backup, &datadir);
     Sandbox::start_on(
         &datadir,
         &root.join(format!("{name}-run")),
-        SandboxOptions::default(),
+        SandboxOptions {
+            server_args: args,
+            ..Default::default()
+        },
     )
     .expect("server starts on the restored datadir")
 }
@@ -230,12 +238,30 @@ fn end_to_end_under_writes() {
 /// Prepare a copy of `backup` with `mariabackup --prepare` and start a
 /// server directly on it (mariabackup's own restore is a file copy).
 fn peer_prepare_and_start(mariabackup: &Path, backup: &Path, root: &Path, name: &str) -> Sandbox {
+    peer_prepare_and_start_with(mariabackup, backup, root, name, Vec::new())
+}
+
+/// [`peer_prepare_and_start`] for a server started with `args` (a key
+/// plugin): mariabackup then reads the backup's `backup-my.cnf` as its
+/// options, as it does with its own backups, instead of `--no-defaults`.
+fn peer_prepare_and_start_with(
+    mariabackup: &Path,
+    backup: &Path,
+    root: &Path,
+    name: &str,
+    args: Vec<String>,
+) -> Sandbox {
     let peer = root.join(format!("{name}-data"));
     copy_dir(backup, &peer);
+    let first = if args.is_empty() {
+        "--no-defaults".to_owned()
+    } else {
+        format!("--defaults-file={}", peer.join("backup-my.cnf").display())
+    };
     run_ok(
         mariabackup,
         &[
-            OsStr::new("--no-defaults"),
+            OsStr::new(&first),
             OsStr::new("--prepare"),
             OsStr::new(&format!("--target-dir={}", peer.display())),
         ],
@@ -243,9 +269,72 @@ fn peer_prepare_and_start(mariabackup: &Path, backup: &Path, root: &Path, name: 
     Sandbox::start_on(
         &peer,
         &root.join(format!("{name}-run")),
-        SandboxOptions::default(),
+        SandboxOptions {
+            server_args: args,
+            ..Default::default()
+        },
     )
     .expect("server starts on the mariabackup-prepared backup")
+}
+
+/// The backup prepared by mariabackup (a copy, when it is there) and by
+/// `hotbak prepare`, restored by hotbak; servers started with `args` on
+/// both pass the checks `e` and serve the same table checksums.
+async fn both_prepares_agree(
+    mariabackup: Option<&Path>,
+    backup: &Path,
+    root: &Path,
+    e: &Expect,
+    args: &[String],
+) {
+    let peer_sums = match mariabackup {
+        Some(mb) => {
+            let mut theirs = peer_prepare_and_start_with(mb, backup, root, "peer", args.to_vec());
+            check(&theirs, e).await;
+            let sums = served_sums(&theirs).await;
+            theirs.stop().expect("stops");
+            Some(sums)
+        }
+        None => None,
+    };
+    hotbak_prepare(backup);
+    let mut restored = restore_and_start_with(backup, root, "restored", args.to_vec());
+    check(&restored, e).await;
+    let sums = served_sums(&restored).await;
+    restored.stop().expect("restored server stops");
+    if let Some(peer) = peer_sums {
+        assert_eq!(
+            sums, peer,
+            "hotbak prepare and mariabackup --prepare disagree"
+        );
+    }
+}
+
+/// `CHECKSUM TABLE` of every user table a running server serves.
+async fn served_sums(sb: &Sandbox) -> std::collections::BTreeMap<String, u64> {
+    let mut s = Session::connect(&sb.connect_options())
+        .await
+        .expect("connect");
+    let sums = testkit::checksum_all(&mut s).await.expect("checksums");
+    s.close().await.expect("close");
+    sums
+}
+
+/// The schema, the writer and the DDL loop started on `sb`, running for a
+/// moment.
+async fn writes_and_ddl(sb: &Sandbox) -> (Schema, Writer, DdlLoop) {
+    let conn = sb.connect_options();
+    let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+        .await
+        .expect("schema");
+    let w = Writer::start(&conn, &schema, &WriterOptions::default())
+        .await
+        .expect("writer");
+    let ddl = DdlLoop::start(&conn, Duration::from_millis(20))
+        .await
+        .expect("ddl loop");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    (schema, w, ddl)
 }
 
 /// The DDL loop (create, alter, rename, truncate, drop on InnoDB, MyISAM
@@ -262,17 +351,7 @@ fn ddl_during_backup_with(mode: &str) {
     };
     let backup = dir.path().join("backup");
     rt().block_on(async {
-        let conn = sb.connect_options();
-        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
-            .await
-            .expect("schema");
-        let w = Writer::start(&conn, &schema, &WriterOptions::default())
-            .await
-            .expect("writer");
-        let ddl = DdlLoop::start(&conn, Duration::from_millis(20))
-            .await
-            .expect("ddl loop");
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        let (schema, w, ddl) = writes_and_ddl(&sb).await;
         let before = w.snapshot();
         let outcome = stream_backup(
             sb.socket(),
@@ -306,35 +385,7 @@ fn ddl_during_backup_with(mode: &str) {
         sb.stop().expect("source stops");
         let mut e = Expect::between(&schema, &before, &after);
         e.ddl = true;
-        let peer_sums = match &mariabackup {
-            Some(mb) => {
-                let mut theirs = peer_prepare_and_start(mb, &backup, dir.path(), "peer");
-                check(&theirs, &e).await;
-                let mut s = Session::connect(&theirs.connect_options())
-                    .await
-                    .expect("connect");
-                let sums = testkit::checksum_all(&mut s).await.expect("checksums");
-                s.close().await.expect("close");
-                theirs.stop().expect("stops");
-                Some(sums)
-            }
-            None => None,
-        };
-        hotbak_prepare(&backup);
-        let mut restored = restore_and_start(&backup, dir.path(), "restored");
-        check(&restored, &e).await;
-        let mut s = Session::connect(&restored.connect_options())
-            .await
-            .expect("connect");
-        let sums = testkit::checksum_all(&mut s).await.expect("checksums");
-        s.close().await.expect("close");
-        restored.stop().expect("restored server stops");
-        if let Some(peer) = peer_sums {
-            assert_eq!(
-                sums, peer,
-                "hotbak prepare and mariabackup --prepare disagree"
-            );
-        }
+        both_prepares_agree(mariabackup.as_deref(), &backup, dir.path(), &e, &[]).await;
     });
 }
 
@@ -1290,45 +1341,8 @@ fn incremental_chain_prepared_by_mariabackup() {
     let inc = dir.path().join("inc");
     let lsndir = dir.path().join("lsn");
     rt().block_on(async {
-        let conn = sb.connect_options();
-        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
-            .await
-            .expect("schema");
-        let w = Writer::start(&conn, &schema, &WriterOptions::default())
-            .await
-            .expect("writer");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let full = stream_backup(
-            sb.socket(),
-            &base,
-            &dir.path().join("logs-full"),
-            strs(&["--extra-lsndir", lsndir.to_str().expect("utf-8")]),
-        )
-        .await;
-        assert_backup_ok(&full);
-        let mut admin = Session::connect(&conn).await.expect("connect");
-        for st in [
-            "CREATE DATABASE hb_inc",
-            "USE hb_inc",
-            "CREATE TABLE hb_inc.born (id INT PRIMARY KEY) ENGINE=InnoDB",
-            "INSERT INTO hb_inc.born SELECT seq FROM seq_1_to_777",
-        ] {
-            admin.execute(st).await.expect(st);
-        }
-        admin.close().await.expect("close");
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let before = w.snapshot();
-        // The base named by the --extra-lsndir copy of its checkpoints.
-        let incr = stream_backup(
-            sb.socket(),
-            &inc,
-            &dir.path().join("logs-inc"),
-            strs(&["--incremental-basedir", lsndir.to_str().expect("utf-8")]),
-        )
-        .await;
-        let after = w.stop().await.expect("writer stops");
-        assert!(after.errors.is_empty(), "writer errors: {after}");
-        assert_backup_ok(&incr);
+        let (schema, before, after) =
+            take_chain_under_writes(&sb, dir.path(), &base, &inc, &lsndir).await;
         let base_ck = std::fs::read_to_string(base.join("xtrabackup_checkpoints")).expect("ck");
         let inc_ck = std::fs::read_to_string(inc.join("xtrabackup_checkpoints")).expect("ck");
         let to_lsn = base_ck
@@ -1349,14 +1363,8 @@ fn incremental_chain_prepared_by_mariabackup() {
             "{meta}"
         );
         // Fewer bytes than the full backup: only changed pages.
-        let size = |d: &Path| -> u64 {
-            walk(d)
-                .iter()
-                .map(|p| p.metadata().map(|m| m.len()).unwrap_or(0))
-                .sum()
-        };
         assert!(
-            size(&inc) < size(&base),
+            tree_size(&inc) < tree_size(&base),
             "the incremental is not smaller than the base"
         );
         sb.stop().expect("source stops");
@@ -1367,34 +1375,121 @@ fn incremental_chain_prepared_by_mariabackup() {
             !st.success() && out.contains("incremental backup"),
             "{st}: {out}"
         );
-        for args in [
-            vec![format!("--target-dir={}", base.display())],
-            vec![
-                format!("--target-dir={}", base.display()),
-                format!("--incremental-dir={}", inc.display()),
-            ],
-        ] {
-            let mut a: Vec<&OsStr> = vec![OsStr::new("--no-defaults"), OsStr::new("--prepare")];
-            a.extend(args.iter().map(OsStr::new));
-            run_ok(&mariabackup, &a);
-        }
-        let data = dir.path().join("chain-data");
-        copy_dir(&base, &data);
-        let mut restored = Sandbox::start_on(
-            &data,
-            &dir.path().join("chain-run"),
-            SandboxOptions::default(),
+        mariabackup_chain_checked(
+            &mariabackup,
+            (&base, &inc, dir.path()),
+            &strs(&["--no-defaults"]),
+            Vec::new(),
+            &Expect::between(&schema, &before, &after),
         )
-        .expect("server starts on the prepared chain");
-        let r = check(&restored, &Expect::between(&schema, &before, &after)).await;
-        let born = r
-            .tables
-            .iter()
-            .find(|t| t.name == "hb_inc.born")
-            .map(|t| t.rows);
-        assert_eq!(born, Some(777), "{r}");
-        restored.stop().expect("stops");
+        .await;
     });
+}
+
+/// A full backup with `--extra-lsndir`, then `hb_inc.born` (777 rows)
+/// created, then an incremental on the lsndir copy, all while the writer
+/// runs. Returns the schema and the writer's reports before the
+/// incremental and at its end.
+async fn take_chain_under_writes(
+    sb: &Sandbox,
+    root: &Path,
+    base: &Path,
+    inc: &Path,
+    lsndir: &Path,
+) -> (Schema, WriterReport, WriterReport) {
+    let conn = sb.connect_options();
+    let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+        .await
+        .expect("schema");
+    let w = Writer::start(&conn, &schema, &WriterOptions::default())
+        .await
+        .expect("writer");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lsn = lsndir.to_str().expect("utf-8");
+    let full = stream_backup(
+        sb.socket(),
+        base,
+        &root.join("logs-full"),
+        strs(&["--extra-lsndir", lsn]),
+    )
+    .await;
+    assert_backup_ok(&full);
+    let mut admin = Session::connect(&conn).await.expect("connect");
+    for st in [
+        "CREATE DATABASE hb_inc",
+        "USE hb_inc",
+        "CREATE TABLE hb_inc.born (id INT PRIMARY KEY) ENGINE=InnoDB",
+        "INSERT INTO hb_inc.born SELECT seq FROM seq_1_to_777",
+    ] {
+        admin.execute(st).await.expect(st);
+    }
+    admin.close().await.expect("close");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = w.snapshot();
+    // The base named by the --extra-lsndir copy of its checkpoints.
+    let incr = stream_backup(
+        sb.socket(),
+        inc,
+        &root.join("logs-inc"),
+        strs(&["--incremental-basedir", lsn]),
+    )
+    .await;
+    let after = w.stop().await.expect("writer stops");
+    assert!(after.errors.is_empty(), "writer errors: {after}");
+    assert_backup_ok(&incr);
+    (schema, before, after)
+}
+
+/// `mariabackup --prepare` of `base`, then `--prepare --incremental-dir`
+/// of `inc` (with `first` options before them), a server with
+/// `server_args` started on the result: it passes the checks at the
+/// incremental's point and holds the 777 rows of `hb_inc.born`.
+async fn mariabackup_chain_checked(
+    mariabackup: &Path,
+    (base, inc, root): (&Path, &Path, &Path),
+    first: &[String],
+    server_args: Vec<String>,
+    e: &Expect,
+) {
+    for args in [
+        vec![format!("--target-dir={}", base.display())],
+        vec![
+            format!("--target-dir={}", base.display()),
+            format!("--incremental-dir={}", inc.display()),
+        ],
+    ] {
+        let mut a: Vec<&OsStr> = first.iter().map(OsStr::new).collect();
+        a.push(OsStr::new("--prepare"));
+        a.extend(args.iter().map(OsStr::new));
+        run_ok(mariabackup, &a);
+    }
+    let data = root.join("chain-data");
+    copy_dir(base, &data);
+    let mut restored = Sandbox::start_on(
+        &data,
+        &root.join("chain-run"),
+        SandboxOptions {
+            server_args,
+            ..Default::default()
+        },
+    )
+    .expect("server starts on the prepared chain");
+    let r = check(&restored, e).await;
+    let born = r
+        .tables
+        .iter()
+        .find(|t| t.name == "hb_inc.born")
+        .map(|t| t.rows);
+    assert_eq!(born, Some(777), "{r}");
+    restored.stop().expect("stops");
+}
+
+/// The sum of the file sizes under `d`.
+fn tree_size(d: &Path) -> u64 {
+    walk(d)
+        .iter()
+        .map(|p| p.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
 }
 
 fn walk(d: &Path) -> Vec<std::path::PathBuf> {
@@ -1554,5 +1649,313 @@ fn encrypted_tables_backed_up_and_prepared() {
         let mut peer = start(&peer_copy, "peer");
         check(&peer, &t.expect()).await;
         peer.stop().expect("stops");
+    });
+}
+
+/// Every file under `d` with the SHA-256 of its contents.
+fn hashes(d: &Path) -> Vec<(std::path::PathBuf, [u8; 32])> {
+    use sha2::{Digest, Sha256};
+    let mut v: Vec<_> = walk(d)
+        .into_iter()
+        .map(|p| {
+            let h: [u8; 32] = Sha256::digest(std::fs::read(&p).expect("read")).into();
+            (p, h)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A server with encrypted tables *and* an encrypted redo log
+/// (`innodb_encrypt_log=ON`, the 10.11 `FORMAT_ENC_11` log), under the
+/// writers and the DDL loop, with the key file plain or (`salted`)
+/// encrypted with a file key as MariaDB documents (`openssl enc
+/// -aes-256-cbc -md sha1`, `file_key_management_filekey=FILE:…`). The
+/// backup keeps the log encrypted with the server's parameters and tracks
+/// the DDL through the keys; a wrong key file and a missing one fail the
+/// prepare naming the key id and the file, changing no byte; `mariabackup
+/// --prepare` and `hotbak prepare` both prepare it, servers loading the
+/// keys start on both and pass the checks with the same table checksums.
+fn encrypted_log_with_ddl(salted: bool) {
+    let mariabackup = tool("mariabackup");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain_keys = "1;a7addd9adea9978fda19f21e6be987880e68ac92632ca052e5bb42b1a506939a\n\
+                      2;49c16acc2dffe616710c9ba9a10b94944a737de1beccb52dc1560abfdd67388b\n";
+    let keys = dir
+        .path()
+        .join(if salted { "keys.enc" } else { "keys.txt" });
+    let mut plugin = vec![
+        "--plugin-load-add=file_key_management".to_owned(),
+        format!("--file-key-management-filename={}", keys.display()),
+        "--innodb-encrypt-tables=ON".to_owned(),
+        "--innodb-encrypt-log=ON".to_owned(),
+        "--innodb-encryption-threads=1".to_owned(),
+    ];
+    if salted {
+        let Some(openssl) = tool("openssl") else {
+            return;
+        };
+        let clear = dir.path().join("keys.clear");
+        std::fs::write(&clear, plain_keys).expect("key file");
+        let secret = dir.path().join("filekey");
+        std::fs::write(&secret, "correct horse battery staple\n").expect("file key");
+        run_ok(
+            &openssl,
+            &[
+                OsStr::new("enc"),
+                OsStr::new("-aes-256-cbc"),
+                OsStr::new("-md"),
+                OsStr::new("sha1"),
+                OsStr::new("-pass"),
+                OsStr::new(&format!("file:{}", secret.display())),
+                OsStr::new("-in"),
+                clear.as_os_str(),
+                OsStr::new("-out"),
+                keys.as_os_str(),
+            ],
+        );
+        std::fs::remove_file(&clear).expect("remove the clear keys");
+        assert!(std::fs::read(&keys).expect("keys").starts_with(b"Salted__"));
+        plugin.push(format!(
+            "--file-key-management-filekey=FILE:{}",
+            secret.display()
+        ));
+    } else {
+        std::fs::write(&keys, plain_keys).expect("key file");
+    }
+    let plugin_refs: Vec<&str> = plugin.iter().map(String::as_str).collect();
+    let Some(mut sb) = sandbox(dir.path(), &plugin_refs) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    rt().block_on(async {
+        let (schema, w, ddl) = writes_and_ddl(&sb).await;
+        let before = w.snapshot();
+        let outcome = stream_backup(
+            sb.socket(),
+            &backup,
+            &dir.path().join("logs"),
+            strs(&["--max-rate", "10", "--lock-ddl", "short"]),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let d = ddl.stop().await.expect("ddl loop stops");
+        let after = w.stop().await.expect("writer stops");
+        eprintln!("DDL loop: {d}\nwriter: {after}");
+        assert!(d.errors.is_empty(), "DDL loop errors: {d}");
+        assert!(after.errors.is_empty(), "writer errors: {after}");
+        assert_backup_ok(&outcome);
+        assert!(
+            outcome.hotbak_stderr.contains("redo log is encrypted"),
+            "the backup did not say it reads the encrypted log with the keys: {outcome}"
+        );
+        assert!(
+            outcome
+                .hotbak_stderr
+                .contains("DDL tracking: during the copy"),
+            "no DDL was tracked during the copy: {outcome}"
+        );
+        sb.stop().expect("source stops");
+        // The backup's log is encrypted with the server's parameters:
+        // FORMAT_ENC_11, the same 28 bytes of key id, version, message and
+        // nonce; and no file name is readable in it.
+        let ours = std::fs::read(backup.join("ib_logfile0")).expect("backup log");
+        let theirs = std::fs::read(sb.datadir().join("ib_logfile0")).expect("source log");
+        assert_eq!(ours[..4], [0xF0, 0x9F, 0x97, 0x9D], "not FORMAT_ENC_11");
+        assert_eq!(ours[48..76], theirs[48..76], "crypt parameters differ");
+        assert!(
+            !ours[12288..].windows(4).any(|w| w == b".ibd"),
+            "a file name is readable in the backup's encrypted log"
+        );
+        let cnf = std::fs::read_to_string(backup.join("backup-my.cnf")).expect("backup-my.cnf");
+        assert!(cnf.contains("innodb_encrypt_log=1\n"), "{cnf}");
+        let mut e = Expect::between(&schema, &before, &after);
+        e.ddl = true;
+
+        // verify checks the encrypted pages and log without keys and says
+        // so, in text and in JSON.
+        for json in [false, true] {
+            let mut args = vec![
+                OsStr::new("verify"),
+                OsStr::new("--target-dir"),
+                backup.as_os_str(),
+            ];
+            if json {
+                args.extend([OsStr::new("--log-format"), OsStr::new("json")]);
+            }
+            let (st, out) = testkit::run_tool(&bin("hotbak"), &args).expect("verify runs");
+            assert!(
+                st.success(),
+                "verify of the encrypted backup failed:\n{out}"
+            );
+            for want in [
+                "are encrypted at rest: they were checked by the checksum over their ciphertext",
+                "the redo log is encrypted (innodb_encrypt_log)",
+                "completed OK",
+            ] {
+                assert!(out.contains(want), "verify does not say {want:?}:\n{out}");
+            }
+            if json {
+                assert!(
+                    out.lines()
+                        .filter(|l| l.contains("encrypted"))
+                        .all(|l| l.starts_with('{')),
+                    "{out}"
+                );
+            }
+        }
+
+        // A wrong key file and a missing one: non-zero exit, the key id and
+        // the file named, not one byte of the backup changed.
+        let wrong = dir.path().join("wrong-keys.txt");
+        std::fs::write(
+            &wrong,
+            "1;00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+        )
+        .expect("wrong keys");
+        let missing = dir.path().join("no-such-keys.txt");
+        let before_hashes = hashes(&backup);
+        for (file, wants) in [
+            (&wrong, &["key id 1", "wrong-keys.txt"][..]),
+            (&missing, &["no-such-keys.txt"][..]),
+        ] {
+            let mut args = prepare_argv(&backup).to_vec();
+            let opt = format!("file_key_management_filename={}", file.display());
+            args.extend([OsStr::new("--server-option"), OsStr::new(&opt)]);
+            if salted && file == &wrong {
+                args.extend([
+                    OsStr::new("--server-option"),
+                    OsStr::new("file_key_management_filekey="),
+                ]);
+            }
+            let (st, out) = testkit::run_tool(&bin("hotbak"), &args).expect("hotbak runs");
+            assert!(
+                !st.success(),
+                "prepare with {} succeeded:\n{out}",
+                file.display()
+            );
+            for w in wants {
+                assert!(out.contains(w), "the failure does not name {w:?}:\n{out}");
+            }
+            assert_eq!(
+                hashes(&backup),
+                before_hashes,
+                "a failed prepare changed the backup"
+            );
+        }
+
+        both_prepares_agree(mariabackup.as_deref(), &backup, dir.path(), &e, &plugin).await;
+    });
+}
+
+#[test]
+fn encrypted_log_with_ddl_plain_key_file() {
+    encrypted_log_with_ddl(false);
+}
+
+#[test]
+fn encrypted_log_with_ddl_salted_key_file() {
+    encrypted_log_with_ddl(true);
+}
+
+/// A base and an incremental of a server with encrypted tables and log:
+/// the incremental selects pages by the LSN at byte 16, which encryption
+/// leaves in clear (full_crc32 encrypts from byte 26 on), so it holds
+/// `.delta` files, not whole tablespaces, and is smaller than the base;
+/// `mariabackup --prepare` and `--prepare --incremental-dir` (with the
+/// base's backup-my.cnf as options, for the key plugin) prepare the chain,
+/// and a server loading the keys starts on it and passes the checks.
+#[test]
+fn encrypted_incremental_chain_prepared_by_mariabackup() {
+    let Some(mariabackup) = tool("mariabackup") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(
+        &keys,
+        "1;a7addd9adea9978fda19f21e6be987880e68ac92632ca052e5bb42b1a506939a\n",
+    )
+    .expect("key file");
+    let plugin = vec![
+        "--plugin-load-add=file_key_management".to_owned(),
+        format!("--file-key-management-filename={}", keys.display()),
+        "--file-key-management-encryption-algorithm=aes_ctr".to_owned(),
+        "--innodb-encrypt-tables=ON".to_owned(),
+        "--innodb-encrypt-log=ON".to_owned(),
+        "--innodb-encryption-threads=1".to_owned(),
+    ];
+    let plugin_refs: Vec<&str> = plugin.iter().map(String::as_str).collect();
+    let Some(mut sb) = sandbox(dir.path(), &plugin_refs) else {
+        return;
+    };
+    let (base, inc, lsndir) = (
+        dir.path().join("base"),
+        dir.path().join("inc"),
+        dir.path().join("lsn"),
+    );
+    rt().block_on(async {
+        let (schema, before, after) =
+            take_chain_under_writes(&sb, dir.path(), &base, &inc, &lsndir).await;
+        sb.stop().expect("source stops");
+        for d in [&base, &inc] {
+            let log = std::fs::read(d.join("ib_logfile0")).expect("log");
+            assert_eq!(
+                log[..4],
+                [0xF0, 0x9F, 0x97, 0x9D],
+                "{}: not FORMAT_ENC_11",
+                d.display()
+            );
+        }
+        assert!(inc.join("hb_app/seq.ibd.delta").is_file());
+        assert!(
+            !inc.join("hb_app/seq.ibd").exists(),
+            "a whole .ibd in an incremental"
+        );
+        let filler = std::fs::read(base.join("hb_app/filler.ibd")).expect("filler.ibd");
+        assert!(
+            !filler.windows(64).any(|w| w == [b'K'; 64]),
+            "hb_app/filler.ibd holds plain text: not encrypted"
+        );
+        assert!(
+            tree_size(&inc) < tree_size(&base),
+            "the incremental is not smaller than the base"
+        );
+        // hotbak's native incremental apply refuses the encrypted chain,
+        // saying how to prepare it, and changes nothing.
+        let (bh, ih) = (hashes(&base), hashes(&inc));
+        let (st, out) = testkit::run_tool(
+            &bin("hotbak"),
+            &[
+                OsStr::new("prepare"),
+                OsStr::new("--target-dir"),
+                base.as_os_str(),
+                OsStr::new("--incremental-dir"),
+                inc.as_os_str(),
+            ],
+        )
+        .expect("hotbak runs");
+        assert!(
+            !st.success(),
+            "the encrypted chain was applied natively:\n{out}"
+        );
+        assert!(
+            out.contains("data-at-rest encryption") && out.contains("mariabackup"),
+            "{out}"
+        );
+        assert_eq!(
+            (hashes(&base), hashes(&inc)),
+            (bh, ih),
+            "the refused prepare changed the chain"
+        );
+        let defaults = format!("--defaults-file={}", base.join("backup-my.cnf").display());
+        mariabackup_chain_checked(
+            &mariabackup,
+            (&base, &inc, dir.path()),
+            &[defaults],
+            plugin.clone(),
+            &Expect::between(&schema, &before, &after),
+        )
+        .await;
     });
 }
