@@ -17,6 +17,7 @@
 
 pub mod download;
 pub mod layout;
+pub mod reuse;
 #[cfg(feature = "testkit")]
 pub mod testing;
 pub mod upload;

@@ -472,6 +472,7 @@ impl Uploader {
             objects,
             checkpoints,
             files,
+            reused: vec![],
         };
         self.client
             .put(
