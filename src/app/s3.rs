@@ -427,7 +427,10 @@ async fn info_store(a: &InfoArgs) -> anyhow::Result<Vec<InfoEntry>> {
             .iter()
             .filter_map(|(n, _)| layout::segment_of(n).or(layout::index_of(n)).map(|x| x.0))
             .collect();
-        let segs = left.iter().filter(|(n, _)| layout::segment_of(n).is_some()).count();
+        let segs = left
+            .iter()
+            .filter(|(n, _)| layout::segment_of(n).is_some())
+            .count();
         let bytes: u64 = left.iter().map(|(_, b)| b).sum();
         Some(format!(
             "{} attempt(s) of a live backup that did not finish ({segs} completed segment(s), {bytes} bytes, in {}): a retake to this prefix reuses their files, its commit deletes what it does not reference",
@@ -445,7 +448,8 @@ async fn info_store(a: &InfoArgs) -> anyhow::Result<Vec<InfoEntry>> {
             match objstore::download::commit(&client, &here).await {
                 Ok(c) => {
                     let keep = |n: &str| {
-                        c.objects.iter().any(|o| o.name == n) || c.reused.iter().any(|r| r.object == n)
+                        c.objects.iter().any(|o| o.name == n)
+                            || c.reused.iter().any(|r| r.object == n)
                     };
                     out.push(InfoEntry {
                         location: here.to_string(),

@@ -161,7 +161,11 @@ fn plan(commit: &Commit, loc: &Location) -> (Vec<Job>, Vec<(usize, usize, usize)
         let end = r.offset + r.len;
         while start < end {
             let stop = (start + commit.part_size).min(end);
-            slices.push((jobs.len(), 0, usize::try_from(stop - start).unwrap_or(usize::MAX)));
+            slices.push((
+                jobs.len(),
+                0,
+                usize::try_from(stop - start).unwrap_or(usize::MAX),
+            ));
             jobs.push(Job::Old {
                 key: loc.key(&r.object),
                 start,
@@ -324,5 +328,105 @@ async fn fetch(client: &Client, key: &str, start: u64, end: u64) -> Result<Bytes
                 },
             });
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use layout::{DataObject, Reused};
+
+    fn commit(sizes: &[u64], part: u64, reused: Vec<Reused>) -> Commit {
+        let objects = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| DataObject {
+                name: layout::seg_name("a", i),
+                size,
+                parts: u32::try_from(size.div_ceil(part).max(1)).unwrap(),
+                sha256_of_parts: hex::encode([0u8; 32]),
+            })
+            .collect();
+        Commit {
+            format: layout::FORMAT.into(),
+            version: layout::VERSION,
+            tool: "t".into(),
+            created: "now".into(),
+            source: "backup".into(),
+            stream_bytes: sizes.iter().sum(),
+            part_size: part,
+            objects,
+            checkpoints: std::collections::BTreeMap::new(),
+            files: None,
+            reused,
+        }
+    }
+
+    fn r(at: u64, offset: u64, len: u64) -> Reused {
+        Reused {
+            at,
+            object: layout::seg_name("old", 0),
+            offset,
+            len,
+        }
+    }
+
+    /// The bytes the plan delivers, as (object-or-old, offset) per byte.
+    fn delivered(c: &Commit) -> Vec<(String, u64)> {
+        let loc = Location::parse("s3://bkt/p").unwrap();
+        let (jobs, slices) = plan(c, &loc);
+        let mut out = Vec::new();
+        for (j, from, to) in slices {
+            let (key, start) = match &jobs[j] {
+                Job::Part { obj, start, .. } => (loc.key(&c.objects[*obj].name), *start),
+                Job::Old { key, start, .. } => (key.clone(), *start),
+            };
+            for b in from..to {
+                out.push((key.clone(), start + b as u64));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reused_ranges_are_spliced_at_their_place() {
+        // Objects of 10 and 4 bytes in parts of 4; reused ranges at 0, 6
+        // (mid-part, two of them), 10 (an object boundary) and 14 (the end).
+        let c = commit(
+            &[10, 4],
+            4,
+            vec![
+                r(0, 100, 2),
+                r(6, 200, 5),
+                r(6, 300, 1),
+                r(10, 400, 1),
+                r(14, 500, 3),
+            ],
+        );
+        let got = delivered(&c);
+        assert_eq!(got.len() as u64, c.total_bytes());
+        let new = |i: usize, o: u64| (format!("p/{}", layout::seg_name("a", i)), o);
+        let old = |o: u64| (format!("p/{}", layout::seg_name("old", 0)), o);
+        let mut want = vec![old(100), old(101)];
+        want.extend((0..6).map(|o| new(0, o)));
+        want.extend((200..205).map(old));
+        want.push(old(300));
+        want.extend((6..10).map(|o| new(0, o)));
+        want.push(old(400));
+        want.extend((0..4).map(|o| new(1, o)));
+        want.extend((500..503).map(old));
+        assert_eq!(got, want);
+        // Long reused ranges are fetched in pieces of at most a part.
+        let loc = Location::parse("s3://bkt/p").unwrap();
+        let (jobs, _) = plan(&commit(&[4], 4, vec![r(4, 0, 9)]), &loc);
+        let olds: Vec<u64> = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Job::Old { start, end, .. } => Some(end - start),
+                Job::Part { .. } => None,
+            })
+            .collect();
+        assert_eq!(olds, [4, 4, 1]);
     }
 }

@@ -216,7 +216,11 @@ impl Commit {
             return Err(format!("part size {} out of range", c.part_size));
         }
         let mut sum: u64 = 0;
-        let attempt = c.objects.first().and_then(|o| segment_of(&o.name)).map(|a| a.0);
+        let attempt = c
+            .objects
+            .first()
+            .and_then(|o| segment_of(&o.name))
+            .map(|a| a.0);
         if attempt.is_some() && c.version < 2 {
             return Err("segments in a version 1 commit object".into());
         }

@@ -88,7 +88,10 @@ impl FileRec {
             .iter()
             .any(|u| u.1.len() != 64 || hex::decode(&u.1).is_err())
         {
-            return Err(format!("{}: a unit's BLAKE3 is not 64 hex digits", self.path));
+            return Err(format!(
+                "{}: a unit's BLAKE3 is not 64 hex digits",
+                self.path
+            ));
         }
         let mut runs: u64 = 0;
         for r in &self.runs {
@@ -524,7 +527,8 @@ impl LiveFile {
             self.unit_stream += n;
             out.push(Action::Write(Bytes::from(e)));
         }
-        self.units.push(Unit(std::mem::take(&mut self.unit_stream), hash));
+        self.units
+            .push(Unit(std::mem::take(&mut self.unit_stream), hash));
     }
 }
 
@@ -573,7 +577,12 @@ mod tests {
 
     /// Rebuild a logical stream: the new bytes with the reused runs spliced
     /// in, the runs read from `objects`.
-    fn splice(new: &[u8], start: u64, reused: &[(u64, Run)], objects: &HashMap<String, Vec<u8>>) -> Vec<u8> {
+    fn splice(
+        new: &[u8],
+        start: u64,
+        reused: &[(u64, Run)],
+        objects: &HashMap<String, Vec<u8>>,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         let mut at = 0usize;
         for (pos, r) in reused {
@@ -620,7 +629,9 @@ mod tests {
     }
 
     fn data(n: usize, seed: u8) -> Vec<u8> {
-        (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8).collect()
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 13) as u8)
+            .collect()
     }
 
     #[test]
@@ -671,7 +682,11 @@ mod tests {
             // Its record describes the new stream with the reused prefix.
             let r = c2.record("20261205T000001Z-00000002", SEG);
             assert_eq!(r.units.len(), units_for(v.len() as u64), "{name}");
-            assert_eq!(r.stream_len(), r.runs.iter().map(|x| x.2).sum::<u64>(), "{name}");
+            assert_eq!(
+                r.stream_len(),
+                r.runs.iter().map(|x| x.2).sum::<u64>(),
+                "{name}"
+            );
         }
     }
 
@@ -701,7 +716,9 @@ mod tests {
         assert_eq!(SegIndex::parse(&idx.to_bytes()).unwrap(), idx);
         let mut bad = idx.clone();
         bad.files[0].runs[0].2 += 1;
-        assert!(SegIndex::parse(&bad.to_bytes()).unwrap_err().contains("runs hold"));
+        assert!(SegIndex::parse(&bad.to_bytes())
+            .unwrap_err()
+            .contains("runs hold"));
         let mut bad = idx.clone();
         bad.files[0].runs[0].0 = "../x".into();
         assert!(SegIndex::parse(&bad.to_bytes()).is_err());

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
@@ -422,12 +423,18 @@ impl Uploader {
             // Attempt ids begin with their time: name order is age order.
             indexes.sort();
             let mut bad = 0;
-            for name in &indexes {
-                match SegIndex::parse(&up.client.get_small(&up.loc.key(name)).await?) {
+            let mut bodies = futures::stream::iter(indexes.iter().map(|name| {
+                let (client, key) = (up.client.clone(), up.loc.key(name));
+                async move { client.get_small(&key).await.map(|b| (key, b)) }
+            }))
+            .buffered(up.opts.parallel.max(4));
+            while let Some(r) = bodies.next().await {
+                let (key, body) = r?;
+                match SegIndex::parse(&body) {
                     Ok(x) => at.catalog.add(x, &objects, &at.transform),
                     Err(why) => {
                         bad += 1;
-                        notes.push(format!("{}: ignored ({why})", up.loc.key(name)));
+                        notes.push(format!("{key}: ignored ({why})"));
                     }
                 }
             }
@@ -444,7 +451,11 @@ impl Uploader {
                 "{}: {} earlier attempt(s) without a commit object{}",
                 up.loc,
                 attempts.len(),
-                if a.reuse { ", with nothing indexed to reuse" } else { "; not reused (--s3-no-reuse)" }
+                if a.reuse {
+                    ", with nothing indexed to reuse"
+                } else {
+                    "; not reused (--s3-no-reuse)"
+                }
             ));
         }
         up.attempt = Some(at);
@@ -532,7 +543,8 @@ impl Uploader {
         }
         r.bytes_reused += closed.reused;
         if closed.size >= reuse::MIN_REUSE {
-            a.pending.push((closed.need(), closed.record(&a.id, a.seg_bytes)));
+            a.pending
+                .push((closed.need(), closed.record(&a.id, a.seg_bytes)));
         }
         self.apply(acts).await
     }
@@ -590,15 +602,16 @@ impl Uploader {
             if o.parts.iter().any(Option::is_none) {
                 return Ok(());
             }
-            let done = self.complete_object(k).await?;
+            let done = self.complete_object(k, layout::seg_name(&a.id, k)).await?;
             self.objs[k].done = Some(done);
             a.completed += 1;
             if finishing {
                 continue;
             }
             let end = (k as u64 + 1) * a.seg_bytes;
-            let (ready, wait): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut a.pending).into_iter().partition(|(need, _)| *need <= end);
+            let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut a.pending)
+                .into_iter()
+                .partition(|(need, _)| *need <= end);
             a.pending = wait;
             let idx = SegIndex {
                 format: reuse::INDEX_FORMAT.into(),
@@ -620,14 +633,14 @@ impl Uploader {
         Ok(())
     }
 
-    /// Complete object `i` (`If-None-Match: *`); its commit-object entry.
-    async fn complete_object(&self, i: usize) -> Result<DataObject> {
+    /// Complete object `i`, named `name` (`If-None-Match: *`); its
+    /// commit-object entry.
+    async fn complete_object(&self, i: usize, name: String) -> Result<DataObject> {
         let o = &self.objs[i];
         let parts: Vec<&PartDone> = o.parts.iter().flatten().collect();
         if parts.len() != o.parts.len() {
             return Err(Error::Task(format!("object {i}: a part never finished")));
         }
-        let name = self.obj_name(i);
         let etags: Vec<String> = parts.iter().map(|p| p.etag.clone()).collect();
         self.client
             .complete_multipart(&self.loc.key(&name), &o.upload_id, &etags, true)
@@ -705,7 +718,10 @@ impl Uploader {
         while let Some(r) = self.inflight.try_join_next() {
             self.reaped(r).await?;
         }
-        let per_object = self.attempt.as_ref().map_or(self.opts.max_parts, |a| a.seg_parts);
+        let per_object = self
+            .attempt
+            .as_ref()
+            .map_or(self.opts.max_parts, |a| a.seg_parts);
         let need_new = self
             .objs
             .last()
@@ -844,7 +860,7 @@ impl Uploader {
             objects.extend(self.objs.iter().filter_map(|o| o.done.clone()));
         } else {
             for i in 0..self.objs.len() {
-                objects.push(self.complete_object(i).await?);
+                objects.push(self.complete_object(i, self.obj_name(i)).await?);
             }
         }
         if objects.len() != self.objs.len() {

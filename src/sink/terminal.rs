@@ -401,14 +401,24 @@ fn retake_summary(t: &crate::objstore::upload::RetakeReport) {
     ));
     let list = |names: &[String], n: u64| {
         let more = n.saturating_sub(names.len() as u64);
-        let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+        let tail = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
         format!("{}{tail}", names.join(", "))
     };
     if t.files_whole > 0 {
-        crate::events::info(format_args!("s3: reused whole: {}", list(&t.whole_names, t.files_whole)));
+        crate::events::info(format_args!(
+            "s3: reused whole: {}",
+            list(&t.whole_names, t.files_whole)
+        ));
     }
     if t.files_part > 0 {
-        crate::events::info(format_args!("s3: reused in part: {}", list(&t.part_names, t.files_part)));
+        crate::events::info(format_args!(
+            "s3: reused in part: {}",
+            list(&t.part_names, t.files_part)
+        ));
     }
 }
 

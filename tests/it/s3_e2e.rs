@@ -613,3 +613,337 @@ fn s3_backup_killed_mid_upload_is_never_complete() {
         "{info}"
     );
 }
+
+// -- retakes (a live backup that died, taken again) ---------------------------
+
+/// A quiet server with large cold tables (InnoDB and MyISAM) and an InnoDB
+/// table `hot` that the test changes between attempts.
+fn cold_server(root: &Path) -> Option<Sandbox> {
+    tool("mariadbd")?;
+    tool("mariadb-install-db")?;
+    let sb = Sandbox::create(&root.join("srv"), SandboxOptions::default()).expect("sandbox");
+    let fill =
+        "SELECT seq, CONCAT(SHA2(seq * {n}, 512), SHA2(seq + {n}, 256)) FROM mysql.seq_1_to_40000";
+    let mut qs = vec!["CREATE DATABASE s3".to_owned()];
+    for (t, engine) in [
+        ("cold1", "InnoDB"),
+        ("cold2", "InnoDB"),
+        ("hot", "InnoDB"),
+        ("arch", "MyISAM"),
+    ] {
+        qs.push(format!(
+            "CREATE TABLE s3.{t} (id INT PRIMARY KEY, pad VARCHAR(200)) ENGINE={engine}{}",
+            if engine == "InnoDB" {
+                " STATS_PERSISTENT=0"
+            } else {
+                ""
+            }
+        ));
+        qs.push(format!(
+            "INSERT INTO s3.{t} {}",
+            fill.replace("{n}", &t.len().to_string())
+        ));
+    }
+    qs.push("FLUSH TABLES s3.cold1, s3.cold2, s3.hot FOR EXPORT".into());
+    qs.push("UNLOCK TABLES".into());
+    qs.push("SET GLOBAL innodb_max_dirty_pages_pct = 0".into());
+    exec_all(&sb, &qs);
+    std::thread::sleep(Duration::from_secs(2));
+    Some(sb)
+}
+
+fn exec_all(sb: &Sandbox, qs: &[String]) {
+    crate::support::rt().block_on(async {
+        let mut s = hotbak::mysql::Session::connect(&sb.connect_options())
+            .await
+            .expect("connect");
+        for q in qs {
+            s.execute(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+        s.close().await.expect("close");
+    });
+}
+
+/// The paths the indexes of the attempts under `prefix` list.
+fn indexed_paths(s: &TestStore, prefix: &str) -> Vec<String> {
+    use hotbak::objstore::{layout, reuse, Client};
+    crate::support::rt().block_on(async {
+        let c = Client::new(s.config(), &s.bucket).expect("client");
+        let root = format!("{prefix}/");
+        let mut out = Vec::new();
+        for l in c.list(&root).await.unwrap_or_default() {
+            let rel = l.key.strip_prefix(&root).unwrap_or(&l.key);
+            if layout::index_of(rel).is_none() {
+                continue;
+            }
+            let body = c.get_small(&l.key).await.expect("index");
+            let idx = reuse::SegIndex::parse(&body).expect("a valid index");
+            out.extend(idx.files.into_iter().map(|f| f.path));
+        }
+        out
+    })
+}
+
+/// Keys under `prefix/`.
+fn keys(s: &TestStore, prefix: &str) -> Vec<String> {
+    crate::support::rt().block_on(async {
+        let c = hotbak::objstore::Client::new(s.config(), &s.bucket).expect("client");
+        c.list(&format!("{prefix}/"))
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|l| l.key)
+            .collect()
+    })
+}
+
+/// A number in `line` right before `word`.
+fn number_before(line: &str, word: &str) -> u64 {
+    let i = line
+        .find(word)
+        .unwrap_or_else(|| panic!("{word} in {line}"));
+    line[..i]
+        .split_whitespace()
+        .last()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("number before {word} in {line}"))
+}
+
+/// A live backup of a server with large cold tables is SIGKILLed mid-upload;
+/// the table `hot` changes; a retake to the same prefix (itself killed once
+/// in the plain case) completes, reuses the cold files without uploading
+/// them, never `hot`, sends fewer bytes than a backup that was never
+/// interrupted, and extracts to the same tree (plain: prepared, it serves
+/// the source's checksums). Plain and zstd.
+#[test]
+fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
+    let Some(s) = store() else { return };
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(sb) = cold_server(root.path()) else {
+        return;
+    };
+    let seg = ["--s3-part-size", "5M", "--s3-segment-size", "5M"];
+    for (case, args, ex) in [
+        ("plain", vec![], vec![]),
+        ("zstd", vec!["--compress"], vec!["--decompress"]),
+    ] {
+        let prefix = format!("retake/{case}");
+        let u = url(s, &prefix);
+        // 1. The first attempt, slowed, killed once the cold tables and
+        //    `hot` are in completed, indexed segments.
+        let slow = Proxy::start(&s.endpoint, None, Duration::from_millis(10));
+        let mut c = backup_cmd(s, &sb);
+        c.env("AWS_ENDPOINT_URL", slow.endpoint())
+            .args(["--stream-to", &u])
+            .args(seg)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().expect("backup starts");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let indexed = loop {
+            let paths = indexed_paths(s, &prefix);
+            let has = |t: &str| paths.iter().any(|p| p.starts_with(&format!("s3/{t}.ibd")));
+            if has("hot") && has("cold1") && has("cold2") {
+                break paths;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{case}: never indexed: {paths:?}"
+            );
+            assert!(
+                child.try_wait().expect("wait").is_none(),
+                "{case}: the first attempt ended before it was killed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        drop(slow);
+        let o = extract_from(s, &u, &root.path().join(format!("{case}-x")), &[]);
+        assert_code(
+            &o,
+            5,
+            "no commit object",
+            &format!("{case}: extract of a killed attempt"),
+        );
+        let mut c = cmd(s, "hotbak");
+        c.args(["info", &u, "--output", "json"]);
+        let o = run(c);
+        assert_ok(&o, "info");
+        let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(info[0]["complete"], false, "{info}");
+        assert!(
+            info[0]["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("1 attempt(s)")),
+            "{case}: info does not name the attempt: {info}"
+        );
+        // 2. `hot` changes: every row, written out, purged.
+        exec_all(
+            &sb,
+            &[
+                "UPDATE s3.hot SET pad = REVERSE(pad)".into(),
+                "SET GLOBAL innodb_max_purge_lag_wait = 0".into(),
+                "FLUSH TABLES s3.hot FOR EXPORT".into(),
+                "UNLOCK TABLES".into(),
+            ],
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        // 3. A backup never interrupted, counted.
+        let ref_u = url(s, &format!("retake/{case}-ref"));
+        let count = Proxy::start(&s.endpoint, None, Duration::ZERO);
+        let mut c = backup_cmd(s, &sb);
+        c.env("AWS_ENDPOINT_URL", count.endpoint())
+            .args(["--stream-to", &ref_u])
+            .args(seg)
+            .args(&args);
+        let o = run(c);
+        assert_ok(&o, &format!("{case}: reference backup"));
+        let full_up = count.up_bytes.load(Ordering::SeqCst);
+        drop(count);
+        // 4. Plain: a retake killed too leaves the prefix without a commit.
+        if case == "plain" {
+            let slow = Proxy::start(&s.endpoint, None, Duration::from_millis(10));
+            let mut c = backup_cmd(s, &sb);
+            c.env("AWS_ENDPOINT_URL", slow.endpoint())
+                .args(["--stream-to", &u])
+                .args(seg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let mut child = c.spawn().expect("retake starts");
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while slow.up_bytes.load(Ordering::Relaxed) < 6 << 20 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the killed retake never uploaded"
+                );
+                assert!(
+                    child.try_wait().expect("wait").is_none(),
+                    "the retake ended before it was killed"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+            let o = extract_from(s, &u, &root.path().join("plain-y"), &[]);
+            assert_code(&o, 5, "no commit object", "extract after a killed retake");
+        }
+        // 5. The retake, counted.
+        let count = Proxy::start(&s.endpoint, None, Duration::ZERO);
+        let mut c = backup_cmd(s, &sb);
+        c.env("AWS_ENDPOINT_URL", count.endpoint())
+            .args(["--stream-to", &u])
+            .args(seg)
+            .args(&args);
+        let o = run(c);
+        assert_ok(&o, &format!("{case}: retake"));
+        let retake_up = count.up_bytes.load(Ordering::SeqCst);
+        drop(count);
+        let t = text(&o);
+        let summary = t
+            .lines()
+            .find(|l| l.contains("s3: attempt"))
+            .unwrap_or_else(|| panic!("{case}: no retake summary: {t}"));
+        let reused = number_before(summary, "bytes from");
+        let whole_line = t
+            .lines()
+            .find(|l| l.contains("reused whole:"))
+            .unwrap_or("");
+        let part_line = t
+            .lines()
+            .find(|l| l.contains("reused in part:"))
+            .unwrap_or("");
+        assert!(
+            whole_line.contains("s3/cold1.ibd") || whole_line.contains("s3/cold2.ibd"),
+            "{case}: no cold table reused whole (indexed: {indexed:?}): {t}"
+        );
+        assert!(
+            !whole_line.contains("s3/hot.ibd") && !part_line.contains("s3/hot.ibd"),
+            "{case}: the changed table was reused: {t}"
+        );
+        assert!(reused >= 5 << 20, "{case}: only {reused} bytes reused: {t}");
+        assert!(
+            retake_up + (4 << 20) < full_up,
+            "{case}: the retake sent {retake_up} bytes, a full backup {full_up}: {t}"
+        );
+        eprintln!(
+            "{case}: full backup sent {full_up} bytes, the retake {retake_up} ({reused} stream bytes reused)"
+        );
+        // The commit deleted the indexes and what it does not reference.
+        let left = keys(s, &prefix);
+        assert!(
+            !left.iter().any(|k| k.ends_with(".idx.json")),
+            "{case}: indexes left: {left:?}"
+        );
+        // 6. Both extract to the same tree.
+        let a = root.path().join(format!("{case}-ref"));
+        let b = root.path().join(format!("{case}-retake"));
+        assert_ok(
+            &extract_from(s, &ref_u, &a, &ex),
+            &format!("{case}: extract ref"),
+        );
+        assert_ok(
+            &extract_from(s, &u, &b, &ex),
+            &format!("{case}: extract retake"),
+        );
+        // Every file's bytes against the manifest made from what the retake read.
+        let mut c = cmd(s, "hotbak");
+        c.args(["verify", "--from", &u]);
+        assert_ok(&run(c), &format!("{case}: verify --from"));
+        // The system tablespace, undo logs and persistent statistics move
+        // with the server's own background work between two backups (purge,
+        // flushing, statistics); the prepared retake's checksums cover them.
+        let (ta, tb) = (tree(&a), tree(&b));
+        assert_eq!(
+            ta.keys().collect::<Vec<_>>(),
+            tb.keys().collect::<Vec<_>>(),
+            "{case}"
+        );
+        let mut same = 0;
+        for (p, d) in &ta {
+            let n = p.to_string_lossy();
+            let system = n.starts_with("ibdata1")
+                || n.starts_with("undo0")
+                || n.starts_with("mysql/innodb_index_stats")
+                || n.starts_with("mysql/innodb_table_stats");
+            if volatile(p) || system {
+                continue;
+            }
+            assert!(tb[p] == *d, "{case}: {n} differs");
+            same += 1;
+        }
+        assert!(same >= 8, "{case}: only {same} files compared");
+        // 7. Plain: prepared, the retake serves the source's checksums.
+        if case == "plain" {
+            let o = Command::new(bin("hotbak"))
+                .args(["prepare", "--target-dir"])
+                .arg(&b)
+                .output()
+                .expect("prepare");
+            assert!(
+                o.status.success(),
+                "prepare: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let want = crate::support::rt().block_on(async {
+                let mut c = hotbak::mysql::Session::connect(&sb.connect_options())
+                    .await
+                    .expect("connect");
+                hotbak::testkit::checksum_all(&mut c).await.expect("sums")
+            });
+            let mut served =
+                Sandbox::start_on(&b, &root.path().join("served"), SandboxOptions::default())
+                    .expect("a server starts on the prepared retake");
+            let got = crate::support::rt().block_on(async {
+                let mut c = hotbak::mysql::Session::connect(&served.connect_options())
+                    .await
+                    .expect("connect");
+                hotbak::testkit::checksum_all(&mut c).await.expect("sums")
+            });
+            served.stop().expect("stop");
+            assert!(want.keys().any(|k| k.contains("cold1")), "{want:?}");
+            assert_eq!(got, want, "the prepared retake serves other data");
+        }
+    }
+}
