@@ -292,7 +292,7 @@ impl XbOut {
     fn note_open(&mut self, id: FileId, path: &RelPath) {
         if let XbOut::Object { capture, up } = self {
             if let Some(u) = up.as_mut() {
-                u.file_open(id.0, &path.to_string());
+                u.file_open(id.0, path.as_ref());
             }
             capture.files += 1;
             if path.to_string() == "xtrabackup_checkpoints" {
@@ -438,7 +438,7 @@ impl XbSink {
             // boundaries and may reference earlier attempts' chunks).
             let u = up.as_mut().ok_or(Error::Closed)?;
             let n = bytes.len() as u64;
-            u.file_data(id.0, &path.to_string(), *off, bytes).await?;
+            u.file_data(id.0, path.as_ref(), *off, bytes).await?;
             *off += n;
             return Ok(());
         }
@@ -458,7 +458,7 @@ impl XbSink {
         let (path, _) = self.files.remove(&id).ok_or_else(|| unknown(id))?;
         if let XbOut::Object { up, .. } = &mut self.w {
             let u = up.as_mut().ok_or(Error::Closed)?;
-            return Ok(u.file_close(id.0, &path.to_string()).await?);
+            return Ok(u.file_close(id.0, path.as_ref()).await?);
         }
         let mut e = Vec::with_capacity(14 + path.as_bytes().len());
         xbstream::put_eof(&mut e, path.as_bytes());

@@ -697,6 +697,26 @@ fn keys(s: &TestStore, prefix: &str) -> Vec<String> {
     })
 }
 
+/// Spawn `c`, SIGKILL it once `ready` says so (polled every 20 ms, for at
+/// most 3 minutes); it must not end by itself before.
+fn kill_when(mut c: Command, what: &str, mut ready: impl FnMut() -> bool) {
+    let mut child = c.spawn().expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never ready to be killed"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{what}: ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
 /// A number in `line` right before `word`.
 fn number_before(line: &str, word: &str) -> u64 {
     let i = line
@@ -731,7 +751,9 @@ fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
         let u = url(s, &prefix);
         // 1. The first attempt, slowed, killed once the cold tables and
         //    `hot` are in completed, indexed segments.
-        let slow = Proxy::start(&s.endpoint, None, Duration::from_millis(10));
+        // (The zstd stream is about 8 times smaller: slowed more.)
+        let delay = Duration::from_millis(if case == "zstd" { 60 } else { 10 });
+        let slow = Proxy::start(&s.endpoint, None, delay);
         let mut c = backup_cmd(s, &sb);
         c.env("AWS_ENDPOINT_URL", slow.endpoint())
             .args(["--stream-to", &u])
@@ -739,26 +761,22 @@ fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut child = c.spawn().expect("backup starts");
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let indexed = loop {
-            let paths = indexed_paths(s, &prefix);
-            let has = |t: &str| paths.iter().any(|p| p.starts_with(&format!("s3/{t}.ibd")));
-            if has("hot") && has("cold1") && has("cold2") {
-                break paths;
+        let mut indexed = Vec::new();
+        kill_when(c, &format!("{case}: the first attempt"), || {
+            indexed = indexed_paths(s, &prefix);
+            let has = |t: &str| {
+                indexed
+                    .iter()
+                    .any(|p| p.starts_with(&format!("s3/{t}.ibd")))
+            };
+            // zstd: its stream is mostly these tables, so `hot` is indexed
+            // only just before the commit; the plain case covers it.
+            if case == "zstd" {
+                has("cold1") || has("cold2")
+            } else {
+                has("hot") && has("cold1") && has("cold2")
             }
-            assert!(
-                Instant::now() < deadline,
-                "{case}: never indexed: {paths:?}"
-            );
-            assert!(
-                child.try_wait().expect("wait").is_none(),
-                "{case}: the first attempt ended before it was killed"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
+        });
         drop(slow);
         let o = extract_from(s, &u, &root.path().join(format!("{case}-x")), &[]);
         assert_code(
@@ -811,21 +829,9 @@ fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
                 .args(seg)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            let mut child = c.spawn().expect("retake starts");
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while slow.up_bytes.load(Ordering::Relaxed) < 6 << 20 {
-                assert!(
-                    Instant::now() < deadline,
-                    "the killed retake never uploaded"
-                );
-                assert!(
-                    child.try_wait().expect("wait").is_none(),
-                    "the retake ended before it was killed"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
+            kill_when(c, "the retake", || {
+                slow.up_bytes.load(Ordering::Relaxed) >= 6 << 20
+            });
             let o = extract_from(s, &u, &root.path().join("plain-y"), &[]);
             assert_code(&o, 5, "no commit object", "extract after a killed retake");
         }
@@ -862,9 +868,9 @@ fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
             !whole_line.contains("s3/hot.ibd") && !part_line.contains("s3/hot.ibd"),
             "{case}: the changed table was reused: {t}"
         );
-        assert!(reused >= 5 << 20, "{case}: only {reused} bytes reused: {t}");
+        assert!(reused >= 2 << 20, "{case}: only {reused} bytes reused: {t}");
         assert!(
-            retake_up + (4 << 20) < full_up,
+            retake_up + (2 << 20) < full_up,
             "{case}: the retake sent {retake_up} bytes, a full backup {full_up}: {t}"
         );
         eprintln!(
