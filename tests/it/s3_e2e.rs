@@ -717,6 +717,19 @@ fn kill_when(mut c: Command, what: &str, mut ready: impl FnMut() -> bool) {
     child.wait().expect("reap");
 }
 
+/// A live backup to `u` through a counting proxy, which must succeed: its
+/// output and the bytes it sent to the store.
+fn counted_backup(s: &TestStore, sb: &Sandbox, u: &str, extra: &[&str]) -> (Output, u64) {
+    let count = Proxy::start(&s.endpoint, None, Duration::ZERO);
+    let mut c = backup_cmd(s, sb);
+    c.env("AWS_ENDPOINT_URL", count.endpoint())
+        .args(["--stream-to", u])
+        .args(extra);
+    let o = run(c);
+    assert_ok(&o, &format!("backup to {u}"));
+    (o, count.up_bytes.load(Ordering::SeqCst))
+}
+
 /// A number in `line` right before `word`.
 fn number_before(line: &str, word: &str) -> u64 {
     let i = line
@@ -810,16 +823,7 @@ fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
         std::thread::sleep(Duration::from_secs(2));
         // 3. A backup never interrupted, counted.
         let ref_u = url(s, &format!("retake/{case}-ref"));
-        let count = Proxy::start(&s.endpoint, None, Duration::ZERO);
-        let mut c = backup_cmd(s, &sb);
-        c.env("AWS_ENDPOINT_URL", count.endpoint())
-            .args(["--stream-to", &ref_u])
-            .args(seg)
-            .args(&args);
-        let o = run(c);
-        assert_ok(&o, &format!("{case}: reference backup"));
-        let full_up = count.up_bytes.load(Ordering::SeqCst);
-        drop(count);
+        let (_, full_up) = counted_backup(s, &sb, &ref_u, &[&seg[..], &args[..]].concat());
         // 4. Plain: a retake killed too leaves the prefix without a commit.
         if case == "plain" {
             let slow = Proxy::start(&s.endpoint, None, Duration::from_millis(10));
@@ -836,16 +840,7 @@ fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
             assert_code(&o, 5, "no commit object", "extract after a killed retake");
         }
         // 5. The retake, counted.
-        let count = Proxy::start(&s.endpoint, None, Duration::ZERO);
-        let mut c = backup_cmd(s, &sb);
-        c.env("AWS_ENDPOINT_URL", count.endpoint())
-            .args(["--stream-to", &u])
-            .args(seg)
-            .args(&args);
-        let o = run(c);
-        assert_ok(&o, &format!("{case}: retake"));
-        let retake_up = count.up_bytes.load(Ordering::SeqCst);
-        drop(count);
+        let (o, retake_up) = counted_backup(s, &sb, &u, &[&seg[..], &args[..]].concat());
         let t = text(&o);
         let summary = t
             .lines()
