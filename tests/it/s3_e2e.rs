@@ -249,17 +249,10 @@ fn parts_line(o: &Output) -> (u64, u64) {
         .lines()
         .find(|l| l.contains("parts sent"))
         .unwrap_or_else(|| panic!("no summary line: {t}"));
-    let num = |word: &str| -> u64 {
-        let i = line
-            .find(word)
-            .unwrap_or_else(|| panic!("{word} in {line}"));
-        line[..i]
-            .split_whitespace()
-            .last()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or_else(|| panic!("number before {word} in {line}"))
-    };
-    (num("parts sent"), num("already in the store"))
+    (
+        number_before(line, "parts sent"),
+        number_before(line, "already in the store"),
+    )
 }
 
 #[test]
@@ -284,22 +277,10 @@ fn s3_upload_killed_then_resumed_sends_only_missing_parts() {
         .arg(&u)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = c.spawn().expect("upload starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    kill_when(c, "upload (until two parts are recorded)", || {
         let lines = std::fs::read_to_string(&state).unwrap_or_default();
-        if lines.matches("\"t\":\"part\"").count() >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no parts recorded: {lines}");
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "upload ended early"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+        lines.matches("\"t\":\"part\"").count() >= 2
+    });
     // Nothing accepts it as complete.
     let out = root.path().join("partial");
     let o = extract_from(s, &u, &out, &[]);
@@ -585,18 +566,9 @@ fn s3_backup_killed_mid_upload_is_never_complete() {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = c.spawn().expect("backup starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while slow.up_bytes.load(Ordering::Relaxed) < 8 << 20 {
-        assert!(Instant::now() < deadline, "the upload never got going");
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "backup ended early"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    kill_when(c, "backup (until 8 MiB went up)", || {
+        slow.up_bytes.load(Ordering::Relaxed) >= 8 << 20
+    });
     let o = extract_from(s, &u, &root.path().join("x"), &[]);
     assert_code(&o, 5, "no commit object", "extract of a killed backup");
     let mut c = cmd(s, "hotbak");
