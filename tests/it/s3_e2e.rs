@@ -736,12 +736,13 @@ fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
         let u = url(s, &prefix);
         // 1. The first attempt, slowed, killed once the cold tables and
         //    `hot` are in completed, indexed segments.
-        // (The zstd stream is about 8 times smaller: slowed more.)
+        // One part in flight, slowed (each proxied connection is slowed on
+        // its own); the zstd stream is about 8 times smaller: slowed more.
         let delay = Duration::from_millis(if case == "zstd" { 60 } else { 10 });
         let slow = Proxy::start(&s.endpoint, None, delay);
         let mut c = backup_cmd(s, &sb);
         c.env("AWS_ENDPOINT_URL", slow.endpoint())
-            .args(["--stream-to", &u])
+            .args(["--stream-to", &u, "--s3-parallel", "1"])
             .args(seg)
             .args(&args)
             .stdout(Stdio::null())
@@ -801,7 +802,7 @@ fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
             let slow = Proxy::start(&s.endpoint, None, Duration::from_millis(10));
             let mut c = backup_cmd(s, &sb);
             c.env("AWS_ENDPOINT_URL", slow.endpoint())
-                .args(["--stream-to", &u])
+                .args(["--stream-to", &u, "--s3-parallel", "1"])
                 .args(seg)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
