@@ -106,7 +106,7 @@ async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
     match plan::verify(args)? {
         plan::VerifyTarget::Store(mut plan, url, s3) => {
             let (commit, download) = s3::open_download(&url, &s3).await?;
-            plan.size = Some(commit.stream_bytes);
+            plan.size = Some(commit.total_bytes());
             let mut download = download;
             let res = crate::verify::run_stream(&plan, &mut download, &url).await;
             // The download's own error is the root cause of a read error.

@@ -327,7 +327,7 @@ pub enum VerifyTarget {
     /// The xbstream on stdin.
     Stream(crate::verify::StreamPlan),
     /// The committed backup at an s3:// URL, with the store options.
-    Store(crate::verify::StreamPlan, String, super::s3::S3Args),
+    Store(crate::verify::StreamPlan, String, Box<super::s3::S3Args>),
 }
 
 /// Check `hotbak verify`'s arguments and build the plan (the key is read here).
@@ -355,7 +355,7 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<VerifyTarget> {
                 size: None,
             },
             url,
-            a.s3,
+            Box::new(a.s3),
         ));
     }
     match (a.target_dir, a.stream) {

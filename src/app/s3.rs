@@ -50,6 +50,15 @@ pub struct S3Args {
     /// Parts per object before the stream rolls over to the next object (S3: at most 10000).
     #[arg(long, value_name = "N", default_value_t = layout::MAX_PARTS, hide = true)]
     pub s3_max_parts: u32,
+    /// Live backups (--stream-to s3://): segment size (K/M/G suffixes). Each full segment is
+    /// completed at once and indexed, so a retake after a failure or kill reuses its files.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          default_value_t = objstore::upload::DEFAULT_SEGMENT)]
+    pub s3_segment_size: u64,
+    /// Live backups: upload every file again, even those an earlier attempt without a
+    /// commit object already stored (by default a retake references them).
+    #[arg(long)]
+    pub s3_no_reuse: bool,
 }
 
 /// `--s3-addressing`.
@@ -132,6 +141,8 @@ impl S3Args {
             part_size: layout::part_size(expected, self.s3_part_size, self.s3_max_parts),
             max_parts: self.s3_max_parts,
             parallel: self.s3_parallel,
+            segment_bytes: self.s3_segment_size,
+            reuse: !self.s3_no_reuse,
         })
     }
 
@@ -371,10 +382,28 @@ async fn info_store(a: &InfoArgs) -> anyhow::Result<Vec<InfoEntry>> {
     let loc = Location::parse(&a.location)?;
     let client = a.s3.client(&loc)?;
     let listed = client.list(&loc.prefix).await?;
-    // Group keys by their parent "directory".
+    // Group keys by their backup "directory": a key's parent, or for an
+    // attempt's segment or index (`PREFIX/attempt-ID/seg.*`) the attempt's parent.
     let mut groups: BTreeMap<String, (bool, u64, usize)> = BTreeMap::new();
+    // Per backup directory: objects of attempts (live backups), by name.
+    let mut attempts: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
     for l in &listed {
         let (dir, name) = l.key.rsplit_once('/').unwrap_or(("", l.key.as_str()));
+        if let Some((parent, a)) = dir.rsplit_once('/').or(Some(("", dir))) {
+            let rel = format!("{a}/{name}");
+            if layout::segment_of(&rel).is_some() || layout::index_of(&rel).is_some() {
+                let g = groups.entry(parent.to_owned()).or_default();
+                if layout::segment_of(&rel).is_some() {
+                    g.1 += l.size;
+                    g.2 += 1;
+                }
+                attempts
+                    .entry(parent.to_owned())
+                    .or_default()
+                    .push((rel, l.size));
+                continue;
+            }
+        }
         let is_commit = name == layout::COMMIT;
         let is_data = layout::data_index(name).is_some();
         if !is_commit && !is_data {
@@ -387,6 +416,28 @@ async fn info_store(a: &InfoArgs) -> anyhow::Result<Vec<InfoEntry>> {
             g.2 += 1;
         }
     }
+    // What an uncommitted prefix's attempts hold, or a committed one's leftovers.
+    let leftovers = |dir: &str, keep: &dyn Fn(&str) -> bool| -> Option<String> {
+        let objs = attempts.get(dir)?;
+        let left: Vec<&(String, u64)> = objs.iter().filter(|(n, _)| !keep(n)).collect();
+        if left.is_empty() {
+            return None;
+        }
+        let ids: std::collections::BTreeSet<&str> = left
+            .iter()
+            .filter_map(|(n, _)| layout::segment_of(n).or(layout::index_of(n)).map(|x| x.0))
+            .collect();
+        let segs = left
+            .iter()
+            .filter(|(n, _)| layout::segment_of(n).is_some())
+            .count();
+        let bytes: u64 = left.iter().map(|(_, b)| b).sum();
+        Some(format!(
+            "{} attempt(s) of a live backup that did not finish ({segs} completed segment(s), {bytes} bytes, in {}): a retake to this prefix reuses their files, its commit deletes what it does not reference",
+            ids.len(),
+            ids.iter().map(|i| format!("attempt-{i}/")).collect::<Vec<_>>().join(", ")
+        ))
+    };
     let mut out = Vec::new();
     for (dir, (has_commit, bytes, objects)) in groups {
         let here = Location {
@@ -395,17 +446,23 @@ async fn info_store(a: &InfoArgs) -> anyhow::Result<Vec<InfoEntry>> {
         };
         if has_commit {
             match objstore::download::commit(&client, &here).await {
-                Ok(c) => out.push(InfoEntry {
-                    location: here.to_string(),
-                    complete: true,
-                    created: Some(c.created.clone()),
-                    bytes: c.stream_bytes,
-                    backup_type: c.checkpoints.get("backup_type").cloned(),
-                    from_lsn: c.checkpoints.get("from_lsn").cloned(),
-                    to_lsn: c.checkpoints.get("to_lsn").cloned(),
-                    objects: c.objects.len(),
-                    note: None,
-                }),
+                Ok(c) => {
+                    let keep = |n: &str| {
+                        c.objects.iter().any(|o| o.name == n)
+                            || c.reused.iter().any(|r| r.object == n)
+                    };
+                    out.push(InfoEntry {
+                        location: here.to_string(),
+                        complete: true,
+                        created: Some(c.created.clone()),
+                        bytes: c.total_bytes(),
+                        backup_type: c.checkpoints.get("backup_type").cloned(),
+                        from_lsn: c.checkpoints.get("from_lsn").cloned(),
+                        to_lsn: c.checkpoints.get("to_lsn").cloned(),
+                        objects: c.objects.len(),
+                        note: leftovers(&dir, &keep).map(|l| format!("leftovers: {l}")),
+                    });
+                }
                 Err(e) => out.push(InfoEntry {
                     location: here.to_string(),
                     complete: false,
@@ -428,7 +485,11 @@ async fn info_store(a: &InfoArgs) -> anyhow::Result<Vec<InfoEntry>> {
                 from_lsn: None,
                 to_lsn: None,
                 objects,
-                note: Some("no commit object: an upload that did not finish".into()),
+                note: Some(format!(
+                    "no commit object: {}",
+                    leftovers(&dir, &|_| false)
+                        .unwrap_or_else(|| "an upload that did not finish".into())
+                )),
             });
         }
     }

@@ -170,10 +170,30 @@ pub async fn execute(mut plan: BackupPlan) -> Result<BackupReport, Error> {
             // takes the credentials, and the prefix holds no backup yet.
             let client = crate::objstore::Client::new((**config).clone(), &location.bucket)
                 .map_err(crate::sink::Error::Store)?;
-            let up =
-                crate::objstore::upload::Uploader::start(client, location.clone(), *upload, None)
-                    .await
-                    .map_err(crate::sink::Error::Store)?;
+            // A live backup is an attempt: a retake after a failure or kill
+            // reuses the files an earlier attempt stored with the same
+            // transforms (objstore::reuse).
+            let transform = format!(
+                "compress={:?};encrypt={}",
+                plan.compress.map(|c| (c.algorithm, c.level, c.chunk)),
+                plan.key.is_some()
+            );
+            let attempt = crate::objstore::upload::AttemptOptions {
+                segment_bytes: upload.segment_bytes,
+                transform,
+                reuse: upload.reuse,
+            };
+            let (up, notes) = crate::objstore::upload::Uploader::start_attempt(
+                client,
+                location.clone(),
+                *upload,
+                attempt,
+            )
+            .await
+            .map_err(crate::sink::Error::Store)?;
+            for n in notes {
+                crate::events::info(format_args!("{n}"));
+            }
             Output::Object(Box::new(up))
         }
     };

@@ -166,7 +166,7 @@ async fn run(args: Args) -> Result<()> {
             "{url}: committed {} by {}, {} bytes in {} objects",
             commit.created,
             commit.tool,
-            commit.stream_bytes,
+            commit.total_bytes(),
             commit.objects.len()
         ));
         let res = extract::extract(&plan, &mut download, url).await;

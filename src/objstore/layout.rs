@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 pub const COMMIT: &str = "hotbak-commit.json";
 /// The format word in the commit object.
 pub const FORMAT: &str = "hotbak-object-store";
-/// The commit object's version.
-pub const VERSION: u32 = 1;
+/// The commit object's version (2: attempts, segments and reused ranges;
+/// readers accept 1 too).
+pub const VERSION: u32 = 2;
 /// S3's part-count limit per object.
 pub const MAX_PARTS: u32 = 10_000;
 /// S3's smallest part (except the last).
@@ -45,6 +46,45 @@ pub fn data_index(name: &str) -> Option<usize> {
     (n.len() == 6 && n.bytes().all(|b| b.is_ascii_digit()))
         .then(|| n.parse().ok())
         .flatten()
+}
+
+/// Whether `id` may name an attempt: 1 to 64 ASCII letters, digits or `-`.
+#[must_use]
+pub fn attempt_ok(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// The name of segment `i` of attempt `attempt` (a live backup's data object).
+#[must_use]
+pub fn seg_name(attempt: &str, i: usize) -> String {
+    format!("attempt-{attempt}/seg.{i:06}.xbs")
+}
+
+/// The name of the index written after segment `i` of `attempt` completed.
+#[must_use]
+pub fn idx_name(attempt: &str, i: usize) -> String {
+    format!("attempt-{attempt}/seg.{i:06}.idx.json")
+}
+
+fn attempt_item<'a>(name: &'a str, suffix: &str) -> Option<(&'a str, usize)> {
+    let rest = name.strip_prefix("attempt-")?;
+    let (id, file) = rest.split_once('/')?;
+    let n = file.strip_prefix("seg.")?.strip_suffix(suffix)?;
+    (attempt_ok(id) && n.len() == 6 && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse().ok().map(|i| (id, i)))
+        .flatten()
+}
+
+/// The attempt and index of a segment's name, if it is one.
+#[must_use]
+pub fn segment_of(name: &str) -> Option<(&str, usize)> {
+    attempt_item(name, ".xbs")
+}
+
+/// The attempt and segment index of an index object's name, if it is one.
+#[must_use]
+pub fn index_of(name: &str) -> Option<(&str, usize)> {
+    attempt_item(name, ".idx.json")
 }
 
 /// SHA-256.
@@ -104,6 +144,21 @@ pub struct DataObject {
     pub sha256_of_parts: String,
 }
 
+/// A range of an earlier attempt's segment spliced into the stream (version 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reused {
+    /// Where it goes: an offset in the concatenation of `objects`; the
+    /// range comes before the byte at `at` (ranges with the same `at` in
+    /// list order).
+    pub at: u64,
+    /// The segment (`attempt-<id>/seg.NNNNNN.xbs`).
+    pub object: String,
+    /// First byte in it.
+    pub offset: u64,
+    /// Length.
+    pub len: u64,
+}
+
 /// The commit object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commit {
@@ -130,6 +185,9 @@ pub struct Commit {
     /// Number of files in the stream, when known.
     #[serde(default)]
     pub files: Option<u64>,
+    /// Version 2: ranges of earlier attempts spliced into the stream (a retake).
+    #[serde(default)]
+    pub reused: Vec<Reused>,
 }
 
 /// Largest commit object we read.
@@ -148,9 +206,9 @@ impl Commit {
         if c.format != FORMAT {
             return Err(format!("format {:?}, expected {FORMAT:?}", c.format));
         }
-        if c.version != VERSION {
+        if c.version != 1 && c.version != VERSION {
             return Err(format!(
-                "version {}, this hotbak reads {VERSION}",
+                "version {}, this hotbak reads 1 and {VERSION}",
                 c.version
             ));
         }
@@ -158,8 +216,20 @@ impl Commit {
             return Err(format!("part size {} out of range", c.part_size));
         }
         let mut sum: u64 = 0;
+        let attempt = c
+            .objects
+            .first()
+            .and_then(|o| segment_of(&o.name))
+            .map(|a| a.0);
+        if attempt.is_some() && c.version < 2 {
+            return Err("segments in a version 1 commit object".into());
+        }
         for (i, o) in c.objects.iter().enumerate() {
-            if data_index(&o.name) != Some(i) {
+            let named = match attempt {
+                Some(a) => segment_of(&o.name) == Some((a, i)),
+                None => data_index(&o.name) == Some(i),
+            };
+            if !named {
                 return Err(format!(
                     "object {i} is named {:?}, expected {}",
                     o.name,
@@ -186,7 +256,35 @@ impl Commit {
                 c.stream_bytes
             ));
         }
+        if !c.reused.is_empty() && c.version < 2 {
+            return Err("reused ranges in a version 1 commit object".into());
+        }
+        let mut prev = 0;
+        let mut total = sum;
+        for r in &c.reused {
+            if segment_of(&r.object).is_none() {
+                return Err(format!("reused range in {:?}: not a segment", r.object));
+            }
+            if r.at < prev || r.at > c.stream_bytes || r.len == 0 {
+                return Err(format!(
+                    "reused range of {} at {} (after {prev}, stream of {}): out of order or empty",
+                    r.object, r.at, c.stream_bytes
+                ));
+            }
+            prev = r.at;
+            r.offset
+                .checked_add(r.len)
+                .and_then(|_| total.checked_add(r.len))
+                .map(|t| total = t)
+                .ok_or_else(|| "reused ranges overflow".to_owned())?;
+        }
         Ok(c)
+    }
+
+    /// The backup stream's length: the objects plus the reused ranges.
+    #[must_use]
+    pub fn total_bytes(&self) -> u64 {
+        self.stream_bytes + self.reused.iter().map(|r| r.len).sum::<u64>()
     }
 
     /// Serialize (pretty, for people reading the bucket).
@@ -331,6 +429,7 @@ mod tests {
             }],
             checkpoints: key_values("backup_type = full-backuped\nto_lsn = 42\n"),
             files: Some(3),
+            reused: vec![],
         }
     }
 
@@ -352,10 +451,50 @@ mod tests {
         let mut bad = c.clone();
         bad.objects[0].name = "../x".into();
         assert!(Commit::parse(&bad.to_bytes()).is_err());
-        let mut bad = c;
-        bad.version = 2;
+        let mut bad = c.clone();
+        bad.version = 3;
         assert!(Commit::parse(&bad.to_bytes()).is_err());
         assert!(Commit::parse(b"{").is_err());
+        // Version 1 (no reused ranges) is still read.
+        let mut v1 = c.clone();
+        v1.version = 1;
+        assert_eq!(Commit::parse(&v1.to_bytes()).unwrap(), v1);
+        // Version 2: an attempt's segments and reused ranges.
+        let a = "20261205T000000Z-0000beef";
+        let mut v2 = c;
+        v2.objects[0].name = seg_name(a, 0);
+        v2.reused = vec![Reused {
+            at: 5,
+            object: seg_name("20261204T000000Z-00000001", 3),
+            offset: 7,
+            len: 100,
+        }];
+        let back = Commit::parse(&v2.to_bytes()).unwrap();
+        assert_eq!(back.total_bytes(), (30 << 20) + 100);
+        let mut bad = v2.clone();
+        bad.version = 1;
+        assert!(Commit::parse(&bad.to_bytes()).is_err());
+        let mut bad = v2.clone();
+        bad.reused[0].at = (30 << 20) + 1;
+        assert!(Commit::parse(&bad.to_bytes()).is_err());
+        let mut bad = v2.clone();
+        bad.reused[0].object = "stream.000000.xbs".into();
+        assert!(Commit::parse(&bad.to_bytes()).is_err());
+        let mut bad = v2;
+        bad.objects[0].name = seg_name(a, 1);
+        assert!(Commit::parse(&bad.to_bytes()).is_err());
+    }
+
+    #[test]
+    fn attempt_names_round_trip() {
+        let a = "20261205T093000Z-0a1b2c3d";
+        assert_eq!(segment_of(&seg_name(a, 12)), Some((a, 12)));
+        assert_eq!(index_of(&idx_name(a, 12)), Some((a, 12)));
+        assert_eq!(segment_of(&idx_name(a, 12)), None);
+        assert_eq!(segment_of("attempt-../seg.000001.xbs"), None);
+        assert_eq!(segment_of("attempt-a/b/seg.000001.xbs"), None);
+        assert!(!attempt_ok(""));
+        assert!(!attempt_ok("a/b"));
     }
 
     #[test]

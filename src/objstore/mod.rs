@@ -17,6 +17,7 @@
 
 pub mod download;
 pub mod layout;
+pub mod reuse;
 #[cfg(feature = "testkit")]
 pub mod testing;
 pub mod upload;
@@ -874,9 +875,23 @@ impl Client {
                 .abort_multipart_upload(self.creds(), key, upload_id),
             &[],
         );
+        self.delete_signed("AbortMultipartUpload", key, url).await
+    }
+
+    /// Delete an object.
+    ///
+    /// # Errors
+    /// Store errors ("not found" counts as done).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let url = Self::sign(self.bucket.delete_object(self.creds(), key), &[]);
+        self.delete_signed("DeleteObject", key, url).await
+    }
+
+    /// A signed DELETE; "not found" counts as done.
+    async fn delete_signed(&self, op: &'static str, key: &str, url: url::Url) -> Result<()> {
         match self
             .send(&Req {
-                op: "AbortMultipartUpload",
+                op,
                 key: key.into(),
                 part: 0,
                 method: reqwest::Method::DELETE,

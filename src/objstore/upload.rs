@@ -17,15 +17,18 @@
 //! file; a rerun reuses the uploads and skips each part whose SHA-256 the
 //! state file recorded and whose size and ETag the store still lists.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
-use super::layout::{self, Commit, DataObject, StateLine};
+use super::layout::{self, Commit, DataObject, Reused, StateLine};
+use super::reuse::{self, Action, Catalog, FileRec, LiveFile, SegIndex};
 use super::{Client, Error, Location, Result};
+use crate::format::xbstream;
 
 /// Upload shape.
 #[derive(Clone, Copy, Debug)]
@@ -36,7 +39,14 @@ pub struct UploadOptions {
     pub max_parts: u32,
     /// Parts in flight.
     pub parallel: usize,
+    /// A live backup's segment size (see [`AttemptOptions`]).
+    pub segment_bytes: u64,
+    /// A live backup reuses what earlier attempts stored (see [`AttemptOptions`]).
+    pub reuse: bool,
 }
+
+/// Default segment size of a live backup.
+pub const DEFAULT_SEGMENT: u64 = 128 << 20;
 
 impl Default for UploadOptions {
     fn default() -> Self {
@@ -44,6 +54,8 @@ impl Default for UploadOptions {
             part_size: layout::DEFAULT_PART,
             max_parts: layout::MAX_PARTS,
             parallel: 4,
+            segment_bytes: DEFAULT_SEGMENT,
+            reuse: true,
         }
     }
 }
@@ -60,6 +72,72 @@ struct PartDone {
 struct Obj {
     upload_id: String,
     parts: Vec<Option<PartDone>>,
+    /// Completed (a segment is completed as soon as its parts are stored).
+    done: Option<DataObject>,
+}
+
+/// A live backup's attempt: its options (see [`Uploader::start_attempt`]).
+#[derive(Clone, Debug)]
+pub struct AttemptOptions {
+    /// Segment size in bytes (rounded down to whole parts, at least one).
+    pub segment_bytes: u64,
+    /// The transforms the stream's files go through (compression,
+    /// encryption), recorded in the indexes: only an earlier attempt with
+    /// the same ones is reused.
+    pub transform: String,
+    /// Reuse what earlier attempts without a commit object stored.
+    pub reuse: bool,
+}
+
+/// What a retake reused.
+#[derive(Clone, Debug, Default)]
+pub struct RetakeReport {
+    /// This attempt's id.
+    pub attempt: String,
+    /// Earlier attempts found under the prefix (none committed).
+    pub earlier_attempts: usize,
+    /// Files their indexes listed (usable ones).
+    pub files_known: usize,
+    /// Files taken wholly from earlier attempts.
+    pub files_whole: u64,
+    /// Files whose first units came from earlier attempts.
+    pub files_part: u64,
+    /// Stream bytes spliced in from earlier attempts (not uploaded).
+    pub bytes_reused: u64,
+    /// Bytes uploaded in this attempt's segments.
+    pub bytes_uploaded: u64,
+    /// The first few files reused wholly (for the summary).
+    pub whole_names: Vec<String>,
+    /// The first few files reused in part.
+    pub part_names: Vec<String>,
+    /// Leftovers of earlier attempts deleted after the commit.
+    pub deleted: usize,
+}
+
+/// Files named in the summary, at most.
+const NAMES_SHOWN: usize = 20;
+
+struct Attempt {
+    id: String,
+    seg_parts: u32,
+    seg_bytes: u64,
+    transform: String,
+    catalog: Catalog,
+    live: HashMap<u64, LiveFile>,
+    /// Closed files waiting for their last new byte's segment: (need, record).
+    pending: Vec<(u64, FileRec)>,
+    reused: Vec<Reused>,
+    completed: usize,
+    report: RetakeReport,
+}
+
+/// A new attempt id: UTC time (so names sort by age) and 32 random bits.
+fn new_attempt_id() -> String {
+    format!(
+        "{}-{:08x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u32>()
+    )
 }
 
 /// The local state of a resumable upload.
@@ -220,6 +298,8 @@ pub struct UploadReport {
     pub objects: usize,
     /// The commit object written.
     pub commit: Option<Commit>,
+    /// A live backup's attempt: what it reused.
+    pub retake: Option<RetakeReport>,
 }
 
 type PartResult = Result<(usize, u32, PartDone, bool)>;
@@ -235,6 +315,7 @@ pub struct Uploader {
     total: u64,
     report: UploadReport,
     resume: Option<Resume>,
+    attempt: Option<Attempt>,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -243,6 +324,17 @@ impl std::fmt::Debug for Uploader {
             .field("location", &self.loc)
             .field("opts", &self.opts)
             .finish_non_exhaustive()
+    }
+}
+
+/// Refuse a prefix that holds a commit object. A GET rather than a HEAD: a
+/// refusal then carries the store's error code (a HEAD reply has no body).
+async fn refuse_committed(client: &Client, loc: &Location) -> Result<()> {
+    let commit = loc.key(layout::COMMIT);
+    match client.get_small(&commit).await {
+        Ok(_) => Err(Error::Exists { key: commit }),
+        Err(Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -257,18 +349,12 @@ impl Uploader {
         opts: UploadOptions,
         resume: Option<Resume>,
     ) -> Result<Self> {
-        // A GET rather than a HEAD: a refusal then carries the store's error
-        // code (a HEAD reply has no body to name it).
-        let commit = loc.key(layout::COMMIT);
-        match client.get_small(&commit).await {
-            Ok(_) => return Err(Error::Exists { key: commit }),
-            Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        refuse_committed(&client, &loc).await?;
         let opts = UploadOptions {
             part_size: opts.part_size.clamp(1, layout::MAX_PART),
             max_parts: opts.max_parts.clamp(1, layout::MAX_PARTS),
             parallel: opts.parallel.max(1),
+            ..opts
         };
         Ok(Uploader {
             client,
@@ -280,7 +366,317 @@ impl Uploader {
             total: 0,
             report: UploadReport::default(),
             resume,
+            attempt: None,
         })
+    }
+
+    /// Start a live backup's attempt at `loc` (refused when the prefix holds
+    /// a commit object): its stream goes to `attempt-<id>/seg.NNNNNN.xbs`
+    /// segments, each completed when full and followed by its index; with
+    /// `a.reuse`, files that earlier attempts' indexes list with the same
+    /// units are referenced instead of uploaded again. Returns notes for
+    /// the user (what earlier attempts were found).
+    ///
+    /// # Errors
+    /// As [`Uploader::start`]; store errors while listing and reading indexes.
+    pub async fn start_attempt(
+        client: Client,
+        loc: Location,
+        opts: UploadOptions,
+        a: AttemptOptions,
+    ) -> Result<(Self, Vec<String>)> {
+        let mut up = Self::start(client, loc, opts, None).await?;
+        let seg_parts = u32::try_from(a.segment_bytes / up.opts.part_size)
+            .unwrap_or(u32::MAX)
+            .clamp(1, up.opts.max_parts);
+        let mut at = Attempt {
+            id: new_attempt_id(),
+            seg_parts,
+            seg_bytes: u64::from(seg_parts) * up.opts.part_size,
+            transform: a.transform,
+            catalog: Catalog::default(),
+            live: HashMap::new(),
+            pending: Vec::new(),
+            reused: Vec::new(),
+            completed: 0,
+            report: RetakeReport::default(),
+        };
+        at.report.attempt = at.id.clone();
+        let mut notes = Vec::new();
+        let root = up.loc.key("");
+        let listed = up.client.list(&root).await?;
+        let mut objects = HashMap::new();
+        let mut indexes = Vec::new();
+        let mut attempts = std::collections::BTreeSet::new();
+        for l in &listed {
+            let rel = l.key.strip_prefix(&root).unwrap_or(&l.key);
+            if let Some((id, _)) = layout::segment_of(rel) {
+                attempts.insert(id.to_owned());
+                objects.insert(rel.to_owned(), l.size);
+            } else if let Some((id, _)) = layout::index_of(rel) {
+                attempts.insert(id.to_owned());
+                indexes.push(rel.to_owned());
+            }
+        }
+        at.report.earlier_attempts = attempts.len();
+        if a.reuse && !indexes.is_empty() {
+            // Attempt ids begin with their time: name order is age order.
+            indexes.sort();
+            let mut bad = 0;
+            let mut bodies = futures::stream::iter(indexes.iter().map(|name| {
+                let (client, key) = (up.client.clone(), up.loc.key(name));
+                async move { client.get_small(&key).await.map(|b| (key, b)) }
+            }))
+            .buffered(up.opts.parallel.max(4));
+            while let Some(r) = bodies.next().await {
+                let (key, body) = r?;
+                match SegIndex::parse(&body) {
+                    Ok(x) => at.catalog.add(x, &objects, &at.transform),
+                    Err(why) => {
+                        bad += 1;
+                        notes.push(format!("{key}: ignored ({why})"));
+                    }
+                }
+            }
+            at.report.files_known = at.catalog.len();
+            notes.push(format!(
+                "{}: {} earlier attempt(s) without a commit object; their indexes list {} file(s) this backup can reuse ({} unusable, {bad} index(es) unreadable)",
+                up.loc,
+                attempts.len(),
+                at.catalog.len(),
+                at.catalog.dropped
+            ));
+        } else if !attempts.is_empty() {
+            notes.push(format!(
+                "{}: {} earlier attempt(s) without a commit object{}",
+                up.loc,
+                attempts.len(),
+                if a.reuse {
+                    ", with nothing indexed to reuse"
+                } else {
+                    "; not reused (--s3-no-reuse)"
+                }
+            ));
+        }
+        up.attempt = Some(at);
+        Ok((up, notes))
+    }
+
+    fn obj_name(&self, i: usize) -> String {
+        match &self.attempt {
+            Some(a) => layout::seg_name(&a.id, i),
+            None => layout::data_name(i),
+        }
+    }
+
+    /// A file of the stream starts (`id` unique while it is open).
+    pub fn file_open(&mut self, id: u64, path: &str) {
+        if let Some(a) = self.attempt.as_mut() {
+            let cand = a.catalog.get(path);
+            a.live.insert(id, LiveFile::new(path.to_owned(), cand));
+        }
+    }
+
+    /// The next bytes of open file `id` (at file offset `off`), written as
+    /// xbstream `P` chunks (in an attempt: or referenced, see [`reuse`]).
+    ///
+    /// # Errors
+    /// As [`Uploader::write`]; [`Error::Task`] for an unknown file.
+    pub async fn file_data(&mut self, id: u64, path: &str, off: u64, bytes: Bytes) -> Result<()> {
+        let Some(a) = self.attempt.as_mut() else {
+            let mut rest = bytes;
+            let mut off = off;
+            while !rest.is_empty() {
+                let piece = rest.split_to(rest.len().min(xbstream::DEFAULT_CHUNK_LEN));
+                let mut head = Vec::with_capacity(64 + path.len());
+                xbstream::put_payload_header(&mut head, path.as_bytes(), off, &piece);
+                off += piece.len() as u64;
+                self.write(&head).await?;
+                self.write(&piece).await?;
+            }
+            return Ok(());
+        };
+        let mut f = a
+            .live
+            .remove(&id)
+            .ok_or_else(|| Error::Task(format!("data for {path}, which is not open")))?;
+        let pos = self.total;
+        // Hashing (BLAKE3) and chunk CRCs off the async threads.
+        let (f, acts) = tokio::task::spawn_blocking(move || {
+            let acts = f.data(pos, bytes);
+            (f, acts)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+        if let Some(a) = self.attempt.as_mut() {
+            a.live.insert(id, f);
+        }
+        self.apply(acts).await
+    }
+
+    /// Open file `id` is complete: its `E` chunk (or the reference that ends it).
+    ///
+    /// # Errors
+    /// As [`Uploader::write`]; [`Error::Task`] for an unknown file.
+    pub async fn file_close(&mut self, id: u64, path: &str) -> Result<()> {
+        let Some(a) = self.attempt.as_mut() else {
+            let mut e = Vec::with_capacity(16 + path.len());
+            xbstream::put_eof(&mut e, path.as_bytes());
+            return self.write(&e).await;
+        };
+        let f = a
+            .live
+            .remove(&id)
+            .ok_or_else(|| Error::Task(format!("end of {path}, which is not open")))?;
+        let (acts, closed) = f.close(self.total);
+        let r = &mut a.report;
+        if closed.whole {
+            r.files_whole += 1;
+            if r.whole_names.len() < NAMES_SHOWN {
+                r.whole_names.push(closed.path.clone());
+            }
+        } else if closed.reused > 0 {
+            r.files_part += 1;
+            if r.part_names.len() < NAMES_SHOWN {
+                r.part_names.push(closed.path.clone());
+            }
+        }
+        r.bytes_reused += closed.reused;
+        if closed.size >= reuse::MIN_REUSE {
+            a.pending
+                .push((closed.need(), closed.record(&a.id, a.seg_bytes)));
+        }
+        self.apply(acts).await
+    }
+
+    async fn apply(&mut self, acts: Vec<Action>) -> Result<()> {
+        for act in acts {
+            match act {
+                Action::Write(b) => self.write(&b).await?,
+                Action::Reuse(runs) => {
+                    let at = self.total;
+                    if let Some(a) = self.attempt.as_mut() {
+                        for r in runs {
+                            match a.reused.last_mut() {
+                                Some(l)
+                                    if l.at == at && l.object == r.0 && l.offset + l.len == r.1 =>
+                                {
+                                    l.len += r.2;
+                                }
+                                _ => a.reused.push(Reused {
+                                    at,
+                                    object: r.0,
+                                    offset: r.1,
+                                    len: r.2,
+                                }),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Complete the attempt's segments whose parts are all stored (all of
+    /// them when `finishing`, else all but the one being filled), each
+    /// followed by its index (not when `finishing`: the commit follows).
+    async fn complete_segments(&mut self, finishing: bool) -> Result<()> {
+        let Some(mut a) = self.attempt.take() else {
+            return Ok(());
+        };
+        let res = self.complete_segments_of(&mut a, finishing).await;
+        self.attempt = Some(a);
+        res
+    }
+
+    async fn complete_segments_of(&mut self, a: &mut Attempt, finishing: bool) -> Result<()> {
+        let upto = if finishing {
+            self.objs.len()
+        } else {
+            self.objs.len().saturating_sub(1)
+        };
+        while a.completed < upto {
+            let k = a.completed;
+            let o = &self.objs[k];
+            if o.parts.iter().any(Option::is_none) {
+                return Ok(());
+            }
+            let done = self.complete_object(k, layout::seg_name(&a.id, k)).await?;
+            self.objs[k].done = Some(done);
+            a.completed += 1;
+            if finishing {
+                continue;
+            }
+            let end = (k as u64 + 1) * a.seg_bytes;
+            let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut a.pending)
+                .into_iter()
+                .partition(|(need, _)| *need <= end);
+            a.pending = wait;
+            let idx = SegIndex {
+                format: reuse::INDEX_FORMAT.into(),
+                version: reuse::INDEX_VERSION,
+                attempt: a.id.clone(),
+                object: layout::seg_name(&a.id, k),
+                unit: reuse::UNIT,
+                transform: a.transform.clone(),
+                files: ready.into_iter().map(|(_, r)| r).collect(),
+            };
+            self.client
+                .put(
+                    &self.loc.key(&layout::idx_name(&a.id, k)),
+                    Bytes::from(idx.to_bytes()),
+                    false,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Complete object `i`, named `name` (`If-None-Match: *`); its
+    /// commit-object entry.
+    async fn complete_object(&self, i: usize, name: String) -> Result<DataObject> {
+        let o = &self.objs[i];
+        let parts: Vec<&PartDone> = o.parts.iter().flatten().collect();
+        if parts.len() != o.parts.len() {
+            return Err(Error::Task(format!("object {i}: a part never finished")));
+        }
+        let etags: Vec<String> = parts.iter().map(|p| p.etag.clone()).collect();
+        self.client
+            .complete_multipart(&self.loc.key(&name), &o.upload_id, &etags, true)
+            .await?;
+        let shas: Vec<[u8; 32]> = parts.iter().map(|p| p.sha).collect();
+        Ok(DataObject {
+            name,
+            size: parts.iter().map(|p| p.size).sum(),
+            parts: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+            sha256_of_parts: hex::encode(layout::composite(&shas)),
+        })
+    }
+
+    /// After the commit: delete what earlier attempts left that the commit
+    /// does not reference, and every index (best effort; returns the count).
+    async fn clean_after_commit(&self, commit: &Commit) -> usize {
+        let keep: std::collections::HashSet<&str> = commit
+            .objects
+            .iter()
+            .map(|o| o.name.as_str())
+            .chain(commit.reused.iter().map(|r| r.object.as_str()))
+            .collect();
+        let root = self.loc.key("");
+        let Ok(listed) = self.client.list(&root).await else {
+            return 0;
+        };
+        let mut n = 0;
+        for l in listed {
+            let rel = l.key.strip_prefix(&root).unwrap_or(&l.key);
+            let stale = layout::index_of(rel).is_some()
+                || (layout::segment_of(rel).is_some() && !keep.contains(rel));
+            if stale && self.client.delete(&l.key).await.is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Where it goes.
@@ -318,13 +714,21 @@ impl Uploader {
     }
 
     async fn dispatch(&mut self, part: Bytes) -> Result<()> {
+        // Take what finished meanwhile, so full segments complete early.
+        while let Some(r) = self.inflight.try_join_next() {
+            self.reaped(r).await?;
+        }
+        let per_object = self
+            .attempt
+            .as_ref()
+            .map_or(self.opts.max_parts, |a| a.seg_parts);
         let need_new = self
             .objs
             .last()
-            .map_or(true, |o| o.parts.len() >= self.opts.max_parts as usize);
+            .map_or(true, |o| o.parts.len() >= per_object as usize);
         if need_new {
             let i = self.objs.len();
-            let key = self.loc.key(&layout::data_name(i));
+            let key = self.loc.key(&self.obj_name(i));
             let known = self
                 .resume
                 .as_ref()
@@ -346,6 +750,7 @@ impl Uploader {
             self.objs.push(Obj {
                 upload_id,
                 parts: Vec::new(),
+                done: None,
             });
         }
         while self.inflight.len() >= self.opts.parallel {
@@ -355,8 +760,8 @@ impl Uploader {
         let o = &mut self.objs[obj];
         o.parts.push(None);
         let n = u32::try_from(o.parts.len()).unwrap_or(u32::MAX);
-        let key = self.loc.key(&layout::data_name(obj));
         let upload_id = o.upload_id.clone();
+        let key = self.loc.key(&self.obj_name(obj));
         let client = self.client.clone();
         let prior = self
             .resume
@@ -383,6 +788,13 @@ impl Uploader {
         let Some(r) = self.inflight.join_next().await else {
             return Ok(());
         };
+        self.reaped(r).await
+    }
+
+    async fn reaped(
+        &mut self,
+        r: std::result::Result<PartResult, tokio::task::JoinError>,
+    ) -> Result<()> {
         let (obj, n, done, sent) = r.map_err(|e| Error::Task(e.to_string()))??;
         if sent {
             self.report.parts_sent += 1;
@@ -405,7 +817,7 @@ impl Uploader {
             .and_then(|o| o.parts.get_mut(n as usize - 1))
             .ok_or_else(|| Error::Task(format!("part {obj}/{n} out of range")))?;
         *slot = Some(done);
-        Ok(())
+        self.complete_segments(false).await
     }
 
     /// Upload the rest, complete every object, then write the commit object.
@@ -443,24 +855,22 @@ impl Uploader {
             self.reap().await?;
         }
         let mut objects = Vec::new();
-        for (i, o) in self.objs.iter().enumerate() {
-            let parts: Vec<&PartDone> = o.parts.iter().flatten().collect();
-            if parts.len() != o.parts.len() {
-                return Err(Error::Task(format!("object {i}: a part never finished")));
+        if self.attempt.is_some() {
+            self.complete_segments(true).await?;
+            objects.extend(self.objs.iter().filter_map(|o| o.done.clone()));
+        } else {
+            for i in 0..self.objs.len() {
+                objects.push(self.complete_object(i, self.obj_name(i)).await?);
             }
-            let key = self.loc.key(&layout::data_name(i));
-            let etags: Vec<String> = parts.iter().map(|p| p.etag.clone()).collect();
-            self.client
-                .complete_multipart(&key, &o.upload_id, &etags, true)
-                .await?;
-            let shas: Vec<[u8; 32]> = parts.iter().map(|p| p.sha).collect();
-            objects.push(DataObject {
-                name: layout::data_name(i),
-                size: parts.iter().map(|p| p.size).sum(),
-                parts: u32::try_from(parts.len()).unwrap_or(u32::MAX),
-                sha256_of_parts: hex::encode(layout::composite(&shas)),
-            });
         }
+        if objects.len() != self.objs.len() {
+            return Err(Error::Task("a segment was never completed".into()));
+        }
+        let reused = self
+            .attempt
+            .as_mut()
+            .map(|a| std::mem::take(&mut a.reused))
+            .unwrap_or_default();
         let commit = Commit {
             format: layout::FORMAT.into(),
             version: layout::VERSION,
@@ -472,6 +882,7 @@ impl Uploader {
             objects,
             checkpoints,
             files,
+            reused,
         };
         self.client
             .put(
@@ -482,6 +893,11 @@ impl Uploader {
             .await?;
         if let Some(r) = self.resume.take() {
             r.remove().await;
+        }
+        if let Some(mut a) = self.attempt.take() {
+            a.report.deleted = self.clean_after_commit(&commit).await;
+            a.report.bytes_uploaded = self.total;
+            self.report.retake = Some(a.report);
         }
         self.report.bytes = self.total;
         self.report.objects = self.objs.len();
@@ -502,9 +918,12 @@ impl Uploader {
         if self.resume.is_some() {
             return;
         }
+        // An attempt's completed segments stay, with their indexes, for a retake.
         for (i, o) in self.objs.iter().enumerate() {
-            let key = self.loc.key(&layout::data_name(i));
-            let _ = self.client.abort_multipart(&key, &o.upload_id).await;
+            if o.done.is_none() {
+                let key = self.loc.key(&self.obj_name(i));
+                let _ = self.client.abort_multipart(&key, &o.upload_id).await;
+            }
         }
     }
 }

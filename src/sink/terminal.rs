@@ -290,7 +290,10 @@ impl XbOut {
     }
 
     fn note_open(&mut self, id: FileId, path: &RelPath) {
-        if let XbOut::Object { capture, .. } = self {
+        if let XbOut::Object { capture, up } = self {
+            if let Some(u) = up.as_mut() {
+                u.file_open(id.0, path.as_ref());
+            }
             capture.files += 1;
             if path.to_string() == "xtrabackup_checkpoints" {
                 capture.checkpoints = Some(id);
@@ -347,7 +350,10 @@ impl XbOut {
         if let XbOut::Object { up, capture } = self {
             let u = up.take().ok_or(Error::Closed)?;
             let cp = crate::objstore::layout::key_values(&String::from_utf8_lossy(&capture.text));
-            u.finish("backup", cp, Some(capture.files)).await?;
+            let r = u.finish("backup", cp, Some(capture.files)).await?;
+            if let Some(t) = r.retake {
+                retake_summary(&t);
+            }
             return Ok(());
         }
         self.finish_io().await.map_err(|source| Error::Io {
@@ -377,6 +383,45 @@ impl XbOut {
     }
 }
 
+/// Tell the user what a live backup's attempt reused.
+fn retake_summary(t: &crate::objstore::upload::RetakeReport) {
+    crate::events::info(format_args!(
+        "s3: attempt {}: uploaded {} bytes; reused {} bytes from {} earlier attempt(s): {} file(s) whole, {} in part{}",
+        t.attempt,
+        t.bytes_uploaded,
+        t.bytes_reused,
+        t.earlier_attempts,
+        t.files_whole,
+        t.files_part,
+        if t.deleted > 0 {
+            format!("; {} unreferenced object(s) of earlier attempts deleted", t.deleted)
+        } else {
+            String::new()
+        }
+    ));
+    let list = |names: &[String], n: u64| {
+        let more = n.saturating_sub(names.len() as u64);
+        let tail = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        format!("{}{tail}", names.join(", "))
+    };
+    if t.files_whole > 0 {
+        crate::events::info(format_args!(
+            "s3: reused whole: {}",
+            list(&t.whole_names, t.files_whole)
+        ));
+    }
+    if t.files_part > 0 {
+        crate::events::info(format_args!(
+            "s3: reused in part: {}",
+            list(&t.part_names, t.files_part)
+        ));
+    }
+}
+
 struct XbSink {
     w: XbOut,
     dest: String,
@@ -388,6 +433,15 @@ impl XbSink {
     async fn data(&mut self, id: FileId, bytes: Bytes) -> Result<()> {
         let (path, off) = self.files.get_mut(&id).ok_or_else(|| unknown(id))?;
         self.w.note_data(id, &bytes);
+        if let XbOut::Object { up, .. } = &mut self.w {
+            // The uploader cuts the chunks (an attempt cuts them at unit
+            // boundaries and may reference earlier attempts' chunks).
+            let u = up.as_mut().ok_or(Error::Closed)?;
+            let n = bytes.len() as u64;
+            u.file_data(id.0, path.as_ref(), *off, bytes).await?;
+            *off += n;
+            return Ok(());
+        }
         let mut rest = bytes;
         // Split frames larger than the stock writers' chunk size.
         while !rest.is_empty() {
@@ -402,6 +456,10 @@ impl XbSink {
 
     async fn close(&mut self, id: FileId) -> Result<()> {
         let (path, _) = self.files.remove(&id).ok_or_else(|| unknown(id))?;
+        if let XbOut::Object { up, .. } = &mut self.w {
+            let u = up.as_mut().ok_or(Error::Closed)?;
+            return Ok(u.file_close(id.0, path.as_ref()).await?);
+        }
         let mut e = Vec::with_capacity(14 + path.as_bytes().len());
         xbstream::put_eof(&mut e, path.as_bytes());
         self.w.write(e, Bytes::new(), &self.dest).await

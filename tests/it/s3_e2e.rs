@@ -249,17 +249,10 @@ fn parts_line(o: &Output) -> (u64, u64) {
         .lines()
         .find(|l| l.contains("parts sent"))
         .unwrap_or_else(|| panic!("no summary line: {t}"));
-    let num = |word: &str| -> u64 {
-        let i = line
-            .find(word)
-            .unwrap_or_else(|| panic!("{word} in {line}"));
-        line[..i]
-            .split_whitespace()
-            .last()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or_else(|| panic!("number before {word} in {line}"))
-    };
-    (num("parts sent"), num("already in the store"))
+    (
+        number_before(line, "parts sent"),
+        number_before(line, "already in the store"),
+    )
 }
 
 #[test]
@@ -284,22 +277,10 @@ fn s3_upload_killed_then_resumed_sends_only_missing_parts() {
         .arg(&u)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = c.spawn().expect("upload starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    kill_when(c, "upload (until two parts are recorded)", || {
         let lines = std::fs::read_to_string(&state).unwrap_or_default();
-        if lines.matches("\"t\":\"part\"").count() >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no parts recorded: {lines}");
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "upload ended early"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+        lines.matches("\"t\":\"part\"").count() >= 2
+    });
     // Nothing accepts it as complete.
     let out = root.path().join("partial");
     let o = extract_from(s, &u, &out, &[]);
@@ -585,18 +566,9 @@ fn s3_backup_killed_mid_upload_is_never_complete() {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = c.spawn().expect("backup starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while slow.up_bytes.load(Ordering::Relaxed) < 8 << 20 {
-        assert!(Instant::now() < deadline, "the upload never got going");
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "backup ended early"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    kill_when(c, "backup (until 8 MiB went up)", || {
+        slow.up_bytes.load(Ordering::Relaxed) >= 8 << 20
+    });
     let o = extract_from(s, &u, &root.path().join("x"), &[]);
     assert_code(&o, 5, "no commit object", "extract of a killed backup");
     let mut c = cmd(s, "hotbak");
@@ -612,4 +584,340 @@ fn s3_backup_killed_mid_upload_is_never_complete() {
             .is_some_and(|a| a.iter().all(|e| e["complete"] == false)),
         "{info}"
     );
+}
+
+// -- retakes (a live backup that died, taken again) ---------------------------
+
+/// A quiet server with large cold tables (InnoDB and MyISAM) and an InnoDB
+/// table `hot` that the test changes between attempts.
+fn cold_server(root: &Path) -> Option<Sandbox> {
+    tool("mariadbd")?;
+    tool("mariadb-install-db")?;
+    let sb = Sandbox::create(&root.join("srv"), SandboxOptions::default()).expect("sandbox");
+    let fill =
+        "SELECT seq, CONCAT(SHA2(seq * {n}, 512), SHA2(seq + {n}, 256)) FROM mysql.seq_1_to_40000";
+    let mut qs = vec!["CREATE DATABASE s3".to_owned()];
+    for (t, engine) in [
+        ("cold1", "InnoDB"),
+        ("cold2", "InnoDB"),
+        ("hot", "InnoDB"),
+        ("arch", "MyISAM"),
+    ] {
+        qs.push(format!(
+            "CREATE TABLE s3.{t} (id INT PRIMARY KEY, pad VARCHAR(200)) ENGINE={engine}{}",
+            if engine == "InnoDB" {
+                " STATS_PERSISTENT=0"
+            } else {
+                ""
+            }
+        ));
+        qs.push(format!(
+            "INSERT INTO s3.{t} {}",
+            fill.replace("{n}", &t.len().to_string())
+        ));
+    }
+    qs.push("FLUSH TABLES s3.cold1, s3.cold2, s3.hot FOR EXPORT".into());
+    qs.push("UNLOCK TABLES".into());
+    qs.push("SET GLOBAL innodb_max_dirty_pages_pct = 0".into());
+    exec_all(&sb, &qs);
+    std::thread::sleep(Duration::from_secs(2));
+    Some(sb)
+}
+
+fn exec_all(sb: &Sandbox, qs: &[String]) {
+    crate::support::rt().block_on(async {
+        let mut s = hotbak::mysql::Session::connect(&sb.connect_options())
+            .await
+            .expect("connect");
+        for q in qs {
+            s.execute(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+        s.close().await.expect("close");
+    });
+}
+
+/// The paths the indexes of the attempts under `prefix` list.
+fn indexed_paths(s: &TestStore, prefix: &str) -> Vec<String> {
+    use hotbak::objstore::{layout, reuse, Client};
+    crate::support::rt().block_on(async {
+        let c = Client::new(s.config(), &s.bucket).expect("client");
+        let root = format!("{prefix}/");
+        let mut out = Vec::new();
+        for l in c.list(&root).await.unwrap_or_default() {
+            let rel = l.key.strip_prefix(&root).unwrap_or(&l.key);
+            if layout::index_of(rel).is_none() {
+                continue;
+            }
+            let body = c.get_small(&l.key).await.expect("index");
+            let idx = reuse::SegIndex::parse(&body).expect("a valid index");
+            out.extend(idx.files.into_iter().map(|f| f.path));
+        }
+        out
+    })
+}
+
+/// Keys under `prefix/`.
+fn keys(s: &TestStore, prefix: &str) -> Vec<String> {
+    crate::support::rt().block_on(async {
+        let c = hotbak::objstore::Client::new(s.config(), &s.bucket).expect("client");
+        c.list(&format!("{prefix}/"))
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|l| l.key)
+            .collect()
+    })
+}
+
+/// Spawn `c`, SIGKILL it once `ready` says so (polled every 20 ms, for at
+/// most 3 minutes); it must not end by itself before.
+fn kill_when(mut c: Command, what: &str, mut ready: impl FnMut() -> bool) {
+    let mut child = c.spawn().expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never ready to be killed"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{what}: ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
+/// A live backup to `u` through a counting proxy, which must succeed: its
+/// output and the bytes it sent to the store.
+fn counted_backup(s: &TestStore, sb: &Sandbox, u: &str, extra: &[&str]) -> (Output, u64) {
+    let count = Proxy::start(&s.endpoint, None, Duration::ZERO);
+    let mut c = backup_cmd(s, sb);
+    c.env("AWS_ENDPOINT_URL", count.endpoint())
+        .args(["--stream-to", u])
+        .args(extra);
+    let o = run(c);
+    assert_ok(&o, &format!("backup to {u}"));
+    (o, count.up_bytes.load(Ordering::SeqCst))
+}
+
+/// A number in `line` right before `word`.
+fn number_before(line: &str, word: &str) -> u64 {
+    let i = line
+        .find(word)
+        .unwrap_or_else(|| panic!("{word} in {line}"));
+    line[..i]
+        .split_whitespace()
+        .last()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("number before {word} in {line}"))
+}
+
+/// A live backup of a server with large cold tables is SIGKILLed mid-upload;
+/// the table `hot` changes; a retake to the same prefix (itself killed once
+/// in the plain case) completes, reuses the cold files without uploading
+/// them, never `hot`, sends fewer bytes than a backup that was never
+/// interrupted, and extracts to the same tree (plain: prepared, it serves
+/// the source's checksums). Plain and zstd.
+#[test]
+fn s3_backup_retake_reuses_what_a_killed_attempt_stored() {
+    let Some(s) = store() else { return };
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(sb) = cold_server(root.path()) else {
+        return;
+    };
+    let seg = ["--s3-part-size", "5M", "--s3-segment-size", "5M"];
+    for (case, args, ex) in [
+        ("plain", vec![], vec![]),
+        ("zstd", vec!["--compress"], vec!["--decompress"]),
+    ] {
+        let prefix = format!("retake/{case}");
+        let u = url(s, &prefix);
+        // 1. The first attempt, slowed, killed once the cold tables and
+        //    `hot` are in completed, indexed segments.
+        // One part in flight, slowed (each proxied connection is slowed on
+        // its own); the zstd stream is about 8 times smaller: slowed more.
+        let delay = Duration::from_millis(if case == "zstd" { 60 } else { 10 });
+        let slow = Proxy::start(&s.endpoint, None, delay);
+        let mut c = backup_cmd(s, &sb);
+        c.env("AWS_ENDPOINT_URL", slow.endpoint())
+            .args(["--stream-to", &u, "--s3-parallel", "1"])
+            .args(seg)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut indexed = Vec::new();
+        kill_when(c, &format!("{case}: the first attempt"), || {
+            indexed = indexed_paths(s, &prefix);
+            let has = |t: &str| {
+                indexed
+                    .iter()
+                    .any(|p| p.starts_with(&format!("s3/{t}.ibd")))
+            };
+            // zstd: its stream is mostly these tables, so `hot` is indexed
+            // only just before the commit; the plain case covers it.
+            if case == "zstd" {
+                has("cold1") || has("cold2")
+            } else {
+                has("hot") && has("cold1") && has("cold2")
+            }
+        });
+        drop(slow);
+        let o = extract_from(s, &u, &root.path().join(format!("{case}-x")), &[]);
+        assert_code(
+            &o,
+            5,
+            "no commit object",
+            &format!("{case}: extract of a killed attempt"),
+        );
+        let mut c = cmd(s, "hotbak");
+        c.args(["info", &u, "--output", "json"]);
+        let o = run(c);
+        assert_ok(&o, "info");
+        let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(info[0]["complete"], false, "{info}");
+        assert!(
+            info[0]["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("1 attempt(s)")),
+            "{case}: info does not name the attempt: {info}"
+        );
+        // 2. `hot` changes: every row, written out, purged.
+        exec_all(
+            &sb,
+            &[
+                "UPDATE s3.hot SET pad = REVERSE(pad)".into(),
+                "SET GLOBAL innodb_max_purge_lag_wait = 0".into(),
+                "FLUSH TABLES s3.hot FOR EXPORT".into(),
+                "UNLOCK TABLES".into(),
+            ],
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        // 3. A backup never interrupted, counted.
+        let ref_u = url(s, &format!("retake/{case}-ref"));
+        let (_, full_up) = counted_backup(s, &sb, &ref_u, &[&seg[..], &args[..]].concat());
+        // 4. Plain: a retake killed too leaves the prefix without a commit.
+        if case == "plain" {
+            let slow = Proxy::start(&s.endpoint, None, Duration::from_millis(10));
+            let mut c = backup_cmd(s, &sb);
+            c.env("AWS_ENDPOINT_URL", slow.endpoint())
+                .args(["--stream-to", &u, "--s3-parallel", "1"])
+                .args(seg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            kill_when(c, "the retake", || {
+                slow.up_bytes.load(Ordering::Relaxed) >= 6 << 20
+            });
+            let o = extract_from(s, &u, &root.path().join("plain-y"), &[]);
+            assert_code(&o, 5, "no commit object", "extract after a killed retake");
+        }
+        // 5. The retake, counted.
+        let (o, retake_up) = counted_backup(s, &sb, &u, &[&seg[..], &args[..]].concat());
+        let t = text(&o);
+        let summary = t
+            .lines()
+            .find(|l| l.contains("s3: attempt"))
+            .unwrap_or_else(|| panic!("{case}: no retake summary: {t}"));
+        let reused = number_before(summary, "bytes from");
+        let whole_line = t
+            .lines()
+            .find(|l| l.contains("reused whole:"))
+            .unwrap_or("");
+        let part_line = t
+            .lines()
+            .find(|l| l.contains("reused in part:"))
+            .unwrap_or("");
+        assert!(
+            whole_line.contains("s3/cold1.ibd") || whole_line.contains("s3/cold2.ibd"),
+            "{case}: no cold table reused whole (indexed: {indexed:?}): {t}"
+        );
+        assert!(
+            !whole_line.contains("s3/hot.ibd") && !part_line.contains("s3/hot.ibd"),
+            "{case}: the changed table was reused: {t}"
+        );
+        assert!(reused >= 2 << 20, "{case}: only {reused} bytes reused: {t}");
+        assert!(
+            retake_up + (2 << 20) < full_up,
+            "{case}: the retake sent {retake_up} bytes, a full backup {full_up}: {t}"
+        );
+        eprintln!(
+            "{case}: full backup sent {full_up} bytes, the retake {retake_up} ({reused} stream bytes reused)"
+        );
+        // The commit deleted the indexes and what it does not reference.
+        let left = keys(s, &prefix);
+        assert!(
+            !left.iter().any(|k| k.ends_with(".idx.json")),
+            "{case}: indexes left: {left:?}"
+        );
+        // 6. Both extract to the same tree.
+        let a = root.path().join(format!("{case}-ref"));
+        let b = root.path().join(format!("{case}-retake"));
+        assert_ok(
+            &extract_from(s, &ref_u, &a, &ex),
+            &format!("{case}: extract ref"),
+        );
+        assert_ok(
+            &extract_from(s, &u, &b, &ex),
+            &format!("{case}: extract retake"),
+        );
+        // Every file's bytes against the manifest made from what the retake read.
+        let mut c = cmd(s, "hotbak");
+        c.args(["verify", "--from", &u]);
+        assert_ok(&run(c), &format!("{case}: verify --from"));
+        // The system tablespace, undo logs and persistent statistics move
+        // with the server's own background work between two backups (purge,
+        // flushing, statistics); the prepared retake's checksums cover them.
+        let (ta, tb) = (tree(&a), tree(&b));
+        assert_eq!(
+            ta.keys().collect::<Vec<_>>(),
+            tb.keys().collect::<Vec<_>>(),
+            "{case}"
+        );
+        let mut same = 0;
+        for (p, d) in &ta {
+            let n = p.to_string_lossy();
+            let system = n.starts_with("ibdata1")
+                || n.starts_with("undo0")
+                || n.starts_with("mysql/innodb_index_stats")
+                || n.starts_with("mysql/innodb_table_stats");
+            if volatile(p) || system {
+                continue;
+            }
+            assert!(tb[p] == *d, "{case}: {n} differs");
+            same += 1;
+        }
+        assert!(same >= 8, "{case}: only {same} files compared");
+        // 7. Plain: prepared, the retake serves the source's checksums.
+        if case == "plain" {
+            let o = Command::new(bin("hotbak"))
+                .args(["prepare", "--target-dir"])
+                .arg(&b)
+                .output()
+                .expect("prepare");
+            assert!(
+                o.status.success(),
+                "prepare: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let want = crate::support::rt().block_on(async {
+                let mut c = hotbak::mysql::Session::connect(&sb.connect_options())
+                    .await
+                    .expect("connect");
+                hotbak::testkit::checksum_all(&mut c).await.expect("sums")
+            });
+            let mut served =
+                Sandbox::start_on(&b, &root.path().join("served"), SandboxOptions::default())
+                    .expect("a server starts on the prepared retake");
+            let got = crate::support::rt().block_on(async {
+                let mut c = hotbak::mysql::Session::connect(&served.connect_options())
+                    .await
+                    .expect("connect");
+                hotbak::testkit::checksum_all(&mut c).await.expect("sums")
+            });
+            served.stop().expect("stop");
+            assert!(want.keys().any(|k| k.contains("cold1")), "{want:?}");
+            assert_eq!(got, want, "the prepared retake serves other data");
+        }
+    }
 }
