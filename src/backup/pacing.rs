@@ -441,8 +441,13 @@ impl Pacer {
             let two = last_qps.map_or(*q, |l| (l + q) / 2.0);
             two < self.cfg.keep * base
         });
+        // Our reads' delay is a proxy for what we cost the server; where
+        // the server's throughput says it runs near its reference anyway
+        // (its own writes fill the queue, our reads do not slow it), the
+        // proxy is overruled.
+        let unhindered = throughput.is_some_and(|(q, base)| q >= self.cfg.keep_high * base);
         let waits = delay.filter(|(current, base)| {
-            current - base > (self.cfg.target.as_secs_f64() * 1e3).max(*base)
+            !unhindered && current - base > (self.cfg.target.as_secs_f64() * 1e3).max(*base)
         });
         if slower.is_some() || waits.is_some() {
             let from = self.rate.map_or(measured, |r| r.min(measured.max(floor)));
@@ -781,5 +786,22 @@ mod tests {
         assert_eq!(d.rate, Some(140_000_000), "{d:?}");
         let d = p.decide(1.0, &reads(&[9.0, 9.0, 9.0]), 140e6, None, Some(6_000.0));
         assert_eq!(d.rate, Some(98_000_000), "{d:?}");
+    }
+
+    /// Our reads wait on the disk (the server flushes), but the server
+    /// keeps its throughput: the measured throughput overrules the proxy.
+    #[test]
+    fn throughput_overrules_the_delay_of_a_busy_disk() {
+        let mut p = Pacer::new(Config::default());
+        p.start(Some(20_000.0));
+        let quiet: &[f64] = &[2.0, 2.1, 2.0];
+        let busy: &[f64] = &[12.0, 12.5, 11.0];
+        p.decide(0.5, &reads(quiet), 200e6, None, Some(20_100.0));
+        let d = p.decide(1.0, &reads(busy), 300e6, None, Some(19_800.0));
+        assert_eq!(d.rate, Some(450_000_000), "{d:?}");
+        // The same delay with the server slowed: down.
+        p.decide(1.5, &[], 0.0, None, Some(20_000.0));
+        let d = p.decide(2.0, &reads(busy), 450e6, None, Some(17_000.0));
+        assert!(matches!(d.reason, Reason::Busy { .. }), "{d:?}");
     }
 }
