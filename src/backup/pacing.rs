@@ -397,18 +397,18 @@ impl Pacer {
                 None => self.decision(Reason::Hold),
             };
         }
-        // Throughput against the reference (what the server runs now is a
-        // reference too when it is more: it can do at least that).
-        // Throughput against the reference; a server running well above
-        // it (its load grew, or the reference was taken in a bad moment)
-        // is probed again at once.
+        // Throughput against the reference: the interval's, and over the
+        // last two intervals (one interval is noisy: a server's statement
+        // rate varies by 10-15% from one half second to the next). A server
+        // running well above the reference (its load grew, or the reference
+        // was taken in a bad moment) is probed again at once.
         let throughput = serve.and_then(|q| {
             let base = self.reference(t).unwrap_or(q);
             let two = last_qps.map_or(q, |l| (l + q) / 2.0);
             if two > 1.2 * base && q >= self.cfg.busy_qps {
                 self.early_probe = true;
             }
-            (base >= self.cfg.busy_qps).then_some((q, base))
+            (base >= self.cfg.busy_qps).then_some((q, two, base))
         });
         let mut lat: Vec<f64> = samples.iter().filter_map(per_mib_ms).collect();
         let delay = (lat.len() >= self.cfg.min_samples).then(|| {
@@ -434,18 +434,14 @@ impl Pacer {
         if self.rate.is_none() {
             self.peak_uncapped = self.peak_uncapped.max(measured);
         }
-        // Slower: over the last two intervals (one interval is noisy: a
-        // server's statement rate varies by 10-15% from one half second
-        // to the next).
-        let slower = throughput.filter(|(q, base)| {
-            let two = last_qps.map_or(*q, |l| (l + q) / 2.0);
-            two < self.cfg.keep * base
-        });
+        let slower = throughput
+            .filter(|(_, two, base)| *two < self.cfg.keep * base)
+            .map(|(q, _, base)| (q, base));
         // Our reads' delay is a proxy for what we cost the server; where
         // the server's throughput says it runs near its reference anyway
         // (its own writes fill the queue, our reads do not slow it), the
         // proxy is overruled.
-        let unhindered = throughput.is_some_and(|(q, base)| q >= self.cfg.keep_high * base);
+        let unhindered = throughput.is_some_and(|(q, _, base)| q >= self.cfg.keep_high * base);
         let waits = delay.filter(|(current, base)| {
             !unhindered && current - base > (self.cfg.target.as_secs_f64() * 1e3).max(*base)
         });
@@ -474,7 +470,8 @@ impl Pacer {
                 (None, None) => Reason::Hold,
             });
         }
-        if let Some((qps, base_qps)) = throughput.filter(|(q, base)| *q < self.cfg.keep_high * base)
+        if let Some((qps, _, base_qps)) =
+            throughput.filter(|(q, _, base)| *q < self.cfg.keep_high * base)
         {
             if self.rate.is_some() {
                 return self.decision(Reason::Holding { qps, base_qps });
@@ -495,8 +492,7 @@ impl Pacer {
                 } else {
                     8.0 * self.cfg.start.max(self.cfg.floor) as f64
                 };
-                let above_peak = next > ceiling;
-                if above_peak {
+                if next > ceiling {
                     self.rate = None;
                     self.slow_start = false;
                     self.decision(Reason::Quiet)
