@@ -11,7 +11,9 @@
 //! 3. Pre-pass over the log from its checkpoint to `last_lsn`: validate and
 //!    decode every mini-transaction, refuse (before touching any file)
 //!    anything this applier cannot reproduce exactly, and collect the
-//!    sizes page 0 records demand.
+//!    sizes page 0 records demand. The pages the records name are read
+//!    ahead meanwhile, on a thread of their own ([`readahead`]: the device
+//!    is otherwise idle while the CPU decodes).
 //! 4. Apply pass: buffer decoded page records up to the memory budget,
 //!    then apply them page by page (read, replay with the recovery rules of
 //!    [`crate::innodb::apply`], stamp LSN and checksum, write), and
@@ -19,6 +21,9 @@
 //! 5. Replace `ib_logfile0` with the empty log mariabackup leaves
 //!    (a checkpoint at `last_lsn - 16` and one FILE_CHECKPOINT mtr) and
 //!    mark the backup `log-applied`.
+//!
+//! In both passes the log is read and its checksums verified on a thread
+//! of its own ([`feed`]), ahead of the threads that decode it.
 //!
 //! DDL markers (`.del`, `.ren`, `.new`) must be applied by the caller
 //! first; this function refuses a directory that still has them.
@@ -44,6 +49,9 @@ use crate::innodb::redo::{
     ScanStop, DEFAULT_BACKUP_CREATOR, MTR_SIZE_MAX, MTR_TRAILER, START_OFFSET,
 };
 use crate::innodb::{Lsn, PageNo};
+
+mod feed;
+mod readahead;
 
 /// Errors of the native prepare.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +182,8 @@ pub struct Report {
     pub pages: Duration,
     /// Time spent making the written files durable.
     pub sync: Duration,
+    /// Bytes of tablespace pages read ahead while the log was decoded.
+    pub read_ahead: u64,
 }
 
 /// One data file of a tablespace.
@@ -379,15 +389,23 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     let mut batch_ends = Vec::new();
     let mut used = 0usize;
     let threads = opts.threads.clamp(1, 64);
-    let mut rd = LogReader::new(log_path, geo, (start, end))?;
-    loop {
+    // The reader keeps two windows ahead of the decoding.
+    let mut rd = feed::Feed::start(log_path, geo, (start, end), vec![end], 4 * threads);
+    // Kept until the apply pass is done: it goes on reading ahead while the
+    // first batches are decoded.
+    let ahead = readahead::Readahead::start(&spaces, readahead::default_budget());
+    let mut at_end = false;
+    while !at_end {
         // A window of chunks, decoded on `threads` threads, each taking a
         // contiguous run and learning what a single pass over it would.
         let mut chunks = Vec::new();
         while chunks.len() < 2 * threads {
-            match rd.next(end)? {
+            match rd.next()? {
                 Some(c) => chunks.push(c),
-                None => break,
+                None => {
+                    at_end = true;
+                    break;
+                }
             }
         }
         if chunks.is_empty() {
@@ -410,7 +428,10 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
             }
             Ok((part, sizes))
         })?;
-        for (part, sizes) in parts {
+        for (mut part, sizes) in parts {
+            let mut fresh = std::mem::take(&mut part.fresh);
+            fresh.retain(|id| !pre.last_free.contains_key(id));
+            ahead.send(fresh);
             pre.merge(part);
             for (chunk_end, bytes) in sizes {
                 used += bytes;
@@ -443,11 +464,11 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     // Apply pass, batch by batch: the chunks of the batch are read, their
     // records (borrowing the chunks' bytes) sorted by page, then applied.
     let mut kinds = [0u64; KIND_NAMES.len()];
-    let mut rd = LogReader::new(log_path, geo, (start, end))?;
-    for &limit in &batch_ends {
+    let mut rd = feed::Feed::start(log_path, geo, (start, end), batch_ends.clone(), 4 * threads);
+    for _ in &batch_ends {
         let t1 = Instant::now();
         let mut chunks = Vec::new();
-        while let Some(c) = rd.next(limit)? {
+        while let Some(c) = rd.next()? {
             chunks.push(c);
         }
         let parts = par_runs(&chunks, threads, |run| {
@@ -528,6 +549,7 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
             report.record_kinds.insert(name, n);
         }
     }
+    report.read_ahead = ahead.finish();
     // Make the pages durable before the log that no longer covers them.
     let t3 = Instant::now();
     for path in &report.touched {
@@ -817,6 +839,9 @@ struct PrePass {
     last_space: Option<u32>,
     /// The previous page record's page and whether it was FREE_PAGE.
     last_page: Option<(PageId, bool)>,
+    /// Pages met for the first time in this stretch of the log whose first
+    /// record reads the page (for the read-ahead; emptied by the caller).
+    fresh: Vec<PageId>,
 }
 
 impl PrePass {
@@ -840,7 +865,11 @@ impl PrePass {
                     }
                     let free = matches!(op, PageOp::FreePage);
                     if self.last_page != Some((*id, free)) {
-                        self.last_free.insert(*id, free);
+                        if self.last_free.insert(*id, free).is_none()
+                            && !matches!(op, PageOp::InitPage | PageOp::FreePage)
+                        {
+                            self.fresh.push(*id);
+                        }
                         self.last_page = Some((*id, free));
                     }
                     if op.is_extended() {
@@ -1044,10 +1073,17 @@ struct LogReader<'p> {
 impl<'p> LogReader<'p> {
     const CHUNK: usize = 4 << 20;
     const READ_AHEAD: u64 = 32 << 20;
+    const WHOLE_LOG_AHEAD: u64 = 1 << 30;
 
     fn new(path: &'p Path, geo: LogGeometry, (start, end): (Lsn, Lsn)) -> Result<Self> {
         let file = File::open(path).map_err(io(path))?;
         let file_off = geo.offset(start).map_err(|e| Error::Log(e.to_string()))?;
+        // The whole stretch to read, queued on the device before the
+        // read-ahead of pages asks for more (a hint, bounded).
+        if let Ok(end_off) = geo.offset(end) {
+            let len = end_off.saturating_sub(file_off).min(Self::WHOLE_LOG_AHEAD);
+            let _ = crate::sys::prefetch(&file, file_off, len);
+        }
         Ok(LogReader {
             file,
             path,
@@ -1184,7 +1220,7 @@ fn locate(sp: &Space, page: PageNo) -> Option<(&Path, u64)> {
 /// server reads ahead the same way). Only a hint: a file that cannot be
 /// opened here fails, with its name, when the page is read.
 fn prefetch_batch(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) {
-    let mut open: Option<(&Path, File)> = None;
+    let mut locs = Vec::with_capacity(pages.len());
     for (id, ops) in pages {
         if !apply::needs_read(ops) {
             continue;
@@ -1192,14 +1228,19 @@ fn prefetch_batch(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) {
         let Some(sp) = spaces.get(&id.space.0) else {
             continue;
         };
-        let Some((path, off)) = locate(sp, id.page) else {
-            continue;
-        };
+        if let Some((path, off)) = locate(sp, id.page) {
+            locs.push((path, off, u64::from(sp.format.physical_size())));
+        }
+    }
+    // Neighbouring pages as one request each (no gap: the batch's own
+    // pages only).
+    let mut open: Option<(&Path, File)> = None;
+    for (path, off, len) in readahead::runs(&locs, 0, 1 << 20) {
         if open.as_ref().map(|(p, _)| *p) != Some(path) {
             open = File::open(path).ok().map(|f| (path, f));
         }
         if let Some((_, f)) = &open {
-            let _ = crate::sys::prefetch(f, off, u64::from(sp.format.physical_size()));
+            let _ = crate::sys::prefetch(f, off, len);
         }
     }
 }
@@ -1297,7 +1338,6 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
         let Some(buf) = page_buf.get_mut(..sp.format.physical_size() as usize) else {
             continue;
         };
-        buf.fill(0);
         if apply::needs_read(ops) {
             let mut got = 0usize;
             while got < buf.len() {
@@ -1309,12 +1349,16 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
                 }
                 got += n;
             }
+            // Past the end of the file: zeros, as the server reads them.
+            buf[got..].fill(0);
             if let Some(what) = encrypted(buf, id, &sp.format) {
                 return Err(Error::Unsupported {
                     lsn: ops.first().map_or(Lsn(0), |o| o.start_lsn),
                     what: format!("page {id} is {what} (records apply to decrypted pages)"),
                 });
             }
+        } else {
+            buf.fill(0);
         }
         let first_lsn = ops.first().map_or(Lsn(0), |o| o.start_lsn);
         match recover_page(buf, id, ops).map_err(|source| Error::Apply {

@@ -127,6 +127,16 @@ pub fn syncfs(file: &File) -> std::io::Result<()> {
     }
 }
 
+/// The memory the kernel could give without swapping (`MemAvailable` in
+/// `/proc/meminfo`), in bytes; `None` where it cannot be read.
+#[must_use]
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Ask the kernel to read `len` bytes at `off` of `file` into the page
 /// cache in the background (`posix_fadvise(POSIX_FADV_WILLNEED)`), so that
 /// many scattered reads that follow overlap on the device instead of

@@ -187,9 +187,10 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
     if let Some(n) = &r.native {
         crate::events::info(format_args!(
             "prepare (native): {} DDL markers applied; redo {}..{}: {} mini-transactions, {} page records, \
-             {} pages written in {} batches; {:.1}s (log checked {:.1}s, decoded {:.1}s, pages {:.1}s, synced {:.1}s)",
+             {} pages written in {} batches; {:.1}s (log checked {:.1}s, decoded {:.1}s, pages {:.1}s, synced {:.1}s; {} MiB read ahead)",
             r.markers, n.start_lsn, n.end_lsn, n.mtrs, n.page_records, n.pages_written, n.batches, r.recovery_secs,
-            n.pre_pass.as_secs_f64(), n.decode.as_secs_f64(), n.pages.as_secs_f64(), n.sync.as_secs_f64()
+            n.pre_pass.as_secs_f64(), n.decode.as_secs_f64(), n.pages.as_secs_f64(), n.sync.as_secs_f64(),
+            n.read_ahead >> 20
         ));
     }
     if let Some(i) = &r.incremental {

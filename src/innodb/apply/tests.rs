@@ -756,3 +756,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn find_pair_finds_the_first_whole_element() {
+    // Elements are 2-byte pairs; a match across two elements does not count.
+    let mut dir = Vec::new();
+    for v in 0u16..100 {
+        dir.extend_from_slice(&(v * 3).to_be_bytes());
+    }
+    for v in 0u16..100 {
+        assert_eq!(
+            super::find_pair(&dir, (v * 3).to_be_bytes()),
+            Some(usize::from(v))
+        );
+    }
+    assert_eq!(super::find_pair(&dir, 1u16.to_be_bytes()), None);
+    // 0x0003 0x0006: the bytes 0x03 0x00 straddle two elements.
+    assert_eq!(super::find_pair(&dir, [0x03, 0x00]), None);
+    // A duplicate: the first wins, also when it is past the first block.
+    dir.extend_from_slice(&297u16.to_be_bytes());
+    assert_eq!(super::find_pair(&dir, 297u16.to_be_bytes()), Some(99));
+    assert_eq!(super::find_pair(&dir[..1], [0, 0]), None);
+    assert_eq!(super::find_pair(&[], [0, 0]), None);
+}
+
+proptest! {
+    #[test]
+    fn find_pair_agrees_with_a_plain_scan(dir in proptest::collection::vec(0u8..4, 0..200), a in 0u8..4, b in 0u8..4) {
+        let naive = dir.chunks_exact(2).position(|s| s == [a, b]);
+        prop_assert_eq!(super::find_pair(&dir, [a, b]), naive);
+    }
+}
