@@ -16,7 +16,9 @@
 //! - delay above the target ([`Config::target`], or the base itself when
 //!   larger, i.e. reads taking twice their quiet time): the rate cap drops
 //!   to [`Config::decrease`] × the rate measured in the interval, never
-//!   under the floor;
+//!   under the floor (where the server's throughput is measured, only
+//!   while it is also under [`Config::keep`] of its reference: the
+//!   throughput is the cost itself, the delay a proxy for it);
 //! - delay under the target: a cap, if any, grows by
 //!   [`Config::increase`] of itself (at least half the floor); once it
 //!   exceeds the fastest rate seen uncapped, it is lifted;
@@ -437,13 +439,15 @@ impl Pacer {
         let slower = throughput
             .filter(|(_, two, base)| *two < self.cfg.keep * base)
             .map(|(q, _, base)| (q, base));
-        // Our reads' delay is a proxy for what we cost the server; where
-        // the server's throughput says it runs near its reference anyway
-        // (its own writes fill the queue, our reads do not slow it), the
-        // proxy is overruled.
-        let unhindered = throughput.is_some_and(|(q, _, base)| q >= self.cfg.keep_high * base);
+        // Our reads' delay is a proxy for what we cost the server. Where
+        // the server's throughput is measured, the measure decides: at
+        // `keep` of its reference or more it runs as well as we promise
+        // (its own writes may fill the queue, or our parallel reads wait
+        // on each other), and the proxy is overruled; under it, the delay
+        // only lets the cap fall below the throughput signal's floor.
+        let kept = throughput.is_some_and(|(_, two, base)| two >= self.cfg.keep * base);
         let waits = delay.filter(|(current, base)| {
-            !unhindered && current - base > (self.cfg.target.as_secs_f64() * 1e3).max(*base)
+            !kept && current - base > (self.cfg.target.as_secs_f64() * 1e3).max(*base)
         });
         if slower.is_some() || waits.is_some() {
             let from = self.rate.map_or(measured, |r| r.min(measured.max(floor)));
@@ -795,9 +799,27 @@ mod tests {
         p.decide(0.5, &reads(quiet), 200e6, None, Some(20_100.0));
         let d = p.decide(1.0, &reads(busy), 300e6, None, Some(19_800.0));
         assert_eq!(d.rate, Some(450_000_000), "{d:?}");
-        // The same delay with the server slowed: down.
+        // The same delay with the server at 85% of its reference (kept, in
+        // the hold band): the cap holds, the delay does not push it down.
+        // (The interval to 1.5 s is the first probe: the reference, 20000.)
         p.decide(1.5, &[], 0.0, None, Some(20_000.0));
         let d = p.decide(2.0, &reads(busy), 450e6, None, Some(17_000.0));
-        assert!(matches!(d.reason, Reason::Busy { .. }), "{d:?}");
+        assert!(matches!(d.reason, Reason::Holding { .. }), "{d:?}");
+        assert_eq!(d.rate, Some(450_000_000), "{d:?}");
+        // Slowed under `keep` (75%) with the delay: down, and past the
+        // throughput signal's own floor when the disk agrees.
+        let mut caps = Vec::new();
+        for i in 0..12 {
+            let d = p.decide(
+                2.5 + f64::from(i) * 0.5,
+                &reads(busy),
+                450e6,
+                None,
+                Some(15_000.0),
+            );
+            caps.push(d.rate.unwrap_or(0));
+        }
+        assert!(caps[0] < 450_000_000, "{caps:?}");
+        assert!(caps.iter().any(|&c| c < 100_000_000), "{caps:?}");
     }
 }
