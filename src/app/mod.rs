@@ -191,6 +191,7 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
             r.markers, n.start_lsn, n.end_lsn, n.mtrs, n.page_records, n.pages_written, n.batches, r.recovery_secs,
             n.pre_pass.as_secs_f64(), n.decode.as_secs_f64(), n.pages.as_secs_f64(), n.sync.as_secs_f64()
         ));
+        encrypted_pages_line(n);
     }
     if let Some(i) = &r.incremental {
         crate::events::info(format_args!(
@@ -211,6 +212,7 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
             i.redo.pages_written,
             total
         ));
+        encrypted_pages_line(&i.redo);
     } else if let Some(t) = &r.already_prepared {
         crate::events::info(format_args!(
             "the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"
@@ -453,6 +455,16 @@ where
         Some(Err(e)) if exit::classify(&e) == crate::error::ErrorClass::Interrupted => Err(e),
         Some(Err(e)) => Err(e.context(interrupt::Interrupted(sig))),
         None => Err(interrupt::Interrupted(sig).into()),
+    }
+}
+
+/// The native prepare's line on data-at-rest encryption, when it met any.
+fn encrypted_pages_line(n: &crate::native_prepare::Report) {
+    if n.pages_decrypted + n.pages_encrypted > 0 {
+        crate::events::info(format_args!(
+            "encrypted tablespaces (file_key_management): {} pages decrypted, {} written encrypted",
+            n.pages_decrypted, n.pages_encrypted
+        ));
     }
 }
 
