@@ -195,6 +195,11 @@ pub struct Report {
     pub pages_decrypted: u64,
     /// Pages encrypted on write.
     pub pages_encrypted: u64,
+    /// Key ids of encrypted tablespaces that no encrypted page on disk (nor
+    /// the log's checkpoint record) could check: all their pages came from
+    /// the log, so a wrong key there goes unnoticed until the server reads
+    /// them (as with mariabackup).
+    pub unverified_key_ids: Vec<u32>,
     /// Count of each record kind seen.
     pub record_kinds: BTreeMap<&'static str, u64>,
     /// Files written or extended.
@@ -397,7 +402,7 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
             "last_lsn {end} in xtrabackup_checkpoints is before the checkpoint {start}"
         )));
     }
-    let log_key = log_key(log_path, &info, geo, end, opts.keys.as_deref())?;
+    let (log_key, log_key_proved) = log_key(log_path, &info, geo, end, opts.keys.as_deref())?;
     let log_key = log_key.as_ref();
     let mut report = Report {
         start_lsn: start.0,
@@ -417,9 +422,7 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     let mut used = 0usize;
     let threads = opts.threads.clamp(1, 64);
     let mut rd = LogReader::new(log_path, geo, (start, end), log_key)?;
-    let crypt_at = spaces
-        .get(&0)
-        .map_or(0, |s| page_crypt::crypt_data_offset(&s.format));
+    let crypt_at = crypt_offsets(page_size);
     loop {
         // A window of chunks, decoded on `threads` threads, each taking a
         // contiguous run and learning what a single pass over it would.
@@ -443,7 +446,7 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
                     recs.clear();
                     decode_mtr_into(m, page_size, &mut recs)
                         .map_err(|source| Error::Apply { lsn, source })?;
-                    part.mtr(lsn, &recs, crypt_at);
+                    part.mtr(lsn, &recs, &crypt_at);
                     n += recs.len();
                 }
                 sizes.push((chunk.end_lsn(), chunk.bytes.len() + OP_COST * n));
@@ -469,12 +472,20 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     report.pre_pass = t0.elapsed();
     resolve_deferred(dir, &mut spaces, &pending, &pre)?;
     pre.check(&mut spaces)?;
-    space_keys(
+    let mut checked = space_keys(
         &mut spaces,
         &pre.crypts,
         |id| pre.first.get(&id).copied(),
         opts.keys.as_deref(),
     )?;
+    if log_key.is_some() && log_key_proved {
+        checked.verified.insert(redo::LOG_KEY_ID);
+    }
+    report.unverified_key_ids = checked
+        .used
+        .difference(&checked.verified)
+        .copied()
+        .collect();
     report.pages_freed = pre.freed_at_end.len() as u64;
 
     // Extend files first, as recovery does before applying.
@@ -627,7 +638,7 @@ pub fn check_keys(
     let (mut spaces, _) = map_spaces(data_dir, cnf, page_size, &files)?;
     // Every tablespace, as if the log touched it; the legacy formats are
     // refused only when it does (by the apply).
-    space_keys(&mut spaces, &FxHashMap::default(), |_| None, keys)
+    space_keys(&mut spaces, &FxHashMap::default(), |_| None, keys).map(|_| ())
 }
 
 /// The key of an encrypted log, checked before anything changes: the
@@ -640,9 +651,9 @@ fn log_key(
     geo: LogGeometry,
     end: Lsn,
     keys: Option<&Keys>,
-) -> Result<Option<LogKey>> {
+) -> Result<(Option<LogKey>, bool)> {
     let Some(crypt) = info.header.crypt else {
-        return Ok(None);
+        return Ok((None, false));
     };
     let (id, version) = (crypt.key_id, crypt.key_version);
     let Some(k) = keys else {
@@ -661,6 +672,7 @@ fn log_key(
         ))
     })?;
     let ck = info.newest;
+    let mut proved = false;
     if ck.end_lsn < end {
         let mut rd = LogReader::new(path, geo, (ck.end_lsn, end), Some(&key))?;
         if let Some(chunk) = rd.next(end)? {
@@ -677,6 +689,9 @@ fn log_key(
                     Ok(_) => None,
                     Err(e) => Some(format!("its file records do not decode ({e})")),
                 });
+                proved = redo::file_records(records).any(
+                    |op| matches!(op, Ok(FileOp::Checkpoint { lsn }) if lsn == ck.checkpoint_lsn),
+                );
                 if let Some(why) = wrong {
                     return Err(Error::Key(format!(
                         "{}: the redo log does not decrypt with key id {id} version {version} of key file {}: \
@@ -689,7 +704,15 @@ fn log_key(
             }
         }
     }
-    Ok(Some(key))
+    Ok((Some(key), proved))
+}
+
+/// The key ids [`space_keys`] gave tablespaces, and those an encrypted
+/// page on disk proved right.
+#[derive(Default)]
+struct KeyCheck {
+    used: BTreeSet<u32>,
+    verified: BTreeSet<u32>,
 }
 
 /// Give each tablespace its crypt data (page 0's, or the last `crypts`,
@@ -701,17 +724,18 @@ fn log_key(
 /// that LSN).
 fn space_keys(
     spaces: &mut Spaces,
-    crypts: &FxHashMap<u32, CryptData>,
+    crypts: &FxHashMap<(u32, usize), CryptData>,
     touched: impl Fn(u32) -> Option<Lsn>,
     keys: Option<&Keys>,
-) -> Result<()> {
+) -> Result<KeyCheck> {
+    let mut checked = KeyCheck::default();
     let mut ids: Vec<u32> = spaces.keys().copied().collect();
     ids.sort_unstable();
     for id in ids {
         let Some(sp) = spaces.get_mut(&id) else {
             continue;
         };
-        if let Some(c) = crypts.get(&id) {
+        if let Some(c) = crypts.get(&(id, page_crypt::crypt_data_offset(&sp.format))) {
             sp.crypt = Some(*c);
         }
         let Some(c) = sp.crypt else {
@@ -723,13 +747,13 @@ fn space_keys(
             .map(|f| f.path.display().to_string())
             .unwrap_or_default();
         let needed = c.scheme == 1;
-        if !sp.format.is_full_crc32() {
+        if sp.format.is_page_compressed() {
             if let Some(lsn) = touched(id).filter(|_| needed) {
                 return Err(Error::Unsupported {
                     lsn,
                     what: format!(
-                        "page records for tablespace {id} ({path}), encrypted in the legacy \
-                         (not full_crc32) page format, which the native prepare does not decrypt"
+                        "page records for tablespace {id} ({path}), page_compressed and encrypted, \
+                         which the native prepare does not decrypt"
                     ),
                 });
             }
@@ -745,7 +769,7 @@ fn space_keys(
             }
             continue;
         };
-        let key = match SpaceKey::from_key_file(id, &c, &k.keys, k.algorithm) {
+        let key = match SpaceKey::from_key_file((id, sp.format), &c, &k.keys, k.algorithm) {
             Ok(key) => key,
             Err(e) if needed => {
                 return Err(Error::Key(format!(
@@ -756,25 +780,32 @@ fn space_keys(
             }
             Err(_) => continue,
         };
-        probe_key(sp, &key, &k.path)?;
+        checked.used.insert(c.key_id);
+        if !checked.verified.contains(&c.key_id) && probe_key(sp, &key, &k.path)? {
+            checked.verified.insert(c.key_id);
+        }
         sp.encrypt_writes = c.encrypts_writes(k.encrypt_tables);
         sp.key = Some(Arc::new(key));
     }
-    Ok(())
+    Ok(checked)
 }
 
-/// Decrypt the first encrypted page among the first 64 of a tablespace
-/// (fewer in a smaller file): a key that does not decrypt it is the wrong
-/// key. Pages whose checksum fails are left for the apply pass to report
-/// if it needs them.
-fn probe_key(sp: &Space, key: &SpaceKey, key_file: &Path) -> Result<()> {
-    let Some(f) = sp.files.first() else {
-        return Ok(());
+/// Pages [`probe_key`] reads at most per tablespace.
+const PROBE_PAGES: u64 = 1024;
+
+/// Decrypt the first encrypted page among the first [`PROBE_PAGES`] of a
+/// tablespace: a key that does not decrypt it is the wrong key. Whether a
+/// page was found to check the key with. Pages whose checksum fails are
+/// left for the apply pass to report if it needs them.
+fn probe_key(sp: &Space, key: &SpaceKey, key_file: &Path) -> Result<bool> {
+    let Some(f) = sp.files.first().filter(|_| sp.format.is_full_crc32()) else {
+        // The legacy formats keep no encrypted known plaintext.
+        return Ok(false);
     };
     let size = sp.format.physical_size() as usize;
     let file = File::open(&f.path).map_err(io(&f.path))?;
     let mut page = vec![0u8; size];
-    for no in 1..64u64 {
+    for no in 1..PROBE_PAGES {
         match file.read_exact_at(&mut page, no * size as u64) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
@@ -784,7 +815,7 @@ fn probe_key(sp: &Space, key: &SpaceKey, key_file: &Path) -> Result<()> {
             continue;
         }
         match key.decrypt_page(&mut page) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(true),
             Err(page_crypt::Error::Checksum { .. }) => continue,
             Err(e) => {
                 return Err(Error::Key(format!(
@@ -795,7 +826,7 @@ fn probe_key(sp: &Space, key: &SpaceKey, key_file: &Path) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// What the apply pass does with a page's records.
@@ -1062,8 +1093,9 @@ struct PrePass {
     /// Last FSP_SPACE_FLAGS written to page 0.
     flags: FxHashMap<u32, u32>,
     /// Last crypt data written to page 0 (as recovery's `fil_crypt_parse`
-    /// takes it from the log).
-    crypts: FxHashMap<u32, CryptData>,
+    /// takes it from the log), by space and offset (which depends on the
+    /// page format, not yet known for tablespaces created in the log).
+    crypts: FxHashMap<(u32, usize), CryptData>,
     /// First mtr with a page record, per space.
     first: FxHashMap<u32, Lsn>,
     /// FILE_DELETE per space.
@@ -1085,7 +1117,7 @@ struct PrePass {
 }
 
 impl PrePass {
-    fn mtr(&mut self, lsn: Lsn, recs: &[Record<'_>], crypt_at: usize) {
+    fn mtr(&mut self, lsn: Lsn, recs: &[Record<'_>], crypt_at: &[usize]) {
         for r in recs {
             match r {
                 Record::File(FileOp::Create { space, path } | FileOp::Modify { space, path }) => {
@@ -1121,10 +1153,13 @@ impl PrePass {
                         if let Some(v) = field_written(op, FIL_PAGE_DATA + FSP_SPACE_FLAGS) {
                             self.flags.insert(id.space.0, v);
                         }
-                        if let Some(body) = crypt_written(op, crypt_at) {
+                        for (at, body) in crypt_at
+                            .iter()
+                            .filter_map(|&at| Some((at, crypt_written(op, at)?)))
+                        {
                             match CryptData::from_body(body) {
                                 Ok(c) => {
-                                    self.crypts.insert(id.space.0, c);
+                                    self.crypts.insert((id.space.0, at), c);
                                 }
                                 Err(e) if self.refused.is_none() => {
                                     self.refused =
@@ -1251,6 +1286,30 @@ fn resolve_deferred(
         add_space(spaces, id, p, format, None)?;
     }
     Ok(())
+}
+
+/// Where page 0 holds the crypt data, for each page format the backup's
+/// page size allows (its own, and the ROW_FORMAT=COMPRESSED sizes below).
+fn crypt_offsets(page_size: u32) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut flags_of = |f: u32| {
+        if let Ok(fmt) = PageFormat::from_flags(f) {
+            if fmt.logical_size() == page_size {
+                out.push(page_crypt::crypt_data_offset(&fmt));
+            }
+        }
+    };
+    // full_crc32 with the page size; legacy ROW_FORMAT=COMPRESSED flags
+    // (POST_ANTELOPE | ATOMIC_BLOBS, zip size 1..5, page size field).
+    let ssize = page_size.trailing_zeros().saturating_sub(9);
+    flags_of(0x10 | ssize);
+    let legacy_ssize = if page_size == 16384 { 0 } else { ssize };
+    for z in 1..=5u32 {
+        flags_of(1 | (z << 1) | (1 << 5) | (legacy_ssize << 6));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The crypt data after its magic on page 0 (at `crypt_at`), if a record
@@ -1629,18 +1688,23 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
                 }
                 got += n;
             }
-            if let Some(what) = encrypted(buf, id, &sp.format) {
-                let Some(key) = sp.key.as_deref().filter(|_| sp.format.is_full_crc32()) else {
+            let kv = page_crypt::key_version(buf, &sp.format);
+            if id.page.0 != 0 && kv != 0 && sp.crypt.is_some() {
+                // InnoDB's rule: a key version and crypt data.
+                let Some(key) = sp.key.as_deref() else {
                     return Err(Error::Unsupported {
                         lsn: ops.first().map_or(Lsn(0), |o| o.start_lsn),
-                        what: format!(
-                            "page {id} is {what} and its tablespace has no crypt data or key"
-                        ),
+                        what: format!("page {id} is encrypted and its tablespace has no key"),
                     });
                 };
                 key.decrypt_page(buf).map_err(|e| page_error(path, id, e))?;
                 out.decrypted += 1;
                 was_encrypted = true;
+            } else if let Some(what) = encrypted(buf, id, &sp.format) {
+                return Err(Error::Unsupported {
+                    lsn: ops.first().map_or(Lsn(0), |o| o.start_lsn),
+                    what: format!("page {id} is {what} and its tablespace has no crypt data"),
+                });
             }
         }
         let first_lsn = ops.first().map_or(Lsn(0), |o| o.start_lsn);
@@ -1650,16 +1714,21 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
         })? {
             Recovered::Applied { end_lsn } => {
                 if was_encrypted {
-                    // The key version: InnoDB clears it on a page it
-                    // writes unencrypted (and sets it when it encrypts).
-                    buf[..4].fill(0);
+                    // The key version (and, legacy, the checksum of the
+                    // encrypted page): InnoDB clears them on a page it
+                    // writes unencrypted (and sets them when it encrypts).
+                    if sp.format.is_full_crc32() {
+                        buf[..4].fill(0);
+                    } else {
+                        buf[26..34].fill(0);
+                    }
                 }
                 finish_page(buf, id, &sp.format, end_lsn).map_err(|source| Error::Apply {
                     lsn: first_lsn,
                     source,
                 })?;
                 if let Some(key) = sp.key.as_deref().filter(|_| sp.encrypt_writes) {
-                    if page_crypt::page_kind_encryptable(id.space.0, id.page.0, buf) {
+                    if page_crypt::page_kind_encryptable(id.space.0, id.page.0, buf, &sp.format) {
                         key.encrypt_page(buf).map_err(|e| page_error(path, id, e))?;
                         out.encrypted += 1;
                     }

@@ -466,6 +466,14 @@ fn encrypted_pages_line(n: &crate::native_prepare::Report) {
             n.pages_decrypted, n.pages_encrypted
         ));
     }
+    if !n.unverified_key_ids.is_empty() {
+        crate::events::warn(format_args!(
+            "key id(s) {:?} could not be checked: no page encrypted with them was on disk (their tablespaces' \
+             pages all came from the log), so pages were encrypted with them as the key file gives them; a \
+             wrong key there shows only when the server reads those pages",
+            n.unverified_key_ids
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -5,17 +5,19 @@
 //! full_crc32 format ([`SpaceKey::decrypt_page`], [`SpaceKey::encrypt_page`]).
 //! See `format-spec/innodb-pages.md`, "Encrypted pages".
 //!
-//! Only the full_crc32 page format (10.11's default) is handled; pages of
-//! the legacy checksum formats, ROW_FORMAT=COMPRESSED and page_compressed
-//! pages are refused with [`Error::Unsupported`]. Pure: no I/O.
+//! The full_crc32 page format (10.11's default) and the legacy formats
+//! (ROW_FORMAT=COMPRESSED pages, which are always legacy, and legacy
+//! uncompressed pages) are handled; page_compressed pages are refused with
+//! [`Error::Unsupported`]. Pure: no I/O.
 
 use zeroize::Zeroizing;
 
 use super::mariadb::{crypt_nopad, Aes, Algorithm, KeyFile};
 use crate::error::{Classify, ErrorClass};
 use crate::innodb::page::{
-    PageFormat, FIL_PAGE_FILE_FLUSH_LSN, FIL_PAGE_LSN, FIL_PAGE_OFFSET, FIL_PAGE_SPACE_ID,
-    FIL_PAGE_TYPE,
+    legacy_crc32, zip_crc32, PageFormat, FIL_PAGE_DATA, FIL_PAGE_FILE_FLUSH_LSN, FIL_PAGE_LSN,
+    FIL_PAGE_OFFSET, FIL_PAGE_PAGE_COMPRESSED, FIL_PAGE_PAGE_COMPRESSED_ENCRYPTED,
+    FIL_PAGE_SPACE_ID, FIL_PAGE_TYPE,
 };
 
 /// The 6 bytes that open the crypt data on page 0 (`CRYPT_MAGIC`).
@@ -31,9 +33,14 @@ pub const FCRC32_KEY_VERSION: usize = 0;
 pub const FCRC32_ENCRYPTED_FROM: usize = FIL_PAGE_FILE_FLUSH_LSN;
 /// full_crc32 marks a page_compressed page by this bit of the page type.
 pub const FCRC32_COMPRESSED_MARKER: u16 = 1 << 15;
+/// Where the legacy formats keep the key version of an encrypted page
+/// (bytes 26..30), followed by the checksum of the encrypted page (30..34).
+pub const LEGACY_KEY_VERSION: usize = FIL_PAGE_FILE_FLUSH_LSN;
 /// Page types never encrypted (`fil_space_encrypt_valid_page_type`).
 const FIL_PAGE_TYPE_FSP_HDR: u16 = 8;
 const FIL_PAGE_TYPE_XDES: u16 = 9;
+/// R-tree pages are encrypted in the full_crc32 format only.
+const FIL_PAGE_RTREE: u16 = 17854;
 /// `TRX_SYS_PAGE_NO`: page 5 of the system tablespace is never encrypted.
 const TRX_SYS_PAGE_NO: u32 = 5;
 
@@ -221,16 +228,20 @@ impl CryptData {
 
 /// Whether InnoDB ever encrypts page `page_no` of `space` with this
 /// page type: never page 0, the TRX_SYS page of the system tablespace,
-/// or FSP_HDR/XDES pages.
+/// FSP_HDR/XDES pages, or (legacy formats) R-tree pages.
 #[must_use]
-pub fn page_kind_encryptable(space: u32, page_no: u32, page: &[u8]) -> bool {
+pub fn page_kind_encryptable(space: u32, page_no: u32, page: &[u8], fmt: &PageFormat) -> bool {
     if page_no == 0 || (space == 0 && page_no == TRX_SYS_PAGE_NO) {
         return false;
     }
-    let ty = page
-        .get(FIL_PAGE_TYPE..FIL_PAGE_TYPE + 2)
-        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-    !matches!(ty, FIL_PAGE_TYPE_FSP_HDR | FIL_PAGE_TYPE_XDES)
+    let ty = page_type(page);
+    !(matches!(ty, FIL_PAGE_TYPE_FSP_HDR | FIL_PAGE_TYPE_XDES)
+        || (ty == FIL_PAGE_RTREE && !fmt.is_full_crc32()))
+}
+
+fn page_type(page: &[u8]) -> u16 {
+    page.get(FIL_PAGE_TYPE..FIL_PAGE_TYPE + 2)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// The key version of a full_crc32 page as read from disk (0: not
@@ -238,6 +249,17 @@ pub fn page_kind_encryptable(space: u32, page_no: u32, page: &[u8]) -> bool {
 #[must_use]
 pub fn fcrc32_key_version(page: &[u8]) -> u32 {
     be32(page, FCRC32_KEY_VERSION)
+}
+
+/// The key version of a page as read from disk, where its format keeps
+/// it (0: not encrypted).
+#[must_use]
+pub fn key_version(page: &[u8], fmt: &PageFormat) -> u32 {
+    if fmt.is_full_crc32() {
+        be32(page, FCRC32_KEY_VERSION)
+    } else {
+        be32(page, LEGACY_KEY_VERSION)
+    }
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -254,6 +276,7 @@ pub struct SpaceKey {
     space: u32,
     key_id: u32,
     key_version: u32,
+    fmt: PageFormat,
 }
 
 impl std::fmt::Debug for SpaceKey {
@@ -268,13 +291,14 @@ impl std::fmt::Debug for SpaceKey {
 }
 
 impl SpaceKey {
-    /// The local key of tablespace `space` from its crypt data and the
-    /// plugin's key (`key`, of `crypt.key_id` at `key_version`).
+    /// The local key of tablespace `space` (pages in format `fmt`) from its
+    /// crypt data and the plugin's key (`key`, of `crypt.key_id` at
+    /// `key_version`).
     ///
     /// # Errors
     /// [`Error::Key`] for a key that is not 16, 24 or 32 bytes.
     pub fn new(
-        space: u32,
+        (space, fmt): (u32, PageFormat),
         crypt: &CryptData,
         key: &[u8],
         key_version: u32,
@@ -295,6 +319,7 @@ impl SpaceKey {
             space,
             key_id: crypt.key_id,
             key_version,
+            fmt,
         })
     }
 
@@ -306,7 +331,7 @@ impl SpaceKey {
     /// [`Error::Key`] ([`super::mariadb::Error::NoKey`]) when the file has
     /// no such key.
     pub fn from_key_file(
-        space: u32,
+        space: (u32, PageFormat),
         crypt: &CryptData,
         keys: &KeyFile,
         alg: Algorithm,
@@ -336,12 +361,20 @@ impl SpaceKey {
         iv
     }
 
-    fn check_page(page: &[u8]) -> Result<(), Error> {
-        if page.len() < 4096 || !page.len().is_power_of_two() {
-            return Err(Error::Unsupported("not a whole uncompressed page"));
+    fn check_page(&self, page: &[u8]) -> Result<(), Error> {
+        if page.len() != self.fmt.physical_size() as usize || page.len() < 1024 {
+            return Err(Error::Unsupported("not a whole page of its tablespace"));
         }
-        let ty = u16::from_be_bytes([page[FIL_PAGE_TYPE], page[FIL_PAGE_TYPE + 1]]);
-        if ty & FCRC32_COMPRESSED_MARKER != 0 {
+        let ty = page_type(page);
+        let compressed = if self.fmt.is_full_crc32() {
+            ty & FCRC32_COMPRESSED_MARKER != 0
+        } else {
+            matches!(
+                ty,
+                FIL_PAGE_PAGE_COMPRESSED | FIL_PAGE_PAGE_COMPRESSED_ENCRYPTED
+            )
+        };
+        if compressed {
             return Err(Error::Unsupported(
                 "a page_compressed and encrypted page (not supported by the native prepare)",
             ));
@@ -349,29 +382,62 @@ impl SpaceKey {
         Ok(())
     }
 
-    /// Decrypt, in place, a full_crc32 page read from disk whose key
-    /// version (bytes 0..4) is not 0: check its checksum over the
-    /// ciphertext as InnoDB does before decrypting, decrypt bytes 26 up to
-    /// the 4-byte checksum, and check the decrypted space id field (a
-    /// wrong key reads as garbage there). Bytes 0..26 stay as they are
-    /// (the key version included) and so does the trailing checksum, as
-    /// in InnoDB's buffer pool.
+    /// The encrypted byte range and the checksum of the encrypted page.
+    fn layout(&self, n: usize) -> std::ops::Range<usize> {
+        if self.fmt.is_full_crc32() {
+            FCRC32_ENCRYPTED_FROM..n - 4
+        } else {
+            FIL_PAGE_DATA..n - 8
+        }
+    }
+
+    /// The checksum InnoDB stores for the encrypted page: full_crc32 over
+    /// bytes 0..n-4 (stored at n-4); legacy: the crc32 page checksum of
+    /// the encrypted page (ROW_FORMAT=COMPRESSED: its zip variant), stored
+    /// at 30 after the key version.
+    fn crypt_checksum(&self, page: &[u8]) -> u32 {
+        let n = page.len();
+        if self.fmt.is_full_crc32() {
+            crc32c::crc32c(&page[..n - 4])
+        } else if self.fmt.is_zip() {
+            zip_crc32(page)
+        } else {
+            legacy_crc32(page)
+        }
+    }
+
+    fn stored_checksum(&self, page: &[u8]) -> u32 {
+        if self.fmt.is_full_crc32() {
+            be32(page, page.len() - 4)
+        } else {
+            be32(page, LEGACY_KEY_VERSION + 4)
+        }
+    }
+
+    /// Decrypt, in place, a page read from disk whose key version is not 0
+    /// (see [`key_version`]): check its checksum over the ciphertext as
+    /// InnoDB does before decrypting, then decrypt (full_crc32: bytes 26 up
+    /// to the 4-byte checksum; legacy: bytes 38 up to the 8-byte trailer).
+    /// The bytes outside that range stay as read (the key version
+    /// included), as in InnoDB's buffer pool. A full_crc32 page's space id
+    /// field is encrypted: it must read as the tablespace's id afterwards
+    /// (a wrong key reads as garbage there); the legacy formats keep it in
+    /// clear, so a wrong key is not detected on their pages.
     ///
     /// # Errors
     /// [`Error::Checksum`], [`Error::Key`] (the page's key version is not
     /// this key's), [`Error::WrongKey`], [`Error::Unsupported`].
     pub fn decrypt_page(&self, page: &mut [u8]) -> Result<(), Error> {
-        Self::check_page(page)?;
+        self.check_page(page)?;
         let n = page.len();
         let page_no = be32(page, FIL_PAGE_OFFSET);
-        let stored = be32(page, n - 4);
-        if crc32c::crc32c(&page[..n - 4]) != stored {
+        if self.crypt_checksum(page) != self.stored_checksum(page) {
             return Err(Error::Checksum {
                 space: self.space,
                 page: page_no,
             });
         }
-        let version = fcrc32_key_version(page);
+        let version = key_version(page, &self.fmt);
         if version != self.key_version {
             return Err(super::mariadb::Error::NoKey {
                 id: self.key_id,
@@ -379,62 +445,61 @@ impl SpaceKey {
             }
             .into());
         }
-        let lsn = u64::from_be_bytes(
-            page[FIL_PAGE_LSN..FIL_PAGE_LSN + 8]
-                .try_into()
-                .unwrap_or([0; 8]),
-        );
-        let iv = self.page_iv(page_no, lsn);
-        crypt_nopad(
-            &self.aes,
-            self.alg,
-            &iv,
-            &mut page[FCRC32_ENCRYPTED_FROM..n - 4],
-            false,
-        );
-        let got = be32(page, FIL_PAGE_SPACE_ID);
-        if got != self.space {
-            return Err(Error::WrongKey {
-                space: self.space,
-                page: page_no,
-                key_id: self.key_id,
-                key_version: version,
-                got,
-            });
+        let iv = self.page_iv(page_no, be64(page, FIL_PAGE_LSN));
+        let range = self.layout(n);
+        crypt_nopad(&self.aes, self.alg, &iv, &mut page[range], false);
+        if self.fmt.is_full_crc32() {
+            let got = be32(page, FIL_PAGE_SPACE_ID);
+            if got != self.space {
+                return Err(Error::WrongKey {
+                    space: self.space,
+                    page: page_no,
+                    key_id: self.key_id,
+                    key_version: version,
+                    got,
+                });
+            }
         }
         Ok(())
     }
 
-    /// Encrypt, in place, a plaintext full_crc32 page whose LSN, low-LSN
-    /// trailer and page number are final (as `buf_page_encrypt` then
-    /// `fil_encrypt_buf` do): the key version into bytes 0..4, bytes 26 up
-    /// to the checksum encrypted, the CRC-32C of everything before it
-    /// stored in the last 4 bytes.
+    /// Encrypt, in place, a plaintext page whose LSN, trailer, page number
+    /// and (legacy) page checksums are final, as `buf_page_encrypt` then
+    /// `fil_encrypt_buf` do: the key version into bytes 0..4 (full_crc32)
+    /// or 26..30 (legacy), the range [`SpaceKey::decrypt_page`] names
+    /// encrypted, then the checksum of the encrypted page (full_crc32:
+    /// CRC-32C of everything before the last 4 bytes, stored there;
+    /// legacy: stored at 30).
     ///
     /// # Errors
     /// [`Error::Unsupported`].
     pub fn encrypt_page(&self, page: &mut [u8]) -> Result<(), Error> {
-        Self::check_page(page)?;
+        self.check_page(page)?;
         let n = page.len();
         let page_no = be32(page, FIL_PAGE_OFFSET);
-        let lsn = u64::from_be_bytes(
-            page[FIL_PAGE_LSN..FIL_PAGE_LSN + 8]
-                .try_into()
-                .unwrap_or([0; 8]),
-        );
-        page[..4].copy_from_slice(&self.key_version.to_be_bytes());
-        let iv = self.page_iv(page_no, lsn);
-        crypt_nopad(
-            &self.aes,
-            self.alg,
-            &iv,
-            &mut page[FCRC32_ENCRYPTED_FROM..n - 4],
-            true,
-        );
-        let c = crc32c::crc32c(&page[..n - 4]);
-        page[n - 4..].copy_from_slice(&c.to_be_bytes());
+        let iv = self.page_iv(page_no, be64(page, FIL_PAGE_LSN));
+        let v = self.key_version.to_be_bytes();
+        if self.fmt.is_full_crc32() {
+            page[FCRC32_KEY_VERSION..FCRC32_KEY_VERSION + 4].copy_from_slice(&v);
+        } else {
+            page[LEGACY_KEY_VERSION..LEGACY_KEY_VERSION + 4].copy_from_slice(&v);
+        }
+        let range = self.layout(n);
+        crypt_nopad(&self.aes, self.alg, &iv, &mut page[range], true);
+        let c = self.crypt_checksum(page).to_be_bytes();
+        if self.fmt.is_full_crc32() {
+            page[n - 4..].copy_from_slice(&c);
+        } else {
+            page[LEGACY_KEY_VERSION + 4..LEGACY_KEY_VERSION + 8].copy_from_slice(&c);
+        }
         Ok(())
     }
+}
+
+fn be64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 #[cfg(test)]
@@ -452,6 +517,10 @@ mod tests {
     const S6_P0: &[u8] = include_bytes!("testdata/fcrc32_cbc_s6_p0.page");
     const S6_P3: &[u8] = include_bytes!("testdata/fcrc32_cbc_s6_p3.page");
     const KEYS: &[u8] = include_bytes!("testdata/page_keys.txt");
+    // A ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8 table of the same server
+    // (tablespace 7, key 1): page 0 and its index root.
+    const Z7_P0: &[u8] = include_bytes!("testdata/zip8k_cbc_s7_p0.page");
+    const Z7_P3: &[u8] = include_bytes!("testdata/zip8k_cbc_s7_p3.page");
 
     fn fmt() -> PageFormat {
         PageFormat::from_flags(0x15).unwrap()
@@ -476,7 +545,7 @@ mod tests {
         // Page 0 itself is never encrypted; a page without the magic has
         // no crypt data.
         assert_eq!(fcrc32_key_version(S5_P0), 0);
-        assert!(!page_kind_encryptable(5, 0, S5_P0));
+        assert!(!page_kind_encryptable(5, 0, S5_P0, &fmt()));
         assert_eq!(CryptData::from_page0(S5_P3, &fmt()).unwrap(), None);
         let mut bad = S5_P0.to_vec();
         bad[10428 + 7] = 8;
@@ -487,10 +556,11 @@ mod tests {
     fn real_pages_decrypt_and_reencrypt_to_the_same_bytes() {
         for (space, p0, p3, key_id) in [(5, S5_P0, S5_P3, 1), (6, S6_P0, S6_P3, 2)] {
             let crypt = CryptData::from_page0(p0, &fmt()).unwrap().unwrap();
-            let k = SpaceKey::from_key_file(space, &crypt, &keys(), Algorithm::AesCbc).unwrap();
+            let k = SpaceKey::from_key_file((space, fmt()), &crypt, &keys(), Algorithm::AesCbc)
+                .unwrap();
             assert_eq!(k.key_id(), key_id);
             assert_eq!(fcrc32_key_version(p3), 1);
-            assert!(page_kind_encryptable(space, 3, p3));
+            assert!(page_kind_encryptable(space, 3, p3, &fmt()));
             let mut page = p3.to_vec();
             k.decrypt_page(&mut page).unwrap();
             // The plaintext page: its number, space id, an index page
@@ -517,7 +587,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let k = SpaceKey::from_key_file(5, &crypt, &wrong, Algorithm::AesCbc).unwrap();
+        let k = SpaceKey::from_key_file((5, fmt()), &crypt, &wrong, Algorithm::AesCbc).unwrap();
         let mut page = S5_P3.to_vec();
         match k.decrypt_page(&mut page) {
             Err(Error::WrongKey {
@@ -529,13 +599,13 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // The right key in the wrong mode is as wrong.
-        let k = SpaceKey::from_key_file(5, &crypt, &keys(), Algorithm::AesCtr).unwrap();
+        let k = SpaceKey::from_key_file((5, fmt()), &crypt, &keys(), Algorithm::AesCtr).unwrap();
         assert!(matches!(
             k.decrypt_page(&mut S5_P3.to_vec()),
             Err(Error::WrongKey { .. })
         ));
         // A flipped ciphertext bit: the checksum says so before decrypting.
-        let k = SpaceKey::from_key_file(5, &crypt, &keys(), Algorithm::AesCbc).unwrap();
+        let k = SpaceKey::from_key_file((5, fmt()), &crypt, &keys(), Algorithm::AesCbc).unwrap();
         let mut page = S5_P3.to_vec();
         page[5000] ^= 1;
         assert_eq!(
@@ -544,7 +614,7 @@ mod tests {
         );
         // Tablespace 6 wants key id 2, which this file lacks.
         let c6 = CryptData::from_page0(S6_P0, &fmt()).unwrap().unwrap();
-        let e = SpaceKey::from_key_file(6, &c6, &wrong, Algorithm::AesCbc).unwrap_err();
+        let e = SpaceKey::from_key_file((6, fmt()), &c6, &wrong, Algorithm::AesCbc).unwrap_err();
         assert_eq!(
             e,
             Error::Key(super::super::mariadb::Error::NoKey { id: 2, version: 1 })
@@ -556,6 +626,46 @@ mod tests {
             k.encrypt_page(&mut page),
             Err(Error::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn real_compressed_pages_decrypt_and_reencrypt_to_the_same_bytes() {
+        // ROW_FORMAT=COMPRESSED, KEY_BLOCK_SIZE=8, on 16 KiB pages.
+        let zfmt = PageFormat::from_flags(u32::from_be_bytes([
+            Z7_P0[54], Z7_P0[55], Z7_P0[56], Z7_P0[57],
+        ]))
+        .unwrap();
+        assert!(zfmt.is_zip() && !zfmt.is_full_crc32());
+        assert_eq!(zfmt.physical_size(), 8192);
+        assert_eq!(crypt_data_offset(&zfmt), 5308);
+        let crypt = CryptData::from_page0(Z7_P0, &zfmt).unwrap().unwrap();
+        assert_eq!((crypt.scheme, crypt.key_id), (1, 1));
+        assert_eq!(key_version(Z7_P3, &zfmt), 1);
+        assert!(page_kind_encryptable(7, 3, Z7_P3, &zfmt));
+        let k = SpaceKey::from_key_file((7, zfmt), &crypt, &keys(), Algorithm::AesCbc).unwrap();
+        let mut page = Z7_P3.to_vec();
+        k.decrypt_page(&mut page).unwrap();
+        // The header (in clear) and the trailer are as read; the page
+        // header after byte 38 (stored uncompressed in a compressed page)
+        // now reads as an index page's: leaf level, a small index id.
+        assert_eq!(page[..38], Z7_P3[..38]);
+        assert_eq!(page[8184..], Z7_P3[8184..]);
+        assert_ne!(page[38..8184], Z7_P3[38..8184]);
+        let level = u16::from_be_bytes([page[38 + 26], page[38 + 27]]);
+        let index_id = be64(&page, 38 + 28);
+        assert!(
+            level < 4 && (1..1 << 32).contains(&index_id),
+            "{level} {index_id}"
+        );
+        k.encrypt_page(&mut page).unwrap();
+        assert!(page == Z7_P3, "re-encryption differs");
+        // A flipped ciphertext bit fails the checksum at 30.
+        let mut bad = Z7_P3.to_vec();
+        bad[4000] ^= 4;
+        assert_eq!(
+            k.decrypt_page(&mut bad),
+            Err(Error::Checksum { space: 7, page: 3 })
+        );
     }
 
     proptest! {
@@ -572,7 +682,7 @@ mod tests {
             let alg = if ctr { Algorithm::AesCtr } else { Algorithm::AesCbc };
             let mut crypt = CryptData::from_page0(S5_P0, &fmt()).unwrap().unwrap();
             crypt.key_id = [1, 2][key_idx];
-            let k = SpaceKey::from_key_file(space, &crypt, &keys(), alg).unwrap();
+            let k = SpaceKey::from_key_file((space, fmt()), &crypt, &keys(), alg).unwrap();
             let mut plain = body;
             plain[4..8].copy_from_slice(&page_no.to_be_bytes());
             plain[16..24].copy_from_slice(&lsn.to_be_bytes());
@@ -590,7 +700,7 @@ mod tests {
             // does not decrypt it.
             let mut other = crypt;
             other.iv[0] ^= 1;
-            let w = SpaceKey::from_key_file(space, &other, &keys(), alg).unwrap();
+            let w = SpaceKey::from_key_file((space, fmt()), &other, &keys(), alg).unwrap();
             let mut page = enc;
             let wrong = matches!(w.decrypt_page(&mut page), Err(Error::WrongKey { .. }));
             prop_assert!(wrong);
