@@ -388,13 +388,7 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
 
     // The log.
     let log_path = job.log_path;
-    let mut log = File::open(log_path).map_err(io(log_path))?;
-    let log_len = log.metadata().map_err(io(log_path))?.len();
-    let mut prefix = vec![0u8; START_OFFSET as usize];
-    log.read_exact(&mut prefix).map_err(io(log_path))?;
-    let info = parse_log_prefix(&prefix).map_err(|e| Error::Log(e.to_string()))?;
-    let geo = LogGeometry::for_header(&info.header, log_len.max(START_OFFSET + 16))
-        .map_err(|e| Error::Log(e.to_string()))?;
+    let (info, geo) = read_log_prefix(log_path)?;
     let start = info.newest.checkpoint_lsn;
     let end = job.end;
     if end < start {
@@ -414,7 +408,6 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     // what cannot be reproduced before any file is touched. It also plans
     // the batches: each ends where the records it buffers (and the log
     // bytes they borrow) reach the memory budget.
-    drop(log);
     let t0 = Instant::now();
     let budget = usize::try_from(opts.use_memory.max(1 << 20)).unwrap_or(usize::MAX);
     let mut pre = PrePass::default();
@@ -596,6 +589,18 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     Ok(report)
 }
 
+/// A log's header and checkpoints, and its geometry.
+fn read_log_prefix(log_path: &Path) -> Result<(redo::LogFileInfo, LogGeometry)> {
+    let mut log = File::open(log_path).map_err(io(log_path))?;
+    let log_len = log.metadata().map_err(io(log_path))?.len();
+    let mut prefix = vec![0u8; START_OFFSET as usize];
+    log.read_exact(&mut prefix).map_err(io(log_path))?;
+    let info = parse_log_prefix(&prefix).map_err(|e| Error::Log(e.to_string()))?;
+    let geo = LogGeometry::for_header(&info.header, log_len.max(START_OFFSET + 16))
+        .map_err(|e| Error::Log(e.to_string()))?;
+    Ok((info, geo))
+}
+
 fn page_size_of(dir: &Path, cnf: &BackupMyCnf) -> Result<u32> {
     u32::try_from(cnf.innodb_page_size)
         .ok()
@@ -623,13 +628,7 @@ pub fn check_keys(
     keys: Option<&Keys>,
 ) -> Result<()> {
     for &(log_path, end) in logs {
-        let mut log = File::open(log_path).map_err(io(log_path))?;
-        let log_len = log.metadata().map_err(io(log_path))?.len();
-        let mut prefix = vec![0u8; START_OFFSET as usize];
-        log.read_exact(&mut prefix).map_err(io(log_path))?;
-        let info = parse_log_prefix(&prefix).map_err(|e| Error::Log(e.to_string()))?;
-        let geo = LogGeometry::for_header(&info.header, log_len.max(START_OFFSET + 16))
-            .map_err(|e| Error::Log(e.to_string()))?;
+        let (info, geo) = read_log_prefix(log_path)?;
         log_key(log_path, &info, geo, end, keys)?;
     }
     let page_size = page_size_of(data_dir, cnf)?;

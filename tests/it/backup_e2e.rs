@@ -1466,15 +1466,19 @@ async fn mariabackup_chain_checked(
     }
     let data = root.join("chain-data");
     copy_dir(base, &data);
-    let mut restored = Sandbox::start_on(
-        &data,
-        &root.join("chain-run"),
-        SandboxOptions {
-            server_args,
-            ..Default::default()
-        },
-    )
-    .expect("server starts on the prepared chain");
+    chain_checked(&data, &root.join("chain-run"), &server_args, e).await
+}
+
+/// A server with `server_args` started on the prepared chain `data`: it
+/// passes the checks at the incremental's point and holds the 777 rows
+/// of `hb_inc.born`. Returns its CHECKSUM TABLE of every user table.
+async fn chain_checked(
+    data: &Path,
+    run: &Path,
+    server_args: &[String],
+    e: &Expect,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut restored = start_with(data, run, server_args);
     let r = check(&restored, e).await;
     let born = r
         .tables
@@ -1622,27 +1626,9 @@ fn encrypted_tables_backed_up_and_prepared() {
         // reads its own (its prepare takes backup-my.cnf as its options).
         let peer_copy = dir.path().join("peer-src");
         copy_dir(&pristine, &peer_copy);
-        run_ok(
-            &mariabackup,
-            &[
-                OsStr::new(&format!(
-                    "--defaults-file={}",
-                    peer_copy.join("backup-my.cnf").display()
-                )),
-                OsStr::new("--prepare"),
-                OsStr::new(&format!("--target-dir={}", peer_copy.display())),
-            ],
-        );
+        mariabackup_prepare(&mariabackup, &peer_copy);
         let start = |data: &Path, name: &str| {
-            Sandbox::start_on(
-                data,
-                &dir.path().join(format!("{name}-run")),
-                SandboxOptions {
-                    server_args: plugin.to_vec(),
-                    ..Default::default()
-                },
-            )
-            .expect("server starts on the prepared backup")
+            start_with(data, &dir.path().join(format!("{name}-run")), &plugin)
         };
         let datadir = dir.path().join("ours-data");
         hotbak_restore(&backup, &datadir);
@@ -1667,6 +1653,65 @@ fn hashes(d: &Path) -> Vec<(std::path::PathBuf, [u8; 32])> {
         .collect();
     v.sort();
     v
+}
+
+/// A server started on `data` with `args` (the key plugin), its run
+/// directory `run`.
+fn start_with(data: &Path, run: &Path, args: &[String]) -> Sandbox {
+    Sandbox::start_on(
+        data,
+        run,
+        SandboxOptions {
+            server_args: args.to_vec(),
+            ..Default::default()
+        },
+    )
+    .expect("server starts on the prepared backup")
+}
+
+/// `mariabackup --defaults-file=DIR/backup-my.cnf --prepare
+/// --target-dir=DIR` (it reads the key plugin's settings from there).
+fn mariabackup_prepare(mariabackup: &Path, dir: &Path) {
+    run_ok(
+        mariabackup,
+        &[
+            OsStr::new(&format!(
+                "--defaults-file={}",
+                dir.join("backup-my.cnf").display()
+            )),
+            OsStr::new("--prepare"),
+            OsStr::new(&format!("--target-dir={}", dir.display())),
+        ],
+    );
+}
+
+/// Write `clear` (key file lines) to `keys` encrypted as MariaDB documents
+/// (`openssl enc -aes-256-cbc -md sha1 -pass file:…`), with a file key in
+/// `root/filekey`; that file's path, or `None` (skip) without openssl.
+fn salted_key_file(root: &Path, clear: &str, keys: &Path) -> Option<std::path::PathBuf> {
+    let openssl = tool("openssl")?;
+    let plain = root.join("keys.clear");
+    std::fs::write(&plain, clear).expect("key file");
+    let secret = root.join("filekey");
+    std::fs::write(&secret, "correct horse battery staple\n").expect("file key");
+    run_ok(
+        &openssl,
+        &[
+            OsStr::new("enc"),
+            OsStr::new("-aes-256-cbc"),
+            OsStr::new("-md"),
+            OsStr::new("sha1"),
+            OsStr::new("-pass"),
+            OsStr::new(&format!("file:{}", secret.display())),
+            OsStr::new("-in"),
+            plain.as_os_str(),
+            OsStr::new("-out"),
+            keys.as_os_str(),
+        ],
+    );
+    std::fs::remove_file(&plain).expect("remove the clear keys");
+    assert!(std::fs::read(keys).expect("keys").starts_with(b"Salted__"));
+    Some(secret)
 }
 
 /// A server with encrypted tables *and* an encrypted redo log
@@ -1695,30 +1740,9 @@ fn encrypted_log_with_ddl(salted: bool) {
         "--innodb-encryption-threads=1".to_owned(),
     ];
     if salted {
-        let Some(openssl) = tool("openssl") else {
+        let Some(secret) = salted_key_file(dir.path(), plain_keys, &keys) else {
             return;
         };
-        let clear = dir.path().join("keys.clear");
-        std::fs::write(&clear, plain_keys).expect("key file");
-        let secret = dir.path().join("filekey");
-        std::fs::write(&secret, "correct horse battery staple\n").expect("file key");
-        run_ok(
-            &openssl,
-            &[
-                OsStr::new("enc"),
-                OsStr::new("-aes-256-cbc"),
-                OsStr::new("-md"),
-                OsStr::new("sha1"),
-                OsStr::new("-pass"),
-                OsStr::new(&format!("file:{}", secret.display())),
-                OsStr::new("-in"),
-                clear.as_os_str(),
-                OsStr::new("-out"),
-                keys.as_os_str(),
-            ],
-        );
-        std::fs::remove_file(&clear).expect("remove the clear keys");
-        assert!(std::fs::read(&keys).expect("keys").starts_with(b"Salted__"));
         plugin.push(format!(
             "--file-key-management-filekey=FILE:{}",
             secret.display()
@@ -1868,36 +1892,16 @@ fn encrypted_native_prepare_matches_mariabackup() {
     let Some(mariabackup) = tool("mariabackup") else {
         return;
     };
-    let Some(openssl) = tool("openssl") else {
-        return;
-    };
     let dir = tempfile::tempdir().expect("tempdir");
-    let clear = dir.path().join("keys.clear");
-    std::fs::write(
-        &clear,
+    let keys = dir.path().join("keys.enc");
+    let Some(secret) = salted_key_file(
+        dir.path(),
         "1;a7addd9adea9978fda19f21e6be987880e68ac92632ca052e5bb42b1a506939a\n\
          2;49c16acc2dffe616710c9ba9a10b94944a737de1beccb52dc1560abfdd67388b\n",
-    )
-    .expect("key file");
-    let keys = dir.path().join("keys.enc");
-    let secret = dir.path().join("filekey");
-    std::fs::write(&secret, "correct horse battery staple\n").expect("file key");
-    run_ok(
-        &openssl,
-        &[
-            OsStr::new("enc"),
-            OsStr::new("-aes-256-cbc"),
-            OsStr::new("-md"),
-            OsStr::new("sha1"),
-            OsStr::new("-pass"),
-            OsStr::new(&format!("file:{}", secret.display())),
-            OsStr::new("-in"),
-            clear.as_os_str(),
-            OsStr::new("-out"),
-            keys.as_os_str(),
-        ],
-    );
-    std::fs::remove_file(&clear).expect("remove the clear keys");
+        &keys,
+    ) else {
+        return;
+    };
     let plugin = vec![
         "--plugin-load-add=file_key_management".to_owned(),
         format!("--file-key-management-filename={}", keys.display()),
@@ -2007,17 +2011,7 @@ fn encrypted_native_prepare_matches_mariabackup() {
         }
         assert_eq!(hashes(&ours), before_hashes, "a failed prepare changed the backup");
 
-        run_ok(
-            &mariabackup,
-            &[
-                OsStr::new(&format!(
-                    "--defaults-file={}",
-                    theirs.join("backup-my.cnf").display()
-                )),
-                OsStr::new("--prepare"),
-                OsStr::new(&format!("--target-dir={}", theirs.display())),
-            ],
-        );
+        mariabackup_prepare(&mariabackup, &theirs);
         let out = hotbak_prepare(&ours);
         assert!(out.contains("prepare (native)"), "not prepared natively:\n{out}");
         assert!(
@@ -2036,15 +2030,7 @@ fn encrypted_native_prepare_matches_mariabackup() {
 
         let e = Expect::between(&schema, &before, &after);
         let start = |data: &Path, name: &str| {
-            Sandbox::start_on(
-                data,
-                &dir.path().join(format!("{name}-run")),
-                SandboxOptions {
-                    server_args: plugin.clone(),
-                    ..Default::default()
-                },
-            )
-            .expect("server starts on the prepared backup")
+            start_with(data, &dir.path().join(format!("{name}-run")), &plugin)
         };
         let mut ours_sb = start(&ours, "ours");
         let r = check(&ours_sb, &e).await;
@@ -2200,24 +2186,7 @@ fn encrypted_incremental_chain_prepared_natively_and_by_mariabackup() {
         let e = Expect::between(&schema, &before, &after);
         let data = dir.path().join("ours-data");
         hotbak_restore(&base, &data);
-        let mut ours = Sandbox::start_on(
-            &data,
-            &dir.path().join("ours-run"),
-            SandboxOptions {
-                server_args: plugin.clone(),
-                ..Default::default()
-            },
-        )
-        .expect("server starts on hotbak's prepared chain");
-        let r = check(&ours, &e).await;
-        let born = r
-            .tables
-            .iter()
-            .find(|t| t.name == "hb_inc.born")
-            .map(|t| t.rows);
-        assert_eq!(born, Some(777), "{r}");
-        let our_sums = served_sums(&ours).await;
-        ours.stop().expect("stops");
+        let our_sums = chain_checked(&data, &dir.path().join("ours-run"), &plugin, &e).await;
         let defaults = format!(
             "--defaults-file={}",
             mb_base.join("backup-my.cnf").display()
