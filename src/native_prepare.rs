@@ -797,8 +797,7 @@ const PROBE_PAGES: u64 = 1024;
 /// page was found to check the key with. Pages whose checksum fails are
 /// left for the apply pass to report if it needs them.
 fn probe_key(sp: &Space, key: &SpaceKey, key_file: &Path) -> Result<bool> {
-    let Some(f) = sp.files.first().filter(|_| sp.format.is_full_crc32()) else {
-        // The legacy formats keep no encrypted known plaintext.
+    let Some(f) = sp.files.first() else {
         return Ok(false);
     };
     let size = sp.format.physical_size() as usize;
@@ -810,7 +809,7 @@ fn probe_key(sp: &Space, key: &SpaceKey, key_file: &Path) -> Result<bool> {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(io(&f.path)(e)),
         }
-        if page_crypt::fcrc32_key_version(&page) == 0 {
+        if page_crypt::key_version(&page, &sp.format) == 0 {
             continue;
         }
         match key.decrypt_page(&mut page) {

@@ -352,7 +352,7 @@ mod tests {
                     page: 3,
                     key_id: 2,
                     key_version: 1,
-                    got: 77,
+                    what: "its space id field reads 77".into(),
                 }),
                 USAGE,
             ),

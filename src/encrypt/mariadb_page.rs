@@ -15,9 +15,9 @@ use zeroize::Zeroizing;
 use super::mariadb::{crypt_nopad, Aes, Algorithm, KeyFile};
 use crate::error::{Classify, ErrorClass};
 use crate::innodb::page::{
-    legacy_crc32, zip_crc32, PageFormat, FIL_PAGE_DATA, FIL_PAGE_FILE_FLUSH_LSN, FIL_PAGE_LSN,
-    FIL_PAGE_OFFSET, FIL_PAGE_PAGE_COMPRESSED, FIL_PAGE_PAGE_COMPRESSED_ENCRYPTED,
-    FIL_PAGE_SPACE_ID, FIL_PAGE_TYPE,
+    legacy_crc32, legacy_innodb_new_checksum, zip_adler32, zip_crc32, PageFormat,
+    BUF_NO_CHECKSUM_MAGIC, FIL_PAGE_DATA, FIL_PAGE_FILE_FLUSH_LSN, FIL_PAGE_LSN, FIL_PAGE_OFFSET,
+    FIL_PAGE_PAGE_COMPRESSED, FIL_PAGE_PAGE_COMPRESSED_ENCRYPTED, FIL_PAGE_SPACE_ID, FIL_PAGE_TYPE,
 };
 
 /// The 6 bytes that open the crypt data on page 0 (`CRYPT_MAGIC`).
@@ -63,7 +63,7 @@ pub enum Error {
         page: u32,
     },
     /// The page decrypts to something that is not this page.
-    #[error("encrypted page {page} of tablespace {space} does not decrypt with key id {key_id} version {key_version} (its space id field reads {got} after decryption): a wrong key, or another file_key_management_encryption_algorithm")]
+    #[error("encrypted page {page} of tablespace {space} does not decrypt with key id {key_id} version {key_version} ({what} after decryption): a wrong key, or another file_key_management_encryption_algorithm")]
     WrongKey {
         /// Space id.
         space: u32,
@@ -73,8 +73,8 @@ pub enum Error {
         key_id: u32,
         /// Key version of the page.
         key_version: u32,
-        /// The space id field after decryption.
-        got: u32,
+        /// What the decrypted page shows (`its space id field reads 77`).
+        what: String,
     },
     /// A page format or kind this module does not encrypt or decrypt.
     #[error("{0}")]
@@ -419,10 +419,10 @@ impl SpaceKey {
     /// InnoDB does before decrypting, then decrypt (full_crc32: bytes 26 up
     /// to the 4-byte checksum; legacy: bytes 38 up to the 8-byte trailer).
     /// The bytes outside that range stay as read (the key version
-    /// included), as in InnoDB's buffer pool. A full_crc32 page's space id
-    /// field is encrypted: it must read as the tablespace's id afterwards
-    /// (a wrong key reads as garbage there); the legacy formats keep it in
-    /// clear, so a wrong key is not detected on their pages.
+    /// included), as in InnoDB's buffer pool. A wrong key reads as garbage:
+    /// a full_crc32 page's space id field is encrypted and must read as the
+    /// tablespace's id afterwards; a legacy page's own checksum at 0 (in
+    /// clear, computed over the plaintext) must match the decrypted page.
     ///
     /// # Errors
     /// [`Error::Checksum`], [`Error::Key`] (the page's key version is not
@@ -448,17 +448,31 @@ impl SpaceKey {
         let iv = self.page_iv(page_no, be64(page, FIL_PAGE_LSN));
         let range = self.layout(n);
         crypt_nopad(&self.aes, self.alg, &iv, &mut page[range], false);
-        if self.fmt.is_full_crc32() {
+        let wrong = if self.fmt.is_full_crc32() {
             let got = be32(page, FIL_PAGE_SPACE_ID);
-            if got != self.space {
-                return Err(Error::WrongKey {
-                    space: self.space,
-                    page: page_no,
-                    key_id: self.key_id,
-                    key_version: version,
-                    got,
-                });
-            }
+            (got != self.space).then(|| format!("its space id field reads {got}"))
+        } else {
+            // The page checksum at 0 was computed over the plaintext
+            // before encryption (crc32; pages of older servers may carry
+            // the innodb checksum).
+            let stored = be32(page, 0);
+            let ok = if self.fmt.is_zip() {
+                zip_crc32(page) == stored || zip_adler32(page) == stored
+            } else {
+                legacy_crc32(page) == stored
+                    || legacy_innodb_new_checksum(page) == stored
+                    || stored == BUF_NO_CHECKSUM_MAGIC
+            };
+            (!ok).then(|| format!("its page checksum 0x{stored:08x} does not match"))
+        };
+        if let Some(what) = wrong {
+            return Err(Error::WrongKey {
+                space: self.space,
+                page: page_no,
+                key_id: self.key_id,
+                key_version: version,
+                what,
+            });
         }
         Ok(())
     }
@@ -521,6 +535,10 @@ mod tests {
     // (tablespace 7, key 1): page 0 and its index root.
     const Z7_P0: &[u8] = include_bytes!("testdata/zip8k_cbc_s7_p0.page");
     const Z7_P3: &[u8] = include_bytes!("testdata/zip8k_cbc_s7_p3.page");
+    // A table created with innodb_checksum_algorithm=crc32 (the legacy
+    // page format, flags 0x21; tablespace 8, key 1).
+    const L8_P0: &[u8] = include_bytes!("testdata/legacy_cbc_s8_p0.page");
+    const L8_P3: &[u8] = include_bytes!("testdata/legacy_cbc_s8_p3.page");
 
     fn fmt() -> PageFormat {
         PageFormat::from_flags(0x15).unwrap()
@@ -657,8 +675,19 @@ mod tests {
             level < 4 && (1..1 << 32).contains(&index_id),
             "{level} {index_id}"
         );
+        assert_eq!(zip_crc32(&page), be32(&page, 0));
         k.encrypt_page(&mut page).unwrap();
         assert!(page == Z7_P3, "re-encryption differs");
+        let wrong = KeyFile::parse(
+            b"1;49c16acc2dffe616710c9ba9a10b94944a737de1beccb52dc1560abfdd67388b\n",
+            None,
+        )
+        .unwrap();
+        let w = SpaceKey::from_key_file((7, zfmt), &crypt, &wrong, Algorithm::AesCbc).unwrap();
+        assert!(matches!(
+            w.decrypt_page(&mut Z7_P3.to_vec()),
+            Err(Error::WrongKey { space: 7, .. })
+        ));
         // A flipped ciphertext bit fails the checksum at 30.
         let mut bad = Z7_P3.to_vec();
         bad[4000] ^= 4;
@@ -666,6 +695,39 @@ mod tests {
             k.decrypt_page(&mut bad),
             Err(Error::Checksum { space: 7, page: 3 })
         );
+    }
+
+    #[test]
+    fn real_legacy_pages_decrypt_and_reencrypt_to_the_same_bytes() {
+        let lfmt = PageFormat::from_flags(0x21).unwrap();
+        let crypt = CryptData::from_page0(L8_P0, &lfmt).unwrap().unwrap();
+        assert_eq!(key_version(L8_P3, &lfmt), 1);
+        let k = SpaceKey::from_key_file((8, lfmt), &crypt, &keys(), Algorithm::AesCbc).unwrap();
+        let mut page = L8_P3.to_vec();
+        k.decrypt_page(&mut page).unwrap();
+        // The plaintext's own checksum (at 0 and in the trailer, both in
+        // clear) now matches; so do the infimum and supremum records.
+        assert_eq!(legacy_crc32(&page), be32(&page, 0));
+        assert_eq!(page[16376..16380], page[..4]);
+        assert!(page.windows(8).any(|w| w == b"infimum\0"));
+        assert!(page.windows(8).any(|w| w == b"supremum"));
+        k.encrypt_page(&mut page).unwrap();
+        assert!(page == L8_P3, "re-encryption differs");
+        // Key 2's bytes as key 1: caught by the plaintext checksum.
+        let wrong = KeyFile::parse(
+            b"1;49c16acc2dffe616710c9ba9a10b94944a737de1beccb52dc1560abfdd67388b\n",
+            None,
+        )
+        .unwrap();
+        let w = SpaceKey::from_key_file((8, lfmt), &crypt, &wrong, Algorithm::AesCbc).unwrap();
+        assert!(matches!(
+            w.decrypt_page(&mut L8_P3.to_vec()),
+            Err(Error::WrongKey {
+                space: 8,
+                page: 3,
+                ..
+            })
+        ));
     }
 
     proptest! {
