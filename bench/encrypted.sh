@@ -12,9 +12,11 @@
 #      --stream=xbstream > /dev/null`, alternating, page cache dropped before every run
 #      with DROP_CACHES=1 (timer.py: median wall [range], CPU, RSS, ratio; > 1: hotbak faster)
 #   2. prepare: one hotbak backup taken while an insert loop writes (so there is
-#      encrypted redo to apply), extracted into two copies per round, prepared by
-#      `mariabackup --prepare` (backup-my.cnf as its options, for the key plugin) and
-#      `hotbak prepare` (the server-based prepare with the same plugin), alternating.
+#      encrypted redo to apply), extracted into three copies per round, prepared by
+#      `mariabackup --prepare` (backup-my.cnf as its options, for the key plugin),
+#      `hotbak prepare --native` (the native prepare: redo and pages decrypted with the
+#      key file, pages re-encrypted) and `hotbak prepare --server-recovery` (the
+#      server-based prepare with the same plugin), alternating.
 # Env: SIZE_MB (2048), RUNS (3), DROP_CACHES (0), PAR (2), WORK (/tmp/hotbak-bench-enc), ALGO (aes_cbc or
 #      aes_ctr), KEEP=1 (keep the loaded server's datadir for the next run).
 set -euo pipefail
@@ -48,7 +50,7 @@ stop_server() {
 cleanup() {
   stop_server
   [ -n "${LOADPID:-}" ] && kill "$LOADPID" 2>/dev/null || true
-  if [ "${KEEP:-0}" = 1 ]; then rm -rf "$WORK"/{p1,p2,mbtgt,hb.xbs}; else rm -rf "$WORK"; fi
+  if [ "${KEEP:-0}" = 1 ]; then rm -rf "$WORK"/{p1,p2,p3,mbtgt,hb.xbs}; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -100,8 +102,9 @@ sleep 2
 $HB > "$WORK/hb.xbs" 2> "$WORK/hb.err" || { echo "!! hotbak backup failed:"; tail -5 "$WORK/hb.err"; exit 1; }
 kill "$LOADPID" 2>/dev/null || true; wait "$LOADPID" 2>/dev/null || true; LOADPID=""
 grep -E "redo |encrypted" "$WORK/hb.err" | head -3 || true
-PRE="rm -rf $WORK/p1 $WORK/p2; mkdir -p $WORK/p1; $BIN/xbextract -x -C $WORK/p1 --no-sync < $WORK/hb.xbs 2>/dev/null; cp -a $WORK/p1 $WORK/p2"
+PRE="rm -rf $WORK/p1 $WORK/p2 $WORK/p3; mkdir -p $WORK/p1; $BIN/xbextract -x -C $WORK/p1 --no-sync < $WORK/hb.xbs 2>/dev/null; cp -a $WORK/p1 $WORK/p2; cp -a $WORK/p1 $WORK/p3"
 python3 "$HERE/timer.py" -n "$RUNS" $DROP --alternate --pre "$PRE" \
   "mariabackup-prepare=mariabackup --defaults-file=$WORK/p2/backup-my.cnf --prepare --target-dir=$WORK/p2 >/dev/null 2>&1" \
-  "hotbak-prepare=$BIN/hotbak prepare --target-dir $WORK/p1 2>/dev/null"
+  "hotbak-prepare-native=$BIN/hotbak prepare --native --target-dir $WORK/p1 2>/dev/null" \
+  "hotbak-prepare-server=$BIN/hotbak prepare --server-recovery --target-dir $WORK/p3 2>/dev/null"
 stop_server

@@ -33,7 +33,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::encrypt::mariadb::{Algorithm, KeyFile, LogKey};
+use crate::encrypt::mariadb_page::{self as page_crypt, CryptData, SpaceKey};
 
 use crate::error::{Classify, ErrorClass};
 use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints};
@@ -46,7 +50,7 @@ use crate::innodb::apply::{
 use crate::innodb::page::{parse_page0, PageFormat, FIL_PAGE_DATA, FSP_SIZE, FSP_SPACE_FLAGS};
 use crate::innodb::redo::{
     self, build_backup_log_prefix, parse_log_prefix, scan_mtrs, Checkpoint, FileOp, LogGeometry,
-    ScanStop, DEFAULT_BACKUP_CREATOR, MTR_SIZE_MAX, MTR_TRAILER, START_OFFSET,
+    ScanStop, DEFAULT_BACKUP_CREATOR, MTR_SIZE_MAX, START_OFFSET,
 };
 use crate::innodb::{Lsn, PageNo};
 
@@ -93,6 +97,10 @@ pub enum Error {
         /// The record or case.
         what: String,
     },
+    /// The keys of an encrypted backup are missing or wrong (nothing was
+    /// changed): the message names the key id and the key file.
+    #[error("{0}. Nothing was changed")]
+    Key(String),
     /// Applying a record failed.
     #[error("applying the mini-transaction at LSN {lsn}: {source}")]
     Apply {
@@ -108,7 +116,7 @@ pub enum Error {
 impl Classify for Error {
     fn class(&self) -> ErrorClass {
         match self {
-            Error::NotABackup { .. } => ErrorClass::Usage,
+            Error::NotABackup { .. } | Error::Key(_) => ErrorClass::Usage,
             Error::Metadata { .. } | Error::Log(_) => ErrorClass::Corrupt,
             Error::Io { .. } => ErrorClass::Io,
             Error::Unsupported { .. } => ErrorClass::Failed,
@@ -135,6 +143,26 @@ pub struct NativeOptions {
     /// Threads applying a batch's pages (each thread takes a contiguous run
     /// of pages); at least 1.
     pub threads: usize,
+    /// The keys of a backup of a server with data-at-rest encryption
+    /// (`file_key_management`): encrypted redo records and pages are
+    /// decrypted with them, and pages re-encrypted on write.
+    pub keys: Option<Arc<Keys>>,
+}
+
+/// The `file_key_management` keys a native prepare decrypts with, and the
+/// server's `innodb_encrypt_tables` (pages of tablespaces in the default
+/// encryption mode are written encrypted only while it is on, as InnoDB
+/// writes them; mariabackup reads it from `backup-my.cnf` too).
+#[derive(Clone, Debug)]
+pub struct Keys {
+    /// The keys.
+    pub keys: KeyFile,
+    /// `file_key_management_encryption_algorithm`.
+    pub algorithm: Algorithm,
+    /// The key file (for messages).
+    pub path: PathBuf,
+    /// `innodb_encrypt_tables` is ON or FORCE.
+    pub encrypt_tables: bool,
 }
 
 impl Default for NativeOptions {
@@ -142,6 +170,7 @@ impl Default for NativeOptions {
         NativeOptions {
             use_memory: 128 << 20,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            keys: None,
         }
     }
 }
@@ -170,6 +199,15 @@ pub struct Report {
     pub pages_freed: u64,
     /// Files extended to the size page 0 records demand.
     pub files_extended: u64,
+    /// Encrypted pages read and decrypted.
+    pub pages_decrypted: u64,
+    /// Pages encrypted on write.
+    pub pages_encrypted: u64,
+    /// Key ids of encrypted tablespaces that no encrypted page on disk (nor
+    /// the log's checkpoint record) could check: all their pages came from
+    /// the log, so a wrong key there goes unnoticed until the server reads
+    /// them (as with mariabackup).
+    pub unverified_key_ids: Vec<u32>,
     /// Count of each record kind seen.
     pub record_kinds: BTreeMap<&'static str, u64>,
     /// Files written or extended.
@@ -202,20 +240,34 @@ struct Space {
     format: PageFormat,
     /// Largest FSP_SIZE written to page 0 by the log.
     recv_size: u32,
+    /// The crypt data of page 0 (as read, then as the log writes it).
+    crypt: Option<CryptData>,
+    /// The tablespace's key, when it has encrypted pages.
+    key: Option<Arc<SpaceKey>>,
+    /// Pages written are encrypted with `key`.
+    encrypt_writes: bool,
 }
 
 /// Tablespaces by id.
 type Spaces = FxHashMap<u32, Space>;
 
 /// Add a one-file tablespace; a space id seen twice is an error.
-fn add_space(spaces: &mut Spaces, id: u32, path: &Path, format: PageFormat) -> Result<()> {
+fn add_space(
+    spaces: &mut Spaces,
+    id: u32,
+    path: &Path,
+    format: PageFormat,
+    crypt: Option<CryptData>,
+) -> Result<()> {
     if spaces.contains_key(&id) {
         return Err(Error::Metadata {
             path: path.display().to_string(),
             reason: format!("space id {id} appears in two files"),
         });
     }
-    spaces.insert(id, Space::single(path, format));
+    let mut sp = Space::single(path, format);
+    sp.crypt = crypt;
+    spaces.insert(id, sp);
     Ok(())
 }
 
@@ -230,6 +282,9 @@ impl Space {
             }],
             format,
             recv_size: 0,
+            crypt: None,
+            key: None,
+            encrypt_writes: false,
         }
     }
 }
@@ -326,14 +381,7 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
         dir: dir.display().to_string(),
         reason,
     };
-    let cnf_path = dir.join(BackupMyCnf::FILE);
-    let page_size = u32::try_from(cnf.innodb_page_size)
-        .ok()
-        .filter(|p| p.is_power_of_two() && (4096..=65536).contains(p))
-        .ok_or_else(|| Error::Metadata {
-            path: cnf_path.display().to_string(),
-            reason: format!("innodb_page_size {} is invalid", cnf.innodb_page_size),
-        })?;
+    let page_size = page_size_of(dir, cnf)?;
     let mut files = Vec::new();
     collect_files(dir, &mut files, 0)?;
     if let Some(m) = files.iter().find(|p| {
@@ -350,21 +398,7 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
 
     // The log.
     let log_path = job.log_path;
-    let mut log = File::open(log_path).map_err(io(log_path))?;
-    let log_len = log.metadata().map_err(io(log_path))?.len();
-    let mut prefix = vec![0u8; START_OFFSET as usize];
-    log.read_exact(&mut prefix).map_err(io(log_path))?;
-    let info = parse_log_prefix(&prefix).map_err(|e| Error::Log(e.to_string()))?;
-    if info.header.is_encrypted() {
-        return Err(Error::Log(format!(
-            "{}: the redo log is encrypted (innodb_encrypt_log=ON); the native prepare does not \
-             decrypt redo records yet: prepare through the server (hotbak prepare does so when \
-             backup-my.cnf names a key-management plugin)",
-            log_path.display()
-        )));
-    }
-    let geo = LogGeometry::new(info.header.first_lsn, log_len.max(START_OFFSET + 16))
-        .map_err(|e| Error::Log(e.to_string()))?;
+    let (info, geo) = read_log_prefix(log_path)?;
     let start = info.newest.checkpoint_lsn;
     let end = job.end;
     if end < start {
@@ -372,6 +406,10 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
             "last_lsn {end} in xtrabackup_checkpoints is before the checkpoint {start}"
         )));
     }
+    let (log_key, log_key_proved) = log_key(log_path, &info, geo, end, opts.keys.as_deref())?;
+    // Shared with the thread that reads the log.
+    let log_key_shared = log_key.map(std::sync::Arc::new);
+    let log_key = log_key_shared.as_deref();
     let mut report = Report {
         start_lsn: start.0,
         end_lsn: end.0,
@@ -382,7 +420,6 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     // what cannot be reproduced before any file is touched. It also plans
     // the batches: each ends where the records it buffers (and the log
     // bytes they borrow) reach the memory budget.
-    drop(log);
     let t0 = Instant::now();
     let budget = usize::try_from(opts.use_memory.max(1 << 20)).unwrap_or(usize::MAX);
     let mut pre = PrePass::default();
@@ -390,7 +427,15 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     let mut used = 0usize;
     let threads = opts.threads.clamp(1, 64);
     // The reader keeps two windows ahead of the decoding.
-    let mut rd = feed::Feed::start(log_path, geo, (start, end), vec![end], 4 * threads);
+    let mut rd = feed::Feed::start(
+        log_path,
+        geo,
+        (start, end),
+        vec![end],
+        4 * threads,
+        log_key_shared.clone(),
+    );
+    let crypt_at = crypt_offsets(page_size);
     // Kept until the apply pass is done: it goes on reading ahead while the
     // first batches are decoded.
     let ahead = readahead::Readahead::start(&spaces, readahead::default_budget());
@@ -421,7 +466,7 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
                     recs.clear();
                     decode_mtr_into(m, page_size, &mut recs)
                         .map_err(|source| Error::Apply { lsn, source })?;
-                    part.mtr(lsn, &recs);
+                    part.mtr(lsn, &recs, &crypt_at);
                     n += recs.len();
                 }
                 sizes.push((chunk.end_lsn(), chunk.bytes.len() + OP_COST * n));
@@ -450,6 +495,20 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     report.pre_pass = t0.elapsed();
     resolve_deferred(dir, &mut spaces, &pending, &pre)?;
     pre.check(&mut spaces)?;
+    let mut checked = space_keys(
+        &mut spaces,
+        &pre.crypts,
+        |id| pre.first.get(&id).copied(),
+        opts.keys.as_deref(),
+    )?;
+    if log_key.is_some() && log_key_proved {
+        checked.verified.insert(redo::LOG_KEY_ID);
+    }
+    report.unverified_key_ids = checked
+        .used
+        .difference(&checked.verified)
+        .copied()
+        .collect();
     report.pages_freed = pre.freed_at_end.len() as u64;
 
     // Extend files first, as recovery does before applying.
@@ -464,7 +523,14 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     // Apply pass, batch by batch: the chunks of the batch are read, their
     // records (borrowing the chunks' bytes) sorted by page, then applied.
     let mut kinds = [0u64; KIND_NAMES.len()];
-    let mut rd = feed::Feed::start(log_path, geo, (start, end), batch_ends.clone(), 4 * threads);
+    let mut rd = feed::Feed::start(
+        log_path,
+        geo,
+        (start, end),
+        batch_ends.clone(),
+        4 * threads,
+        log_key_shared.clone(),
+    );
     for _ in &batch_ends {
         let t1 = Instant::now();
         let mut chunks = Vec::new();
@@ -559,6 +625,244 @@ pub fn apply_log(job: &LogJob<'_>, opts: &NativeOptions) -> Result<Report> {
     }
     report.sync = t3.elapsed();
     Ok(report)
+}
+
+/// A log's header and checkpoints, and its geometry.
+fn read_log_prefix(log_path: &Path) -> Result<(redo::LogFileInfo, LogGeometry)> {
+    let mut log = File::open(log_path).map_err(io(log_path))?;
+    let log_len = log.metadata().map_err(io(log_path))?.len();
+    let mut prefix = vec![0u8; START_OFFSET as usize];
+    log.read_exact(&mut prefix).map_err(io(log_path))?;
+    let info = parse_log_prefix(&prefix).map_err(|e| Error::Log(e.to_string()))?;
+    let geo = LogGeometry::for_header(&info.header, log_len.max(START_OFFSET + 16))
+        .map_err(|e| Error::Log(e.to_string()))?;
+    Ok((info, geo))
+}
+
+fn page_size_of(dir: &Path, cnf: &BackupMyCnf) -> Result<u32> {
+    u32::try_from(cnf.innodb_page_size)
+        .ok()
+        .filter(|p| p.is_power_of_two() && (4096..=65536).contains(p))
+        .ok_or_else(|| Error::Metadata {
+            path: dir.join(BackupMyCnf::FILE).display().to_string(),
+            reason: format!("innodb_page_size {} is invalid", cnf.innodb_page_size),
+        })
+}
+
+/// Check, reading only, that `keys` open what a native prepare of
+/// `data_dir` will decrypt: each log of `logs` (path, `last_lsn`) whose
+/// records are encrypted, and every encrypted (full_crc32) tablespace
+/// under `data_dir`: its key id is in the key file and its first
+/// encrypted page decrypts. Run before anything changes (DDL markers,
+/// deltas).
+///
+/// # Errors
+/// [`Error::Key`] naming the key id and the key file; [`Error::Io`],
+/// [`Error::Log`], [`Error::Metadata`] for unreadable input.
+pub fn check_keys(
+    data_dir: &Path,
+    cnf: &BackupMyCnf,
+    logs: &[(&Path, Lsn)],
+    keys: Option<&Keys>,
+) -> Result<()> {
+    for &(log_path, end) in logs {
+        let (info, geo) = read_log_prefix(log_path)?;
+        log_key(log_path, &info, geo, end, keys)?;
+    }
+    let page_size = page_size_of(data_dir, cnf)?;
+    let mut files = Vec::new();
+    collect_files(data_dir, &mut files, 0)?;
+    let (mut spaces, _) = map_spaces(data_dir, cnf, page_size, &files)?;
+    // Every tablespace, as if the log touched it; the legacy formats are
+    // refused only when it does (by the apply).
+    space_keys(&mut spaces, &FxHashMap::default(), |_| None, keys).map(|_| ())
+}
+
+/// The key of an encrypted log, checked before anything changes: the
+/// checkpoint's FILE_CHECKPOINT mini-transaction (at the checkpoint's end
+/// LSN) holds the checkpoint LSN, a known plaintext, so a wrong key file
+/// or mode reads as another LSN there. `None` for a plain log.
+fn log_key(
+    path: &Path,
+    info: &redo::LogFileInfo,
+    geo: LogGeometry,
+    end: Lsn,
+    keys: Option<&Keys>,
+) -> Result<(Option<LogKey>, bool)> {
+    let Some(crypt) = info.header.crypt else {
+        return Ok((None, false));
+    };
+    let (id, version) = (crypt.key_id, crypt.key_version);
+    let Some(k) = keys else {
+        return Err(Error::Key(format!(
+            "{}: the redo log is encrypted (innodb_encrypt_log) with key id {id} version {version}: \
+             the native prepare needs the file_key_management key file (file_key_management_filename \
+             in backup-my.cnf, or --server-option file_key_management_filename=PATH)",
+            path.display()
+        )));
+    };
+    let key = LogKey::from_key_file(&crypt, &k.keys, k.algorithm).map_err(|e| {
+        Error::Key(format!(
+            "{}: the redo log is encrypted with key id {id} version {version}: key file {}: {e}",
+            path.display(),
+            k.path.display()
+        ))
+    })?;
+    let ck = info.newest;
+    let mut proved = false;
+    if ck.end_lsn < end {
+        let mut rd = LogReader::new(path, geo, (ck.end_lsn, end), Some(&key))?;
+        if let Some(chunk) = rd.next(end)? {
+            if let Some((lsn, _, records)) = chunk.mtrs().next() {
+                // The checkpoint's mtr: FILE_MODIFY records of the
+                // tablespaces changed since, then FILE_CHECKPOINT.
+                let wrong = redo::file_records(records).find_map(|op| match op {
+                    Ok(FileOp::Checkpoint { lsn: got }) if got != ck.checkpoint_lsn => {
+                        Some(format!(
+                            "its checkpoint record reads as LSN {got}, not {}",
+                            ck.checkpoint_lsn
+                        ))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(format!("its file records do not decode ({e})")),
+                });
+                proved = redo::file_records(records).any(
+                    |op| matches!(op, Ok(FileOp::Checkpoint { lsn }) if lsn == ck.checkpoint_lsn),
+                );
+                if let Some(why) = wrong {
+                    return Err(Error::Key(format!(
+                        "{}: the redo log does not decrypt with key id {id} version {version} of key file {}: \
+                         at LSN {lsn} (the checkpoint's mini-transaction) {why}: a wrong key file, or \
+                         another file_key_management_encryption_algorithm",
+                        path.display(),
+                        k.path.display(),
+                    )));
+                }
+            }
+        }
+    }
+    Ok((Some(key), proved))
+}
+
+/// The key ids [`space_keys`] gave tablespaces, and those an encrypted
+/// page on disk proved right.
+#[derive(Default)]
+struct KeyCheck {
+    used: BTreeSet<u32>,
+    verified: BTreeSet<u32>,
+}
+
+/// Give each tablespace its crypt data (page 0's, or the last `crypts`,
+/// from the log, writes) and, when it has some, its key; a missing key,
+/// or one that does not decrypt the tablespace's first encrypted page,
+/// fails here, before anything changes. Encrypted tablespaces in the
+/// legacy page formats get no key, and are refused
+/// ([`Error::Unsupported`]) when `touched` says the log changes them (at
+/// that LSN).
+fn space_keys(
+    spaces: &mut Spaces,
+    crypts: &FxHashMap<(u32, usize), CryptData>,
+    touched: impl Fn(u32) -> Option<Lsn>,
+    keys: Option<&Keys>,
+) -> Result<KeyCheck> {
+    let mut checked = KeyCheck::default();
+    let mut ids: Vec<u32> = spaces.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        let Some(sp) = spaces.get_mut(&id) else {
+            continue;
+        };
+        if let Some(c) = crypts.get(&(id, page_crypt::crypt_data_offset(&sp.format))) {
+            sp.crypt = Some(*c);
+        }
+        let Some(c) = sp.crypt else {
+            continue;
+        };
+        let path = sp
+            .files
+            .first()
+            .map(|f| f.path.display().to_string())
+            .unwrap_or_default();
+        let needed = c.scheme == 1;
+        if sp.format.is_page_compressed() {
+            if let Some(lsn) = touched(id).filter(|_| needed) {
+                return Err(Error::Unsupported {
+                    lsn,
+                    what: format!(
+                        "page records for tablespace {id} ({path}), page_compressed and encrypted, \
+                         which the native prepare does not decrypt"
+                    ),
+                });
+            }
+            continue;
+        }
+        let Some(k) = keys else {
+            if needed {
+                return Err(Error::Key(format!(
+                    "tablespace {id} ({path}) is encrypted with key id {}: the native prepare needs \
+                     the file_key_management key file",
+                    c.key_id
+                )));
+            }
+            continue;
+        };
+        let key = match SpaceKey::from_key_file((id, sp.format), &c, &k.keys, k.algorithm) {
+            Ok(key) => key,
+            Err(e) if needed => {
+                return Err(Error::Key(format!(
+                    "tablespace {id} ({path}) is encrypted with key id {}: key file {}: {e}",
+                    c.key_id,
+                    k.path.display()
+                )))
+            }
+            Err(_) => continue,
+        };
+        checked.used.insert(c.key_id);
+        if !checked.verified.contains(&c.key_id) && probe_key(sp, &key, &k.path)? {
+            checked.verified.insert(c.key_id);
+        }
+        sp.encrypt_writes = c.encrypts_writes(k.encrypt_tables);
+        sp.key = Some(Arc::new(key));
+    }
+    Ok(checked)
+}
+
+/// Pages [`probe_key`] reads at most per tablespace.
+const PROBE_PAGES: u64 = 1024;
+
+/// Decrypt the first encrypted page among the first [`PROBE_PAGES`] of a
+/// tablespace: a key that does not decrypt it is the wrong key. Whether a
+/// page was found to check the key with. Pages whose checksum fails are
+/// left for the apply pass to report if it needs them.
+fn probe_key(sp: &Space, key: &SpaceKey, key_file: &Path) -> Result<bool> {
+    let Some(f) = sp.files.first() else {
+        return Ok(false);
+    };
+    let size = sp.format.physical_size() as usize;
+    let file = File::open(&f.path).map_err(io(&f.path))?;
+    let mut page = vec![0u8; size];
+    for no in 1..PROBE_PAGES {
+        match file.read_exact_at(&mut page, no * size as u64) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(io(&f.path)(e)),
+        }
+        if page_crypt::key_version(&page, &sp.format) == 0 {
+            continue;
+        }
+        match key.decrypt_page(&mut page) {
+            Ok(()) => return Ok(true),
+            Err(page_crypt::Error::Checksum { .. }) => continue,
+            Err(e) => {
+                return Err(Error::Key(format!(
+                    "{}: {e} (key file {})",
+                    f.path.display(),
+                    key_file.display()
+                )))
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// What the apply pass does with a page's records.
@@ -704,7 +1008,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 enum Page0 {
-    Info(crate::innodb::page::SpaceInfo),
+    Info(crate::innodb::page::SpaceInfo, Option<CryptData>),
     /// Missing or all zero.
     Zero,
 }
@@ -724,13 +1028,13 @@ fn read_page0(path: &Path, page_size: u32) -> Result<Page0> {
     if buf.iter().all(|&b| b == 0) {
         return Ok(Page0::Zero);
     }
-    match parse_page0(&buf) {
-        Ok(i) => Ok(Page0::Info(i)),
-        Err(e) => Err(Error::Metadata {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        }),
-    }
+    let bad = |reason: String| Error::Metadata {
+        path: path.display().to_string(),
+        reason,
+    };
+    let info = parse_page0(&buf).map_err(|e| bad(e.to_string()))?;
+    let crypt = CryptData::from_page0(&buf, &info.format).map_err(|e| bad(e.to_string()))?;
+    Ok(Page0::Info(info, crypt))
 }
 
 fn map_spaces(
@@ -774,7 +1078,7 @@ fn map_spaces(
             reason: "empty innodb_data_file_path".into(),
         });
     };
-    let Page0::Info(sys) = read_page0(&f0.path, page_size)? else {
+    let Page0::Info(sys, sys_crypt) = read_page0(&f0.path, page_size)? else {
         return Err(Error::Metadata {
             path: f0.path.display().to_string(),
             reason: "page 0 of the system tablespace is empty".into(),
@@ -786,6 +1090,9 @@ fn map_spaces(
             files: sys_files,
             format: sys.format,
             recv_size: 0,
+            crypt: sys_crypt,
+            key: None,
+            encrypt_writes: false,
         },
     );
     for p in files {
@@ -798,8 +1105,8 @@ fn map_spaces(
         if !(is_undo || is_ibd) {
             continue;
         }
-        let info = match read_page0(p, page_size)? {
-            Page0::Info(i) => i,
+        let (info, crypt) = match read_page0(p, page_size)? {
+            Page0::Info(i, c) => (i, c),
             Page0::Zero => {
                 // Created recently: page 0 is still only in the log.
                 pending.push(p.clone());
@@ -807,7 +1114,7 @@ fn map_spaces(
             }
         };
         let id = info.space_id.0;
-        add_space(&mut spaces, id, p, info.format)?;
+        add_space(&mut spaces, id, p, info.format, crypt)?;
     }
     Ok((spaces, pending))
 }
@@ -821,6 +1128,10 @@ struct PrePass {
     sizes: FxHashMap<u32, u32>,
     /// Last FSP_SPACE_FLAGS written to page 0.
     flags: FxHashMap<u32, u32>,
+    /// Last crypt data written to page 0 (as recovery's `fil_crypt_parse`
+    /// takes it from the log), by space and offset (which depends on the
+    /// page format, not yet known for tablespaces created in the log).
+    crypts: FxHashMap<(u32, usize), CryptData>,
     /// First mtr with a page record, per space.
     first: FxHashMap<u32, Lsn>,
     /// FILE_DELETE per space.
@@ -845,7 +1156,7 @@ struct PrePass {
 }
 
 impl PrePass {
-    fn mtr(&mut self, lsn: Lsn, recs: &[Record<'_>]) {
+    fn mtr(&mut self, lsn: Lsn, recs: &[Record<'_>], crypt_at: &[usize]) {
         for r in recs {
             match r {
                 Record::File(FileOp::Create { space, path } | FileOp::Modify { space, path }) => {
@@ -885,6 +1196,21 @@ impl PrePass {
                         if let Some(v) = field_written(op, FIL_PAGE_DATA + FSP_SPACE_FLAGS) {
                             self.flags.insert(id.space.0, v);
                         }
+                        for (at, body) in crypt_at
+                            .iter()
+                            .filter_map(|&at| Some((at, crypt_written(op, at)?)))
+                        {
+                            match CryptData::from_body(body) {
+                                Ok(c) => {
+                                    self.crypts.insert((id.space.0, at), c);
+                                }
+                                Err(e) if self.refused.is_none() => {
+                                    self.refused =
+                                        Some((lsn, format!("{} for {id}: {e}", op.name())));
+                                }
+                                Err(_) => {}
+                            }
+                        }
                     }
                 }
             }
@@ -897,6 +1223,7 @@ impl PrePass {
         self.names.extend(later.names);
         self.sizes.extend(later.sizes);
         self.flags.extend(later.flags);
+        self.crypts.extend(later.crypts);
         self.deleted.extend(later.deleted);
         self.last_free.extend(later.last_free);
         for (k, v) in later.first {
@@ -999,9 +1326,46 @@ fn resolve_deferred(
             path: p.display().to_string(),
             reason: e.to_string(),
         })?;
-        add_space(spaces, id, p, format)?;
+        add_space(spaces, id, p, format, None)?;
     }
     Ok(())
+}
+
+/// Where page 0 holds the crypt data, for each page format the backup's
+/// page size allows (its own, and the ROW_FORMAT=COMPRESSED sizes below).
+fn crypt_offsets(page_size: u32) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut flags_of = |f: u32| {
+        if let Ok(fmt) = PageFormat::from_flags(f) {
+            if fmt.logical_size() == page_size {
+                out.push(page_crypt::crypt_data_offset(&fmt));
+            }
+        }
+    };
+    // full_crc32 with the page size; legacy ROW_FORMAT=COMPRESSED flags
+    // (POST_ANTELOPE | ATOMIC_BLOBS, zip size 1..5, page size field).
+    let ssize = page_size.trailing_zeros().saturating_sub(9);
+    flags_of(0x10 | ssize);
+    let legacy_ssize = if page_size == 16384 { 0 } else { ssize };
+    for z in 1..=5u32 {
+        flags_of(1 | (z << 1) | (1 << 5) | (legacy_ssize << 6));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The crypt data after its magic on page 0 (at `crypt_at`), if a record
+/// writes all of it (InnoDB logs it whole, even unchanged bytes, for
+/// recovery to read).
+fn crypt_written<'a>(op: &PageOp<'a>, crypt_at: usize) -> Option<&'a [u8]> {
+    let PageOp::Write { offset, data } = op else {
+        return None;
+    };
+    let at = crypt_at + page_crypt::CRYPT_MAGIC.len();
+    let off = *offset as usize;
+    let end = at + page_crypt::CRYPT_BODY_LEN;
+    (off <= at && off + data.len() >= end).then(|| &data[at - off..end - off])
 }
 
 /// The 4-byte field at `at`, if a record writes all four of its bytes.
@@ -1031,6 +1395,8 @@ struct Chunk {
     bytes: Vec<u8>,
     /// The length of each mtr, in order.
     lens: Vec<usize>,
+    /// Bytes after each mtr's records (termination byte, nonce, CRC).
+    trailer: usize,
 }
 
 impl Chunk {
@@ -1048,7 +1414,7 @@ impl Chunk {
             let at = lsn;
             pos += len;
             lsn = Lsn(lsn.0 + len as u64);
-            (at, len, &m[..len - MTR_TRAILER])
+            (at, len, &m[..len - self.trailer])
         })
     }
 }
@@ -1058,6 +1424,8 @@ impl Chunk {
 struct LogReader<'p> {
     file: File,
     path: &'p Path,
+    /// The key of an encrypted log: records are decrypted as read.
+    key: Option<&'p LogKey>,
     geo: LogGeometry,
     /// Where the next read starts in the file.
     file_off: u64,
@@ -1075,7 +1443,12 @@ impl<'p> LogReader<'p> {
     const READ_AHEAD: u64 = 32 << 20;
     const WHOLE_LOG_AHEAD: u64 = 1 << 30;
 
-    fn new(path: &'p Path, geo: LogGeometry, (start, end): (Lsn, Lsn)) -> Result<Self> {
+    fn new(
+        path: &'p Path,
+        geo: LogGeometry,
+        (start, end): (Lsn, Lsn),
+        key: Option<&'p LogKey>,
+    ) -> Result<Self> {
         let file = File::open(path).map_err(io(path))?;
         let file_off = geo.offset(start).map_err(|e| Error::Log(e.to_string()))?;
         // The whole stretch to read, queued on the device before the
@@ -1087,6 +1460,7 @@ impl<'p> LogReader<'p> {
         Ok(LogReader {
             file,
             path,
+            key,
             geo,
             file_off,
             lsn: start,
@@ -1141,6 +1515,19 @@ impl<'p> LogReader<'p> {
                 )));
             }
             if !lens.is_empty() {
+                if let Some(key) = self.key {
+                    // The CRCs (over the ciphertext) were checked by the
+                    // scan: decrypt the records in place.
+                    let (mut at, mut mlsn) = (0usize, self.lsn);
+                    let t = self.geo.trailer();
+                    for &len in &lens {
+                        let (records, tail) = buf[at..at + len].split_at_mut(len - t);
+                        key.crypt_records(records, &tail[1..1 + redo::MTR_NONCE], false)
+                            .map_err(|e| Error::Log(format!("at LSN {mlsn}: {e}")))?;
+                        at += len;
+                        mlsn = Lsn(mlsn.0 + len as u64);
+                    }
+                }
                 let mut carry = self.spare.pop().unwrap_or_default();
                 carry.clear();
                 carry.extend_from_slice(&buf[pos..]);
@@ -1150,6 +1537,7 @@ impl<'p> LogReader<'p> {
                     lsn: self.lsn,
                     bytes: buf,
                     lens,
+                    trailer: self.geo.trailer(),
                 };
                 self.lsn = lsn;
                 return Ok(Some(chunk));
@@ -1295,6 +1683,8 @@ fn apply_batch(
         let part = part?;
         report.pages_written += part.written;
         report.pages_unchanged += part.unchanged;
+        report.pages_decrypted += part.decrypted;
+        report.pages_encrypted += part.encrypted;
         report.touched.extend(part.touched);
     }
     Ok(())
@@ -1305,6 +1695,8 @@ fn apply_batch(
 struct RunReport {
     written: u64,
     unchanged: u64,
+    decrypted: u64,
+    encrypted: u64,
     touched: BTreeSet<PathBuf>,
 }
 
@@ -1338,6 +1730,7 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
         let Some(buf) = page_buf.get_mut(..sp.format.physical_size() as usize) else {
             continue;
         };
+        let mut was_encrypted = false;
         if apply::needs_read(ops) {
             let mut got = 0usize;
             while got < buf.len() {
@@ -1351,10 +1744,22 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
             }
             // Past the end of the file: zeros, as the server reads them.
             buf[got..].fill(0);
-            if let Some(what) = encrypted(buf, id, &sp.format) {
+            let kv = page_crypt::key_version(buf, &sp.format);
+            if id.page.0 != 0 && kv != 0 && sp.crypt.is_some() {
+                // InnoDB's rule: a key version and crypt data.
+                let Some(key) = sp.key.as_deref() else {
+                    return Err(Error::Unsupported {
+                        lsn: ops.first().map_or(Lsn(0), |o| o.start_lsn),
+                        what: format!("page {id} is encrypted and its tablespace has no key"),
+                    });
+                };
+                key.decrypt_page(buf).map_err(|e| page_error(path, id, e))?;
+                out.decrypted += 1;
+                was_encrypted = true;
+            } else if let Some(what) = encrypted(buf, id, &sp.format) {
                 return Err(Error::Unsupported {
                     lsn: ops.first().map_or(Lsn(0), |o| o.start_lsn),
-                    what: format!("page {id} is {what} (records apply to decrypted pages)"),
+                    what: format!("page {id} is {what} and its tablespace has no crypt data"),
                 });
             }
         } else {
@@ -1366,10 +1771,26 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
             source,
         })? {
             Recovered::Applied { end_lsn } => {
+                if was_encrypted {
+                    // The key version (and, legacy, the checksum of the
+                    // encrypted page): InnoDB clears them on a page it
+                    // writes unencrypted (and sets them when it encrypts).
+                    if sp.format.is_full_crc32() {
+                        buf[..4].fill(0);
+                    } else {
+                        buf[26..34].fill(0);
+                    }
+                }
                 finish_page(buf, id, &sp.format, end_lsn).map_err(|source| Error::Apply {
                     lsn: first_lsn,
                     source,
                 })?;
+                if let Some(key) = sp.key.as_deref().filter(|_| sp.encrypt_writes) {
+                    if page_crypt::page_kind_encryptable(id.space.0, id.page.0, buf, &sp.format) {
+                        key.encrypt_page(buf).map_err(|e| page_error(path, id, e))?;
+                        out.encrypted += 1;
+                    }
+                }
                 file.write_all_at(buf, off).map_err(io(path))?;
                 out.written += 1;
             }
@@ -1379,6 +1800,23 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
         }
     }
     Ok(out)
+}
+
+/// A page that does not decrypt or encrypt, with its file.
+fn page_error(path: &Path, id: PageId, e: page_crypt::Error) -> Error {
+    match e {
+        page_crypt::Error::WrongKey { .. } | page_crypt::Error::Key(_) => {
+            Error::Key(format!("{}: page {id}: {e}", path.display()))
+        }
+        page_crypt::Error::Unsupported(what) => Error::Unsupported {
+            lsn: Lsn(0),
+            what: format!("page {id} of {}: {what}", path.display()),
+        },
+        _ => Error::Metadata {
+            path: path.display().to_string(),
+            reason: format!("page {id}: {e}"),
+        },
+    }
 }
 
 /// Whether a page read from disk is encrypted: a non-zero key version

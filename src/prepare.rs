@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Classify, ErrorClass};
 use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints};
+use crate::native_prepare::Keys as NativeKeys;
 use crate::sandbox::{Sandbox, SandboxOptions};
 
 /// Errors of prepare.
@@ -174,19 +175,17 @@ fn recovery_cnf(dir: &Path, opts: &Options) -> Result<BackupMyCnf> {
 }
 
 /// Why a backup is prepared by the mariadbd recovery and not natively,
-/// when it must be: its server loaded a key-management plugin (encrypted
-/// pages and log are the server's to decrypt), it is partial (the
+/// when it must be: its server loaded a key-management plugin other than
+/// `file_key_management` (a KMS: its keys are the plugin's to fetch), it
+/// is partial (the
 /// recovery ignores the redo of the tablespaces left out under
 /// `innodb_force_recovery=1`, and `--export` needs the server anyway), or
 /// `--export` was asked.
 fn server_needed(dir: &Path, cnf: &BackupMyCnf, opts: &Options) -> Result<Option<&'static str>> {
-    if cnf
-        .extra
-        .iter()
-        .any(|(k, _)| k.starts_with("plugin_load") || k.ends_with("key_management_filename"))
-    {
+    let plugin = cnf.extra.iter().any(|(k, _)| k.starts_with("plugin_load"));
+    if plugin && file_key_settings(cnf).is_none() {
         return Ok(Some(
-            "the server had a key-management plugin (data-at-rest encryption)",
+            "the server had a key-management plugin other than file_key_management (data-at-rest encryption with a KMS)",
         ));
     }
     if opts.export {
@@ -1098,21 +1097,31 @@ pub struct Options {
     pub server_options: Vec<(String, String)>,
 }
 
-/// Incrementals are applied natively, and the native applier does not
-/// decrypt pages or redo yet: a chain of a server with data-at-rest
-/// encryption (a key plugin in either `backup-my.cnf`, or an encrypted
-/// log) is refused before anything changes, saying how to prepare it.
+/// Incrementals are applied natively, and the native applier decrypts
+/// with `file_key_management` keys only: a chain of a server whose
+/// key-management plugin is another (a KMS) is refused before anything
+/// changes, saying how to prepare it; so is an encrypted log without a
+/// key file named in `backup-my.cnf`.
 fn refuse_encrypted_chain(dir: &Path, inc: &Path, opts: &Options) -> Result<()> {
     for d in [dir, inc] {
-        let plugin = d.join(BackupMyCnf::FILE).is_file()
-            && server_needed(d, &recovery_cnf(d, opts)?, &Options::default())?
-                .is_some_and(|w| w.contains("key-management"));
+        let cnf = if d.join(BackupMyCnf::FILE).is_file() {
+            Some(recovery_cnf(d, opts)?)
+        } else {
+            None
+        };
+        let kms = match &cnf {
+            Some(c) => server_needed(d, c, &Options::default())?
+                .is_some_and(|w| w.contains("key-management")),
+            None => false,
+        };
         let log = d.join("ib_logfile0").is_file() && log_crypt(d)?.is_some();
-        if plugin || log {
+        let file_keys = cnf.as_ref().is_some_and(|c| file_key_settings(c).is_some());
+        if kms || (log && !file_keys) {
             return Err(Error::NotABackup {
                 dir: d.display().to_string(),
-                reason: "a backup of a server with data-at-rest encryption: hotbak applies incrementals natively, \
-                         and its native prepare does not decrypt pages or redo yet; prepare the chain with \
+                reason: "a backup of a server with data-at-rest encryption whose keys come from a key-management plugin \
+                         other than file_key_management: hotbak applies incrementals natively, and its native prepare \
+                         decrypts with file_key_management keys only; prepare the chain with \
                          `mariabackup --defaults-file=BASE/backup-my.cnf --prepare --target-dir=BASE`, then the same \
                          with --incremental-dir=INC. Nothing was changed"
                     .into(),
@@ -1120,6 +1129,54 @@ fn refuse_encrypted_chain(dir: &Path, inc: &Path, opts: &Options) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// The `file_key_management` settings of a (recovery) `backup-my.cnf`,
+/// `None` when it names no key file.
+fn file_key_settings(cnf: &BackupMyCnf) -> Option<crate::mysql::keys::FileKeySettings> {
+    crate::mysql::keys::FileKeySettings::from_lookup(|k| cnf_value(cnf, k))
+}
+
+/// The last value of `key` in `backup-my.cnf`'s extra settings, unquoted.
+fn cnf_value<'a>(cnf: &'a BackupMyCnf, key: &str) -> Option<&'a str> {
+    cnf.extra
+        .iter()
+        .rev()
+        .find(|(n, _)| n == key)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// The keys the native prepare of `dir` decrypts with: the key file that
+/// `backup-my.cnf` (with the `--server-option` overrides) names, read as
+/// the plugin reads it, and `innodb_encrypt_tables` as mariabackup reads
+/// it from there. `None` when no key file is named. A key file that
+/// cannot be read or opened fails here, naming it, before anything
+/// changes.
+fn native_keys(dir: &Path, opts: &Options) -> Result<Option<std::sync::Arc<NativeKeys>>> {
+    if !dir.join(BackupMyCnf::FILE).is_file() {
+        return Ok(None);
+    }
+    let cnf = recovery_cnf(dir, opts)?;
+    let Some(settings) = file_key_settings(&cnf) else {
+        return Ok(None);
+    };
+    let loaded = settings.load(dir).map_err(|e| Error::NotABackup {
+        dir: dir.display().to_string(),
+        reason: format!(
+            "the backup's server encrypted its data (file_key_management) and its keys cannot be loaded: {e}; \
+             give the key file's place on this host with --server-option file_key_management_filename=PATH \
+             (and file_key_management_filekey=… for an encrypted key file). Nothing was changed"
+        ),
+    })?;
+    // mariabackup: "ON"/"1" and "FORCE"/"2" (by prefix) turn it on.
+    let encrypt_tables = cnf_value(&cnf, "innodb_encrypt_tables")
+        .is_some_and(|v| ["ON", "1", "FORCE", "2"].iter().any(|p| v.starts_with(p)));
+    Ok(Some(std::sync::Arc::new(NativeKeys {
+        keys: loaded.keys,
+        algorithm: loaded.algorithm,
+        path: loaded.path,
+        encrypt_tables,
+    })))
 }
 
 /// `hotbak prepare`: prepare `dir` with the chosen method, or apply an
@@ -1130,7 +1187,7 @@ fn refuse_encrypted_chain(dir: &Path, inc: &Path, opts: &Options) -> Result<()> 
 /// [`Error`] naming the file, LSN or server log.
 pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
     let use_memory = parse_memory(&opts.use_memory)?;
-    let native_opts = crate::native_prepare::NativeOptions {
+    let mut native_opts = crate::native_prepare::NativeOptions {
         use_memory,
         ..Default::default()
     };
@@ -1159,6 +1216,23 @@ pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
         // Everything else that can refuse, before the base is prepared.
         refuse_encrypted_chain(dir, inc, opts)?;
         crate::incremental::precheck(dir, inc)?;
+        native_opts.keys = native_keys(dir, opts)?;
+        if let Some(keys) = native_opts.keys.as_deref() {
+            // Every key the chain needs opens what it must, before the
+            // base or its markers change: the base's log (unless prepared
+            // already), the incremental's, the base's tablespaces.
+            let base_log = dir.join("ib_logfile0");
+            let inc_log = inc.join("ib_logfile0");
+            let mut logs = vec![(inc_log.as_path(), crate::innodb::Lsn(inc_link.ck.last_lsn))];
+            if base_link.ck.backup_type == BackupType::FullBackuped {
+                logs.push((
+                    base_log.as_path(),
+                    crate::innodb::Lsn(base_link.ck.last_lsn),
+                ));
+            }
+            let cnf = crate::native_prepare::read_backup_my_cnf(dir)?;
+            crate::native_prepare::check_keys(dir, &cnf, &logs, Some(keys))?;
+        }
         let mut report = PrepareReport::default();
         if base_link.ck.backup_type == BackupType::FullBackuped {
             let r = prepare_native(dir, &native_opts)?;
@@ -1188,9 +1262,15 @@ pub fn prepare_with(dir: &Path, opts: &Options) -> Result<PrepareReport> {
                 "--native: {why} is prepared by the mariadbd recovery (drop --native/--apply-log-only, or use --server-recovery)"
             ),
         }),
-        (Method::Native, None) => prepare_native(dir, &native_opts),
+        (Method::Native, None) => {
+            native_opts.keys = native_keys(dir, opts)?;
+            prepare_native(dir, &native_opts)
+        }
         (Method::Auto, Some(_)) => prepare_server(dir, opts),
-        (Method::Auto, None) => match prepare_native(dir, &native_opts) {
+        (Method::Auto, None) => match native_keys(dir, opts).and_then(|keys| {
+            native_opts.keys = keys;
+            prepare_native(dir, &native_opts)
+        }) {
             // Refused before anything was written, or failed part-way: the
             // log and `xtrabackup_checkpoints` are rewritten only after a
             // whole native run, so the mariadbd recovery starts from the
@@ -1228,6 +1308,18 @@ fn prepare_native(
 ) -> Result<PrepareReport> {
     if let Start::Done(t) = start(dir)? {
         return Ok(PrepareReport::already(t));
+    }
+    // The keys of an encrypted backup, checked before anything changes.
+    if let Some(keys) = opts.keys.as_deref() {
+        let ck = crate::native_prepare::read_checkpoints(&dir.join(Checkpoints::FILE))?;
+        let cnf = crate::native_prepare::read_backup_my_cnf(dir)?;
+        let log = dir.join("ib_logfile0");
+        crate::native_prepare::check_keys(
+            dir,
+            &cnf,
+            &[(log.as_path(), crate::innodb::Lsn(ck.last_lsn))],
+            Some(keys),
+        )?;
     }
     // The markers first (as for the mariadbd run); a refusal of the native
     // applier after them leaves a valid unprepared backup.

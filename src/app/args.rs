@@ -507,7 +507,9 @@ pub struct PrepareArgs {
     /// A server option for the recovery run, NAME=VALUE, replacing the
     /// `backup-my.cnf` key of that name (repeatable). For a server with
     /// data-at-rest encryption whose key file lives elsewhere on this host:
-    /// `--server-option file_key_management_filename=/etc/mysql/keys.txt`.
+    /// `--server-option file_key_management_filename=/etc/mysql/keys.txt`
+    /// (the native prepare reads the `file_key_management_*` settings from
+    /// here too: it decrypts with that key file).
     #[arg(long, value_name = "NAME=VALUE", value_parser = name_value)]
     pub server_option: Vec<(String, String)>,
     /// Also write each InnoDB table's `.cfg` (for `ALTER TABLE … IMPORT

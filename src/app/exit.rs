@@ -102,6 +102,7 @@ registry!(
     crate::compress::Error,
     crate::encrypt::Error,
     crate::encrypt::mariadb::Error,
+    crate::encrypt::mariadb_page::Error,
     crate::sched::Error,
     crate::sink::Error,
     crate::sink::safe_dir::Error,
@@ -346,6 +347,29 @@ mod tests {
                 CORRUPT,
             ),
             (
+                anyhow::Error::new(crate::encrypt::mariadb_page::Error::WrongKey {
+                    space: 5,
+                    page: 3,
+                    key_id: 2,
+                    key_version: 1,
+                    what: "its space id field reads 77".into(),
+                }),
+                USAGE,
+            ),
+            (
+                anyhow::Error::new(crate::encrypt::mariadb_page::Error::Checksum {
+                    space: 5,
+                    page: 3,
+                }),
+                CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::encrypt::mariadb_page::Error::Unsupported(
+                    "page_compressed",
+                )),
+                FAILED,
+            ),
+            (
                 anyhow::Error::new(crate::mysql::keys::Error::Read {
                     what: "key file",
                     path: "/k".into(),
@@ -543,6 +567,12 @@ mod tests {
             (
                 anyhow::Error::new(crate::native_prepare::Error::Log("ends early".into())),
                 CORRUPT,
+            ),
+            (
+                anyhow::Error::new(crate::native_prepare::Error::Key(
+                    "tablespace 5 is encrypted with key id 2: key file /k: no key id 2".into(),
+                )),
+                USAGE,
             ),
             (
                 anyhow::Error::new(crate::innodb::apply::Error::PageSize(1000)),

@@ -192,6 +192,7 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
             n.pre_pass.as_secs_f64(), n.decode.as_secs_f64(), n.pages.as_secs_f64(), n.sync.as_secs_f64(),
             n.read_ahead >> 20
         ));
+        encrypted_pages_line(n);
     }
     if let Some(i) = &r.incremental {
         crate::events::info(format_args!(
@@ -212,6 +213,7 @@ async fn prepare(args: args::PrepareArgs) -> anyhow::Result<()> {
             i.redo.pages_written,
             total
         ));
+        encrypted_pages_line(&i.redo);
     } else if let Some(t) = &r.already_prepared {
         crate::events::info(format_args!(
             "the backup is already prepared (backup_type = {t}); nothing to do, it is ready for `hotbak restore`"
@@ -454,6 +456,24 @@ where
         Some(Err(e)) if exit::classify(&e) == crate::error::ErrorClass::Interrupted => Err(e),
         Some(Err(e)) => Err(e.context(interrupt::Interrupted(sig))),
         None => Err(interrupt::Interrupted(sig).into()),
+    }
+}
+
+/// The native prepare's line on data-at-rest encryption, when it met any.
+fn encrypted_pages_line(n: &crate::native_prepare::Report) {
+    if n.pages_decrypted + n.pages_encrypted > 0 {
+        crate::events::info(format_args!(
+            "encrypted tablespaces (file_key_management): {} pages decrypted, {} written encrypted",
+            n.pages_decrypted, n.pages_encrypted
+        ));
+    }
+    if !n.unverified_key_ids.is_empty() {
+        crate::events::warn(format_args!(
+            "key id(s) {:?} could not be checked: no page encrypted with them was on disk (their tablespaces' \
+             pages all came from the log), so pages were encrypted with them as the key file gives them; a \
+             wrong key there shows only when the server reads those pages",
+            n.unverified_key_ids
+        ));
     }
 }
 

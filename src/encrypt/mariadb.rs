@@ -295,14 +295,14 @@ fn parse_line(line: &[u8], no: usize) -> Result<Option<KeyLine>, Error> {
 }
 
 /// AES with a 16, 24 or 32-byte key.
-enum Aes {
+pub(super) enum Aes {
     A128(Box<aes::Aes128>),
     A192(Box<aes::Aes192>),
     A256(Box<aes::Aes256>),
 }
 
 impl Aes {
-    fn new(key: &[u8]) -> Option<Aes> {
+    pub(super) fn new(key: &[u8]) -> Option<Aes> {
         Some(match key.len() {
             16 => Aes::A128(Box::new(aes::Aes128::new_from_slice(key).ok()?)),
             24 => Aes::A192(Box::new(aes::Aes192::new_from_slice(key).ok()?)),
@@ -311,7 +311,7 @@ impl Aes {
         })
     }
 
-    fn encrypt(&self, b: &mut [u8; AES_BLOCK]) {
+    pub(super) fn encrypt(&self, b: &mut [u8; AES_BLOCK]) {
         let g = GenericArray::from_mut_slice(b);
         match self {
             Aes::A128(c) => c.encrypt_block(g),
@@ -371,7 +371,13 @@ fn cbc_decrypt_pkcs7(key: &[u8], iv: &[u8; 16], data: &[u8]) -> Option<Zeroizing
 /// MariaDB's "no padding" stream over AES (`my_aes_crypt` with
 /// `ENCRYPTION_FLAG_NOPAD`): CBC on whole blocks with the final partial
 /// block XORed with ECB(IV); or CTR (big-endian 128-bit counter).
-fn crypt_nopad(aes: &Aes, alg: Algorithm, iv: &[u8; 16], data: &mut [u8], encrypt: bool) {
+pub(super) fn crypt_nopad(
+    aes: &Aes,
+    alg: Algorithm,
+    iv: &[u8; 16],
+    data: &mut [u8],
+    encrypt: bool,
+) {
     match alg {
         Algorithm::AesCtr => {
             let mut ctr = u128::from_be_bytes(*iv);

@@ -14,6 +14,7 @@ use crate::error::{Classify, ErrorClass};
 pub mod aes_gcm;
 pub mod key;
 pub mod mariadb;
+pub mod mariadb_page;
 
 pub use self::aes_gcm::{peek_key_id, Open, Seal, SealFile};
 pub use self::key::{Key, KeyId, KEY_LEN};

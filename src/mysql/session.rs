@@ -248,7 +248,7 @@ impl ServerInfo {
 
     /// The encryption plugin's lines of `backup-my.cnf`, as mariabackup
     /// 10.11 writes them (`plugin_load`, `plugin_dir`, every variable of
-    /// the plugin, `innodb_encrypt_log`), so that a prepare (ours or
+    /// the plugin, `innodb_encrypt_log`, `innodb_encrypt_tables`), so that a prepare (ours or
     /// mariabackup's) loads the same plugin with the same settings. Never
     /// key material: a `file_key_management_filekey` given literally
     /// (rather than as `FILE:path`) is left out, and prepare then needs it
@@ -279,6 +279,12 @@ impl ServerInfo {
             "innodb_encrypt_log={}\n",
             u8::from(self.innodb_encrypt_log)
         ));
+        // As mariabackup: its prepare (and hotbak's native one) writes the
+        // pages of tablespaces in the default encryption mode encrypted
+        // only when this is ON or FORCE.
+        if let Some(v) = self.var("innodb_encrypt_tables") {
+            s.push_str(&format!("innodb_encrypt_tables={v}\n"));
+        }
         s
     }
 

@@ -12,9 +12,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::{Chunk, Error, LogReader, Result};
+use crate::encrypt::mariadb::LogKey;
 use crate::innodb::redo::LogGeometry;
 use crate::innodb::Lsn;
 
@@ -35,13 +37,15 @@ pub(super) struct Feed {
 
 impl Feed {
     /// Start reading `path` from `start` up to each of `limits` in turn (the
-    /// last of which is clamped to `end`).
+    /// last of which is clamped to `end`); an encrypted log's records are
+    /// decrypted with `key` as they are read.
     pub(super) fn start(
         path: &Path,
         geo: LogGeometry,
         (start, end): (Lsn, Lsn),
         limits: Vec<Lsn>,
         depth: usize,
+        key: Option<Arc<LogKey>>,
     ) -> Self {
         let path: PathBuf = path.to_path_buf();
         let (tx, rx) = sync_channel::<Fed>(depth.max(1));
@@ -49,7 +53,7 @@ impl Feed {
         let thread = std::thread::Builder::new()
             .name("prepare-log".into())
             .spawn(move || {
-                let mut rd = match LogReader::new(&path, geo, (start, end)) {
+                let mut rd = match LogReader::new(&path, geo, (start, end), key.as_deref()) {
                     Ok(rd) => rd,
                     Err(e) => {
                         let _ = tx.send(Fed::Failed(e));

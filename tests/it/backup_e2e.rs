@@ -1443,14 +1443,15 @@ async fn take_chain_under_writes(
 /// `mariabackup --prepare` of `base`, then `--prepare --incremental-dir`
 /// of `inc` (with `first` options before them), a server with
 /// `server_args` started on the result: it passes the checks at the
-/// incremental's point and holds the 777 rows of `hb_inc.born`.
+/// incremental's point and holds the 777 rows of `hb_inc.born`. Returns
+/// its CHECKSUM TABLE of every user table.
 async fn mariabackup_chain_checked(
     mariabackup: &Path,
     (base, inc, root): (&Path, &Path, &Path),
     first: &[String],
     server_args: Vec<String>,
     e: &Expect,
-) {
+) -> std::collections::BTreeMap<String, u64> {
     for args in [
         vec![format!("--target-dir={}", base.display())],
         vec![
@@ -1465,15 +1466,19 @@ async fn mariabackup_chain_checked(
     }
     let data = root.join("chain-data");
     copy_dir(base, &data);
-    let mut restored = Sandbox::start_on(
-        &data,
-        &root.join("chain-run"),
-        SandboxOptions {
-            server_args,
-            ..Default::default()
-        },
-    )
-    .expect("server starts on the prepared chain");
+    chain_checked(&data, &root.join("chain-run"), &server_args, e).await
+}
+
+/// A server with `server_args` started on the prepared chain `data`: it
+/// passes the checks at the incremental's point and holds the 777 rows
+/// of `hb_inc.born`. Returns its CHECKSUM TABLE of every user table.
+async fn chain_checked(
+    data: &Path,
+    run: &Path,
+    server_args: &[String],
+    e: &Expect,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut restored = start_with(data, run, server_args);
     let r = check(&restored, e).await;
     let born = r
         .tables
@@ -1481,7 +1486,9 @@ async fn mariabackup_chain_checked(
         .find(|t| t.name == "hb_inc.born")
         .map(|t| t.rows);
     assert_eq!(born, Some(777), "{r}");
+    let sums = served_sums(&restored).await;
     restored.stop().expect("stops");
+    sums
 }
 
 /// The sum of the file sizes under `d`.
@@ -1619,27 +1626,9 @@ fn encrypted_tables_backed_up_and_prepared() {
         // reads its own (its prepare takes backup-my.cnf as its options).
         let peer_copy = dir.path().join("peer-src");
         copy_dir(&pristine, &peer_copy);
-        run_ok(
-            &mariabackup,
-            &[
-                OsStr::new(&format!(
-                    "--defaults-file={}",
-                    peer_copy.join("backup-my.cnf").display()
-                )),
-                OsStr::new("--prepare"),
-                OsStr::new(&format!("--target-dir={}", peer_copy.display())),
-            ],
-        );
+        mariabackup_prepare(&mariabackup, &peer_copy);
         let start = |data: &Path, name: &str| {
-            Sandbox::start_on(
-                data,
-                &dir.path().join(format!("{name}-run")),
-                SandboxOptions {
-                    server_args: plugin.to_vec(),
-                    ..Default::default()
-                },
-            )
-            .expect("server starts on the prepared backup")
+            start_with(data, &dir.path().join(format!("{name}-run")), &plugin)
         };
         let datadir = dir.path().join("ours-data");
         hotbak_restore(&backup, &datadir);
@@ -1664,6 +1653,65 @@ fn hashes(d: &Path) -> Vec<(std::path::PathBuf, [u8; 32])> {
         .collect();
     v.sort();
     v
+}
+
+/// A server started on `data` with `args` (the key plugin), its run
+/// directory `run`.
+fn start_with(data: &Path, run: &Path, args: &[String]) -> Sandbox {
+    Sandbox::start_on(
+        data,
+        run,
+        SandboxOptions {
+            server_args: args.to_vec(),
+            ..Default::default()
+        },
+    )
+    .expect("server starts on the prepared backup")
+}
+
+/// `mariabackup --defaults-file=DIR/backup-my.cnf --prepare
+/// --target-dir=DIR` (it reads the key plugin's settings from there).
+fn mariabackup_prepare(mariabackup: &Path, dir: &Path) {
+    run_ok(
+        mariabackup,
+        &[
+            OsStr::new(&format!(
+                "--defaults-file={}",
+                dir.join("backup-my.cnf").display()
+            )),
+            OsStr::new("--prepare"),
+            OsStr::new(&format!("--target-dir={}", dir.display())),
+        ],
+    );
+}
+
+/// Write `clear` (key file lines) to `keys` encrypted as MariaDB documents
+/// (`openssl enc -aes-256-cbc -md sha1 -pass file:…`), with a file key in
+/// `root/filekey`; that file's path, or `None` (skip) without openssl.
+fn salted_key_file(root: &Path, clear: &str, keys: &Path) -> Option<std::path::PathBuf> {
+    let openssl = tool("openssl")?;
+    let plain = root.join("keys.clear");
+    std::fs::write(&plain, clear).expect("key file");
+    let secret = root.join("filekey");
+    std::fs::write(&secret, "correct horse battery staple\n").expect("file key");
+    run_ok(
+        &openssl,
+        &[
+            OsStr::new("enc"),
+            OsStr::new("-aes-256-cbc"),
+            OsStr::new("-md"),
+            OsStr::new("sha1"),
+            OsStr::new("-pass"),
+            OsStr::new(&format!("file:{}", secret.display())),
+            OsStr::new("-in"),
+            plain.as_os_str(),
+            OsStr::new("-out"),
+            keys.as_os_str(),
+        ],
+    );
+    std::fs::remove_file(&plain).expect("remove the clear keys");
+    assert!(std::fs::read(keys).expect("keys").starts_with(b"Salted__"));
+    Some(secret)
 }
 
 /// A server with encrypted tables *and* an encrypted redo log
@@ -1692,30 +1740,9 @@ fn encrypted_log_with_ddl(salted: bool) {
         "--innodb-encryption-threads=1".to_owned(),
     ];
     if salted {
-        let Some(openssl) = tool("openssl") else {
+        let Some(secret) = salted_key_file(dir.path(), plain_keys, &keys) else {
             return;
         };
-        let clear = dir.path().join("keys.clear");
-        std::fs::write(&clear, plain_keys).expect("key file");
-        let secret = dir.path().join("filekey");
-        std::fs::write(&secret, "correct horse battery staple\n").expect("file key");
-        run_ok(
-            &openssl,
-            &[
-                OsStr::new("enc"),
-                OsStr::new("-aes-256-cbc"),
-                OsStr::new("-md"),
-                OsStr::new("sha1"),
-                OsStr::new("-pass"),
-                OsStr::new(&format!("file:{}", secret.display())),
-                OsStr::new("-in"),
-                clear.as_os_str(),
-                OsStr::new("-out"),
-                keys.as_os_str(),
-            ],
-        );
-        std::fs::remove_file(&clear).expect("remove the clear keys");
-        assert!(std::fs::read(&keys).expect("keys").starts_with(b"Salted__"));
         plugin.push(format!(
             "--file-key-management-filekey=FILE:{}",
             secret.display()
@@ -1848,6 +1875,180 @@ fn encrypted_log_with_ddl(salted: bool) {
     });
 }
 
+/// The native prepare of an encrypted backup against its oracle: a server
+/// with encrypted tables (one with `ENCRYPTED=YES ENCRYPTION_KEY_ID=2`)
+/// and an encrypted log, its keys in a `Salted__` key file opened with a
+/// file key, backed up by hotbak under the writer and inserts into the
+/// key-2 table. One copy is prepared by `mariabackup --prepare`, the
+/// other by `hotbak prepare`, which takes the native path, decrypting the
+/// redo and the pages and re-encrypting what it writes: every page of
+/// every tablespace is byte-identical (ciphertext: the same keys, key
+/// version, tablespace IVs and LSNs give the same bytes), servers loading
+/// the keys start on both and pass the checks with the same CHECKSUM
+/// TABLE. Before that, a wrong key file at the native prepare fails
+/// naming the key id and the file, and changes no byte.
+#[test]
+fn encrypted_native_prepare_matches_mariabackup() {
+    let Some(mariabackup) = tool("mariabackup") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.enc");
+    let Some(secret) = salted_key_file(
+        dir.path(),
+        "1;a7addd9adea9978fda19f21e6be987880e68ac92632ca052e5bb42b1a506939a\n\
+         2;49c16acc2dffe616710c9ba9a10b94944a737de1beccb52dc1560abfdd67388b\n",
+        &keys,
+    ) else {
+        return;
+    };
+    let plugin = vec![
+        "--plugin-load-add=file_key_management".to_owned(),
+        format!("--file-key-management-filename={}", keys.display()),
+        format!("--file-key-management-filekey=FILE:{}", secret.display()),
+        "--innodb-encrypt-tables=ON".to_owned(),
+        "--innodb-encrypt-log=ON".to_owned(),
+        "--innodb-encryption-threads=1".to_owned(),
+    ];
+    let plugin_refs: Vec<&str> = plugin.iter().map(String::as_str).collect();
+    let Some(mut sb) = sandbox(dir.path(), &plugin_refs) else {
+        return;
+    };
+    let backup = dir.path().join("backup");
+    rt().block_on(async {
+        let conn = sb.connect_options();
+        let schema = testkit::setup_schema(&conn, &SchemaOptions::default())
+            .await
+            .expect("schema");
+        // A clean restart checkpoints the schema load (as the plain
+        // oracle does): the log then holds the writers' work.
+        sb.restart().expect("restart");
+        let conn = sb.connect_options();
+        let mut admin = Session::connect(&conn).await.expect("connect");
+        for st in [
+            "CREATE DATABASE hb_k2",
+            "USE hb_k2",
+            "CREATE TABLE hb_k2.t (id INT PRIMARY KEY, v VARCHAR(200)) ENGINE=InnoDB ENCRYPTED=YES ENCRYPTION_KEY_ID=2",
+            "INSERT INTO hb_k2.t SELECT seq, REPEAT('Q', 150) FROM seq_1_to_3000",
+            // Its pages on disk (encrypted with key 2), so that the
+            // prepare can check key 2 against them.
+            "FLUSH TABLES hb_k2.t FOR EXPORT",
+            "UNLOCK TABLES",
+        ] {
+            admin.execute(st).await.expect(st);
+        }
+        let w = Writer::start(&conn, &schema, &WriterOptions::default())
+            .await
+            .expect("writer");
+        // Inserts into the key-2 table all through the backup.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let k2 = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut n = 3000u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let st = format!("INSERT INTO hb_k2.t VALUES ({n}, REPEAT('R', 150))");
+                    admin.execute(&st).await.expect("insert into hb_k2.t");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                admin.close().await.expect("close");
+                n
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let before = w.snapshot();
+        let outcome = stream_backup(
+            sb.socket(),
+            &backup,
+            &dir.path().join("logs"),
+            strs(&["--max-rate", "20"]),
+        )
+        .await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let last = k2.await.expect("inserts stop");
+        let after = w.stop().await.expect("writer stops");
+        assert!(after.errors.is_empty(), "writer errors: {after}");
+        assert_backup_ok(&outcome);
+        assert!(last > 3000, "no insert into the key-2 table ran");
+        sb.stop().expect("source stops");
+        let cnf = std::fs::read_to_string(backup.join("backup-my.cnf")).expect("backup-my.cnf");
+        assert!(cnf.contains("innodb_encrypt_tables=ON\n"), "{cnf}");
+        let k2 = std::fs::read(backup.join("hb_k2/t.ibd")).expect("hb_k2/t.ibd");
+        assert!(
+            !k2.windows(64).any(|w| w == [b'Q'; 64]),
+            "hb_k2/t.ibd holds plain text: not encrypted"
+        );
+
+        let theirs = dir.path().join("mb");
+        let ours = dir.path().join("native");
+        copy_dir(&backup, &theirs);
+        copy_dir(&backup, &ours);
+
+        // A wrong key file (key 2 wrong; the file key of the salted one
+        // unset): non-zero exit, the key id and the file named, no byte
+        // changed.
+        let wrong = dir.path().join("wrong-keys.txt");
+        std::fs::write(
+            &wrong,
+            "1;a7addd9adea9978fda19f21e6be987880e68ac92632ca052e5bb42b1a506939a\n\
+             2;00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+        )
+        .expect("wrong keys");
+        let before_hashes = hashes(&ours);
+        let opt = format!("file_key_management_filename={}", wrong.display());
+        let mut args = prepare_argv(&ours).to_vec();
+        args.extend([
+            OsStr::new("--server-option"),
+            OsStr::new(&opt),
+            OsStr::new("--server-option"),
+            OsStr::new("file_key_management_filekey="),
+        ]);
+        let (st, out) = testkit::run_tool(&bin("hotbak"), &args).expect("hotbak runs");
+        assert!(!st.success(), "prepare with a wrong key succeeded:\n{out}");
+        for want in ["key id 2", "wrong-keys.txt", "Nothing was changed"] {
+            assert!(out.contains(want), "the failure does not say {want:?}:\n{out}");
+        }
+        assert_eq!(hashes(&ours), before_hashes, "a failed prepare changed the backup");
+
+        mariabackup_prepare(&mariabackup, &theirs);
+        let out = hotbak_prepare(&ours);
+        assert!(out.contains("prepare (native)"), "not prepared natively:\n{out}");
+        assert!(
+            out.contains("pages decrypted") && !out.contains(" 0 written encrypted"),
+            "the native prepare did not decrypt and re-encrypt pages:\n{out}"
+        );
+        let (diffs, pages) = crate::native_prepare::compare(&theirs, &ours, 16384, 20);
+        assert!(
+            diffs.is_empty(),
+            "{} of {pages} pages differ from mariabackup's:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
+        let (raw, _) = crate::native_prepare::compare(&theirs, &backup, 16384, 1);
+        assert!(!raw.is_empty(), "prepare changed no page: the comparison is blind");
+
+        let e = Expect::between(&schema, &before, &after);
+        let start = |data: &Path, name: &str| {
+            start_with(data, &dir.path().join(format!("{name}-run")), &plugin)
+        };
+        let mut ours_sb = start(&ours, "ours");
+        let r = check(&ours_sb, &e).await;
+        assert!(
+            r.tables.iter().any(|t| t.name == "hb_k2.t" && t.rows >= 3000),
+            "{r}"
+        );
+        let ours_sums = served_sums(&ours_sb).await;
+        ours_sb.stop().expect("stops");
+        let mut theirs_sb = start(&theirs, "theirs");
+        check(&theirs_sb, &e).await;
+        let their_sums = served_sums(&theirs_sb).await;
+        theirs_sb.stop().expect("stops");
+        assert_eq!(ours_sums, their_sums, "CHECKSUM TABLE differs from mariabackup's prepare");
+        assert!(ours_sums.contains_key("hb_k2.t"), "{ours_sums:?}");
+    });
+}
+
 #[test]
 fn encrypted_log_with_ddl_plain_key_file() {
     encrypted_log_with_ddl(false);
@@ -1858,15 +2059,21 @@ fn encrypted_log_with_ddl_salted_key_file() {
     encrypted_log_with_ddl(true);
 }
 
-/// A base and an incremental of a server with encrypted tables and log:
-/// the incremental selects pages by the LSN at byte 16, which encryption
-/// leaves in clear (full_crc32 encrypts from byte 26 on), so it holds
-/// `.delta` files, not whole tablespaces, and is smaller than the base;
-/// `mariabackup --prepare` and `--prepare --incremental-dir` (with the
-/// base's backup-my.cnf as options, for the key plugin) prepare the chain,
-/// and a server loading the keys starts on it and passes the checks.
+/// A base and an incremental of a server with encrypted tables and log
+/// (`aes_ctr`), taken under the writer with a CREATE DATABASE/TABLE
+/// between them: the incremental selects pages by the LSN at byte 16,
+/// which encryption leaves in clear (full_crc32 encrypts from byte 26 on),
+/// so it holds `.delta` files, not whole tablespaces, and is smaller than
+/// the base. `hotbak prepare`, then `hotbak prepare --incremental-dir`,
+/// prepare the chain natively (decrypting redo and pages, re-encrypting
+/// what they write; a wrong key file fails first, naming the key id and
+/// the file, changing nothing), a server loading the keys starts on it and
+/// passes the checks; `mariabackup --prepare` and `--prepare
+/// --incremental-dir` (with the base's backup-my.cnf as options, for the
+/// key plugin) prepare a copy of the chain, and both agree on CHECKSUM
+/// TABLE.
 #[test]
-fn encrypted_incremental_chain_prepared_by_mariabackup() {
+fn encrypted_incremental_chain_prepared_natively_and_by_mariabackup() {
     let Some(mariabackup) = tool("mariabackup") else {
         return;
     };
@@ -1921,9 +2128,19 @@ fn encrypted_incremental_chain_prepared_by_mariabackup() {
             tree_size(&inc) < tree_size(&base),
             "the incremental is not smaller than the base"
         );
-        // hotbak's native incremental apply refuses the encrypted chain,
-        // saying how to prepare it, and changes nothing.
+        let (mb_base, mb_inc) = (dir.path().join("mb-base"), dir.path().join("mb-inc"));
+        copy_dir(&base, &mb_base);
+        copy_dir(&inc, &mb_inc);
+        // A wrong key file: the chain's first step fails before anything
+        // changes, naming the key id and the file.
+        let wrong = dir.path().join("wrong-keys.txt");
+        std::fs::write(
+            &wrong,
+            "1;00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+        )
+        .expect("wrong keys");
         let (bh, ih) = (hashes(&base), hashes(&inc));
+        let opt = format!("file_key_management_filename={}", wrong.display());
         let (st, out) = testkit::run_tool(
             &bin("hotbak"),
             &[
@@ -1932,30 +2149,60 @@ fn encrypted_incremental_chain_prepared_by_mariabackup() {
                 base.as_os_str(),
                 OsStr::new("--incremental-dir"),
                 inc.as_os_str(),
+                OsStr::new("--server-option"),
+                OsStr::new(&opt),
             ],
         )
         .expect("hotbak runs");
-        assert!(
-            !st.success(),
-            "the encrypted chain was applied natively:\n{out}"
-        );
-        assert!(
-            out.contains("data-at-rest encryption") && out.contains("mariabackup"),
-            "{out}"
-        );
+        assert!(!st.success(), "the chain prepared with a wrong key:\n{out}");
+        for want in ["key id 1", "wrong-keys.txt", "Nothing was changed"] {
+            assert!(
+                out.contains(want),
+                "the failure does not say {want:?}:\n{out}"
+            );
+        }
         assert_eq!(
             (hashes(&base), hashes(&inc)),
             (bh, ih),
             "the refused prepare changed the chain"
         );
-        let defaults = format!("--defaults-file={}", base.join("backup-my.cnf").display());
-        mariabackup_chain_checked(
+        // hotbak: the base natively, then the incremental onto it.
+        let out = hotbak_prepare(&base);
+        assert!(
+            out.contains("prepare (native)") && out.contains("pages decrypted"),
+            "the base was not prepared natively with its keys:\n{out}"
+        );
+        let out = run_ok(
+            &bin("hotbak"),
+            &[
+                OsStr::new("prepare"),
+                OsStr::new("--target-dir"),
+                base.as_os_str(),
+                OsStr::new("--incremental-dir"),
+                inc.as_os_str(),
+            ],
+        );
+        assert!(out.contains("incremental applied"), "{out}");
+        let e = Expect::between(&schema, &before, &after);
+        let data = dir.path().join("ours-data");
+        hotbak_restore(&base, &data);
+        let our_sums = chain_checked(&data, &dir.path().join("ours-run"), &plugin, &e).await;
+        let defaults = format!(
+            "--defaults-file={}",
+            mb_base.join("backup-my.cnf").display()
+        );
+        let their_sums = mariabackup_chain_checked(
             &mariabackup,
-            (&base, &inc, dir.path()),
+            (&mb_base, &mb_inc, dir.path()),
             &[defaults],
             plugin.clone(),
-            &Expect::between(&schema, &before, &after),
+            &e,
         )
         .await;
+        assert_eq!(
+            our_sums, their_sums,
+            "hotbak's and mariabackup's prepares of the chain disagree"
+        );
+        assert!(our_sums.contains_key("hb_inc.born"), "{our_sums:?}");
     });
 }

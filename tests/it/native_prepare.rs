@@ -288,6 +288,7 @@ fn oracle_once(root: &Path, mariabackup: &Path, case: Case) -> Outcome {
     let opts = NativeOptions {
         use_memory: case.use_memory,
         threads: if case.use_memory < 8 << 20 { 1 } else { 3 },
+        ..NativeOptions::default()
     };
     let report = native_prepare(&ours, &opts).expect("native prepare");
     let native_secs = t0.elapsed().as_secs_f64();
