@@ -716,19 +716,28 @@ fn log_key(
             if let Some((lsn, _, records)) = chunk.mtrs().next() {
                 // The checkpoint's mtr: FILE_MODIFY records of the
                 // tablespaces changed since, then FILE_CHECKPOINT.
-                let wrong = redo::file_records(records).find_map(|op| match op {
-                    Ok(FileOp::Checkpoint { lsn: got }) if got != ck.checkpoint_lsn => {
-                        Some(format!(
-                            "its checkpoint record reads as LSN {got}, not {}",
-                            ck.checkpoint_lsn
-                        ))
+                let mut wrong = None;
+                for op in redo::file_records(records) {
+                    match op {
+                        Ok(FileOp::Checkpoint { lsn: got }) if got == ck.checkpoint_lsn => {
+                            proved = true;
+                        }
+                        Ok(FileOp::Checkpoint { lsn: got }) => {
+                            wrong.get_or_insert_with(|| {
+                                format!(
+                                    "its checkpoint record reads as LSN {got}, not {}",
+                                    ck.checkpoint_lsn
+                                )
+                            });
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            wrong.get_or_insert_with(|| {
+                                format!("its file records do not decode ({e})")
+                            });
+                        }
                     }
-                    Ok(_) => None,
-                    Err(e) => Some(format!("its file records do not decode ({e})")),
-                });
-                proved = redo::file_records(records).any(
-                    |op| matches!(op, Ok(FileOp::Checkpoint { lsn }) if lsn == ck.checkpoint_lsn),
-                );
+                }
                 if let Some(why) = wrong {
                     return Err(Error::Key(format!(
                         "{}: the redo log does not decrypt with key id {id} version {version} of key file {}: \
@@ -1451,12 +1460,6 @@ impl<'p> LogReader<'p> {
     ) -> Result<Self> {
         let file = File::open(path).map_err(io(path))?;
         let file_off = geo.offset(start).map_err(|e| Error::Log(e.to_string()))?;
-        // The whole stretch to read, queued on the device before the
-        // read-ahead of pages asks for more (a hint, bounded).
-        if let Ok(end_off) = geo.offset(end) {
-            let len = end_off.saturating_sub(file_off).min(Self::WHOLE_LOG_AHEAD);
-            let _ = crate::sys::prefetch(&file, file_off, len);
-        }
         Ok(LogReader {
             file,
             path,
@@ -1468,6 +1471,19 @@ impl<'p> LogReader<'p> {
             carry: Vec::new(),
             spare: Vec::new(),
         })
+    }
+
+    /// Ask the device for the whole stretch still to read (bounded), so
+    /// that it is queued before the read-ahead of pages asks for more. A
+    /// hint, for a reader that goes on to the end (not a key check that
+    /// reads one chunk).
+    fn prefetch_stretch(&self) {
+        if let Ok(end_off) = self.geo.offset(self.end) {
+            let len = end_off
+                .saturating_sub(self.file_off)
+                .min(Self::WHOLE_LOG_AHEAD);
+            let _ = crate::sys::prefetch(&self.file, self.file_off, len);
+        }
     }
 
     /// Give a chunk's buffer back for the next reads.

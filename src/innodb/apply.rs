@@ -1170,10 +1170,12 @@ fn find_slot(pg: &Pg<'_>, from_slot: usize, rec: usize) -> Result<usize, Error> 
     };
     // The directory as whole 2-byte slots, compared as raw big-endian
     // pairs (the loop vectorises; the server walks it one slot at a time).
-    let want = u16::try_from(rec).map_or([0xFF, 0xFF], u16::to_be_bytes);
-    match find_pair(dir, want) {
-        Some(i) if rec <= 0xFFFF => Ok(from_slot + 2 * i),
-        _ => pg.err("no directory slot owns the record"),
+    match u16::try_from(rec)
+        .ok()
+        .and_then(|r| find_pair(dir, r.to_be_bytes()))
+    {
+        Some(i) => Ok(from_slot + 2 * i),
+        None => pg.err("no directory slot owns the record"),
     }
 }
 

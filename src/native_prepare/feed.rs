@@ -60,6 +60,7 @@ impl Feed {
                         return;
                     }
                 };
+                rd.prefetch_stretch();
                 for limit in limits {
                     loop {
                         while let Ok(c) = spare_rx.try_recv() {
