@@ -115,6 +115,15 @@ pub fn is_remote(filename: &str, datadir: &Path) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
+/// Whether `rel` names a DDL statement's intermediate file (`#sql-alter-…`,
+/// `#sql-backup-…`, `#sql-ib…`): the server's, never a table it serves.
+#[must_use]
+pub fn is_intermediate(rel: &str) -> bool {
+    rel.rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with("#sql"))
+}
+
 fn quoted(schema: &str, name: &str) -> String {
     format!("`{schema}`.`{name}`")
 }
@@ -130,12 +139,20 @@ pub fn expected_files(cat: &Catalog, datadir: &Path) -> Vec<Expected> {
         if ts.space == 0 || ts.name == "innodb_temporary" || ts.filename.is_empty() {
             continue;
         }
+        let rel = tablespace_rel(&ts.filename, datadir);
+        // A DDL statement's intermediate tablespace is the server's, never
+        // a table it serves, and it may vanish at any moment: an ALTER in
+        // its copy phase runs on under BLOCK_DDL and drops it when it gives
+        // up waiting for that lock (mariabackup leaves these out too).
+        if is_intermediate(&rel) {
+            continue;
+        }
         let owner = match ts.name.split_once('/') {
             Some((db, t)) => format!("InnoDB table {} (space {})", quoted(db, t), ts.space),
             None => format!("InnoDB tablespace {} (space {})", ts.name, ts.space),
         };
         out.push(Expected {
-            rel: tablespace_rel(&ts.filename, datadir),
+            rel,
             server_path: Some(ts.filename.clone()),
             owner,
         });
@@ -389,6 +406,42 @@ mod tests {
                 "db/mem.frm",
             ]
         );
+    }
+
+    #[test]
+    fn intermediate_files_are_the_servers_sql_names() {
+        assert!(is_intermediate("db/#sql-alter-1710-4.ibd"));
+        assert!(is_intermediate("db/#sql-backup-1f-2.ibd"));
+        assert!(is_intermediate("#sql-ib123.ibd"));
+        assert!(!is_intermediate("db/t.ibd"));
+        assert!(!is_intermediate("#sqldb/t.ibd"));
+        assert!(!is_intermediate("db/t#sql.ibd"));
+    }
+
+    #[test]
+    fn intermediate_tablespaces_are_not_expected() {
+        // An ALTER in its copy phase runs on under BLOCK_DDL and may drop
+        // its `#sql-alter` tablespace between the listing and the catalog
+        // query (CI, stop 25): not a table the server serves.
+        let cat = Catalog {
+            tablespaces: vec![
+                Tablespace {
+                    space: 76,
+                    name: "db/#sql-alter-45b4-9".into(),
+                    filename: "./db/#sql-alter-45b4-9.ibd".into(),
+                },
+                Tablespace {
+                    space: 5,
+                    name: "db/t".into(),
+                    filename: "./db/t.ibd".into(),
+                },
+            ],
+            tables: vec![],
+        };
+        let exp = expected_files(&cat, dd());
+        let rels: Vec<&str> = exp.iter().map(|e| e.rel.as_str()).collect();
+        assert_eq!(rels, ["db/t.ibd"]);
+        assert!(check(&exp, &["db/t.ibd"].into(), &BTreeMap::new()).is_empty());
     }
 
     #[test]

@@ -747,14 +747,6 @@ struct Copied {
     pacing: Option<String>,
 }
 
-/// Whether `rel` names a DDL statement's intermediate file (`#sql-alter-…`,
-/// `#sql-backup-…`, `#sql-ib…`): the server's, never a table it serves.
-fn is_intermediate(rel: &str) -> bool {
-    rel.rsplit('/')
-        .next()
-        .is_some_and(|n| n.starts_with("#sql"))
-}
-
 /// Step 3c: the InnoDB files (page-validated) and, under BLOCK_DDL or with
 /// no lock, the non-InnoDB files, with `--parallel` workers; the redo
 /// follower is polled so that its failure stops the copy. With
@@ -868,7 +860,7 @@ async fn bulk_copy(
                     }
                     Err(Error::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound
-                            && is_intermediate(&rel) =>
+                            && catalog::is_intermediate(&rel) =>
                     {
                         // Under the DDL lock no DDL completes, but one that
                         // began before it and then timed out waiting for it
@@ -1271,20 +1263,5 @@ fn encrypted_log_keys(
             ));
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_intermediate;
-
-    #[test]
-    fn intermediate_files_are_the_servers_sql_names() {
-        assert!(is_intermediate("db/#sql-alter-1710-4.ibd"));
-        assert!(is_intermediate("db/#sql-backup-1f-2.ibd"));
-        assert!(is_intermediate("#sql-ib123.ibd"));
-        assert!(!is_intermediate("db/t.ibd"));
-        assert!(!is_intermediate("#sqldb/t.ibd"));
-        assert!(!is_intermediate("db/t#sql.ibd"));
     }
 }
