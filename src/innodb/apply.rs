@@ -331,8 +331,13 @@ fn corrupt<T>(offset: usize, reason: &'static str) -> Result<T, Error> {
 #[inline]
 fn varint_at(body: &[u8], pos: &mut usize, max: usize) -> Option<u32> {
     let first = *body.get(*pos)?;
-    let n = varint_len(first);
-    if n > max {
+    if first < 0x80 {
+        // The 1-byte form (most lengths, and ids of short records whose
+        // body is too short for the 8-byte path of `decode_varint`).
+        *pos += 1;
+        return Some(u32::from(first));
+    }
+    if varint_len(first) > max {
         return None;
     }
     let (v, n) = decode_varint(body.get(*pos..)?)?;

@@ -550,7 +550,7 @@ const MIN_5BYTE: u32 = MIN_4BYTE + (1 << 28);
 /// Decode a redo-log varint at the start of `buf`: `(value, length)`.
 /// `None` if `buf` is too short or the encoding is invalid.
 #[must_use]
-#[inline]
+#[inline(always)]
 pub fn decode_varint(buf: &[u8]) -> Option<(u32, usize)> {
     // With 8 bytes at hand, the 1- to 4-byte forms without a branch on
     // the length (most varints of a log; the applier decodes millions).
