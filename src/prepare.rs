@@ -201,6 +201,10 @@ fn server_needed(dir: &Path, cnf: &BackupMyCnf, opts: &Options) -> Result<Option
 
 /// The mariadbd-based recovery ([`Method::Server`]), with `--export`.
 fn prepare_server(dir: &Path, opts: &Options) -> Result<PrepareReport> {
+    // The recovery server runs in a directory of its own: a relative
+    // `--target-dir` would name nothing there.
+    let abs = std::path::absolute(dir).map_err(io(dir))?;
+    let dir = abs.as_path();
     let (mariadbd, use_memory) = (opts.mariadbd.as_deref(), opts.use_memory.as_str());
     let ck = match start(dir)? {
         Start::Go(ck) => ck,

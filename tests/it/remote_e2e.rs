@@ -324,17 +324,22 @@ fn remote_tables_backup_prepare_restore() {
         assert!(live.len() >= 5, "{live:?}");
         let peer = root.join("backup-peer");
         copy_dir(&backup, &peer);
-        let out = run_ok(
-            &bin("hotbak"),
-            &[
-                OsStr::new("prepare"),
-                // The mariadbd recovery's relocation of the redo's remote
-                // names is what this checks (the native default needs none).
-                OsStr::new("--server-recovery"),
-                OsStr::new("--target-dir"),
-                backup.as_os_str(),
-            ],
+        // The mariadbd recovery's relocation of the redo's remote names is
+        // what this checks (the native default needs none), with a relative
+        // --target-dir as a DBA types it (the recovery server runs in a
+        // directory of its own: it once failed to start, with no error log).
+        let prep = Command::new(bin("hotbak"))
+            .current_dir(backup.parent().expect("parent"))
+            .args(["prepare", "--server-recovery", "--target-dir"])
+            .arg(backup.file_name().expect("name"))
+            .output()
+            .expect("hotbak starts");
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&prep.stdout),
+            String::from_utf8_lossy(&prep.stderr)
         );
+        assert!(prep.status.success(), "prepare failed ({}):\n{out}", prep.status);
         let relocated: u64 = out
             .split("link files set aside and ")
             .nth(1)
