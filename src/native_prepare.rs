@@ -44,8 +44,8 @@ use crate::format::metadata::{BackupMyCnf, BackupType, Checkpoints};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::innodb::apply::{
-    self, decode_mtr_into, finish_page, recover_page, LoggedOp, PageId, PageOp, Record, Recovered,
-    KIND_NAMES,
+    self, decode_mtr_into, finish_page, recover_page_at, LoggedOp, PageId, PageOp, Record,
+    Recovered, KIND_NAMES,
 };
 use crate::innodb::page::{parse_page0, PageFormat, FIL_PAGE_DATA, FSP_SIZE, FSP_SPACE_FLAGS};
 use crate::innodb::redo::{
@@ -1814,11 +1814,7 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
         } else {
             buf.fill(0);
         }
-        let first_lsn = ops.first().map_or(Lsn(0), |o| o.start_lsn);
-        match recover_page(buf, id, ops).map_err(|source| Error::Apply {
-            lsn: first_lsn,
-            source,
-        })? {
+        match recover_page_at(buf, id, ops).map_err(|(lsn, source)| Error::Apply { lsn, source })? {
             Recovered::Applied { end_lsn } => {
                 if was_encrypted {
                     // The key version (and, legacy, the checksum of the
@@ -1831,7 +1827,7 @@ fn apply_run(spaces: &Spaces, pages: &[(PageId, Vec<LoggedOp<'_>>)]) -> Result<R
                     }
                 }
                 finish_page(buf, id, &sp.format, end_lsn).map_err(|source| Error::Apply {
-                    lsn: first_lsn,
+                    lsn: ops.last().map_or(Lsn(0), |o| o.start_lsn),
                     source,
                 })?;
                 if let Some(key) = sp.key.as_deref().filter(|_| sp.encrypt_writes) {

@@ -1835,6 +1835,19 @@ pub fn needs_read(ops: &[LoggedOp<'_>]) -> bool {
 /// # Errors
 /// Any [`apply_op`] error, or [`Error::Checksum`].
 pub fn recover_page(page: &mut [u8], id: PageId, ops: &[LoggedOp<'_>]) -> Result<Recovered, Error> {
+    recover_page_at(page, id, ops).map_err(|(_, e)| e)
+}
+
+/// [`recover_page`], whose error names the start LSN of the mtr whose
+/// record failed.
+///
+/// # Errors
+/// As [`recover_page`], with that LSN.
+pub fn recover_page_at(
+    page: &mut [u8],
+    id: PageId,
+    ops: &[LoggedOp<'_>],
+) -> Result<Recovered, (Lsn, Error)> {
     let start = ops
         .iter()
         .rposition(|o| matches!(o.op, PageOp::InitPage | PageOp::FreePage));
@@ -1858,16 +1871,19 @@ pub fn recover_page(page: &mut [u8], id: PageId, ops: &[LoggedOp<'_>]) -> Result
             PageOp::PageChecksum { crc } => {
                 let computed = opt_page_checksum(page);
                 if computed != *crc {
-                    return Err(Error::Checksum {
-                        page: id,
-                        logged: *crc,
-                        computed,
-                    });
+                    return Err((
+                        o.start_lsn,
+                        Error::Checksum {
+                            page: id,
+                            logged: *crc,
+                            computed,
+                        },
+                    ));
                 }
                 applied = true;
             }
             op => {
-                apply_op(page, id, op)?;
+                apply_op(page, id, op).map_err(|e| (o.start_lsn, e))?;
                 applied = true;
                 freed = false;
             }
