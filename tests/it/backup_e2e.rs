@@ -280,12 +280,24 @@ fn peer_prepare_and_start_with(
 /// The backup prepared by mariabackup (a copy, when it is there) and by
 /// `hotbak prepare`, restored by hotbak; servers started with `args` on
 /// both pass the checks `e` and serve the same table checksums.
+/// The source's binlogs from a backup's position, and its final checksums.
+struct Replay {
+    files: Vec<std::path::PathBuf>,
+    pos: u64,
+    source_sums: std::collections::BTreeMap<String, u64>,
+}
+
+/// Both prepares of `backup` give servers that pass the checks with the
+/// same CHECKSUM TABLE; with `replay`, hotbak's, once the source's binlogs
+/// are replayed into it from the backup's position, serves the source's
+/// final checksums.
 async fn both_prepares_agree(
     mariabackup: Option<&Path>,
     backup: &Path,
     root: &Path,
     e: &Expect,
     args: &[String],
+    replay: Option<&Replay>,
 ) {
     let peer_sums = match mariabackup {
         Some(mb) => {
@@ -301,6 +313,25 @@ async fn both_prepares_agree(
     let mut restored = restore_and_start_with(backup, root, "restored", args.to_vec());
     check(&restored, e).await;
     let sums = served_sums(&restored).await;
+    if let Some(r) = replay {
+        assert_ne!(
+            sums, r.source_sums,
+            "the source wrote nothing after the backup: the replay would prove nothing"
+        );
+        crate::support::replay_binlog(&r.files, r.pos, restored.socket());
+        let replayed = served_sums(&restored).await;
+        let diff: Vec<_> = r
+            .source_sums
+            .iter()
+            .filter(|(k, v)| replayed.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: source {v}, replayed {:?}", replayed.get(k)))
+            .collect();
+        assert!(
+            diff.is_empty() && r.source_sums.len() == replayed.len(),
+            "checksums differ after the binlog replay:\n{}",
+            diff.join("\n")
+        );
+    }
     restored.stop().expect("restored server stops");
     if let Some(peer) = peer_sums {
         assert_eq!(
@@ -385,7 +416,7 @@ fn ddl_during_backup_with(mode: &str) {
         sb.stop().expect("source stops");
         let mut e = Expect::between(&schema, &before, &after);
         e.ddl = true;
-        both_prepares_agree(mariabackup.as_deref(), &backup, dir.path(), &e, &[]).await;
+        both_prepares_agree(mariabackup.as_deref(), &backup, dir.path(), &e, &[], None).await;
     });
 }
 
@@ -1723,7 +1754,9 @@ fn salted_key_file(root: &Path, clear: &str, keys: &Path) -> Option<std::path::P
 /// the DDL through the keys; a wrong key file and a missing one fail the
 /// prepare naming the key id and the file, changing no byte; `mariabackup
 /// --prepare` and `hotbak prepare` both prepare it, servers loading the
-/// keys start on both and pass the checks with the same table checksums.
+/// keys start on both and pass the checks with the same table checksums,
+/// and the source's binlog replayed from the backup's position into
+/// hotbak's gives the source's final CHECKSUM TABLE of every table.
 fn encrypted_log_with_ddl(salted: bool) {
     let mariabackup = tool("mariabackup");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1750,8 +1783,10 @@ fn encrypted_log_with_ddl(salted: bool) {
     } else {
         std::fs::write(&keys, plain_keys).expect("key file");
     }
-    let plugin_refs: Vec<&str> = plugin.iter().map(String::as_str).collect();
-    let Some(mut sb) = sandbox(dir.path(), &plugin_refs) else {
+    // The source also writes a binlog, replayed into the restored server.
+    let mut source_args: Vec<&str> = plugin.iter().map(String::as_str).collect();
+    source_args.extend(["--log-bin=mysql-bin", "--server-id=1"]);
+    let Some(mut sb) = sandbox(dir.path(), &source_args) else {
         return;
     };
     let backup = dir.path().join("backup");
@@ -1782,6 +1817,13 @@ fn encrypted_log_with_ddl(salted: bool) {
                 .contains("DDL tracking: during the copy"),
             "no DDL was tracked during the copy: {outcome}"
         );
+        let (first, pos) = binlog_info(&backup);
+        let (source_sums, files) = source_state(&sb, &first).await;
+        let replay = Replay {
+            files,
+            pos,
+            source_sums,
+        };
         sb.stop().expect("source stops");
         // The backup's log is encrypted with the server's parameters:
         // FORMAT_ENC_11, the same 28 bytes of key id, version, message and
@@ -1871,7 +1913,15 @@ fn encrypted_log_with_ddl(salted: bool) {
             );
         }
 
-        both_prepares_agree(mariabackup.as_deref(), &backup, dir.path(), &e, &plugin).await;
+        both_prepares_agree(
+            mariabackup.as_deref(),
+            &backup,
+            dir.path(),
+            &e,
+            &plugin,
+            Some(&replay),
+        )
+        .await;
     });
 }
 

@@ -339,7 +339,11 @@ fn remote_tables_backup_prepare_restore() {
             String::from_utf8_lossy(&prep.stdout),
             String::from_utf8_lossy(&prep.stderr)
         );
-        assert!(prep.status.success(), "prepare failed ({}):\n{out}", prep.status);
+        assert!(
+            prep.status.success(),
+            "prepare failed ({}):\n{out}",
+            prep.status
+        );
         let relocated: u64 = out
             .split("link files set aside and ")
             .nth(1)
