@@ -401,12 +401,24 @@ pub fn inventory(l: &Layout<'_>) -> Result<Inventory, Error> {
                     }
                 }
             } else if fty.is_file() {
-                f.metadata().map_err(io(&fpath))?.len()
+                match f.metadata() {
+                    Ok(md) => md.len(),
+                    // Dropped or renamed since the directory was read: a
+                    // listing taken while DDL runs (the short DDL lock's
+                    // first one) skips it; the one under BLOCK_DDL, where
+                    // nothing vanishes, is checked against the catalog.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(&fpath)(e)),
+                }
             } else {
                 continue;
             };
             if ext == "isl" {
-                let text = std::fs::read_to_string(&fpath).map_err(io(&fpath))?;
+                let text = match std::fs::read_to_string(&fpath) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(&fpath)(e)),
+                };
                 let target = absolute(l.datadir, &parse_isl(&text, &fpath)?);
                 let ibd = format!("{name}/{}.ibd", &fname[..fname.len() - 4]);
                 isl_targets.push((rel(&ibd)?, target));
