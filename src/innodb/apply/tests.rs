@@ -681,17 +681,8 @@ fn recovery_rules() {
         Err(Error::Checksum { .. })
     ));
     // The error names the mtr whose record failed, not the page's first.
-    let ops6 = vec![
-        logged(
-            2000,
-            2100,
-            PageOp::Write {
-                offset: 200,
-                data: &[9],
-            },
-        ),
-        logged(3000, 3100, PageOp::PageChecksum { crc: crc ^ 1 }),
-    ];
+    let mut ops6 = ops4.clone();
+    ops6[1] = logged(3000, 3100, PageOp::PageChecksum { crc: crc ^ 1 });
     assert!(matches!(
         recover_page_at(&mut p.clone(), id(5, 4), &ops6),
         Err((Lsn(3000), Error::Checksum { .. }))
