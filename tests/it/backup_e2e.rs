@@ -319,18 +319,7 @@ async fn both_prepares_agree(
             "the source wrote nothing after the backup: the replay would prove nothing"
         );
         crate::support::replay_binlog(&r.files, r.pos, restored.socket());
-        let replayed = served_sums(&restored).await;
-        let diff: Vec<_> = r
-            .source_sums
-            .iter()
-            .filter(|(k, v)| replayed.get(*k) != Some(v))
-            .map(|(k, v)| format!("{k}: source {v}, replayed {:?}", replayed.get(k)))
-            .collect();
-        assert!(
-            diff.is_empty() && r.source_sums.len() == replayed.len(),
-            "checksums differ after the binlog replay:\n{}",
-            diff.join("\n")
-        );
+        assert_replayed(&r.source_sums, &served_sums(&restored).await);
     }
     restored.stop().expect("restored server stops");
     if let Some(peer) = peer_sums {
@@ -339,6 +328,28 @@ async fn both_prepares_agree(
             "hotbak prepare and mariabackup --prepare disagree"
         );
     }
+}
+
+/// After a binlog replay: every table the source has, with its checksum.
+fn assert_replayed(
+    source: &std::collections::BTreeMap<String, u64>,
+    replayed: &std::collections::BTreeMap<String, u64>,
+) {
+    let diff: Vec<_> = source
+        .iter()
+        .filter(|(k, v)| replayed.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: source {v}, replayed {:?}", replayed.get(k)))
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "checksums differ after the binlog replay:\n{}",
+        diff.join("\n")
+    );
+    assert_eq!(
+        source.len(),
+        replayed.len(),
+        "tables after the binlog replay"
+    );
 }
 
 /// `CHECKSUM TABLE` of every user table a running server serves.
@@ -651,23 +662,9 @@ fn binlog_position_replays_to_source_state() {
 
         // Replay the source's binlogs from the recorded position.
         crate::support::replay_binlog(&files, pos, restored.socket());
-        let mut s = Session::connect(&restored.connect_options())
-            .await
-            .expect("connect");
-        let replayed = testkit::checksum_all(&mut s).await.expect("checksums");
-        s.close().await.expect("close");
+        let replayed = served_sums(&restored).await;
         restored.stop().expect("stops");
-        let diff: Vec<_> = source_sums
-            .iter()
-            .filter(|(k, v)| replayed.get(*k) != Some(v))
-            .map(|(k, v)| format!("{k}: source {v}, replayed {:?}", replayed.get(k)))
-            .collect();
-        assert!(
-            diff.is_empty(),
-            "checksums differ after replay:\n{}",
-            diff.join("\n")
-        );
-        assert_eq!(source_sums.len(), replayed.len());
+        assert_replayed(&source_sums, &replayed);
     });
 }
 
