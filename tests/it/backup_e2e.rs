@@ -319,7 +319,11 @@ async fn both_prepares_agree(
             "the source wrote nothing after the backup: the replay would prove nothing"
         );
         crate::support::replay_binlog(&r.files, r.pos, restored.socket());
-        assert_replayed(&r.source_sums, &served_sums(&restored).await);
+        crate::support::assert_sums_match(
+            &r.source_sums,
+            &served_sums(&restored).await,
+            "replayed",
+        );
     }
     restored.stop().expect("restored server stops");
     if let Some(peer) = peer_sums {
@@ -328,28 +332,6 @@ async fn both_prepares_agree(
             "hotbak prepare and mariabackup --prepare disagree"
         );
     }
-}
-
-/// After a binlog replay: every table the source has, with its checksum.
-fn assert_replayed(
-    source: &std::collections::BTreeMap<String, u64>,
-    replayed: &std::collections::BTreeMap<String, u64>,
-) {
-    let diff: Vec<_> = source
-        .iter()
-        .filter(|(k, v)| replayed.get(*k) != Some(v))
-        .map(|(k, v)| format!("{k}: source {v}, replayed {:?}", replayed.get(k)))
-        .collect();
-    assert!(
-        diff.is_empty(),
-        "checksums differ after the binlog replay:\n{}",
-        diff.join("\n")
-    );
-    assert_eq!(
-        source.len(),
-        replayed.len(),
-        "tables after the binlog replay"
-    );
 }
 
 /// `CHECKSUM TABLE` of every user table a running server serves.
@@ -664,7 +646,7 @@ fn binlog_position_replays_to_source_state() {
         crate::support::replay_binlog(&files, pos, restored.socket());
         let replayed = served_sums(&restored).await;
         restored.stop().expect("stops");
-        assert_replayed(&source_sums, &replayed);
+        crate::support::assert_sums_match(&source_sums, &replayed, "replayed");
     });
 }
 

@@ -218,17 +218,7 @@ async fn replayed_sums(
 }
 
 fn assert_same(source: &BTreeMap<String, u64>, got: &BTreeMap<String, u64>, who: &str) {
-    let diff: Vec<String> = source
-        .iter()
-        .filter(|(k, v)| got.get(*k) != Some(v))
-        .map(|(k, v)| format!("{k}: source {v}, {who} {:?}", got.get(k)))
-        .collect();
-    assert!(
-        diff.is_empty(),
-        "{who}: checksums differ:\n{}",
-        diff.join("\n")
-    );
-    assert_eq!(source.len(), got.len(), "{who}: table count");
+    crate::support::assert_sums_match(source, got, who);
     for t in ["rdb.t", "rdb.m", "rdb.p", "sdb.s", "sdb.sm"] {
         assert!(source.contains_key(t), "{t} missing from {source:?}");
     }

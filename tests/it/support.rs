@@ -104,6 +104,26 @@ pub fn binlog_info(backup: &std::path::Path) -> (String, u64) {
     (file, pos)
 }
 
+/// Every table of `source` is in `got` with the same checksum, and no
+/// other (`who` names `got` in the failure).
+pub fn assert_sums_match(
+    source: &std::collections::BTreeMap<String, u64>,
+    got: &std::collections::BTreeMap<String, u64>,
+    who: &str,
+) {
+    let diff: Vec<String> = source
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: source {v}, {who} {:?}", got.get(k)))
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "{who}: checksums differ:\n{}",
+        diff.join("\n")
+    );
+    assert_eq!(source.len(), got.len(), "{who}: table count");
+}
+
 /// A source server's final state for a binlog replay: every user table's
 /// checksum, and the paths of its binlogs from `first` on (which must be
 /// one of them).
