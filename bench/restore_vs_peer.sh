@@ -19,7 +19,9 @@
 # Prints per way and step the median wall time [min-max] and the ratio of mariabackup's
 # median to this one (> 1: faster than mariabackup), and the same for the total.
 # Env: RUNS (3), PAR (4: --parallel of copy-back and restore), WORK (/tmp/hotbak-restore-bench),
-#      START (0), LOAD_DIR (unset: the streams of an idle server).
+#      START (0), LOAD_DIR (unset: the streams of an idle server), HB_BACKUP_OPTS (extra
+#      options of hotbak's backup, e.g. `--pace off`: under load the default pacing makes
+#      hotbak's backup longer than mariabackup's, so its stream carries more redo to apply).
 set -euo pipefail
 SOCK=${1:?socket}; DBUSER=${2:-bench}; DBPASS=${3:-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -43,10 +45,16 @@ if [[ -n ${LOAD_DIR:-} ]]; then
 fi
 echo "## streams (once per tool, not timed)"
 mkdir -p "$WORK/mbtgt"
+t0=$(date +%s.%N)
 mariabackup --backup --stream=xbstream --user="$DBUSER" --password="$DBPASS" --socket="$SOCK" \
   --target-dir="$WORK/mbtgt" --parallel="$PAR" 2>"$WORK/mb-backup.err" > "$WORK/mb.xbs"
+t1=$(date +%s.%N)
+# shellcheck disable=SC2086
 "$BIN/hotbak" backup --no-defaults --socket "$SOCK" -u "$DBUSER" -p "$DBPASS" --parallel "$PAR" \
-  --stream --progress none 2>"$WORK/hb-backup.err" > "$WORK/hb.xbs"
+  --stream --progress none $HB_BACKUP_OPTS 2>"$WORK/hb-backup.err" > "$WORK/hb.xbs"
+t2=$(date +%s.%N)
+printf '# backup wall time: mariabackup %.1f s, hotbak %.1f s (options: %s)\n' \
+  "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "${HB_BACKUP_OPTS:-none}"
 if [[ -n $LOADPID ]]; then
   kill "$LOADPID" 2>/dev/null || true; pkill -f "sysbench.*$SOCK" 2>/dev/null || true; wait "$LOADPID" 2>/dev/null || true
 fi
@@ -111,6 +119,10 @@ way() { # one way, all steps
       step $w prepare "$BIN/hotbak" prepare --target-dir "$X/data"
       step $w restore "$BIN/hotbak" restore --in-place --target-dir "$X/data" --progress none ;;
   esac
+  if [ "$r" = 1 ]; then # the redo the prepare applied: last_lsn - to_lsn of the checkpoints file
+    local cp=$X/data/xtrabackup_checkpoints; [ -e "$X/bk/xtrabackup_checkpoints" ] && cp=$X/bk/xtrabackup_checkpoints
+    [ -e "$cp" ] && awk -v w="$w" '/^to_lsn/{t=$3} /^last_lsn/{l=$3} END{printf "  %-15s redo from the checkpoint: %.1f MiB\n", w, (l-t)/1048576}' "$cp"
+  fi
   if [ "$START" = 1 ]; then
     step $w start start_server "$X/data" --innodb-undo-tablespaces="$UNDO"
   fi
