@@ -27,6 +27,7 @@ SOCK=${1:?socket}; DBUSER=${2:-bench}; DBPASS=${3:-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-$HERE/../target/release}
 RUNS=${RUNS:-3}; PAR=${PAR:-4}; WORK=${WORK:-/tmp/hotbak-restore-bench}; START=${START:-0}
+HB_BACKUP_OPTS=${HB_BACKUP_OPTS:-}
 [ "$(id -u)" = 0 ] || { echo "needs root (drop_caches)" >&2; exit 2; }
 rm -rf "$WORK"; mkdir -p "$WORK"
 q() { mariadb --no-defaults -u"$DBUSER" -p"$DBPASS" --socket="$SOCK" -N -e "$1"; }
