@@ -120,9 +120,13 @@ way() { # one way, all steps
       step $w prepare "$BIN/hotbak" prepare --target-dir "$X/data"
       step $w restore "$BIN/hotbak" restore --in-place --target-dir "$X/data" --progress none ;;
   esac
-  if [ "$r" = 1 ]; then # the redo the prepare applied: last_lsn - to_lsn of the checkpoints file
-    local cp=$X/data/xtrabackup_checkpoints; [ -e "$X/bk/xtrabackup_checkpoints" ] && cp=$X/bk/xtrabackup_checkpoints
-    [ -e "$cp" ] && awk -v w="$w" '/^to_lsn/{t=$3} /^last_lsn/{l=$3} END{printf "  %-15s redo from the checkpoint: %.1f MiB\n", w, (l-t)/1048576}' "$cp"
+  if [ "$r" = 1 ]; then # the redo the prepare applied, from its own log
+    awk -v w="$w" '
+      /Starting crash recovery from checkpoint LSN=/ { sub(/.*LSN=/, ""); a = $1 + 0 }
+      /End of log at LSN=/ { sub(/.*LSN=/, ""); b = $1 + 0 }
+      /prepare \(native\).*redo [0-9]+\.\.[0-9]+/ { match($0, /redo [0-9]+\.\.[0-9]+/); split(substr($0, RSTART + 5, RLENGTH - 5), x, /\.\./); a = x[1]; b = x[2] }
+      END { if (b > a) printf "  %-15s redo applied by the prepare: %.1f MiB\n", w, (b - a) / 1048576 }' \
+      "$WORK/$w.prepare.log"
   fi
   if [ "$START" = 1 ]; then
     step $w start start_server "$X/data" --innodb-undo-tablespaces="$UNDO"
