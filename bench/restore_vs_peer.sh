@@ -8,10 +8,11 @@
 # /tmp/mdbbench/sb/mysqld.sock, user bench/bench), root (page cache dropped before every
 # step: `sync; echo 3 > /proc/sys/vm/drop_caches`), mariabackup and mbstream, and release
 # binaries (cargo build --release). Takes one stream with each tool, then per round, the
-# three ways in rotated order, each step timed with a cold cache:
+# four ways in rotated order, each step timed with a cold cache:
 #   mariabackup:     mbstream -x        | mariabackup --prepare | mariabackup --copy-back + sync -f
 #   hotbak:          xbextract -x       | hotbak prepare        | hotbak restore (synced by itself)
 #   hotbak-inplace:  xbextract -x into the future datadir | hotbak prepare | hotbak restore --in-place
+#   hotbak-oneshot:  hotbak restore --in-place --from-stream (the three in one command, one sync)
 # (mariabackup's copy-back leaves syncing to the kernel's writeback: `sync -f` on the
 # datadir's filesystem, one syncfs as hotbak does, is timed with it so both end durable.)
 # With START=1 also the time for mariadbd to be ready on the result (then shut down,
@@ -119,6 +120,9 @@ way() { # one way, all steps
       step $w extract bash -c "'$BIN/xbextract' -x -C '$X/data' < '$WORK/hb.xbs'"
       step $w prepare "$BIN/hotbak" prepare --target-dir "$X/data"
       step $w restore "$BIN/hotbak" restore --in-place --target-dir "$X/data" --progress none ;;
+    hotbak-oneshot)
+      rm -rf "$X/bk"
+      step $w oneshot bash -c "'$BIN/hotbak' restore --in-place --from-stream --target-dir '$X/data' --progress none < '$WORK/hb.xbs'" ;;
   esac
   if [ "$r" = 1 ]; then # the redo the prepare applied, from its own log
     awk -v w="$w" '
@@ -126,7 +130,7 @@ way() { # one way, all steps
       /End of log at LSN=/ { sub(/.*LSN=/, ""); b = $1 + 0 }
       /prepare \(native\).*redo [0-9]+\.\.[0-9]+/ { match($0, /redo [0-9]+\.\.[0-9]+/); split(substr($0, RSTART + 5, RLENGTH - 5), x, /\.\./); a = x[1]; b = x[2] }
       END { if (b > a) printf "  %-15s redo applied by the prepare: %.1f MiB\n", w, (b - a) / 1048576 }' \
-      "$WORK/$w.prepare.log"
+      "$(ls "$WORK/$w.prepare.log" "$WORK/$w.oneshot.log" 2>/dev/null | head -1)" || true
   fi
   if [ "$START" = 1 ]; then
     step $w start start_server "$X/data" --innodb-undo-tablespaces="$UNDO"
@@ -134,10 +138,10 @@ way() { # one way, all steps
   rm -rf "$X"
 }
 
-WAYS=(mariabackup hotbak hotbak-inplace)
+WAYS=(mariabackup hotbak hotbak-inplace hotbak-oneshot)
 for r in $(seq 1 "$RUNS"); do
   echo "## round $r"
-  for k in 0 1 2; do way "${WAYS[$(( (k + r - 1) % 3 ))]}"; done
+  for k in 0 1 2 3; do way "${WAYS[$(( (k + r - 1) % 4 ))]}"; done
 done
 
 python3 - "$RES" <<'PY'
@@ -149,16 +153,21 @@ for line in open(sys.argv[1]):
     way, step, s = line.split()
     t[way][step].append(float(s))
     if step not in order: order.append(step)
-ways = ["mariabackup", "hotbak", "hotbak-inplace"]
+ways = ["mariabackup", "hotbak", "hotbak-inplace", "hotbak-oneshot"]
 for w in ways:
-    t[w]["total"] = [sum(xs) for xs in zip(*(t[w][s] for s in order))]
+    t[w]["total"] = [sum(xs) for xs in zip(*(t[w][s] for s in order if s in t[w]))]
 print(f"{'step':10s}" + "".join(f"{w:>32s}" for w in ways))
 for s in order + ["total"]:
     row = f"{s:10s}"
-    base = statistics.median(t["mariabackup"][s])
+    base = statistics.median(t["mariabackup"][s]) if s in t["mariabackup"] else None
     for w in ways:
-        xs = t[w][s]; m = statistics.median(xs)
-        row += f"{m:.2f}s [{min(xs):.2f}-{max(xs):.2f}] x{base / m:.2f}".rjust(32)
+        xs = t[w].get(s)
+        if not xs:
+            row += "-".rjust(32); continue
+        m = statistics.median(xs)
+        vs = f" x{base / m:.2f}" if base else ""
+        row += f"{m:.2f}s [{min(xs):.2f}-{max(xs):.2f}]{vs}".rjust(32)
     print(row)
-print("(xN: mariabackup's median / this median; > 1 is faster than mariabackup)")
+print("(xN: mariabackup's median / this median; > 1 is faster than mariabackup;")
+print(" oneshot: hotbak restore --in-place --from-stream, extract + prepare + restore in one command)")
 PY
