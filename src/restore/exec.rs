@@ -310,6 +310,11 @@ impl Exec<'_> {
             if k == 0 {
                 break;
             }
+            // The source is read once: its pages leave the page cache at
+            // once (as mariabackup's copy-back does), so that a restore
+            // larger than the free memory does not make its writes wait
+            // for the kernel to reclaim them.
+            let _ = crate::sys::drop_cached(&from, n, k);
             n += k;
             shared.meter.add_bytes(k);
             if let Some(p) = pacer {
