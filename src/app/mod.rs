@@ -115,7 +115,7 @@ async fn verify(args: args::VerifyArgs) -> anyhow::Result<()> {
             dl?;
         }
         plan::VerifyTarget::Stream(plan) => {
-            crate::verify::run_stream(&plan, tokio::io::stdin(), "stdin").await?;
+            crate::verify::run_stream(&plan, crate::extract::DropBehind::stdin(), "stdin").await?;
         }
         plan::VerifyTarget::Dir(plan) => {
             tokio::task::spawn_blocking(move || crate::verify::run(&plan))

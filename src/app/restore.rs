@@ -155,7 +155,7 @@ async fn from_stream(a: &RestoreArgs, parallel: usize) -> anyhow::Result<()> {
         list: false,
         decode,
     };
-    let s = crate::extract::extract(&xplan, tokio::io::stdin(), "stdin").await?;
+    let s = crate::extract::extract(&xplan, crate::extract::DropBehind::stdin(), "stdin").await?;
     for w in &s.warnings {
         crate::events::warn(format_args!("{w}"));
     }

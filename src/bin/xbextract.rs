@@ -193,7 +193,7 @@ async fn run(args: Args) -> Result<()> {
         hotbak::events::info(format_args!("receiving from {peer}"));
         extract::extract(&plan, sock, &format!("tcp://{peer}")).await?
     } else {
-        extract::extract(&plan, tokio::io::stdin(), "stdin").await?
+        extract::extract(&plan, extract::DropBehind::stdin(), "stdin").await?
     };
     for w in &summary.warnings {
         hotbak::events::warn(format_args!("{w}"));

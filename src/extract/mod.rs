@@ -18,6 +18,7 @@ mod at_rest;
 mod decode;
 mod dirwriter;
 mod glue;
+mod input;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -37,6 +38,7 @@ pub use at_rest::{decode_dir, AtRestPlan, AtRestSummary};
 pub use decode::{DecodeOptions, DecompressFactory, InverseFactory, ENCRYPTED_SUFFIX};
 pub use dirwriter::STAGING_PREFIX;
 pub use glue::{decoders, install_decoders};
+pub use input::DropBehind;
 
 /// Errors of the extractor. Each names the path and, where it applies, the stream offset.
 #[derive(Debug, thiserror::Error)]
