@@ -124,13 +124,13 @@ way() { # one way, all steps
       rm -rf "$X/bk"
       step $w oneshot bash -c "'$BIN/hotbak' restore --in-place --from-stream --target-dir '$X/data' --progress none < '$WORK/hb.xbs'" ;;
   esac
-  if [ "$r" = 1 ]; then # the redo the prepare applied, from its own log
+  if [ "$r" = 1 ] && [ -e "$WORK/$w.prepare.log" ]; then # the redo the prepare applied, from its own log
     awk -v w="$w" '
       /Starting crash recovery from checkpoint LSN=/ { sub(/.*LSN=/, ""); a = $1 + 0 }
       /End of log at LSN=/ { sub(/.*LSN=/, ""); b = $1 + 0 }
       /prepare \(native\).*redo [0-9]+\.\.[0-9]+/ { match($0, /redo [0-9]+\.\.[0-9]+/); split(substr($0, RSTART + 5, RLENGTH - 5), x, /\.\./); a = x[1]; b = x[2] }
       END { if (b > a) printf "  %-15s redo applied by the prepare: %.1f MiB\n", w, (b - a) / 1048576 }' \
-      "$(ls "$WORK/$w.prepare.log" "$WORK/$w.oneshot.log" 2>/dev/null | head -1)" || true
+      "$WORK/$w.prepare.log"
   fi
   if [ "$START" = 1 ]; then
     step $w start start_server "$X/data" --innodb-undo-tablespaces="$UNDO"

@@ -277,9 +277,6 @@ fn peer_prepare_and_start_with(
     .expect("server starts on the mariabackup-prepared backup")
 }
 
-/// The backup prepared by mariabackup (a copy, when it is there) and by
-/// `hotbak prepare`, restored by hotbak; servers started with `args` on
-/// both pass the checks `e` and serve the same table checksums.
 /// The source's binlogs from a backup's position, and its final checksums.
 struct Replay {
     files: Vec<std::path::PathBuf>,
@@ -287,10 +284,11 @@ struct Replay {
     source_sums: std::collections::BTreeMap<String, u64>,
 }
 
-/// Both prepares of `backup` give servers that pass the checks with the
-/// same CHECKSUM TABLE; with `replay`, hotbak's, once the source's binlogs
-/// are replayed into it from the backup's position, serves the source's
-/// final checksums.
+/// The backup prepared by mariabackup (a copy, when it is there) and by
+/// `hotbak prepare`, restored by hotbak; servers started with `args` on
+/// both pass the checks `e` and serve the same table checksums. With
+/// `replay`, hotbak's, once the source's binlogs are replayed into it from
+/// the backup's position, serves the source's final checksums.
 async fn both_prepares_agree(
     mariabackup: Option<&Path>,
     backup: &Path,
